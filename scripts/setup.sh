@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything kuberank needs on a fresh machine of this kind:
+# the Python environment (llama-cpp-python compiled once, then reused from pip's wheel cache),
+# the Go-built control plane + kwok + helm, and the generated test and default models.
+# Caches live outside the repo in $KUBERANK_CACHE (default ~/.cache/kuberank).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KUBERANK_CACHE="${KUBERANK_CACHE:-$HOME/.cache/kuberank}"
+mkdir -p "$KUBERANK_CACHE"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "Python environment (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  python3.11 -m venv .venv
+fi
+stamp=".venv/.kuberank-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip wheel setuptools
+  # llama-cpp-python builds llama.cpp from source (several minutes on 2 cores, cached afterwards).
+  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+    .venv/bin/python -m pip install --progress-bar off -e '.[runtime,operator,gateway,dev]'
+  touch "$stamp"
+fi
+
+step "Control plane binaries (kube-apiserver, etcd, controller-manager, scheduler, kwok, helm)"
+bash tools/controlplane/build.sh
+
+step "Generated models (tiny test reranker, MiniLM cross-encoders)"
+.venv/bin/kuberank-models build --out "$KUBERANK_CACHE/models"
