@@ -1,0 +1,1 @@
+"""The rerank wire API (dialects, validation, response shaping, errors); free of llama.cpp."""

@@ -1,0 +1,150 @@
+"""Parse any supported request dialect into one normalized `RerankRequest`.
+
+The runtime and the gateway both parse with `parse_request`, so a body the gateway accepts is a
+body the runtime accepts. Token limits need a tokenizer and are left to the engine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from kuberank.protocol.errors import BadRequest, Unprocessable
+from kuberank.protocol.schemas import CohereRequest, Document, JinaRequest, TeiRequest
+from pydantic import ValidationError
+
+# A request with more documents than this is refused even when no limit is configured: it keeps
+# a single request from monopolising an engine queue for minutes.
+HARD_MAX_DOCUMENTS = 10_000
+
+
+class Dialect(StrEnum):
+    """Each dialect is served on its own path; the value is that path."""
+
+    JINA = "/v1/rerank"
+    TEI = "/rerank"
+    COHERE = "/v2/rerank"
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """A rerank request, whatever dialect it came in.
+
+    `normalize` None means "the model's default"; `truncate` None means "the server's overflow
+    policy", True/False force truncate/reject. `max_tokens_per_doc` always truncates (Cohere).
+    """
+
+    dialect: Dialect
+    query: str
+    documents: list[str]
+    model: str | None = None
+    top_n: int | None = None
+    return_documents: bool = True
+    normalize: bool | None = None
+    truncate: bool | None = None
+    truncation_direction: Literal["right", "left"] = "right"
+    max_tokens_per_doc: int | None = None
+
+
+def decode_json(raw: bytes) -> Any:
+    """Bytes → JSON value; invalid UTF-8 or JSON is the client's malformed request (400)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                         code="invalid_utf8") from None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def parse_request(
+    dialect: Dialect, raw: bytes, *, max_documents: int | None = None
+) -> RerankRequest:
+    """Validate a raw body of `dialect`; raise BadRequest (400) or Unprocessable (422)."""
+    body = decode_json(raw)
+    if not isinstance(body, dict):
+        raise Unprocessable("request body must be a JSON object")
+    try:
+        request = _from_wire(dialect, body)
+    except ValidationError as exc:
+        raise Unprocessable(_describe(exc)) from None
+    _check(request, max_documents)
+    return request
+
+
+def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
+    if dialect is Dialect.JINA:
+        jina = JinaRequest.model_validate(body)
+        return RerankRequest(
+            dialect=dialect, model=jina.model, query=jina.query,
+            documents=_texts(jina.documents), top_n=jina.top_n,
+            return_documents=jina.return_documents, normalize=jina.normalize,
+            truncate=jina.truncate,
+        )
+    if dialect is Dialect.TEI:
+        tei = TeiRequest.model_validate(body)
+        direction: Literal["right", "left"] = (
+            "left" if tei.truncation_direction.lower() == "left" else "right"
+        )
+        return RerankRequest(
+            dialect=dialect, model=tei.model, query=tei.query, documents=list(tei.texts),
+            return_documents=tei.return_text, normalize=not tei.raw_scores,
+            truncate=tei.truncate, truncation_direction=direction,
+        )
+    cohere = CohereRequest.model_validate(body)
+    return RerankRequest(
+        dialect=dialect, model=cohere.model, query=cohere.query,
+        documents=_texts(cohere.documents), top_n=cohere.top_n,
+        return_documents=cohere.return_documents,
+        normalize=True if cohere.normalize is None else cohere.normalize,
+        max_tokens_per_doc=cohere.max_tokens_per_doc,
+    )
+
+
+def _texts(documents: list[Document]) -> list[str]:
+    return [d if isinstance(d, str) else d.text for d in documents]
+
+
+def _check(request: RerankRequest, max_documents: int | None) -> None:
+    limit = min(max_documents or HARD_MAX_DOCUMENTS, HARD_MAX_DOCUMENTS)
+    if not request.query:
+        raise Unprocessable("query must be a non-empty string", code="empty_query")
+    if not request.documents:
+        raise BadRequest("documents must not be empty", code="empty_documents")
+    if len(request.documents) > limit:
+        raise Unprocessable(
+            f"{len(request.documents)} documents exceed the limit of {limit} per request",
+            code="too_many_documents",
+        )
+    for i, doc in enumerate(request.documents):
+        if not doc:
+            raise BadRequest(f"documents[{i}] is empty", code="empty_document")
+    if request.top_n is not None and request.top_n < 1:
+        raise Unprocessable("top_n must be at least 1", code="invalid_top_n")
+    if request.max_tokens_per_doc is not None and request.max_tokens_per_doc < 1:
+        raise Unprocessable("max_tokens_per_doc must be at least 1", code="invalid_max_tokens")
+    _check_encodable(request)
+
+
+def _check_encodable(request: RerankRequest) -> None:
+    """JSON escapes can smuggle lone surrogates (\\ud800) that no tokenizer can take."""
+    for where, text in [("query", request.query)] + [
+        (f"documents[{i}]", d) for i, d in enumerate(request.documents)
+    ]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"{where} contains an unpaired surrogate, not valid Unicode",
+                             code="invalid_utf8") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{where}: {first['msg']}" + (
+        f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+    )

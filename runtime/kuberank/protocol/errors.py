@@ -1,0 +1,152 @@
+"""One exception type per documented error status, mapped once to the JSON error body.
+
+Both the runtime and the gateway raise these and install the same handlers, so a client sees
+`{"error": {"message", "type", "code"}}` with the same statuses whichever process answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Base of every error a client may see; subclasses fix status, type and default code."""
+
+    status: int = 500
+    type: str = "server_error"
+    default_code: str = "internal_error"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.retry_after = retry_after
+
+
+class BadRequest(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 400
+    type = "invalid_request_error"
+    default_code = "bad_request"
+
+
+class Unauthorized(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class Forbidden(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 403
+    type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class ModelNotFound(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 404
+    type = "not_found_error"
+    default_code = "model_not_found"
+
+
+class PayloadTooLarge(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 413
+    type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class Unprocessable(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 422
+    type = "invalid_request_error"
+    default_code = "invalid_schema"
+
+
+class RateLimited(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limited"
+
+
+class InternalError(ApiError):
+    """A bug or engine failure; the process keeps serving."""
+
+
+class Unavailable(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 503
+    type = "unavailable_error"
+    default_code = "unavailable"
+
+
+class UpstreamTimeout(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 504
+    type = "timeout_error"
+    default_code = "upstream_timeout"
+
+
+def error_body(err: ApiError) -> dict[str, Any]:
+    return {"error": {"message": err.message, "type": err.type, "code": err.code}}
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
+    return JSONResponse(error_body(err), status_code=err.status, headers=headers)
+
+
+_HTTP_STATUS_ERRORS: dict[int, type[ApiError]] = {
+    cls.status: cls
+    for cls in (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge,
+                Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
+}
+
+
+def _from_http_exception(exc: StarletteHTTPException) -> ApiError:
+    cls = _HTTP_STATUS_ERRORS.get(exc.status_code)
+    message = str(exc.detail)
+    if cls is not None:
+        return cls(message)
+    err = ApiError(message, code=f"http_{exc.status_code}")
+    err.status = exc.status_code  # statuses outside the documented set (405, ...)
+    err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return err
+
+
+def _from_validation_error(exc: RequestValidationError) -> ApiError:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return BadRequest("request body is not valid JSON", code="invalid_json")
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return Unprocessable(f"{where or 'body'}: {first.get('msg', 'invalid request')}")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map ApiError, request validation, unknown routes and crashes to the JSON error body."""
+
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc)
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_response(_from_http_exception(exc))
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(_from_validation_error(exc))
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(InternalError("internal server error"))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_crash)

@@ -1,0 +1,74 @@
+"""Turn per-document scores into each dialect's response body (pure)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kuberank.protocol.dialects import Dialect, RerankRequest
+
+
+@dataclass(frozen=True)
+class Ranked:
+    index: int
+    score: float
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def rank(scores: list[float], top_n: int | None) -> list[Ranked]:
+    """Best first; ties keep request order; a top_n beyond the list length returns all."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    if top_n is not None:
+        order = order[:top_n]
+    return [Ranked(i, scores[i]) for i in order]
+
+
+def shape_response(
+    request: RerankRequest,
+    scores: list[float],
+    *,
+    model: str,
+    prompt_tokens: int,
+    normalize_default: bool = False,
+    response_id: str | None = None,
+) -> Any:
+    """The JSON body for `request.dialect` given raw scores (one per document, request order)."""
+    normalize = normalize_default if request.normalize is None else request.normalize
+    shown = [sigmoid(s) for s in scores] if normalize else list(scores)
+    ranked = rank(shown, request.top_n)
+    docs = request.documents
+    if request.dialect is Dialect.TEI:
+        return [
+            {"index": r.index, "score": r.score}
+            | ({"text": docs[r.index]} if request.return_documents else {})
+            for r in ranked
+        ]
+    results = [
+        {"index": r.index, "relevance_score": r.score}
+        | ({"document": {"text": docs[r.index]}} if request.return_documents else {})
+        for r in ranked
+    ]
+    if request.dialect is Dialect.COHERE:
+        return {
+            "id": response_id or str(uuid.uuid4()),
+            "results": results,
+            "meta": {
+                "api_version": {"version": "2"},
+                "billed_units": {"search_units": 1},
+                "tokens": {"input_tokens": prompt_tokens, "output_tokens": 0},
+            },
+        }
+    return {
+        "model": model,
+        "object": "list",
+        "results": results,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

@@ -1,0 +1,149 @@
+import json
+from typing import Any
+
+import pytest
+from kuberank.protocol.dialects import HARD_MAX_DOCUMENTS, Dialect, RerankRequest, parse_request
+from kuberank.protocol.errors import ApiError, BadRequest, Unprocessable
+
+pytestmark = pytest.mark.unit
+
+
+def body(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_jina_request_accepts_strings_and_text_objects() -> None:
+    req = parse_request(Dialect.JINA, body(model="m", query="q", top_n=2,
+                                           documents=["a", {"text": "b"}]))
+    assert req == RerankRequest(dialect=Dialect.JINA, model="m", query="q",
+                                documents=["a", "b"], top_n=2)
+
+
+def test_jina_defaults_return_documents_and_leave_normalize_to_the_model() -> None:
+    req = parse_request(Dialect.JINA, body(query="q", documents=["a"]))
+    assert req.return_documents is True
+    assert req.normalize is None
+    assert req.truncate is None
+
+
+def test_tei_maps_texts_return_text_raw_scores_and_truncation() -> None:
+    req = parse_request(Dialect.TEI, body(query="q", texts=["a", "b"], return_text=True,
+                                          raw_scores=True, truncate=False,
+                                          truncation_direction="Left"))
+    assert req.documents == ["a", "b"]
+    assert req.return_documents is True
+    assert req.normalize is False
+    assert req.truncate is False
+    assert req.truncation_direction == "left"
+
+
+def test_tei_scores_are_sigmoid_unless_raw_scores() -> None:
+    assert parse_request(Dialect.TEI, body(query="q", texts=["a"])).normalize is True
+
+
+def test_cohere_reads_max_tokens_per_doc_and_omits_documents_by_default() -> None:
+    req = parse_request(Dialect.COHERE, body(model="m", query="q", documents=[{"text": "a"}],
+                                             max_tokens_per_doc=7))
+    assert req.max_tokens_per_doc == 7
+    assert req.return_documents is False
+    assert req.normalize is True
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1,", b"\"unterminated"])
+def test_malformed_json_is_400(raw: bytes) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(Dialect.JINA, raw)
+    assert info.value.status == 400
+    assert info.value.code == "invalid_json"
+
+
+def test_invalid_utf8_is_400() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(Dialect.JINA, b'{"query": "\xff\xfe", "documents": ["a"]}')
+    assert info.value.code == "invalid_utf8"
+
+
+def test_lone_surrogate_escape_is_400() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(Dialect.JINA, b'{"query": "q", "documents": ["\\ud800"]}')
+    assert info.value.code == "invalid_utf8"
+
+
+def test_deeply_nested_json_is_400_not_a_crash() -> None:
+    with pytest.raises(BadRequest):
+        parse_request(Dialect.JINA, b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_empty_documents_list_is_400() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(Dialect.JINA, body(query="q", documents=[]))
+    assert info.value.code == "empty_documents"
+
+
+def test_empty_string_document_is_400() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(Dialect.JINA, body(query="q", documents=["a", ""]))
+    assert info.value.code == "empty_document"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"documents": ["a"]},  # missing query
+        {"query": "q"},  # missing documents
+        {"query": 5, "documents": ["a"]},
+        {"query": "q", "documents": "a"},
+        {"query": "q", "documents": [1, 2]},
+        {"query": "q", "documents": [None]},
+        {"query": "q", "documents": [{"content": "a"}]},
+        {"query": "q", "documents": ["a"], "top_n": "2"},
+        {"query": "q", "documents": ["a"], "top_n": True},
+        {"query": "q", "documents": ["a"], "top_n": 1.5},
+        {"query": "q", "documents": ["a"], "return_documents": "yes"},
+        {"query": "", "documents": ["a"]},
+    ],
+)
+def test_schema_violations_are_422(fields: dict[str, Any]) -> None:
+    with pytest.raises(Unprocessable):
+        parse_request(Dialect.JINA, body(**fields))
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"42", b"null", b'"q"'])
+def test_non_object_body_is_422(raw: bytes) -> None:
+    with pytest.raises(Unprocessable):
+        parse_request(Dialect.JINA, raw)
+
+
+@pytest.mark.parametrize("top_n", [0, -1])
+def test_non_positive_top_n_is_422(top_n: int) -> None:
+    with pytest.raises(Unprocessable) as info:
+        parse_request(Dialect.JINA, body(query="q", documents=["a"], top_n=top_n))
+    assert info.value.code == "invalid_top_n"
+
+
+def test_huge_top_n_is_accepted() -> None:
+    req = parse_request(Dialect.JINA, body(query="q", documents=["a"], top_n=10**30))
+    assert req.top_n == 10**30
+
+
+def test_more_documents_than_the_limit_is_422() -> None:
+    with pytest.raises(Unprocessable) as info:
+        parse_request(Dialect.JINA, body(query="q", documents=["a"] * 11), max_documents=10)
+    assert info.value.code == "too_many_documents"
+    assert parse_request(Dialect.JINA, body(query="q", documents=["a"] * 10), max_documents=10)
+
+
+def test_hard_document_cap_applies_without_a_configured_limit() -> None:
+    with pytest.raises(Unprocessable):
+        parse_request(Dialect.JINA, body(query="q", documents=["a"] * (HARD_MAX_DOCUMENTS + 1)))
+
+
+def test_cohere_non_positive_max_tokens_per_doc_is_422() -> None:
+    with pytest.raises(Unprocessable):
+        parse_request(Dialect.COHERE, body(query="q", documents=["a"], max_tokens_per_doc=0))
+
+
+def test_every_error_is_an_api_error_with_a_message() -> None:
+    with pytest.raises(ApiError) as info:
+        parse_request(Dialect.TEI, body(query="q", texts=[{"text": "a"}]))
+    assert "texts" in info.value.message

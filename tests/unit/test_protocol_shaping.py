@@ -1,0 +1,93 @@
+import math
+
+import pytest
+from kuberank.protocol.dialects import Dialect, RerankRequest
+from kuberank.protocol.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RateLimited,
+    UpstreamTimeout,
+    error_body,
+)
+from kuberank.protocol.shaping import rank, shape_response, sigmoid
+
+pytestmark = pytest.mark.unit
+
+DOCS = ["hi", "it is a bear", "The giant panda"]
+SCORES = [-6.16, -3.73, 1.95]
+
+
+def request(dialect: Dialect = Dialect.JINA, **kw: object) -> RerankRequest:
+    return RerankRequest(dialect=dialect, query="What is a panda?", documents=DOCS, **kw)  # type: ignore[arg-type]
+
+
+def test_jina_response_matches_the_gpustack_contract() -> None:
+    out = shape_response(request(top_n=3), SCORES, model="m", prompt_tokens=69)
+    assert out == {
+        "model": "m",
+        "object": "list",
+        "results": [
+            {"index": 2, "relevance_score": 1.95, "document": {"text": "The giant panda"}},
+            {"index": 1, "relevance_score": -3.73, "document": {"text": "it is a bear"}},
+            {"index": 0, "relevance_score": -6.16, "document": {"text": "hi"}},
+        ],
+        "usage": {"prompt_tokens": 69, "total_tokens": 69},
+    }
+
+
+def test_top_n_cuts_after_sorting() -> None:
+    out = shape_response(request(top_n=1), SCORES, model="m", prompt_tokens=1)
+    assert [r["index"] for r in out["results"]] == [2]
+
+
+def test_document_is_omitted_not_null_without_return_documents() -> None:
+    out = shape_response(request(return_documents=False), SCORES, model="m", prompt_tokens=1)
+    assert all("document" not in r for r in out["results"])
+
+
+def test_normalize_per_model_and_per_request() -> None:
+    by_model = shape_response(request(), SCORES, model="m", prompt_tokens=1,
+                              normalize_default=True)
+    assert by_model["results"][0]["relevance_score"] == pytest.approx(sigmoid(1.95))
+    request_wins = shape_response(request(normalize=False), SCORES, model="m", prompt_tokens=1,
+                                  normalize_default=True)
+    assert request_wins["results"][0]["relevance_score"] == 1.95
+
+
+def test_tei_response_is_a_bare_list_with_optional_text() -> None:
+    out = shape_response(request(Dialect.TEI, return_documents=False, normalize=False), SCORES,
+                         model="m", prompt_tokens=1)
+    assert out == [{"index": 2, "score": 1.95}, {"index": 1, "score": -3.73},
+                   {"index": 0, "score": -6.16}]
+    with_text = shape_response(request(Dialect.TEI, return_documents=True, normalize=True), SCORES,
+                               model="m", prompt_tokens=1)
+    assert with_text[0]["text"] == "The giant panda"
+    assert 0 < with_text[0]["score"] < 1
+
+
+def test_cohere_response_has_id_results_and_meta() -> None:
+    out = shape_response(request(Dialect.COHERE, return_documents=False, top_n=2), SCORES,
+                         model="m", prompt_tokens=12, response_id="abc")
+    assert out["id"] == "abc"
+    assert [r["index"] for r in out["results"]] == [2, 1]
+    assert out["meta"]["api_version"] == {"version": "2"}
+    assert out["meta"]["tokens"]["input_tokens"] == 12
+
+
+def test_rank_keeps_request_order_on_ties_and_tolerates_huge_top_n() -> None:
+    assert [r.index for r in rank([1.0, 2.0, 1.0], 10**30)] == [1, 0, 2]
+
+
+def test_sigmoid_is_stable_at_extremes() -> None:
+    assert sigmoid(-1000.0) == 0.0
+    assert sigmoid(1000.0) == 1.0
+    assert math.isclose(sigmoid(0.0), 0.5)
+
+
+def test_error_body_shape_and_statuses() -> None:
+    assert error_body(BadRequest("nope", code="invalid_json")) == {
+        "error": {"message": "nope", "type": "invalid_request_error", "code": "invalid_json"}
+    }
+    assert PayloadTooLarge("x").status == 413
+    assert RateLimited("x", retry_after=3).retry_after == 3
+    assert UpstreamTimeout("x").status == 504
