@@ -1,0 +1,88 @@
+"""ApiKey: a bearer key for the gateway, minted by the operator into a Secret it owns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kuberank.crd.common import Condition, CrdModel
+from pydantic import ConfigDict, Field
+
+KIND = "ApiKey"
+PLURAL = "apikeys"
+SINGULAR = "apikey"
+SHORT_NAMES = ["ak"]
+
+ROTATE_ANNOTATION = "kuberank.io/rotate"
+SECRET_FIELD = "api-key"
+
+
+def secret_name(apikey_name: str) -> str:
+    """Name of the Secret that holds the plain key."""
+    return f"{apikey_name}-key"
+
+
+class RateLimit(CrdModel):
+    """Per-key budgets the gateway enforces (token bucket per minute)."""
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests per minute."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, le=1_000_000_000, description="Prompt tokens per minute."
+    )
+
+
+class ApiKeySpec(CrdModel):
+    """Who may call which models, until when."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!('*' in self.models) || size(self.models) == 1",
+                    "message": "models: '*' cannot be combined with other names",
+                }
+            ]
+        }
+    )
+
+    description: str = Field(default="", description="What the key is for.", max_length=1000)
+    models: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Served names this key may use, or ['*'] for every model in the namespace.",
+        min_length=1,
+        max_length=100,
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="RFC 3339 time after which the key is refused."
+    )
+    disabled: bool = Field(default=False, description="Refuse the key without deleting it.")
+    rate_limit: RateLimit | None = Field(default=None, description="Per-key rate limits.")
+
+    def allows_model(self, served_name: str) -> bool:
+        return "*" in self.models or served_name in self.models
+
+
+class ApiKeyStatus(CrdModel):
+    """Public facts about the minted key; never the key itself."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="Last reconciled.")
+    key_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{16}$", description="Public id part of the key."
+    )
+    digest: str | None = Field(
+        default=None, description="Salted SHA-256 of the secret part: sha256$salt$hex."
+    )
+    secret_name: str | None = Field(default=None, description="Secret holding the key.")
+    rotation: str | None = Field(
+        default=None, description="Value of the rotate annotation last honoured."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Active, Expired, Disabled."
+    )
+
+
+def parse_spec(spec: Any) -> ApiKeySpec:
+    """Parse a spec as it comes from the API server (camelCase)."""
+    return ApiKeySpec.model_validate(spec)

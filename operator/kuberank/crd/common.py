@@ -1,0 +1,91 @@
+"""Shared pieces of the custom resource models: the camelCase base class and conditions.
+
+The pydantic models in this package are the single source of truth for the CRDs: `generate.py`
+turns their JSON schema into the structural OpenAPI schema the API server enforces, and the
+operator and gateway parse API objects with the same classes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "kuberank.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes quantities arrive as YAML ints ("cpu: 4") or strings ("500m", "16Gi"). The CRD
+# schema can only say "int or string"; the pattern is checked here so the operator can name the
+# field in a Degraded condition instead of failing to apply a Deployment.
+_QUANTITY_RE = re.compile(
+    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[mkMGTPE]|[KMGTPE]i)?$"
+)
+
+
+def _quantity(value: object) -> object:
+    text = str(value) if isinstance(value, int | float) else value
+    if isinstance(text, str) and not _QUANTITY_RE.match(text):
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)")
+    return text
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    WithJsonSchema(
+        {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+    ),
+]
+
+# Free-form Kubernetes structures (tolerations, affinity) validated by the API server's own
+# types when they land in the pod spec; the CRD keeps them verbatim.
+PreservedObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "A core/v1 structure, kept verbatim.",
+        }
+    ),
+]
+
+
+class CrdModel(BaseModel):
+    """Base for every spec/status model: camelCase on the wire, snake_case in Python.
+
+    Unknown fields are ignored rather than rejected so that an older gateway keeps reading
+    objects written against a newer CRD.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=False
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase keys, unset optionals omitted."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(CrdModel):
+    """One observation about the object, keyed by type (Kubernetes condition conventions)."""
+
+    type: str = Field(description="Condition type, e.g. Ready.", max_length=64)
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        description="One-word CamelCase reason for the last transition.", max_length=128
+    )
+    message: str = Field(default="", description="What happened and what to do about it.")
+    last_transition_time: datetime | None = Field(
+        default=None, description="When status last changed (not when it was last checked)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the condition was computed for.", ge=0
+    )

@@ -1,0 +1,258 @@
+"""RerankModel: one reranker model served by a Deployment of kuberank-runtime pods."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from kuberank.crd.common import (
+    Condition,
+    CrdModel,
+    PreservedObject,
+    Quantity,
+)
+from pydantic import ConfigDict, Field, model_validator
+
+KIND = "RerankModel"
+PLURAL = "rerankmodels"
+SINGULAR = "rerankmodel"
+SHORT_NAMES = ["rrm"]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+
+class SecretKeyRef(CrdModel):
+    """A key in a Secret of the RerankModel's namespace."""
+
+    name: str = Field(description="Secret name.", min_length=1, max_length=253)
+    key: str = Field(default="token", description="Key inside the Secret.", min_length=1)
+
+
+class HuggingFaceSource(CrdModel):
+    """A file (or glob of files, for split GGUFs) from a Hugging Face model repository."""
+
+    repo: str = Field(
+        description="Repository id, e.g. BAAI/bge-reranker-v2-m3-GGUF.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+        max_length=200,
+    )
+    file: str = Field(
+        description="File name or glob (e.g. *Q8_0*.gguf) inside the repository.",
+        min_length=1,
+        max_length=500,
+    )
+    revision: str = Field(
+        default="main", description="Branch, tag or commit to fetch.", min_length=1
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a Hugging Face token for gated repos."
+    )
+
+
+class UrlSource(CrdModel):
+    """A single file over HTTP(S), verified against its SHA-256."""
+
+    url: str = Field(description="http(s) URL of the GGUF file.", pattern=r"^https?://.+")
+    sha256: str = Field(
+        description="Expected SHA-256 (hex) of the file; a mismatch fails the pod.",
+        pattern=r"^[0-9a-f]{64}$",
+    )
+
+
+class PvcSource(CrdModel):
+    """A file already on a PersistentVolumeClaim in the same namespace."""
+
+    claim_name: str = Field(description="PersistentVolumeClaim name.", pattern=DNS_LABEL)
+    path: str = Field(
+        description="Path of the GGUF file inside the volume.",
+        pattern=r"^[^/].*$",
+        min_length=1,
+    )
+
+
+SOURCE_RULE = "[has(self.huggingFace), has(self.url), has(self.pvc)].filter(x, x).size() == 1"
+
+
+class ModelSource(CrdModel):
+    """Where the model file comes from: exactly one of huggingFace, url, pvc."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": SOURCE_RULE, "message": "set exactly one of huggingFace, url, pvc"}
+            ]
+        }
+    )
+
+    hugging_face: HuggingFaceSource | None = Field(default=None, description="Hugging Face Hub.")
+    url: UrlSource | None = Field(default=None, description="Plain HTTP(S) download.")
+    pvc: PvcSource | None = Field(default=None, description="Existing volume.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        chosen = [s for s in (self.hugging_face, self.url, self.pvc) if s is not None]
+        if len(chosen) != 1:
+            raise ValueError("source needs exactly one of huggingFace, url, pvc")
+        return self
+
+    @property
+    def kind(self) -> Literal["huggingFace", "url", "pvc"]:
+        if self.hugging_face is not None:
+            return "huggingFace"
+        return "url" if self.url is not None else "pvc"
+
+
+class Resources(CrdModel):
+    """Compute for each replica; gpus become container limits under gpuResourceName."""
+
+    gpus: int = Field(default=1, ge=0, le=16, description="GPUs per replica; 0 runs on CPU.")
+    gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        description="Extended resource name of the GPU (e.g. amd.com/gpu).",
+        pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request and limit.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit.")
+
+
+class Scheduling(CrdModel):
+    """Pod scheduling fields, passed to the runtime pods unchanged."""
+
+    node_selector: dict[str, str] | None = Field(default=None, description="Node labels.")
+    tolerations: list[PreservedObject] | None = Field(
+        default=None, description="Pod tolerations (core/v1 Toleration)."
+    )
+    affinity: PreservedObject | None = Field(
+        default=None, description="Pod affinity (core/v1 Affinity)."
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass name.")
+    runtime_class_name: str | None = Field(
+        default=None, description="RuntimeClass name (e.g. nvidia)."
+    )
+
+
+class EnvVar(CrdModel):
+    """An extra environment variable for the runtime container."""
+
+    name: str = Field(description="Variable name.", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str = Field(default="", description="Variable value.")
+
+
+class Engine(CrdModel):
+    """llama.cpp settings of the runtime container."""
+
+    context_size: int | None = Field(
+        default=None, ge=64, le=131072, description="Context tokens (llama.cpp n_ctx)."
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=131072, description="Batch tokens; must cover the longest pair."
+    )
+    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads.")
+    gpu_layers: int | None = Field(
+        default=None, ge=-1, le=1000, description="Layers offloaded to the GPU (-1: all)."
+    )
+    flash_attention: bool = Field(default=False, description="Enable flash attention.")
+    image: str | None = Field(
+        default=None, description="Runtime image; defaults to the operator's runtime image."
+    )
+    extra_args: list[str] | None = Field(
+        default=None, description="Extra kuberank-runtime arguments, appended last."
+    )
+    env: list[EnvVar] | None = Field(default=None, description="Extra environment variables.")
+
+
+class Limits(CrdModel):
+    """Request limits the runtime enforces."""
+
+    max_documents: int | None = Field(
+        default=None, ge=1, le=10000, description="Most documents per request."
+    )
+    max_query_tokens: int | None = Field(
+        default=None, ge=1, le=131072, description="Most tokens of the query."
+    )
+    max_document_tokens: int | None = Field(
+        default=None, ge=1, le=131072, description="Most tokens of one document."
+    )
+    overflow: Literal["truncate", "reject"] = Field(
+        default="truncate", description="Over-long pairs are truncated or rejected (413)."
+    )
+
+
+class Scoring(CrdModel):
+    """How scores are reported by default."""
+
+    normalize: bool = Field(
+        default=False, description="Report sigmoid probabilities instead of raw logits."
+    )
+
+
+_EMPTY: dict[str, Any] = {"default": {}}  # lets the API server fill nested defaults
+
+SERVED_NAME_RULE = (
+    "has(self.servedName) == has(oldSelf.servedName)"
+    " && (!has(self.servedName) || self.servedName == oldSelf.servedName)"
+)
+
+
+class RerankModelSpec(CrdModel):
+    """Desired state of a served reranker model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": SERVED_NAME_RULE, "message": "servedName is immutable"}
+            ]
+        }
+    )
+
+    served_name: str | None = Field(
+        default=None,
+        description="Model name clients send; defaults to metadata.name. Immutable.",
+        pattern=SERVED_NAME,
+        max_length=200,
+    )
+    source: ModelSource = Field(description="Where the model file comes from.")
+    replicas: int = Field(default=1, ge=0, le=1000, description="Number of runtime pods.")
+    resources: Resources = Field(
+        default_factory=Resources, json_schema_extra=_EMPTY, description="Compute per replica."
+    )
+    scheduling: Scheduling = Field(
+        default_factory=Scheduling, json_schema_extra=_EMPTY, description="Pod scheduling."
+    )
+    engine: Engine = Field(
+        default_factory=Engine, json_schema_extra=_EMPTY, description="llama.cpp settings."
+    )
+    limits: Limits = Field(
+        default_factory=Limits, json_schema_extra=_EMPTY, description="Request limits."
+    )
+    scoring: Scoring = Field(
+        default_factory=Scoring, json_schema_extra=_EMPTY, description="Score reporting."
+    )
+    allow_same_namespace: bool = Field(
+        default=False,
+        description="Also let any pod of this namespace reach the runtime (not only the gateway).",
+    )
+
+    def served_name_for(self, name: str) -> str:
+        return self.served_name or name
+
+
+class RerankModelStatus(CrdModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation last reconciled.", ge=0
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Available, Progressing, Degraded."
+    )
+    replicas: int | None = Field(default=None, ge=0, description="Pods of the Deployment.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Ready pods.")
+    selector: str | None = Field(default=None, description="Label selector of the pods.")
+    endpoint: str | None = Field(default=None, description="In-cluster URL of the Service.")
+    served_name: str | None = Field(default=None, description="Effective served name.")
+
+
+def parse_spec(spec: Any) -> RerankModelSpec:
+    """Parse a spec as it comes from the API server (camelCase)."""
+    return RerankModelSpec.model_validate(spec)

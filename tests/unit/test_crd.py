@@ -1,0 +1,130 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kuberank.crd import ApiKeySpec, RerankModelSpec
+from kuberank.crd.generate import apikey_crd, main, rendered, rerankmodel_crd
+from pydantic import ValidationError
+
+pytestmark = pytest.mark.unit
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+SHA = "a" * 64
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            out.extend(_walk(value, f"{path}.{key}"))
+        if isinstance(node.get("items"), dict):
+            out.extend(_walk(node["items"], f"{path}[]"))
+    return out
+
+
+def _schema(crd: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_committed_crd_yaml_matches_the_models() -> None:
+    for name, text in rendered().items():
+        assert (CRDS / name).read_text() == text, f"crds/{name} is stale: run kuberank-crds"
+
+
+def test_check_mode_fails_on_stale_files(tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    assert main(["--out", str(tmp_path)]) == 0
+    assert main(["--out", str(tmp_path), "--check"]) == 0
+    (tmp_path / "apikeys.kuberank.io.yaml").write_text("edited: true\n")
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+
+
+def test_schemas_are_structural_with_descriptions_everywhere() -> None:
+    for crd in (rerankmodel_crd(), apikey_crd()):
+        for path, node in _walk(_schema(crd)):
+            assert "$ref" not in node and "title" not in node, path
+            if path.startswith((".spec.", ".status.")) and not path.endswith("[]"):
+                assert node.get("description"), f"{path} lacks a description"
+                assert "type" in node or node.get("x-kubernetes-int-or-string"), path
+            assert not ("properties" in node and "additionalProperties" in node), path
+
+
+def test_rerankmodel_crd_declares_defaults_enums_bounds_and_cel() -> None:
+    nodes = dict(_walk(_schema(rerankmodel_crd())))
+    assert nodes[".spec.resources.gpus"]["default"] == 1
+    assert nodes[".spec.resources.gpuResourceName"]["default"] == "nvidia.com/gpu"
+    assert nodes[".spec.resources"]["default"] == {}
+    assert nodes[".spec.limits.overflow"]["enum"] == ["truncate", "reject"]
+    assert nodes[".spec.replicas"]["minimum"] == 0
+    rules = [v["rule"] for v in nodes[".spec.source"]["x-kubernetes-validations"]]
+    assert any("filter(x, x).size() == 1" in r for r in rules)
+    immutables = nodes[".spec"]["x-kubernetes-validations"]
+    assert any("oldSelf.servedName" in v["rule"] for v in immutables)
+
+
+def test_rerankmodel_crd_has_scale_status_columns_and_short_name() -> None:
+    crd = rerankmodel_crd()
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
+    assert "status" in version["subresources"]
+    assert crd["spec"]["names"]["shortNames"] == ["rrm"]
+    names = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert names[:3] == ["Served", "Ready", "Desired"] and names[-1] == "Age"
+
+
+def test_apikey_crd_has_short_name_and_wildcard_rule() -> None:
+    crd = apikey_crd()
+    assert crd["spec"]["names"]["shortNames"] == ["ak"]
+    spec = _schema(crd)["properties"]["spec"]
+    assert spec["properties"]["expiresAt"]["format"] == "date-time"
+    assert "'*' in self.models" in spec["x-kubernetes-validations"][0]["rule"]
+
+
+def test_generated_yaml_is_loadable() -> None:
+    for text in rendered().values():
+        doc = yaml.safe_load(text)
+        assert doc["kind"] == "CustomResourceDefinition"
+
+
+def test_spec_parses_camel_case_and_fills_defaults() -> None:
+    spec = RerankModelSpec.model_validate(
+        {"source": {"huggingFace": {"repo": "org/m-GGUF", "file": "*Q8_0.gguf"}}}
+    )
+    assert spec.source.kind == "huggingFace"
+    assert spec.source.hugging_face is not None
+    assert spec.source.hugging_face.revision == "main"
+    assert spec.resources.gpus == 1 and spec.replicas == 1
+    assert spec.served_name_for("bge") == "bge"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {},
+        {"url": {"url": "https://x/m.gguf", "sha256": SHA}, "pvc": {"claimName": "c", "path": "m"}},
+    ],
+)
+def test_spec_rejects_anything_but_exactly_one_source(source: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        RerankModelSpec.model_validate({"source": source})
+
+
+def test_spec_rejects_bad_quantities_and_bounds() -> None:
+    src = {"pvc": {"claimName": "c", "path": "m.gguf"}}
+    with pytest.raises(ValidationError, match="quantity"):
+        RerankModelSpec.model_validate({"source": src, "resources": {"memory": "lots"}})
+    with pytest.raises(ValidationError):
+        RerankModelSpec.model_validate({"source": src, "resources": {"gpus": -1}})
+    spec = RerankModelSpec.model_validate({"source": src, "resources": {"cpu": 4}})
+    assert spec.resources.cpu == "4"
+
+
+def test_apikey_spec_defaults_to_every_model() -> None:
+    spec = ApiKeySpec.model_validate({})
+    assert spec.models == ["*"] and spec.allows_model("anything")
+    narrow = ApiKeySpec.model_validate({"models": ["a"], "expiresAt": "2030-01-01T00:00:00Z"})
+    assert not narrow.allows_model("b") and narrow.expires_at is not None
