@@ -19,6 +19,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o644)  # mkstemp's 0600 would hide models from other users of the cache
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -35,6 +36,9 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        tmp.chmod(0o755)
+        for child in tmp.iterdir():
+            child.chmod(0o644)
         try:
             os.rename(tmp, target)
         except OSError:

@@ -1,0 +1,66 @@
+"""``kuberank-models``: build the generated models, or convert an HF cross-encoder to GGUF."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kuberank.modelkit import paths
+from kuberank.modelkit.build import ensure_minilm, ensure_tiny
+from kuberank.modelkit.convert import convert_hf_dir
+from kuberank.modelkit.hparams import UnsupportedModelError
+from kuberank.modelkit.writer import DTYPES
+
+
+def _log(message: str) -> None:
+    print(f"kuberank-models: {message}", file=sys.stderr, flush=True)
+
+
+def _build_default(out_dir: Path) -> None:
+    """Build the fine-tuned default model when the trainer (issue 7) is installed."""
+    try:
+        train = importlib.import_module("kuberank.modelkit.train")
+    except ImportError:
+        _log("default model trainer not available; skipping the default model")
+        return
+    _log(f"default model: {train.build_default_model(out_dir)}")
+
+
+def build(out_dir: Path) -> int:
+    ensure_tiny(out_dir, _log)
+    ensure_minilm(out_dir, _log)
+    _build_default(out_dir)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kuberank-models", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build the test and default models (skips existing files)")
+    b.add_argument("--out", type=Path, default=None,
+                   help="output directory (default: $KUBERANK_CACHE/models)")
+    c = sub.add_parser("convert", help="convert an HF BertForSequenceClassification dir to GGUF")
+    c.add_argument("hf_dir", type=Path)
+    c.add_argument("out", type=Path)
+    c.add_argument("--dtype", choices=DTYPES, default="f32")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            return build(args.out or paths.models_dir())
+        out = convert_hf_dir(args.hf_dir, args.out, dtype=args.dtype)
+        _log(f"wrote {out}")
+        return 0
+    except (UnsupportedModelError, FileNotFoundError) as err:
+        _log(f"error: {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
