@@ -1,0 +1,1 @@
+"""Pure manifest builders: (spec, settings) -> dict. No kopf, no Kubernetes client."""

@@ -1,0 +1,159 @@
+"""The runtime Deployment: fetch init container + kuberank-runtime, hardened and probed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.operator.builders.fetch import MODELS_DIR, SOURCE_DIR, fetch_args, fetch_env
+from kuberank.operator.builders.fetch import source_volume as build_source_volume
+from kuberank.operator.builders.meta import HTTP_PORT, Owner, child_name, metadata, selector
+from kuberank.operator.builders.meta import labels as model_labels
+from kuberank.operator.builders.runtime_env import runtime_env
+from kuberank.operator.settings import OperatorSettings, cpu_image
+
+RUN_AS = 65532
+PROBE_PERIOD_S = 10
+
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS,
+    "runAsGroup": RUN_AS,
+    "fsGroup": RUN_AS,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def runtime_image(spec: RerankModelSpec, settings: OperatorSettings) -> str:
+    """spec.engine.image wins; otherwise the operator's image, CPU variant when gpus is 0."""
+    if spec.engine.image:
+        return spec.engine.image
+    image = settings.runtime_image
+    return image if spec.resources.gpus > 0 else cpu_image(image)
+
+
+def container_resources(spec: RerankModelSpec) -> dict[str, Any]:
+    res = spec.resources
+    limits: dict[str, Any] = {}
+    if res.gpus > 0:
+        limits[res.gpu_resource_name] = res.gpus
+    if res.cpu is not None:
+        limits["cpu"] = res.cpu
+    if res.memory is not None:
+        limits["memory"] = res.memory
+    requests = {k: v for k, v in limits.items() if k in ("cpu", "memory")}
+    out: dict[str, Any] = {}
+    if limits:
+        out["limits"] = limits
+    if requests:
+        out["requests"] = requests
+    return out
+
+
+def _probe(failure_threshold: int, period_s: int = PROBE_PERIOD_S) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 5,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) -> dict[str, Any]:
+    image = runtime_image(spec, settings)
+    init = {
+        "name": "fetch-model",
+        "image": image,
+        "command": ["kuberank-fetch"],
+        "args": fetch_args(spec.source),
+        "env": fetch_env(spec.source),
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, _tmp_mount()]
+        + (
+            [{"name": "source", "mountPath": SOURCE_DIR, "readOnly": True}]
+            if spec.source.pvc is not None
+            else []
+        ),
+        "securityContext": CONTAINER_SECURITY,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    runtime = {
+        "name": "runtime",
+        "image": image,
+        "command": ["kuberank-runtime"],
+        "args": list(spec.engine.extra_args or []),
+        "env": runtime_env(name, spec),
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "resources": container_resources(spec),
+        "startupProbe": _probe(max(1, settings.startup_timeout_s // PROBE_PERIOD_S)),
+        "readinessProbe": _probe(3, period_s=5),
+        "livenessProbe": _probe(6),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
+            _tmp_mount(),
+        ],
+        "securityContext": CONTAINER_SECURITY,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {"initContainers": [init], "containers": [runtime]}
+
+
+def _tmp_mount() -> dict[str, Any]:
+    return {"name": "tmp", "mountPath": "/tmp"}
+
+
+def _scheduling(spec: RerankModelSpec) -> dict[str, Any]:
+    s = spec.scheduling
+    fields: dict[str, Any] = {
+        "nodeSelector": s.node_selector,
+        "tolerations": s.tolerations,
+        "affinity": s.affinity,
+        "priorityClassName": s.priority_class_name,
+        "runtimeClassName": s.runtime_class_name,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def build_deployment(
+    owner: Owner, spec: RerankModelSpec, settings: OperatorSettings
+) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    source = build_source_volume(spec.source)
+    if source is not None:
+        volumes.append(source)
+    pod_spec: dict[str, Any] = {
+        **_containers(owner.name, spec, settings),
+        "volumes": volumes,
+        "securityContext": POD_SECURITY,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        **_scheduling(spec),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, child_name(owner.name)),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector(owner.name)},
+            # Keep serving during a rollout: a new pod must be ready before an old one goes.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {"labels": model_labels(owner.name)},
+                "spec": pod_spec,
+            },
+        },
+    }

@@ -1,0 +1,48 @@
+"""The init container that puts the model file at /models/model.gguf (kuberank-fetch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kuberank.crd.rerankmodel import ModelSource
+
+MODELS_DIR = "/models"
+SOURCE_DIR = "/source"
+LINK_NAME = "model.gguf"
+
+
+def fetch_args(source: ModelSource) -> list[str]:
+    """kuberank-fetch arguments for the one source that is set."""
+    common = ["--dest", MODELS_DIR, "--link", LINK_NAME]
+    if source.url is not None:
+        return ["url", "--url", source.url.url, "--sha256", source.url.sha256, *common]
+    if source.hugging_face is not None:
+        hf = source.hugging_face
+        return ["hf", "--repo", hf.repo, "--file", hf.file, "--revision", hf.revision, *common]
+    assert source.pvc is not None
+    return ["pvc", "--path", f"{SOURCE_DIR}/{source.pvc.path}", *common]
+
+
+def fetch_env(source: ModelSource) -> list[dict[str, Any]]:
+    """HF_HOME inside the cache volume (read-only root), plus the token from its Secret."""
+    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{MODELS_DIR}/.hf"}]
+    hf = source.hugging_face
+    if hf is not None and hf.token_secret_ref is not None:
+        ref = hf.token_secret_ref
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+            }
+        )
+    return env
+
+
+def source_volume(source: ModelSource) -> dict[str, Any] | None:
+    """The PVC holding the model, mounted read-only, when the source is a volume."""
+    if source.pvc is None:
+        return None
+    return {
+        "name": "source",
+        "persistentVolumeClaim": {"claimName": source.pvc.claim_name, "readOnly": True},
+    }

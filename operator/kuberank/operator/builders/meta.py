@@ -1,0 +1,73 @@
+"""Names, labels, selectors and owner references shared by every child of a RerankModel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kuberank.crd.common import API_VERSION
+
+RUNTIME_NAME = "kuberank-runtime"
+MODEL_LABEL = "kuberank.io/model"
+MANAGED_BY = "kuberank"
+HTTP_PORT = 8080
+GATEWAY_LABELS = {
+    "app.kubernetes.io/part-of": "kuberank",
+    "app.kubernetes.io/component": "gateway",
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource the children belong to."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def child_name(model: str) -> str:
+    """Name shared by the Deployment, Service, NetworkPolicy and PDB of a model."""
+    return f"rrm-{model}"
+
+
+def selector(model: str) -> dict[str, str]:
+    """Pod selector; deliberately small so it never changes (Deployment selectors are immutable)."""
+    return {"app.kubernetes.io/name": RUNTIME_NAME, MODEL_LABEL: model}
+
+
+def selector_string(model: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(model).items())
+
+
+def labels(model: str) -> dict[str, str]:
+    return {
+        **selector(model),
+        "app.kubernetes.io/instance": model,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "kuberank",
+    }
+
+
+def metadata(owner: Owner, name: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": {**labels(owner.name), **(extra_labels or {})},
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def endpoint(model: str, namespace: str) -> str:
+    return f"http://{child_name(model)}.{namespace}.svc:{HTTP_PORT}"

@@ -1,0 +1,61 @@
+"""Service, NetworkPolicy and PodDisruptionBudget of a RerankModel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.operator.builders.meta import (
+    GATEWAY_LABELS,
+    HTTP_PORT,
+    Owner,
+    child_name,
+    metadata,
+    selector,
+)
+
+
+def build_service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, child_name(owner.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner.name),
+            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_network_policy(owner: Owner, spec: RerankModelSpec) -> dict[str, Any]:
+    """Only gateway pods (any namespace) and, if allowed, same-namespace pods reach the runtime."""
+    peers: list[dict[str, Any]] = [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(GATEWAY_LABELS)}}
+    ]
+    if spec.allow_same_namespace:
+        peers.append({"podSelector": {}})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, child_name(owner.name)),
+        "spec": {
+            "podSelector": {"matchLabels": selector(owner.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}],
+        },
+    }
+
+
+def wants_pdb(spec: RerankModelSpec) -> bool:
+    return spec.replicas > 1
+
+
+def build_pdb(owner: Owner) -> dict[str, Any]:
+    """At most one replica voluntarily down at a time (drains, node upgrades)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, child_name(owner.name)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner.name)}},
+    }

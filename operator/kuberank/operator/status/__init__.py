@@ -1,0 +1,1 @@
+"""Pure status computation: (spec, observed, previous) -> status dict."""

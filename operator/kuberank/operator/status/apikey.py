@@ -1,0 +1,73 @@
+"""ApiKey conditions: Active, Expired, Disabled, evaluated against the clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kuberank.crd.apikey import ApiKeySpec
+from kuberank.operator.status.conditions import Cond, stamp, timestamp
+
+
+def is_expired(spec: ApiKeySpec, now: datetime) -> bool:
+    return spec.expires_at is not None and _aware(spec.expires_at) <= now
+
+
+def seconds_until_expiry(spec: ApiKeySpec, now: datetime) -> float | None:
+    """When the conditions next change by themselves; None if never."""
+    if spec.expires_at is None or is_expired(spec, now):
+        return None
+    return (_aware(spec.expires_at) - now).total_seconds()
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _conditions(spec: ApiKeySpec, now: datetime, minted: bool) -> list[Cond]:
+    expired = is_expired(spec, now)
+    until = f" until {timestamp(_aware(spec.expires_at))}" if spec.expires_at else ""
+    if not minted:
+        active = Cond("Active", "False", "Pending", "The key has not been generated yet.")
+    elif spec.disabled:
+        active = Cond("Active", "False", "Disabled", "spec.disabled is true; set it to false.")
+    elif expired:
+        active = Cond("Active", "False", "Expired", "The key expired; move spec.expiresAt.")
+    else:
+        active = Cond("Active", "True", "Valid", f"The gateway accepts this key{until}.")
+    expired_c = (
+        Cond("Expired", "True", "PastExpiry", f"The key is no longer valid ({until.strip()}).")
+        if expired
+        else Cond("Expired", "False", "NotExpired", f"Valid{until or ' with no expiry'}.")
+    )
+    disabled_c = (
+        Cond("Disabled", "True", "DisabledBySpec", "spec.disabled is true.")
+        if spec.disabled
+        else Cond("Disabled", "False", "Enabled", "spec.disabled is false.")
+    )
+    return [active, expired_c, disabled_c]
+
+
+def compute_status(
+    spec: ApiKeySpec,
+    generation: int,
+    key_id: str | None,
+    digest: str | None,
+    secret_name: str,
+    rotation: str | None,
+    previous: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole ApiKey status; never contains the key itself."""
+    previous = previous or {}
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "keyId": key_id,
+        "digest": digest,
+        "secretName": secret_name,
+        "rotation": rotation,
+        "conditions": stamp(
+            _conditions(spec, now, key_id is not None), previous.get("conditions"), now, generation
+        ),
+    }
+    return {k: v for k, v in status.items() if v is not None}

@@ -1,0 +1,91 @@
+"""What is wrong with a runtime pod, in words a model owner can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError"}
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """A reason (CamelCase, for conditions) and a sentence (for people)."""
+
+    reason: str
+    message: str
+
+
+def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | None:
+    """The most important problem of one pod, or None when it is fine or just starting."""
+    status = pod.get("status") or {}
+    name = (pod.get("metadata") or {}).get("name", "pod")
+    unscheduled = _unschedulable(status)
+    if unscheduled is not None:
+        if f"Insufficient {gpu_resource_name}" in unscheduled:
+            return PodProblem(
+                "InsufficientGPU",
+                f"Pod {name} is Pending: no node has a free {gpu_resource_name} "
+                f"({unscheduled.strip()}). Free or add GPUs, or lower spec.resources.gpus "
+                "or spec.replicas.",
+            )
+        return PodProblem(
+            "Unschedulable",
+            f"Pod {name} is Pending: {unscheduled.strip()} "
+            "Check spec.scheduling and spec.resources.",
+        )
+    for init in status.get("initContainerStatuses") or []:
+        problem = _container_problem(name, init, fetcher=True)
+        if problem is not None:
+            return problem
+    for container in status.get("containerStatuses") or []:
+        problem = _container_problem(name, container, fetcher=False)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _unschedulable(status: dict[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return str(cond.get("message") or "no node fits the pod.")
+    return None
+
+
+def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProblem | None:
+    state = cs.get("state") or {}
+    waiting = state.get("waiting") or {}
+    reason = waiting.get("reason")
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    terminated = state.get("terminated") or {}
+    detail = (terminated.get("message") or last.get("message") or "").strip()
+    if reason in IMAGE_PULL:
+        return PodProblem(
+            "ImagePullFailed",
+            f"Pod {pod} cannot pull image {cs.get('image', '')}: {waiting.get('message', reason)}."
+            " Check spec.engine.image and registry credentials.",
+        )
+    if reason in CONFIG_ERRORS:
+        return PodProblem(
+            "ContainerConfigError",
+            f"Pod {pod}: {waiting.get('message', reason)}. Check referenced Secrets and volumes.",
+        )
+    failed_now = terminated and terminated.get("exitCode", 0) != 0
+    if fetcher and (reason == "CrashLoopBackOff" or failed_now):
+        return PodProblem(
+            "FetchFailed",
+            f"Pod {pod} could not fetch the model: {detail or 'the fetcher exited with an error'}."
+            " Check spec.source (URL, checksum, repository, token).",
+        )
+    if not fetcher and reason == "CrashLoopBackOff":
+        return PodProblem(
+            "CrashLoop",
+            f"Pod {pod} keeps crashing (restarts: {cs.get('restartCount', 0)}): "
+            f"{detail or 'see kubectl logs'}. Check spec.engine and spec.limits.",
+        )
+    return None

@@ -1,0 +1,173 @@
+"""RerankModel status from its Deployment and pods: Ready, Available, Progressing, Degraded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kuberank.operator.builders.meta import endpoint, selector_string
+from kuberank.operator.status.conditions import Cond, stamp
+from kuberank.operator.status.pods import PodProblem
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """The few Deployment facts the status depends on."""
+
+    generation: int
+    observed_generation: int
+    replicas: int
+    ready: int
+    available: int
+    updated: int
+    deadline_exceeded: bool
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> DeploymentState:
+        status = obj.get("status") or {}
+        progressing: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+        )
+        return cls(
+            generation=int((obj.get("metadata") or {}).get("generation") or 0),
+            observed_generation=int(status.get("observedGeneration") or 0),
+            replicas=int(status.get("replicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+        )
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the status needs from the RerankModel itself."""
+
+    name: str
+    namespace: str
+    generation: int
+    replicas: int
+    served_name: str
+
+
+def compute_status(
+    facts: ModelFacts,
+    deployment: DeploymentState | None,
+    problems: list[PodProblem],
+    previous: dict[str, Any] | None,
+    now: datetime,
+    invalid: str | None = None,
+) -> dict[str, Any]:
+    """The whole status object. `invalid` names a spec error the API server could not catch."""
+    previous = previous or {}
+    replicas = deployment.replicas if deployment else 0
+    ready = deployment.ready if deployment else 0
+    wanted = _conditions(facts, deployment, problems, invalid)
+    status: dict[str, Any] = {
+        "observedGeneration": facts.generation,
+        "conditions": stamp(wanted, previous.get("conditions"), now, facts.generation),
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "selector": selector_string(facts.name),
+        "endpoint": endpoint(facts.name, facts.namespace),
+        "servedName": facts.served_name,
+    }
+    return status
+
+
+def _conditions(
+    facts: ModelFacts,
+    dep: DeploymentState | None,
+    problems: list[PodProblem],
+    invalid: str | None,
+) -> list[Cond]:
+    if invalid is not None:
+        bad = Cond("Degraded", "True", "InvalidSpec", invalid)
+        return [
+            Cond("Ready", "False", "InvalidSpec", invalid),
+            Cond("Available", "Unknown", "InvalidSpec", "The spec could not be applied."),
+            Cond("Progressing", "False", "InvalidSpec", "Fix the spec to continue."),
+            bad,
+        ]
+    available = _available(facts, dep, problems)
+    progressing = _progressing(facts, dep)
+    degraded = _degraded(dep, problems)
+    ready = _ready(facts, dep, available, progressing, degraded)
+    return [ready, available, progressing, degraded]
+
+
+def _rolled_out(facts: ModelFacts, dep: DeploymentState) -> bool:
+    return (
+        dep.observed_generation >= dep.generation
+        and dep.updated >= facts.replicas
+        and dep.replicas == facts.replicas
+    )
+
+
+def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
+    if dep is None:
+        return Cond("Available", "False", "DeploymentMissing", "The runtime Deployment is missing.")
+    if facts.replicas == 0:
+        return Cond("Available", "False", "ScaledToZero", "spec.replicas is 0; scale up to serve.")
+    if dep.available > 0:
+        return Cond(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            f"{dep.available} of {facts.replicas} replicas serve requests.",
+        )
+    if problems:
+        return Cond("Available", "False", problems[0].reason, problems[0].message)
+    return Cond(
+        "Available", "False", "NoReplicasReady", "No replica is ready yet (fetching or loading)."
+    )
+
+
+def _progressing(facts: ModelFacts, dep: DeploymentState | None) -> Cond:
+    if dep is None:
+        return Cond("Progressing", "True", "Creating", "Creating the runtime Deployment.")
+    if dep.deadline_exceeded:
+        return Cond(
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            "The rollout made no progress in time; see the Degraded condition and pod events.",
+        )
+    if _rolled_out(facts, dep) and dep.ready >= facts.replicas:
+        return Cond("Progressing", "False", "RolloutComplete", "All replicas run the current spec.")
+    return Cond(
+        "Progressing",
+        "True",
+        "RollingOut",
+        f"{dep.updated} of {facts.replicas} replicas updated, {dep.ready} ready.",
+    )
+
+
+def _degraded(dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
+    if problems:
+        first = problems[0]
+        more = f" ({len(problems) - 1} more pods affected)" if len(problems) > 1 else ""
+        return Cond("Degraded", "True", first.reason, first.message + more)
+    if dep is not None and dep.deadline_exceeded:
+        return Cond(
+            "Degraded", "True", "ProgressDeadlineExceeded", "The Deployment stopped progressing."
+        )
+    return Cond("Degraded", "False", "AsExpected", "No problems observed.")
+
+
+def _ready(
+    facts: ModelFacts,
+    dep: DeploymentState | None,
+    available: Cond,
+    progressing: Cond,
+    degraded: Cond,
+) -> Cond:
+    full = dep is not None and facts.replicas > 0 and dep.ready >= facts.replicas
+    if dep is not None and full and _rolled_out(facts, dep):
+        return Cond("Ready", "True", "AllReplicasReady", f"{dep.ready} replicas ready.")
+    if degraded.status == "True":
+        return Cond("Ready", "False", degraded.reason, degraded.message)
+    if available.status == "False":
+        return Cond("Ready", "False", available.reason, available.message)
+    return Cond("Ready", "False", progressing.reason, progressing.message)

@@ -1,0 +1,221 @@
+from typing import Any
+
+import pytest
+from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.operator.builders.deployment import build_deployment
+from kuberank.operator.builders.meta import Owner, labels
+from kuberank.operator.builders.network import (
+    build_network_policy,
+    build_pdb,
+    build_service,
+    wants_pdb,
+)
+from kuberank.operator.builders.secret import build_secret, key_from_secret
+from kuberank.operator.settings import OperatorSettings, cpu_image
+
+pytestmark = pytest.mark.unit
+
+OWNER = Owner(kind="RerankModel", name="bge", namespace="team-a", uid="u-1")
+SETTINGS = OperatorSettings(runtime_image="ghcr.io/kuberank/runtime:1.2.3")
+SHA = "b" * 64
+
+
+def _spec(**extra: Any) -> RerankModelSpec:
+    body: dict[str, Any] = {"source": {"url": {"url": "https://h/m.gguf", "sha256": SHA}}}
+    body.update(extra)
+    return RerankModelSpec.model_validate(body)
+
+
+def _pod(spec: RerankModelSpec) -> dict[str, Any]:
+    pod: dict[str, Any] = build_deployment(OWNER, spec, SETTINGS)["spec"]["template"]["spec"]
+    return pod
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_children_share_name_labels_and_controller_owner_reference() -> None:
+    spec = _spec(replicas=2)
+    for child in (
+        build_deployment(OWNER, spec, SETTINGS),
+        build_service(OWNER),
+        build_network_policy(OWNER, spec),
+        build_pdb(OWNER),
+    ):
+        meta = child["metadata"]
+        assert meta["name"] == "rrm-bge" and meta["namespace"] == "team-a"
+        assert meta["labels"]["kuberank.io/model"] == "bge"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "kuberank"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "bge"
+        (ref,) = meta["ownerReferences"]
+        assert ref == {
+            "apiVersion": "kuberank.io/v1alpha1",
+            "kind": "RerankModel",
+            "name": "bge",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def test_runtime_container_gets_gpu_limit_flags_and_probes() -> None:
+    spec = _spec(
+        resources={"gpus": 2, "gpuResourceName": "amd.com/gpu", "memory": "16Gi"},
+        engine={"contextSize": 4096, "flashAttention": True, "extraArgs": ["--x"]},
+        limits={"maxDocuments": 64, "overflow": "reject"},
+        scoring={"normalize": True},
+        servedName="bge-reranker-v2-m3",
+    )
+    (runtime,) = _pod(spec)["containers"]
+    assert runtime["command"] == ["kuberank-runtime"] and runtime["args"] == ["--x"]
+    assert runtime["resources"]["limits"] == {"amd.com/gpu": 2, "memory": "16Gi"}
+    assert runtime["resources"]["requests"] == {"memory": "16Gi"}
+    env = _env(runtime)
+    assert env["KUBERANK_MODEL"] == "/models/model.gguf"
+    assert env["KUBERANK_SERVED_NAME"] == "bge-reranker-v2-m3"
+    assert env["KUBERANK_CTX_SIZE"] == "4096" and env["KUBERANK_FLASH_ATTN"] == "true"
+    assert env["KUBERANK_MAX_DOCUMENTS"] == "64" and env["KUBERANK_OVERFLOW"] == "reject"
+    assert env["KUBERANK_NORMALIZE"] == "true" and env["KUBERANK_GPU_LAYERS"] == "-1"
+    assert "KUBERANK_THREADS" not in env
+    assert runtime["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert runtime["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    startup = runtime["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800
+    assert runtime["image"] == "ghcr.io/kuberank/runtime:1.2.3"
+
+
+def test_zero_gpus_means_no_gpu_limit_and_the_cpu_image() -> None:
+    (runtime,) = _pod(_spec(resources={"gpus": 0}))["containers"]
+    assert "limits" not in runtime["resources"]
+    assert runtime["image"] == "ghcr.io/kuberank/runtime:1.2.3-cpu"
+    assert _env(runtime)["KUBERANK_GPU_LAYERS"] == "0"
+    assert cpu_image("reg:5000/img") == "reg:5000/img:latest-cpu"
+
+
+def test_user_env_overrides_rendered_env_once() -> None:
+    spec = _spec(engine={"env": [{"name": "KUBERANK_OVERFLOW", "value": "reject"}]})
+    (runtime,) = _pod(spec)["containers"]
+    names = [e["name"] for e in runtime["env"]]
+    assert names.count("KUBERANK_OVERFLOW") == 1
+    assert _env(runtime)["KUBERANK_OVERFLOW"] == "reject"
+
+
+def test_pod_runs_restricted_with_writable_volumes_only() -> None:
+    pod = _pod(_spec())
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"] + pod["initContainers"]:
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+    (runtime,) = pod["containers"]
+    models = next(m for m in runtime["volumeMounts"] if m["mountPath"] == "/models")
+    assert models["readOnly"] is True
+
+
+def test_fetch_init_container_for_each_source_kind() -> None:
+    (init,) = _pod(_spec())["initContainers"]
+    assert init["command"] == ["kuberank-fetch"]
+    assert init["args"][:5] == ["url", "--url", "https://h/m.gguf", "--sha256", SHA]
+    hf = RerankModelSpec.model_validate(
+        {
+            "source": {
+                "huggingFace": {
+                    "repo": "org/m-GGUF",
+                    "file": "*q8_0.gguf",
+                    "revision": "v1",
+                    "tokenSecretRef": {"name": "hf"},
+                }
+            }
+        }
+    )
+    (init,) = _pod(hf)["initContainers"]
+    assert init["args"][:7] == [
+        "hf",
+        "--repo",
+        "org/m-GGUF",
+        "--file",
+        "*q8_0.gguf",
+        "--revision",
+        "v1",
+    ]
+    assert _env(init)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    pvc = RerankModelSpec.model_validate(
+        {"source": {"pvc": {"claimName": "weights", "path": "m/r.gguf"}}}
+    )
+    pod = _pod(pvc)
+    (init,) = pod["initContainers"]
+    assert init["args"][:3] == ["pvc", "--path", "/source/m/r.gguf"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "source")
+    assert volume["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+
+
+def test_scheduling_fields_pass_through_unchanged() -> None:
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    affinity = {"nodeAffinity": {"x": 1}}
+    spec = _spec(
+        scheduling={
+            "nodeSelector": {"gpu": "a100"},
+            "tolerations": tolerations,
+            "affinity": affinity,
+            "priorityClassName": "high",
+            "runtimeClassName": "nvidia",
+        }
+    )
+    pod = _pod(spec)
+    assert pod["nodeSelector"] == {"gpu": "a100"} and pod["tolerations"] == tolerations
+    assert pod["affinity"] == affinity and pod["priorityClassName"] == "high"
+    assert pod["runtimeClassName"] == "nvidia"
+    assert "nodeSelector" not in _pod(_spec())
+
+
+def test_spec_change_changes_the_pod_template_but_replicas_do_not() -> None:
+    base = build_deployment(OWNER, _spec(), SETTINGS)["spec"]
+    scaled = build_deployment(OWNER, _spec(replicas=3), SETTINGS)["spec"]
+    tuned = build_deployment(OWNER, _spec(engine={"threads": 4}), SETTINGS)["spec"]
+    assert base["template"] == scaled["template"] and scaled["replicas"] == 3
+    assert base["template"] != tuned["template"]
+    assert base["selector"]["matchLabels"].items() <= base["template"]["metadata"]["labels"].items()
+
+
+def test_service_is_cluster_ip_with_named_http_port() -> None:
+    svc = build_service(OWNER)["spec"]
+    assert svc["type"] == "ClusterIP"
+    assert svc["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["selector"].items() <= labels("bge").items()
+
+
+def test_network_policy_admits_gateway_and_optionally_the_namespace() -> None:
+    closed = build_network_policy(OWNER, _spec())["spec"]["ingress"][0]["from"]
+    assert closed == [
+        {
+            "namespaceSelector": {},
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/part-of": "kuberank",
+                    "app.kubernetes.io/component": "gateway",
+                }
+            },
+        }
+    ]
+    opened = build_network_policy(OWNER, _spec(allowSameNamespace=True))["spec"]["ingress"][0]
+    assert {"podSelector": {}} in opened["from"]
+    assert opened["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_pdb_only_with_more_than_one_replica() -> None:
+    assert not wants_pdb(_spec(replicas=1)) and wants_pdb(_spec(replicas=2))
+    assert build_pdb(OWNER)["spec"]["maxUnavailable"] == 1
+
+
+def test_secret_round_trips_the_key_and_survives_garbage() -> None:
+    owner = Owner(kind="ApiKey", name="ci", namespace="team-a", uid="u-2")
+    secret = build_secret(owner, "kr_0123456789abcdef_" + "0" * 32)
+    assert secret["metadata"]["name"] == "ci-key"
+    assert key_from_secret(secret) == "kr_0123456789abcdef_" + "0" * 32
+    assert key_from_secret(None) is None
+    assert key_from_secret({"data": {"api-key": "!!!"}}) is None

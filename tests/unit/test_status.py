@@ -1,0 +1,187 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from kuberank.crd.apikey import ApiKeySpec
+from kuberank.operator.status import apikey as apikey_status
+from kuberank.operator.status.conditions import Cond, stamp, transitions
+from kuberank.operator.status.pods import pod_problem
+from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+FACTS = ModelFacts(name="bge", namespace="ns", generation=3, replicas=2, served_name="bge-v2")
+
+
+def _dep(**kw: Any) -> DeploymentState:
+    base = dict(
+        generation=5,
+        observed_generation=5,
+        replicas=2,
+        ready=2,
+        available=2,
+        updated=2,
+        deadline_exceeded=False,
+    )
+    base.update(kw)
+    return DeploymentState(**base)  # type: ignore[arg-type]
+
+
+def _by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_all_replicas_ready_means_ready_available_not_progressing_not_degraded() -> None:
+    status = compute_status(FACTS, _dep(), [], None, T0)
+    conds = _by_type(status)
+    assert [c for c in conds] == ["Ready", "Available", "Progressing", "Degraded"]
+    assert conds["Ready"]["status"] == "True" and conds["Ready"]["reason"] == "AllReplicasReady"
+    assert conds["Available"]["status"] == "True"
+    assert conds["Progressing"]["status"] == "False"
+    assert conds["Degraded"]["status"] == "False"
+    assert status["observedGeneration"] == 3 and status["readyReplicas"] == 2
+    assert status["selector"] == "app.kubernetes.io/name=kuberank-runtime,kuberank.io/model=bge"
+    assert status["endpoint"] == "http://rrm-bge.ns.svc:8080"
+    assert status["servedName"] == "bge-v2"
+
+
+def test_rollout_in_progress_is_progressing_and_not_ready() -> None:
+    conds = _by_type(compute_status(FACTS, _dep(updated=1, ready=2), [], None, T0))
+    assert conds["Progressing"]["status"] == "True" and conds["Ready"]["status"] == "False"
+    conds = _by_type(compute_status(FACTS, _dep(observed_generation=4), [], None, T0))
+    assert conds["Ready"]["status"] == "False"
+
+
+def test_gpu_shortage_explains_itself_in_ready_and_degraded() -> None:
+    pod = {
+        "metadata": {"name": "rrm-bge-1"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+                }
+            ],
+        },
+    }
+    problem = pod_problem(pod, "nvidia.com/gpu")
+    assert problem is not None and problem.reason == "InsufficientGPU"
+    status = compute_status(FACTS, _dep(ready=0, available=0), [problem], None, T0)
+    conds = _by_type(status)
+    assert conds["Ready"]["reason"] == "InsufficientGPU"
+    assert "spec.resources.gpus" in conds["Ready"]["message"]
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Available"]["reason"] == "InsufficientGPU"
+    other = pod_problem(pod, "amd.com/gpu")
+    assert other is not None and other.reason == "Unschedulable"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (
+            {
+                "initContainerStatuses": [
+                    {
+                        "image": "x",
+                        "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+                    }
+                ]
+            },
+            "ImagePullFailed",
+        ),
+        (
+            {
+                "initContainerStatuses": [
+                    {
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"exitCode": 2, "message": "sha256 mismatch"}},
+                    }
+                ]
+            },
+            "FetchFailed",
+        ),
+        (
+            {
+                "containerStatuses": [
+                    {"restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ]
+            },
+            "CrashLoop",
+        ),
+        ({"containerStatuses": [{"state": {"running": {}}}]}, None),
+    ],
+)
+def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> None:
+    problem = pod_problem({"metadata": {"name": "p"}, "status": status}, "nvidia.com/gpu")
+    assert (problem.reason if problem else None) == reason
+    if reason == "FetchFailed":
+        assert problem is not None and "sha256 mismatch" in problem.message
+
+
+def test_invalid_spec_is_a_permanent_degraded_condition() -> None:
+    conds = _by_type(compute_status(FACTS, None, [], None, T0, invalid="spec.resources.memory: x"))
+    assert conds["Degraded"]["reason"] == "InvalidSpec"
+    assert "spec.resources.memory" in conds["Ready"]["message"]
+
+
+def test_scaled_to_zero_and_missing_deployment() -> None:
+    zero = ModelFacts(name="bge", namespace="ns", generation=1, replicas=0, served_name="bge")
+    conds = _by_type(
+        compute_status(zero, _dep(replicas=0, ready=0, updated=0, available=0), [], None, T0)
+    )
+    assert conds["Ready"]["status"] == "False" and conds["Available"]["reason"] == "ScaledToZero"
+    conds = _by_type(compute_status(FACTS, None, [], None, T0))
+    assert conds["Available"]["reason"] == "DeploymentMissing"
+
+
+def test_transition_time_changes_only_when_status_changes() -> None:
+    first = stamp([Cond("Ready", "False", "A", "m")], None, T0)
+    later = T0 + timedelta(minutes=5)
+    same = stamp([Cond("Ready", "False", "B", "n")], first, later)
+    assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    flipped = stamp([Cond("Ready", "True", "C", "o")], same, later)
+    assert flipped[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+    assert [c["reason"] for c in transitions(first, same)] == ["B"]
+    assert transitions(same, same) == []
+
+
+def test_recomputing_status_is_stable() -> None:
+    first = compute_status(FACTS, _dep(), [], None, T0)
+    again = compute_status(FACTS, _dep(), [], first, T0 + timedelta(hours=1))
+    assert again == first
+
+
+def test_apikey_active_until_expiry_then_expired() -> None:
+    spec = ApiKeySpec.model_validate({"expiresAt": "2026-01-01T00:10:00Z"})
+    before = apikey_status.compute_status(spec, 1, "a" * 16, "sha256$x$y", "k-key", None, None, T0)
+    conds = _by_type(before)
+    assert conds["Active"]["status"] == "True" and conds["Expired"]["status"] == "False"
+    assert apikey_status.seconds_until_expiry(spec, T0) == 600
+    after = apikey_status.compute_status(
+        spec, 1, "a" * 16, "sha256$x$y", "k-key", None, before, T0 + timedelta(minutes=11)
+    )
+    conds = _by_type(after)
+    assert conds["Active"]["reason"] == "Expired" and conds["Expired"]["status"] == "True"
+    assert apikey_status.seconds_until_expiry(spec, T0 + timedelta(minutes=11)) is None
+
+
+def test_apikey_disabled_and_pending_and_no_secret_in_status() -> None:
+    spec = ApiKeySpec.model_validate({"disabled": True})
+    status = apikey_status.compute_status(spec, 2, "a" * 16, "sha256$x$y", "k-key", "r1", None, T0)
+    conds = _by_type(status)
+    assert conds["Active"]["reason"] == "Disabled" and conds["Disabled"]["status"] == "True"
+    assert set(status) == {
+        "observedGeneration",
+        "keyId",
+        "digest",
+        "secretName",
+        "rotation",
+        "conditions",
+    }
+    pending = apikey_status.compute_status(ApiKeySpec(), 1, None, None, "k-key", None, None, T0)
+    assert _by_type(pending)["Active"]["reason"] == "Pending" and "keyId" not in pending
