@@ -1,0 +1,212 @@
+"""The gateway's HTTP surface: authenticate, check, route and forward rerank requests.
+
+The body is parsed with the runtime's own dialect parser (so the gateway refuses exactly what
+the runtime would) and then forwarded unchanged, on the same path, to one replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from kuberank.gateway.balancer import Balancer
+from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
+from kuberank.gateway.metrics import GatewayMetrics
+from kuberank.gateway.ratelimit import Limits, RateLimiter, retry_after_seconds
+from kuberank.gateway.routing import ModelRoute, RoutingTable
+from kuberank.gateway.settings import GatewaySettings
+from kuberank.gateway.sources import KubeSource, Source, StaticSource
+from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
+from kuberank.protocol.dialects import Dialect, parse_request
+from kuberank.protocol.errors import (
+    ApiError,
+    Forbidden,
+    ModelNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+    error_response,
+    install_error_handlers,
+)
+from prometheus_client import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Everything a request needs, created once per app in the lifespan."""
+
+    settings: GatewaySettings
+    source: Source
+    keys: KeyTable = field(default_factory=KeyTable)
+    routes: RoutingTable = field(default_factory=RoutingTable)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    balancer: Balancer = field(default_factory=Balancer)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    upstream: Upstream | None = None
+
+
+@dataclass
+class _Labels:
+    key_id: str = ""
+    model: str = ""
+
+
+def default_source(settings: GatewaySettings) -> Source:
+    if settings.objects_file:
+        return StaticSource.from_file(settings.objects_file)
+    return KubeSource(settings.kubeconfig, settings.namespaces)
+
+
+def create_app(settings: GatewaySettings, source: Source | None = None) -> FastAPI:
+    gateway = Gateway(settings=settings, source=source or default_source(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        http = new_client(settings.upstream_timeout, settings.connect_timeout)
+        gateway.upstream = Upstream(http, gateway.balancer, gateway.metrics, settings.retry_after)
+        gateway.source.start(gateway.keys, gateway.routes)
+        try:
+            yield
+        finally:
+            gateway.source.stop()
+            await http.aclose()
+
+    app = FastAPI(title="kuberank gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+    install_error_handlers(app)
+
+    for dialect in Dialect:
+        app.add_api_route(dialect.value, _rerank_endpoint(gateway, dialect), methods=["POST"],
+                          name=f"rerank_{dialect.name.lower()}")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        key = _authenticate(gateway, request)
+        usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
+        return {"object": "list", "data": [_model_card(gateway, r) for r in usable]}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if not gateway.source.synced():
+            return error_response(Unavailable("caches not yet synced", retry_after=1))
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        gateway.metrics.keys.set(len(gateway.keys))
+        return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _model_card(gateway: Gateway, route: ModelRoute) -> dict[str, Any]:
+    return {"id": route.served_name, "object": "model", "owned_by": route.namespace,
+            "ready": bool(gateway.routes.endpoints(route))}
+
+
+def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
+    label = dialect.name.lower()
+
+    async def rerank(request: Request) -> Response:
+        started = time.perf_counter()
+        labels = _Labels()
+        try:
+            response = await _rerank(gateway, dialect, request, labels)
+        except ApiError as err:
+            response = error_response(err)
+            if err.status >= 500:
+                log.warning("%s %s for key %s: %s", dialect.value, err.status,
+                            labels.key_id or "-", err.message)
+        gateway.metrics.observe_request(labels.key_id, labels.model, label,
+                                        response.status_code, time.perf_counter() - started)
+        return response
+
+    return rerank
+
+
+def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
+    presented = presented_key(request.headers.get("authorization"),
+                              request.headers.get("x-api-key"))
+    try:
+        return gateway.keys.authenticate(presented, datetime.now(UTC))
+    except AuthError as err:
+        raise Unauthorized(str(err)) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> ModelRoute:
+    """The route for the requested model; 403 before 404 so a key learns nothing about models
+    it may not use. Without a model (TEI clients send none) the key's only model is used."""
+    if not requested:
+        usable = [r for r in gateway.routes.models_in(key.namespace)
+                  if key.allows(r.served_name)]
+        if len(usable) != 1:
+            raise Unprocessable("model: required (this key may use more than one model)",
+                                code="model_required")
+        return usable[0]
+    if not key.allows(requested):
+        raise Forbidden(f"this API key may not use model {requested!r}")
+    route = gateway.routes.resolve(key.namespace, requested)
+    if route is None:
+        raise ModelNotFound(f"model {requested!r} is not served here")
+    return route
+
+
+async def _rerank(
+    gateway: Gateway, dialect: Dialect, request: Request, labels: _Labels
+) -> Response:
+    settings = gateway.settings
+    key = _authenticate(gateway, request)
+    labels.key_id = key.key_id
+    body = await _read_body(request, settings.max_body_bytes)
+    parsed = parse_request(dialect, body, max_documents=settings.max_documents)
+    route = _choose_model(gateway, key, parsed.model)
+    labels.model = route.served_name
+
+    wait = gateway.limiter.admit(key.key_id, Limits(key.requests_per_minute,
+                                                    key.tokens_per_minute))
+    if wait > 0:
+        raise RateLimited("rate limit of this API key exceeded",
+                          retry_after=retry_after_seconds(wait))
+    endpoints = gateway.routes.endpoints(route)
+    if not endpoints:
+        raise Unavailable(f"model {route.served_name!r} has no ready replica",
+                          code="no_ready_replica", retry_after=settings.retry_after)
+
+    assert gateway.upstream is not None, "upstream is created in the lifespan"
+    answer = await gateway.upstream.forward(route, endpoints, dialect.value, body,
+                                            request.headers.get("x-request-id"))
+    if answer.status == 200:
+        tokens = usage_tokens(answer.body)
+        if tokens:
+            gateway.limiter.charge_tokens(key.key_id, tokens)
+            gateway.metrics.tokens.labels(key.key_id, route.served_name).inc(tokens)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)

@@ -1,0 +1,30 @@
+"""``kuberank-gateway``: parse flags/env into settings and serve the app with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from kuberank.gateway.app import create_app
+from kuberank.gateway.settings import GatewaySettings
+from pydantic_settings import CliApp
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = CliApp.run(GatewaySettings, cli_args=argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Paths and statuses only; request headers (and so keys) are never logged.
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

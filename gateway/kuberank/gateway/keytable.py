@@ -1,0 +1,153 @@
+"""The in-memory table of API keys the gateway accepts, fed by the ApiKey watch.
+
+Lookups are by the public key id; the secret is checked against the published salted digest
+in constant time. Expiry and the disabled flag are evaluated per request (not when the watch
+event arrives), so an expiry takes effect at its instant even if no event ever comes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kuberank.crd.apikey import parse_spec
+from kuberank.crd.keys import digest_secret, parse_key, verify_secret
+from pydantic import ValidationError
+
+ALL_MODELS = "*"
+
+# Verified against when the id is unknown, so unknown and wrong keys cost the same time.
+_DUMMY_DIGEST = digest_secret("0" * 32, "0" * 32)
+
+
+class AuthError(Exception):
+    """Why a presented key was refused; the message is safe to show (it holds no key material)."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the gateway needs from one ApiKey object."""
+
+    namespace: str
+    name: str
+    key_id: str
+    digest: str
+    models: frozenset[str]
+    expires_at: datetime | None = None
+    disabled: bool = False
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    def allows(self, served_name: str) -> bool:
+        return ALL_MODELS in self.models or served_name in self.models
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:
+    """An ApiKey object (as the API server returns it) → record; None until the operator has
+    published status.keyId and status.digest, or when the object is malformed."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    key_id, digest = status.get("keyId"), status.get("digest")
+    if not key_id or not digest or not meta.get("name") or not meta.get("namespace"):
+        return None
+    try:
+        spec = parse_spec(obj.get("spec") or {})
+    except ValidationError:
+        return None
+    limits = spec.rate_limit
+    return KeyRecord(
+        namespace=str(meta["namespace"]),
+        name=str(meta["name"]),
+        key_id=str(key_id),
+        digest=str(digest),
+        models=frozenset(spec.models),
+        expires_at=_aware(spec.expires_at),
+        disabled=spec.disabled,
+        requests_per_minute=limits.requests_per_minute if limits else None,
+        tokens_per_minute=limits.tokens_per_minute if limits else None,
+    )
+
+
+class KeyTable:
+    """Key id → record, indexed by (namespace, name) too so rotation and deletion drop the old id.
+
+    Written by a watch thread, read by the event loop: every access holds the lock briefly.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, KeyRecord] = {}
+        self._by_object: dict[tuple[str, str], KeyRecord] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_id)
+
+    def upsert(self, record: KeyRecord) -> None:
+        with self._lock:
+            self._drop_locked(record.namespace, record.name)
+            self._by_object[(record.namespace, record.name)] = record
+            self._by_id[record.key_id] = record
+
+    def remove(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._drop_locked(namespace, name)
+
+    def replace_all(self, records: Iterable[KeyRecord], namespace: str | None = None) -> None:
+        """Install a fresh list; with ``namespace`` only that namespace's keys are replaced."""
+        with self._lock:
+            stale = [k for k in self._by_object if namespace is None or k[0] == namespace]
+            for ns, name in stale:
+                self._drop_locked(ns, name)
+            for record in records:
+                self._by_object[(record.namespace, record.name)] = record
+                self._by_id[record.key_id] = record
+
+    def _drop_locked(self, namespace: str, name: str) -> None:
+        old = self._by_object.pop((namespace, name), None)
+        if old is not None and self._by_id.get(old.key_id) is old:
+            del self._by_id[old.key_id]
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        with self._lock:
+            return self._by_id.get(key_id)
+
+    def authenticate(self, presented: str | None, now: datetime) -> KeyRecord:
+        """The record for a presented key, or AuthError saying why it is refused."""
+        if not presented:
+            raise AuthError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+        parsed = parse_key(presented)
+        if parsed is None:
+            raise AuthError("invalid API key")
+        record = self.get(parsed.key_id)
+        matches = verify_secret(parsed.secret, record.digest if record else _DUMMY_DIGEST)
+        if record is None or not matches:
+            raise AuthError("invalid API key")
+        if record.disabled:
+            raise AuthError("API key is disabled")
+        if record.expired(now):
+            raise AuthError("API key has expired")
+        return record
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or, failing that, ``X-API-Key``."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
+    return None

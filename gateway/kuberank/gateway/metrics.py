@@ -1,0 +1,56 @@
+"""Prometheus metrics of the gateway, in a registry of their own (one per app instance).
+
+Labels carry the public key id, never key material. The ``model`` label is the served name of a
+model the request was routed to, or ``""``: client-chosen strings that matched nothing must not
+create new series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "kuberank_gateway_requests",
+            "Rerank requests answered by the gateway.",
+            ["key_id", "model", "dialect", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kuberank_gateway_request_duration_seconds",
+            "Time from request received to response ready, in seconds.",
+            ["model", "dialect"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "kuberank_gateway_upstream_errors",
+            "Failed attempts to reach a runtime replica, by kind (connect, timeout, protocol).",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "kuberank_gateway_usage_tokens",
+            "Tokens the runtimes reported as used, per key and model.",
+            ["key_id", "model"],
+            registry=self.registry,
+        )
+        self.keys = Gauge(
+            "kuberank_gateway_api_keys",
+            "API keys currently known to the gateway.",
+            registry=self.registry,
+        )
+
+    def observe_request(
+        self, key_id: str, model: str, dialect: str, status: int, seconds: float
+    ) -> None:
+        self.requests.labels(key_id, model, dialect, str(status)).inc()
+        self.latency.labels(model, dialect).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

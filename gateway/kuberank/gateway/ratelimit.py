@@ -1,0 +1,128 @@
+"""Per-key token buckets for requests/minute and tokens/minute.
+
+Pure: the clock is injected, nothing here sleeps or does I/O. A request costs one request token
+up front. Its token cost is only known from the runtime's usage after it ran, so the token bucket
+is checked before (it must not be in debt) and debited after, possibly into debt; the debt then
+delays the key's next request, which is how a per-minute token budget holds over time.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """Holds up to ``capacity`` tokens, refilled continuously at ``capacity`` per ``period`` s."""
+
+    def __init__(self, capacity: float, period: float, clock: Clock, *, full: bool = True) -> None:
+        if capacity <= 0 or period <= 0:
+            raise ValueError("capacity and period must be positive")
+        self.capacity = capacity
+        self.rate = capacity / period
+        self._clock = clock
+        self._level = capacity if full else 0.0
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = now
+        self._level = min(self.capacity, self._level + elapsed * self.rate)
+
+    @property
+    def level(self) -> float:
+        self._refill()
+        return self._level
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` tokens are available (0 when they are now)."""
+        self._refill()
+        missing = amount - self._level
+        return 0.0 if missing <= 0 else missing / self.rate
+
+    def try_take(self, amount: float = 1.0) -> float:
+        """Take ``amount`` tokens and return 0, or take nothing and return the seconds to wait."""
+        wait = self.wait_for(amount)
+        if wait == 0.0:
+            self._level -= amount
+        return wait
+
+    def debit(self, amount: float) -> None:
+        """Take ``amount`` tokens unconditionally; the level may go negative (debt)."""
+        self._refill()
+        self._level -= amount
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass
+class _KeyBuckets:
+    limits: Limits
+    requests: TokenBucket | None
+    tokens: TokenBucket | None
+
+
+def retry_after_seconds(wait: float) -> int:
+    """A Retry-After header value: whole seconds, at least 1."""
+    return max(1, math.ceil(wait))
+
+
+class RateLimiter:
+    """Buckets per key id; a key's buckets are rebuilt when its limits change."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, _KeyBuckets] = {}
+
+    def _buckets(self, key_id: str, limits: Limits) -> _KeyBuckets:
+        entry = self._keys.get(key_id)
+        if entry is None or entry.limits != limits:
+            entry = _KeyBuckets(
+                limits=limits,
+                requests=self._bucket(limits.requests_per_minute),
+                tokens=self._bucket(limits.tokens_per_minute),
+            )
+            self._keys[key_id] = entry
+        return entry
+
+    def _bucket(self, per_minute: int | None) -> TokenBucket | None:
+        return TokenBucket(per_minute, 60.0, self._clock) if per_minute else None
+
+    def admit(self, key_id: str, limits: Limits) -> float:
+        """Admit one request (consuming a request token) and return 0, or return seconds to wait.
+
+        A key in token debt is refused without spending a request token.
+        """
+        with self._lock:
+            entry = self._buckets(key_id, limits)
+            if entry.tokens is not None:
+                wait = entry.tokens.wait_for(1.0)
+                if wait > 0:
+                    return wait
+            if entry.requests is not None:
+                return entry.requests.try_take(1.0)
+            return 0.0
+
+    def charge_tokens(self, key_id: str, tokens: int) -> None:
+        """Debit the tokens a finished request used."""
+        with self._lock:
+            entry = self._keys.get(key_id)
+            if entry is not None and entry.tokens is not None and tokens > 0:
+                entry.tokens.debit(float(tokens))
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop buckets of keys no longer in the table (bounded memory)."""
+        with self._lock:
+            for key_id in [k for k in self._keys if k not in keep]:
+                del self._keys[key_id]

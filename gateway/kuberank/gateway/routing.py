@@ -1,0 +1,146 @@
+"""Where a request goes: (key namespace, served model name) → RerankModel → ready endpoints.
+
+Fed by the RerankModel and EndpointSlice watches. A RerankModel ``<name>`` is served by Service
+``rrm-<name>``; its replicas are the ready endpoints of the EndpointSlices labelled
+``kubernetes.io/service-name=rrm-<name>`` in the same namespace.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+PORT_NAME = "http"
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    namespace: str
+    name: str
+    served_name: str
+
+    @property
+    def service_name(self) -> str:
+        return f"rrm-{self.name}"
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    namespace: str
+    name: str
+    service_name: str
+    endpoints: tuple[str, ...]  # "host:port", ready addresses only
+
+
+def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if not name or not namespace:
+        return None
+    return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name)
+
+
+def _port(ports: Iterable[Mapping[str, Any]]) -> int | None:
+    listed = [p for p in ports if p.get("port")]
+    named = [p for p in listed if p.get("name") == PORT_NAME]
+    chosen = (named or listed)[:1]
+    return int(chosen[0]["port"]) if chosen else None
+
+
+def _host(address: str, address_type: str) -> str:
+    return f"[{address}]" if address_type == "IPv6" else address
+
+
+def slice_from_endpointslice(obj: Mapping[str, Any]) -> SliceRecord | None:
+    """An EndpointSlice → its ready ``host:port`` endpoints; None when it names no service.
+
+    A missing ``ready`` condition counts as ready (the API's documented meaning of nil);
+    terminating endpoints are not ready. FQDN slices are ignored.
+    """
+    meta = obj.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not service or not meta.get("name") or not meta.get("namespace"):
+        return None
+    address_type = obj.get("addressType") or "IPv4"
+    port = _port(obj.get("ports") or [])
+    endpoints: list[str] = []
+    if port is not None and address_type in ("IPv4", "IPv6"):
+        for endpoint in obj.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating") is True:
+                continue
+            hosts = [_host(a, address_type) for a in endpoint.get("addresses") or []]
+            endpoints.extend(f"{host}:{port}" for host in hosts)
+    return SliceRecord(meta["namespace"], meta["name"], service, tuple(sorted(set(endpoints))))
+
+
+class RoutingTable:
+    """Models and slices by (namespace, name). Written by watch threads, read by the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, str], ModelRoute] = {}
+        self._slices: dict[tuple[str, str], SliceRecord] = {}
+
+    # -- writers (watch side) -------------------------------------------------------------
+    def upsert_model(self, route: ModelRoute) -> None:
+        with self._lock:
+            self._models[(route.namespace, route.name)] = route
+
+    def remove_model(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._models.pop((namespace, name), None)
+
+    def replace_models(self, routes: Iterable[ModelRoute], namespace: str | None = None) -> None:
+        with self._lock:
+            self._models = {k: v for k, v in self._models.items() if _kept(k, namespace)}
+            self._models.update({(r.namespace, r.name): r for r in routes})
+
+    def upsert_slice(self, record: SliceRecord) -> None:
+        with self._lock:
+            self._slices[(record.namespace, record.name)] = record
+
+    def remove_slice(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._slices.pop((namespace, name), None)
+
+    def replace_slices(self, records: Iterable[SliceRecord], namespace: str | None = None) -> None:
+        with self._lock:
+            self._slices = {k: v for k, v in self._slices.items() if _kept(k, namespace)}
+            self._slices.update({(r.namespace, r.name): r for r in records})
+
+    # -- readers (request side) -----------------------------------------------------------
+    def models_in(self, namespace: str) -> list[ModelRoute]:
+        """The namespace's models, one per served name (the alphabetically first object wins
+        when two RerankModels claim the same served name, so the choice is stable)."""
+        with self._lock:
+            routes = sorted((r for (ns, _), r in self._models.items() if ns == namespace),
+                            key=lambda r: r.name)
+        chosen: dict[str, ModelRoute] = {}
+        for route in routes:
+            chosen.setdefault(route.served_name, route)
+        return sorted(chosen.values(), key=lambda r: r.served_name)
+
+    def resolve(self, namespace: str, served_name: str) -> ModelRoute | None:
+        for route in self.models_in(namespace):
+            if route.served_name == served_name:
+                return route
+        return None
+
+    def endpoints(self, route: ModelRoute) -> list[str]:
+        with self._lock:
+            found = {
+                endpoint
+                for (ns, _), record in self._slices.items()
+                if ns == route.namespace and record.service_name == route.service_name
+                for endpoint in record.endpoints
+            }
+        return sorted(found)
+
+
+def _kept(key: tuple[str, str], namespace: str | None) -> bool:
+    return namespace is not None and key[0] != namespace

@@ -1,0 +1,57 @@
+"""Gateway settings: command-line flags and KUBERANK_GATEWAY_* environment variables agree."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Flags of ``kuberank-gateway``; env var = KUBERANK_GATEWAY_ + flag in upper snake case."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KUBERANK_GATEWAY_", cli_kebab_case=True, cli_implicit_flags=True
+    )
+
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port to listen on.")
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces to watch for ApiKeys, RerankModels and EndpointSlices "
+        "(comma-separated); empty means all namespaces.",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
+    )
+    max_documents: int = Field(
+        default=1000, ge=1, description="Most documents one request may carry (422)."
+    )
+    upstream_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for a runtime's answer before 504."
+    )
+    connect_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds to wait for a connection to a runtime replica."
+    )
+    retry_after: int = Field(
+        default=5, ge=1, description="Retry-After seconds sent with 503 when no replica is ready."
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="Path to a kubeconfig; without it the in-cluster config is used."
+    )
+    objects_file: str | None = Field(
+        default=None,
+        description="Serve the ApiKey, RerankModel and EndpointSlice objects in this YAML file "
+        "instead of watching the API server (benchmarks, local runs).",
+    )
+    log_level: str = Field(default="info", description="Log level of the gateway and uvicorn.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [p.strip() for item in value for p in str(item).split(",") if p.strip()]
+        return value

@@ -1,0 +1,121 @@
+"""Forwarding one request to a runtime replica: pick, send, retry once on a failed connection.
+
+Only a failure to connect is retried (on another replica): the request then never reached a
+runtime, so a retry cannot run it twice. A runtime that takes too long becomes 504; a replica
+that cannot be reached at all, or breaks the connection mid-answer, becomes 503.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from kuberank.gateway.balancer import Balancer
+from kuberank.gateway.metrics import GatewayMetrics
+from kuberank.gateway.routing import ModelRoute
+from kuberank.protocol.errors import Unavailable, UpstreamTimeout
+
+# Response headers a runtime sets that the client should see; hop-by-hop ones are dropped.
+PASSED_HEADERS = ("content-type", "retry-after", "x-request-id")
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    endpoint: str
+
+
+def new_client(upstream_timeout: float, connect_timeout: float) -> httpx.AsyncClient:
+    """One pooled client for every replica; keep-alive saves a handshake per request."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(upstream_timeout, connect=connect_timeout),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200,
+                            keepalive_expiry=30.0),
+        trust_env=False,
+    )
+
+
+class Upstream:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        balancer: Balancer,
+        metrics: GatewayMetrics,
+        retry_after: int,
+    ) -> None:
+        self._http = http
+        self._balancer = balancer
+        self._metrics = metrics
+        self._retry_after = retry_after
+
+    async def forward(
+        self, route: ModelRoute, endpoints: list[str], path: str, body: bytes,
+        request_id: str | None,
+    ) -> UpstreamResponse:
+        """Send ``body`` to ``path`` on the least busy replica; one retry elsewhere if the
+        connection cannot be made."""
+        tried: frozenset[str] = frozenset()
+        headers = {"content-type": "application/json"}
+        if request_id:
+            headers["x-request-id"] = request_id
+        for _attempt in range(2):
+            endpoint = self._balancer.pick(endpoints, exclude=tried)
+            if endpoint is None:
+                break
+            tried |= {endpoint}
+            try:
+                with self._balancer.track(endpoint):
+                    response = await self._http.post(
+                        f"http://{endpoint}{path}", content=body, headers=headers
+                    )
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                self._metrics.upstream_errors.labels(route.served_name, "connect").inc()
+                continue
+            except httpx.TimeoutException:
+                self._metrics.upstream_errors.labels(route.served_name, "timeout").inc()
+                raise UpstreamTimeout(
+                    f"model {route.served_name!r} did not answer in time"
+                ) from None
+            except httpx.TransportError:
+                self._metrics.upstream_errors.labels(route.served_name, "protocol").inc()
+                raise Unavailable(
+                    f"model {route.served_name!r} replica failed mid-request",
+                    retry_after=self._retry_after,
+                ) from None
+            passed = {k: v for k in PASSED_HEADERS if (v := response.headers.get(k)) is not None}
+            return UpstreamResponse(response.status_code, response.content, passed, endpoint)
+        raise Unavailable(
+            f"no replica of model {route.served_name!r} could be reached",
+            retry_after=self._retry_after,
+        )
+
+
+def usage_tokens(body: bytes) -> int:
+    """Tokens a runtime reported for a successful answer (0 when it reported none).
+
+    Jina/GPUStack put ``usage.total_tokens``; Cohere v2 ``meta.billed_units`` or
+    ``meta.tokens.input_tokens``; TEI's bare list carries no usage.
+    """
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return 0
+    if not isinstance(payload, dict):
+        return 0
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        return _as_int(usage.get("total_tokens", usage.get("prompt_tokens")))
+    meta = payload.get("meta")
+    if isinstance(meta, dict):
+        tokens = meta.get("tokens")
+        if isinstance(tokens, dict):
+            return _as_int(tokens.get("input_tokens"))
+    return 0
+
+
+def _as_int(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0

@@ -1,0 +1,166 @@
+"""The gateway app in process, fed fixed objects: every refusal it makes before any upstream.
+
+Forwarding to a real runtime is covered by tests/cluster/test_gateway.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.gateway.app import create_app
+from kuberank.gateway.settings import GatewaySettings
+from kuberank.gateway.sources import StaticSource
+
+pytestmark = pytest.mark.unit
+
+KEY_ALL = generate_key()
+KEY_BGE_ONLY = generate_key()
+KEY_DISABLED = generate_key()
+KEY_EXPIRED = generate_key()
+KEY_LIMITED = generate_key()
+KEY_OTHER_NS = generate_key()
+
+
+def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
+    parsed = parse_key(key)
+    assert parsed is not None
+    return {"kind": "ApiKey", "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+            "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)}}
+
+
+def rerankmodel(name: str, namespace: str = "ns1") -> dict[str, Any]:
+    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace},
+            "spec": {}}
+
+
+OBJECTS = [
+    apikey("all", KEY_ALL),
+    apikey("bge-only", KEY_BGE_ONLY, models=["bge"]),
+    apikey("disabled", KEY_DISABLED, disabled=True),
+    apikey("expired", KEY_EXPIRED,
+           expiresAt=(datetime.now(UTC) - timedelta(minutes=1)).isoformat()),
+    apikey("limited", KEY_LIMITED, rateLimit={"requestsPerMinute": 1}),
+    apikey("other", KEY_OTHER_NS, namespace="ns2"),
+    rerankmodel("bge"),
+    rerankmodel("minilm"),
+    rerankmodel("elsewhere", namespace="ns2"),
+]
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    settings = GatewaySettings(max_body_bytes=4096, max_documents=3)
+    with TestClient(create_app(settings, StaticSource(OBJECTS))) as test_client:
+        yield test_client
+
+
+def rerank(client: TestClient, key: str | None, body: Any = None, path: str = "/v1/rerank",
+           **headers: str) -> Any:
+    payload = body if body is not None else {"model": "bge", "query": "q", "documents": ["a"]}
+    sent = {"authorization": f"Bearer {key}"} if key else {}
+    sent.update(headers)
+    return client.post(path, content=json.dumps(payload), headers=sent)
+
+
+def error_code(response: Any) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+@pytest.mark.parametrize("key", [None, "garbage", generate_key(), KEY_DISABLED, KEY_EXPIRED])
+def test_missing_unknown_disabled_and_expired_keys_get_401(client: TestClient,
+                                                           key: str | None) -> None:
+    response = rerank(client, key)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_x_api_key_header_is_accepted_like_bearer(client: TestClient) -> None:
+    response = rerank(client, None, **{"x-api-key": KEY_ALL})
+    assert response.status_code == 503  # authenticated and routed; no replica in this test
+
+
+def test_model_outside_the_keys_list_gets_403(client: TestClient) -> None:
+    body = {"model": "minilm", "query": "q", "documents": ["a"]}
+    assert rerank(client, KEY_BGE_ONLY, body).status_code == 403
+
+
+def test_model_not_served_in_the_keys_namespace_gets_404(client: TestClient) -> None:
+    for model in ("nope", "elsewhere"):
+        response = rerank(client, KEY_ALL, {"model": model, "query": "q", "documents": ["a"]})
+        assert response.status_code == 404, model
+
+
+def test_body_over_the_cap_gets_413(client: TestClient) -> None:
+    body = {"model": "bge", "query": "q", "documents": ["x" * 5000]}
+    assert rerank(client, KEY_ALL, body).status_code == 413
+
+
+def test_more_documents_than_allowed_gets_422(client: TestClient) -> None:
+    body = {"model": "bge", "query": "q", "documents": ["a", "b", "c", "d"]}
+    response = rerank(client, KEY_ALL, body)
+    assert response.status_code == 422
+    assert error_code(response) == "too_many_documents"
+
+
+def test_malformed_json_gets_400(client: TestClient) -> None:
+    response = client.post("/v1/rerank", content=b"{not json",
+                           headers={"authorization": f"Bearer {KEY_ALL}"})
+    assert response.status_code == 400
+
+
+def test_tei_request_without_model_needs_a_key_with_a_single_model(client: TestClient) -> None:
+    body = {"query": "q", "texts": ["a"]}
+    assert rerank(client, KEY_BGE_ONLY, body, path="/rerank").status_code == 503
+    response = rerank(client, KEY_ALL, body, path="/rerank")
+    assert response.status_code == 422 and error_code(response) == "model_required"
+
+
+def test_rate_limited_key_gets_429_with_retry_after(client: TestClient) -> None:
+    assert rerank(client, KEY_LIMITED).status_code == 503
+    response = rerank(client, KEY_LIMITED)
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_no_ready_replica_gets_503_with_retry_after(client: TestClient) -> None:
+    response = rerank(client, KEY_ALL, path="/v2/rerank")
+    assert response.status_code == 503
+    assert error_code(response) == "no_ready_replica"
+    assert response.headers["retry-after"] == "5"
+
+
+def test_models_lists_only_what_the_key_may_use_in_its_namespace(client: TestClient) -> None:
+    def ids(key: str) -> list[str]:
+        response = client.get("/v1/models", headers={"authorization": f"Bearer {key}"})
+        assert response.status_code == 200
+        return [m["id"] for m in response.json()["data"]]
+
+    assert ids(KEY_ALL) == ["bge", "minilm"]
+    assert ids(KEY_BGE_ONLY) == ["bge"]
+    assert ids(KEY_OTHER_NS) == ["elsewhere"]
+    assert client.get("/v1/models").status_code == 401
+
+
+def test_health_and_readiness_once_objects_are_loaded(client: TestClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_count_requests_by_key_id_model_dialect_and_status(client: TestClient) -> None:
+    rerank(client, KEY_BGE_ONLY)
+    rerank(client, None)
+    text = client.get("/metrics").text
+    parsed = parse_key(KEY_BGE_ONLY)
+    assert parsed is not None
+    assert (f'kuberank_gateway_requests_total{{dialect="jina",key_id="{parsed.key_id}",'
+            f'model="bge",status="503"}} 1.0') in text
+    assert 'kuberank_gateway_requests_total{dialect="jina",key_id="",model="",status="401"}' in text
+    assert "kuberank_gateway_request_duration_seconds_bucket" in text
+    assert parsed.secret not in text

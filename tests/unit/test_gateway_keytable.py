@@ -1,0 +1,156 @@
+"""The gateway's key table: which presented keys it accepts, and why it refuses the others."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.gateway.keytable import (
+    AuthError,
+    KeyTable,
+    presented_key,
+    record_from_apikey,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def apikey(key: str, name: str = "team-a", namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
+    parsed = parse_key(key)
+    assert parsed is not None
+    return {
+        "apiVersion": "kuberank.io/v1alpha1",
+        "kind": "ApiKey",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+        "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)},
+    }
+
+
+def table_with(*objects: dict[str, Any]) -> KeyTable:
+    table = KeyTable()
+    for obj in objects:
+        record = record_from_apikey(obj)
+        assert record is not None
+        table.upsert(record)
+    return table
+
+
+def test_a_published_key_authenticates_to_its_record() -> None:
+    key = generate_key()
+    record = table_with(apikey(key, models=["bge"])).authenticate(key, NOW)
+    assert (record.namespace, record.name, record.models) == ("ns1", "team-a", frozenset({"bge"}))
+
+
+def test_missing_malformed_unknown_and_wrong_secret_keys_are_refused() -> None:
+    key = generate_key()
+    table = table_with(apikey(key))
+    parsed = parse_key(key)
+    assert parsed is not None
+    wrong_secret = f"kr_{parsed.key_id}_{'0' * 32}"
+    for presented in (None, "", "not-a-key", generate_key(), wrong_secret):
+        with pytest.raises(AuthError):
+            table.authenticate(presented, NOW)
+
+
+def test_refusal_messages_never_contain_the_presented_key() -> None:
+    key = generate_key()
+    table = table_with(apikey(key, disabled=True))
+    for presented in (key, generate_key()):
+        with pytest.raises(AuthError) as refused:
+            table.authenticate(presented, NOW)
+        assert presented not in str(refused.value)
+        assert presented.split("_")[2] not in str(refused.value)
+
+
+def test_disabled_key_is_refused() -> None:
+    key = generate_key()
+    with pytest.raises(AuthError, match="disabled"):
+        table_with(apikey(key, disabled=True)).authenticate(key, NOW)
+
+
+def test_expiry_is_evaluated_at_request_time() -> None:
+    key = generate_key()
+    expires = NOW + timedelta(seconds=5)
+    table = table_with(apikey(key, expiresAt=expires.isoformat().replace("+00:00", "Z")))
+    assert table.authenticate(key, NOW).key_id
+    with pytest.raises(AuthError, match="expired"):
+        table.authenticate(key, expires)
+
+
+def test_key_without_published_status_is_not_a_record() -> None:
+    obj = apikey(generate_key())
+    obj["status"] = {}
+    assert record_from_apikey(obj) is None
+
+
+def test_missing_models_means_every_model_as_the_crd_defaults() -> None:
+    record = record_from_apikey(apikey(generate_key()))
+    assert record is not None and record.allows("anything")
+
+
+def test_invalid_spec_is_ignored_rather_than_crashing_the_watch() -> None:
+    obj = apikey(generate_key())
+    obj["spec"] = {"models": "not-a-list", "rateLimit": {"requestsPerMinute": -3}}
+    assert record_from_apikey(obj) is None
+
+
+def test_rate_limits_are_read_from_the_spec() -> None:
+    record = record_from_apikey(
+        apikey(generate_key(), rateLimit={"requestsPerMinute": 60, "tokensPerMinute": 1000})
+    )
+    assert record is not None
+    assert (record.requests_per_minute, record.tokens_per_minute) == (60, 1000)
+
+
+def test_rotation_replaces_the_old_key_id() -> None:
+    old, new = generate_key(), generate_key()
+    table = table_with(apikey(old))
+    rotated = record_from_apikey(apikey(new))
+    assert rotated is not None
+    table.upsert(rotated)
+    assert table.authenticate(new, NOW).name == "team-a"
+    with pytest.raises(AuthError):
+        table.authenticate(old, NOW)
+    assert len(table) == 1
+
+
+def test_removing_an_object_revokes_its_key() -> None:
+    key = generate_key()
+    table = table_with(apikey(key))
+    table.remove("ns1", "team-a")
+    with pytest.raises(AuthError):
+        table.authenticate(key, NOW)
+
+
+def test_replace_all_in_one_namespace_keeps_other_namespaces() -> None:
+    a, b, c = generate_key(), generate_key(), generate_key()
+    table = table_with(apikey(a, namespace="ns1"), apikey(b, name="other", namespace="ns2"))
+    fresh = record_from_apikey(apikey(c, name="fresh", namespace="ns1"))
+    assert fresh is not None
+    table.replace_all([fresh], namespace="ns1")
+    assert table.authenticate(b, NOW).namespace == "ns2"
+    assert table.authenticate(c, NOW).name == "fresh"
+    with pytest.raises(AuthError):
+        table.authenticate(a, NOW)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "x_api_key", "expected"),
+    [
+        ("Bearer kr_abc", None, "kr_abc"),
+        ("bearer   kr_abc  ", None, "kr_abc"),
+        (None, "kr_xyz", "kr_xyz"),
+        ("Basic dXNlcjpwYXNz", "kr_xyz", "kr_xyz"),
+        ("Bearer ", None, None),
+        (None, None, None),
+    ],
+)
+def test_presented_key_comes_from_bearer_or_x_api_key(
+    authorization: str | None, x_api_key: str | None, expected: str | None
+) -> None:
+    assert presented_key(authorization, x_api_key) == expected

@@ -1,0 +1,39 @@
+"""Gateway flags and KUBERANK_GATEWAY_* environment variables mean the same thing."""
+
+from __future__ import annotations
+
+import pytest
+from kuberank.gateway.settings import GatewaySettings
+from pydantic import ValidationError
+from pydantic_settings import CliApp
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_listen_on_8080_and_watch_all_namespaces() -> None:
+    settings = CliApp.run(GatewaySettings, cli_args=[])
+    assert (settings.port, settings.namespaces, settings.kubeconfig) == (8080, [], None)
+
+
+def test_flags_set_limits_and_comma_separated_namespaces() -> None:
+    settings = CliApp.run(GatewaySettings, cli_args=[
+        "--namespaces", "team-a, team-b", "--max-body-bytes", "65536", "--max-documents", "50",
+        "--upstream-timeout", "2.5", "--kubeconfig", "/tmp/kc",
+    ])
+    assert settings.namespaces == ["team-a", "team-b"]
+    assert (settings.max_body_bytes, settings.max_documents) == (65536, 50)
+    assert (settings.upstream_timeout, settings.kubeconfig) == (2.5, "/tmp/kc")
+
+
+def test_environment_variables_match_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBERANK_GATEWAY_NAMESPACES", "x,y")
+    monkeypatch.setenv("KUBERANK_GATEWAY_PORT", "9000")
+    settings = GatewaySettings()
+    assert (settings.namespaces, settings.port) == (["x", "y"], 9000)
+
+
+def test_nonsense_limits_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        GatewaySettings(max_documents=0)
+    with pytest.raises(ValidationError):
+        GatewaySettings(upstream_timeout=0)

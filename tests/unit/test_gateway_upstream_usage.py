@@ -1,0 +1,28 @@
+"""Usage the gateway counts per key comes from each dialect's response body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kuberank.gateway.upstream import usage_tokens
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("body", "tokens"),
+    [
+        ({"results": [], "usage": {"prompt_tokens": 69, "total_tokens": 69}}, 69),
+        ({"results": [], "meta": {"tokens": {"input_tokens": 12, "output_tokens": 0}}}, 12),
+        ([{"index": 0, "score": 0.3}], 0),
+        ({"usage": {"total_tokens": "lots"}}, 0),
+        ({"usage": {"total_tokens": -5}}, 0),
+    ],
+)
+def test_usage_is_read_from_jina_and_cohere_bodies(body: object, tokens: int) -> None:
+    assert usage_tokens(json.dumps(body).encode()) == tokens
+
+
+def test_unparseable_body_counts_no_usage() -> None:
+    assert usage_tokens(b"\xff not json") == 0

@@ -1,0 +1,120 @@
+"""Token buckets per key: requests/minute up front, tokens/minute charged after the fact."""
+
+from __future__ import annotations
+
+import pytest
+from kuberank.gateway.ratelimit import Limits, RateLimiter, TokenBucket, retry_after_seconds
+
+pytestmark = pytest.mark.unit
+
+
+class FakeClock:
+    """A hand-advanced monotonic clock (the limiter is pure; time is an input)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_starts_full_and_refills_continuously() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(60, 60.0, clock)
+    for _ in range(60):
+        assert bucket.try_take() == 0.0
+    assert bucket.try_take() == pytest.approx(1.0)
+    clock.now += 0.5
+    assert bucket.try_take() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert bucket.try_take() == 0.0
+
+
+def test_bucket_never_holds_more_than_its_capacity() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(10, 60.0, clock)
+    clock.now += 3600
+    assert bucket.level == 10
+
+
+def test_debit_can_push_a_bucket_into_debt() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(100, 60.0, clock)
+    bucket.debit(250)
+    assert bucket.level == pytest.approx(-150)
+    assert bucket.wait_for(1) == pytest.approx(151 * 60 / 100)
+
+
+def test_bucket_rejects_nonpositive_capacity() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(0, 60.0, FakeClock())
+
+
+def test_requests_per_minute_limit_refuses_with_wait_time() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(requests_per_minute=2)
+    assert limiter.admit("k1", limits) == 0.0
+    assert limiter.admit("k1", limits) == 0.0
+    assert limiter.admit("k1", limits) == pytest.approx(30.0)
+    clock.now += 30
+    assert limiter.admit("k1", limits) == 0.0
+
+
+def test_keys_have_separate_buckets() -> None:
+    limiter = RateLimiter(FakeClock())
+    limits = Limits(requests_per_minute=1)
+    assert limiter.admit("k1", limits) == 0.0
+    assert limiter.admit("k1", limits) > 0
+    assert limiter.admit("k2", limits) == 0.0
+
+
+def test_unlimited_key_is_always_admitted() -> None:
+    limiter = RateLimiter(FakeClock())
+    for _ in range(10_000):
+        assert limiter.admit("k", Limits()) == 0.0
+
+
+def test_token_debt_blocks_the_next_request_until_repaid() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(tokens_per_minute=600)
+    assert limiter.admit("k", limits) == 0.0
+    limiter.charge_tokens("k", 1200)  # 600 tokens of debt at 10 tokens/s
+    assert limiter.admit("k", limits) == pytest.approx(60.1)
+    clock.now += 61
+    assert limiter.admit("k", limits) == 0.0
+
+
+def test_token_refusal_does_not_spend_a_request_token() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(requests_per_minute=1, tokens_per_minute=60)
+    limiter.charge_tokens("k", 1)  # no buckets yet: nothing to charge
+    assert limiter.admit("k", limits) == 0.0
+    limiter.charge_tokens("k", 120)
+    assert limiter.admit("k", limits) > 0
+    clock.now += 61  # debt repaid and the request bucket refilled exactly once
+    assert limiter.admit("k", limits) == 0.0
+
+
+def test_changed_limits_take_effect_immediately() -> None:
+    limiter = RateLimiter(FakeClock())
+    assert limiter.admit("k", Limits(requests_per_minute=1)) == 0.0
+    assert limiter.admit("k", Limits(requests_per_minute=1)) > 0
+    assert limiter.admit("k", Limits(requests_per_minute=100)) == 0.0
+
+
+def test_forget_drops_buckets_of_removed_keys() -> None:
+    limiter = RateLimiter(FakeClock())
+    limits = Limits(requests_per_minute=1)
+    limiter.admit("gone", limits)
+    limiter.admit("kept", limits)
+    limiter.forget({"kept"})
+    assert limiter.admit("gone", limits) == 0.0
+    assert limiter.admit("kept", limits) > 0
+
+
+@pytest.mark.parametrize(("wait", "header"), [(0.01, 1), (1.0, 1), (1.2, 2), (59.5, 60)])
+def test_retry_after_is_whole_seconds_rounded_up(wait: float, header: int) -> None:
+    assert retry_after_seconds(wait) == header
