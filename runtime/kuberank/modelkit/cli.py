@@ -46,7 +46,25 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("hf_dir", type=Path)
     c.add_argument("out", type=Path)
     c.add_argument("--dtype", choices=DTYPES, default="f32")
+    k = sub.add_parser("check", help="compare a GGUF's scores with transformers on its HF dir")
+    k.add_argument("gguf", type=Path)
+    k.add_argument("hf_dir", type=Path)
+    k.add_argument("--tolerance", type=float, default=1e-3)
     return p
+
+
+def check(gguf: Path, hf_dir: Path, tolerance: float) -> int:
+    """Exit 0 when every sample pair tokenizes identically and scores within ``tolerance``."""
+    from kuberank.modelkit.check import SAMPLE_PAIRS, compare
+
+    results = compare(gguf, hf_dir, SAMPLE_PAIRS)
+    for r in results:
+        print(f"{r.llama:+.6f} {r.transformers:+.6f} diff={r.diff:.2e} "
+              f"tokens={'same' if r.tokens_match else 'DIFFERENT'}  {r.query[:40]!r}")
+    worst = max(r.diff for r in results)
+    ok = worst < tolerance and all(r.tokens_match for r in results)
+    print(f"max |diff| = {worst:.3e} over {len(results)} pairs: {'OK' if ok else 'FAIL'}")
+    return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "build":
             return build(args.out or paths.models_dir())
+        if args.command == "check":
+            return check(args.gguf, args.hf_dir, args.tolerance)
         out = convert_hf_dir(args.hf_dir, args.out, dtype=args.dtype)
         _log(f"wrote {out}")
         return 0
