@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm, ensure_tiny
 
