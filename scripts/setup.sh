@@ -16,10 +16,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.kuberank-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip wheel setuptools
-  # llama-cpp-python builds llama.cpp from source (several minutes on 2 cores, cached afterwards).
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-    .venv/bin/python -m pip install --progress-bar off -e '.[runtime,operator,gateway,dev]'
+  # The images' install script (llama.cpp compiled once, then reused from pip's wheel cache).
+  bash images/install.sh .venv/bin/python runtime,operator,gateway,dev --editable
   touch "$stamp"
 fi
 
