@@ -1,0 +1,73 @@
+"""kuberank-operator: run the kopf operator with kuberank's handlers.
+
+Flags mirror KUBERANK_* environment variables (flags win). SIGTERM/SIGINT stop it gracefully:
+kopf finishes running handlers, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+import kopf
+from kuberank.operator.kube import Kube, load_client
+from kuberank.operator.settings import OperatorSettings
+
+
+def parse_args(argv: list[str] | None) -> OperatorSettings:
+    p = argparse.ArgumentParser(prog="kuberank-operator", description=__doc__)
+    p.add_argument("--namespace", "-n", action="append", dest="namespaces", help="repeatable")
+    p.add_argument("--runtime-image")
+    p.add_argument("--finalizer")
+    p.add_argument("--annotation-prefix")
+    p.add_argument("--liveness-endpoint", help="e.g. http://0.0.0.0:8081/healthz; '' disables")
+    p.add_argument("--startup-timeout-s", type=int)
+    p.add_argument("--json-logs", action="store_true", default=None)
+    p.add_argument("--verbose", "-v", action="store_true", default=None)
+    given = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+    return OperatorSettings(**given)
+
+
+def configure(settings: OperatorSettings, kopf_settings: kopf.OperatorSettings) -> None:
+    """Our own finalizer and annotation prefixes; progress never written into status."""
+    prefix = settings.annotation_prefix
+    kopf_settings.persistence.finalizer = settings.finalizer
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=prefix, key="last-handled-configuration"
+    )
+    # Handler chatter stays in the log; Events are reserved for condition transitions.
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.execution.max_workers = 16
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    kopf.configure(
+        verbose=settings.verbose,
+        log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.FULL,
+    )
+    # Registers the handlers with kopf's default registry.
+    import kuberank.operator.handlers  # noqa: F401
+
+    @kopf.on.startup()
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(operator_settings, settings)
+
+    operator_settings = settings
+    memo = kopf.Memo(kube=Kube(load_client()), settings=settings)
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=settings.liveness_endpoint or None,
+        memo=memo,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The only module that talks to the API server: apply, read, delete, patch status.
+
+Children are written with server-side apply (one field manager, forced), so re-applying an
+unchanged manifest is a no-op on the server and a drifted field is put back by the next pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+FIELD_MANAGER = "kuberank-operator"
+
+_PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "Secret": "secrets",
+    "NetworkPolicy": "networkpolicies",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "Pod": "pods",
+    "RerankModel": "rerankmodels",
+    "ApiKey": "apikeys",
+}
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when no response came)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Ref:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> Ref:
+        meta = manifest["metadata"]
+        return cls(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+
+    def path(self, subresource: str = "") -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        tail = f"/{subresource}" if subresource else ""
+        return f"{prefix}/namespaces/{self.namespace}/{_PLURALS[self.kind]}/{self.name}{tail}"
+
+
+def load_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class Kube:
+    """Thin JSON-over-HTTP wrapper on the client's authenticated connection pool."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any] | None:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        m, url, hdrs, data, _ = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        raw: bytes | str
+        try:
+            resp = self._api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
+            resp.read()  # type: ignore[no-untyped-call]
+            status, raw = resp.status, resp.data or b""
+        except ApiException as err:
+            status, raw = int(err.status or 0), (err.body or "")
+        except OSError as err:  # connection refused/reset while the apiserver restarts
+            raise KubeError(0, str(err)) from err
+        if status == 404:
+            return None
+        if status >= 400:
+            raise KubeError(status, _message(raw))
+        result: dict[str, Any] = json.loads(raw) if raw else {}
+        return result
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply; creates or converges the object to the manifest."""
+        out = self._call(
+            "PATCH",
+            Ref.of(manifest).path(),
+            manifest,
+            content_type="application/apply-patch+yaml",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+        if out is None:
+            raise KubeError(404, f"namespace {manifest['metadata']['namespace']} not found")
+        return out
+
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        return self._call("GET", ref.path())
+
+    def delete(self, ref: Ref) -> bool:
+        """True when something was deleted; absent objects are fine."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        return self._call("DELETE", ref.path(), body) is not None
+
+    def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
+        self._call(
+            "PATCH",
+            ref.path("status"),
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+
+def _message(raw: bytes | str) -> str:
+    try:
+        body = json.loads(raw)
+    except (ValueError, TypeError):
+        return str(raw)[:500]
+    return str(body.get("message", body)) if isinstance(body, dict) else str(body)

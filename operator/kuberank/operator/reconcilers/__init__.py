@@ -1,0 +1,1 @@
+"""Reconcilers: apply what the builders return, read what exists. No manifest literals here."""

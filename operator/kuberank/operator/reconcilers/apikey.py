@@ -1,0 +1,89 @@
+"""Mint, keep and rotate an ApiKey's secret; publish only its id and salted digest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kuberank.crd.apikey import KIND, ROTATE_ANNOTATION, ApiKeySpec, secret_name
+from kuberank.crd.common import API_VERSION
+from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
+from kuberank.operator.builders.meta import Owner
+from kuberank.operator.builders.secret import build_secret, key_from_secret
+from kuberank.operator.kube import Kube, Ref
+from kuberank.operator.status.apikey import compute_status
+from kuberank.operator.status.conditions import transitions
+from pydantic import ValidationError
+
+
+class InvalidApiKeyError(ValueError):
+    """A spec the operator cannot use, with the offending fields."""
+
+
+@dataclass(frozen=True)
+class Minted:
+    key_id: str
+    digest: str
+    rotation: str | None
+    rotated: bool
+
+
+def parse_spec(raw: Any) -> ApiKeySpec:
+    try:
+        return ApiKeySpec.model_validate(raw or {})
+    except ValidationError as err:
+        raise InvalidApiKeyError(
+            "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        ) from err
+
+
+def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
+    """Keep the stored key unless it is missing, malformed or a rotation is requested."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    owner = Owner(kind=KIND, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    ref = Ref("v1", "Secret", owner.namespace, secret_name(owner.name))
+    wanted_rotation = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
+    rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
+    parsed = parse_key(key_from_secret(kube.get(ref)) or "")
+    if parsed is None or rotate:
+        key = generate_key()
+        kube.apply(build_secret(owner, key))
+        parsed = parse_key(key)
+        assert parsed is not None
+        digest = digest_secret(parsed.secret)
+    else:
+        digest = status.get("digest") or ""
+        if status.get("keyId") != parsed.key_id or not verify_secret(parsed.secret, digest):
+            digest = digest_secret(parsed.secret)
+    rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
+    return Minted(parsed.key_id, digest, rotation, rotated=rotate)
+
+
+def desired_status(
+    body: dict[str, Any], spec: ApiKeySpec, minted: Minted | None, now: datetime
+) -> dict[str, Any]:
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    return compute_status(
+        spec,
+        int(meta.get("generation") or 0),
+        minted.key_id if minted else status.get("keyId"),
+        minted.digest if minted else status.get("digest"),
+        secret_name(meta["name"]),
+        minted.rotation if minted else status.get("rotation"),
+        status,
+        now,
+    )
+
+
+def publish_status(
+    kube: Kube, body: dict[str, Any], status: dict[str, Any]
+) -> list[dict[str, Any]]:
+    current = body.get("status") or {}
+    if all(current.get(k) == v for k, v in status.items()):
+        return []
+    meta = body["metadata"]
+    kube.patch_status(Ref(API_VERSION, KIND, meta["namespace"], meta["name"]), status)
+    return transitions(current.get("conditions"), status["conditions"])

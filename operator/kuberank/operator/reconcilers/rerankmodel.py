@@ -1,0 +1,102 @@
+"""Converge a RerankModel's children and publish its status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from kuberank.crd.common import API_VERSION
+from kuberank.crd.rerankmodel import KIND, RerankModelSpec
+from kuberank.operator.builders.deployment import build_deployment
+from kuberank.operator.builders.meta import Owner, child_name
+from kuberank.operator.builders.network import (
+    build_network_policy,
+    build_pdb,
+    build_service,
+    wants_pdb,
+)
+from kuberank.operator.kube import Kube, Ref
+from kuberank.operator.settings import OperatorSettings
+from kuberank.operator.status.conditions import transitions
+from kuberank.operator.status.pods import pod_problem
+from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
+from pydantic import ValidationError
+
+
+class InvalidSpecError(ValueError):
+    """A spec the API server accepted but the operator cannot run; names the fields."""
+
+
+def parse_spec(raw: Any) -> RerankModelSpec:
+    try:
+        return RerankModelSpec.model_validate(raw or {})
+    except ValidationError as err:
+        fields = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise InvalidSpecError(fields or str(err)) from err
+
+
+def owner_of(body: dict[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(kind=KIND, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def apply_children(
+    kube: Kube, settings: OperatorSettings, owner: Owner, spec: RerankModelSpec
+) -> None:
+    """Level-based: the same call creates, updates and repairs; running it twice changes nothing."""
+    kube.apply(build_deployment(owner, spec, settings))
+    kube.apply(build_service(owner))
+    kube.apply(build_network_policy(owner, spec))
+    if wants_pdb(spec):
+        kube.apply(build_pdb(owner))
+    else:
+        kube.delete(
+            Ref("policy/v1", "PodDisruptionBudget", owner.namespace, child_name(owner.name))
+        )
+
+
+def desired_status(
+    body: dict[str, Any],
+    deployment: dict[str, Any] | None,
+    pods: Iterable[dict[str, Any]],
+    now: datetime,
+    invalid: str | None = None,
+) -> dict[str, Any]:
+    """Status from the model and what its children report (pure)."""
+    meta = body["metadata"]
+    raw_spec = body.get("spec") or {}
+    gpu_name = "nvidia.com/gpu"
+    served = raw_spec.get("servedName") or meta["name"]
+    replicas = int(raw_spec.get("replicas", 1) or 0)
+    if invalid is None:
+        spec = parse_spec(raw_spec)
+        gpu_name, served, replicas = (
+            spec.resources.gpu_resource_name,
+            spec.served_name_for(meta["name"]),
+            spec.replicas,
+        )
+    facts = ModelFacts(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        generation=int(meta.get("generation") or 0),
+        replicas=replicas,
+        served_name=served,
+    )
+    problems = [p for p in (pod_problem(pod, gpu_name) for pod in pods) if p is not None]
+    dep = DeploymentState.from_object(deployment) if deployment else None
+    return compute_status(facts, dep, problems, body.get("status"), now, invalid)
+
+
+def publish_status(
+    kube: Kube, body: dict[str, Any], status: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Patch the status if it differs; returns the conditions that transitioned."""
+    current = body.get("status") or {}
+    if all(current.get(k) == v for k, v in status.items()):
+        return []
+    meta = body["metadata"]
+    kube.patch_status(Ref(API_VERSION, KIND, meta["namespace"], meta["name"]), status)
+    return transitions(current.get("conditions"), status["conditions"])
