@@ -68,18 +68,18 @@ def _probe(failure_threshold: int, period_s: int = PROBE_PERIOD_S) -> dict[str, 
 
 def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) -> dict[str, Any]:
     image = runtime_image(spec, settings)
+    source = (
+        [{"name": "source", "mountPath": SOURCE_DIR, "readOnly": True}]
+        if spec.source.pvc is not None
+        else []
+    )
     init = {
         "name": "fetch-model",
         "image": image,
         "command": ["kuberank-fetch"],
         "args": fetch_args(spec.source),
         "env": fetch_env(spec.source),
-        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, _tmp_mount()]
-        + (
-            [{"name": "source", "mountPath": SOURCE_DIR, "readOnly": True}]
-            if spec.source.pvc is not None
-            else []
-        ),
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, _tmp_mount(), *source],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -94,9 +94,11 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         "startupProbe": _probe(max(1, settings.startup_timeout_s // PROBE_PERIOD_S)),
         "readinessProbe": _probe(3, period_s=5),
         "livenessProbe": _probe(6),
+        # The fetcher symlinks a PVC file rather than copying it, so the runtime mounts it too.
         "volumeMounts": [
             {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
             _tmp_mount(),
+            *source,
         ],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -1,0 +1,78 @@
+"""kuberank-fetch {url,hf,pvc}: fetch a model into --dest and link it as --link.
+
+Exit status 0 means the link points at a complete, verified file. On failure the reason goes to
+stderr and to the pod's termination message, so the RerankModel's Degraded condition shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from kuberank.fetcher.download import fetch_url
+from kuberank.fetcher.errors import FetchError
+from kuberank.fetcher.files import copy_into, point_link
+from kuberank.fetcher.huggingface import fetch_hf
+
+log = logging.getLogger("kuberank.fetch")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kuberank-fetch", description=__doc__)
+    sub = p.add_subparsers(dest="source", required=True)
+    url = sub.add_parser("url", help="HTTP(S) file verified by SHA-256")
+    url.add_argument("--url", required=True)
+    url.add_argument("--sha256", required=True)
+    hf = sub.add_parser("hf", help="Hugging Face Hub file or glob")
+    hf.add_argument("--repo", required=True)
+    hf.add_argument("--file", required=True)
+    hf.add_argument("--revision", default="main")
+    pvc = sub.add_parser("pvc", help="file on a mounted volume")
+    pvc.add_argument("--path", required=True, type=Path)
+    pvc.add_argument("--copy", action="store_true", help="copy instead of symlinking")
+    for s in (url, hf, pvc):
+        s.add_argument("--dest", type=Path, default=Path("/models"))
+        s.add_argument("--link", default="model.gguf")
+    return p
+
+
+def run(args: argparse.Namespace) -> Path:
+    dest: Path = args.dest
+    dest.mkdir(parents=True, exist_ok=True)
+    if args.source == "url":
+        target = fetch_url(args.url, args.sha256.lower(), dest)
+    elif args.source == "hf":
+        target = fetch_hf(args.repo, args.file, args.revision, dest)
+    else:
+        path: Path = args.path
+        if not path.is_file():
+            raise FetchError(f"{path} not found on the volume; check spec.source.pvc.path")
+        target = copy_into(path, dest) if args.copy else path
+    return point_link(dest, args.link, target)
+
+
+def _termination_message(text: str) -> None:
+    path = Path(os.environ.get("KUBERANK_TERMINATION_LOG", "/dev/termination-log"))
+    with contextlib.suppress(OSError):  # not in a pod: stderr carries the message
+        path.write_text(text[:4000])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        link = run(args)
+    except FetchError as err:
+        print(f"kuberank-fetch: {err}", file=sys.stderr)
+        _termination_message(str(err))
+        return 1
+    log.info("model ready at %s -> %s", link, os.readlink(link))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""kuberank-fetch against a real HTTP server on loopback (Range resume, checksum) and real files."""
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from kuberank.fetcher.cli import main
+from kuberank.fetcher.download import fetch_url, file_name
+from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
+from kuberank.fetcher.huggingface import is_glob, pick_model_file
+
+pytestmark = pytest.mark.unit
+
+PAYLOAD = os.urandom(3 * 2**20 + 123)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class FileServer(ThreadingHTTPServer):
+    """Serves PAYLOAD at /m.gguf, honours Range, and can cut the first full response short."""
+
+    cut_after: int | None = None
+    ranges: list[str | None]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FileServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path != "/m.gguf":
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        self.server.ranges.append(rng)
+        start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
+        if start >= len(PAYLOAD):
+            self.send_response(416)
+            self.end_headers()
+            return
+        body = PAYLOAD[start:]
+        self.send_response(206 if rng else 200)
+        if rng:
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut = self.server.cut_after
+        if cut is not None:
+            self.server.cut_after = None
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # drop the connection mid-body
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    srv = FileServer(("127.0.0.1", 0), Handler)
+    srv.ranges = []
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _url(srv: FileServer, path: str = "/m.gguf") -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}{path}"
+
+
+def test_url_fetch_downloads_verifies_and_links(server: FileServer, tmp_path: Path) -> None:
+    rc = main(["url", "--url", _url(server), "--sha256", SHA, "--dest", str(tmp_path)])
+    assert rc == 0
+    link = tmp_path / "model.gguf"
+    assert link.is_symlink() and link.read_bytes() == PAYLOAD
+    assert not (tmp_path / "m.gguf.part").exists()
+    # A second run (pod restart) verifies the cached file and downloads nothing.
+    assert main(["url", "--url", _url(server), "--sha256", SHA, "--dest", str(tmp_path)]) == 0
+    assert len(server.ranges) == 1
+
+
+def test_url_fetch_resumes_a_partial_file_with_range(server: FileServer, tmp_path: Path) -> None:
+    (tmp_path / "m.gguf.part").write_bytes(PAYLOAD[:1_000_000])
+    path = fetch_url(_url(server), SHA, tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert server.ranges == ["bytes=1000000-"]
+
+
+def test_url_fetch_resumes_after_a_dropped_connection(server: FileServer, tmp_path: Path) -> None:
+    server.cut_after = 2**20
+    path = fetch_url(_url(server), SHA, tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert server.ranges[0] is None and server.ranges[1] is not None
+    assert server.ranges[1].startswith("bytes=") and server.ranges[1] != "bytes=0-"
+
+
+def test_checksum_mismatch_fails_clearly_and_leaves_nothing(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "0" * 64
+    with pytest.raises(ChecksumMismatchError, match="sha256 mismatch"):
+        fetch_url(_url(server), wrong, tmp_path)
+    assert not any(tmp_path.iterdir())
+    term = tmp_path / "termination-log"
+    os.environ["KUBERANK_TERMINATION_LOG"] = str(term)
+    try:
+        rc = main(["url", "--url", _url(server), "--sha256", wrong, "--dest", str(tmp_path / "d")])
+    finally:
+        del os.environ["KUBERANK_TERMINATION_LOG"]
+    assert rc == 1
+    assert "sha256 mismatch" in capsys.readouterr().err
+    assert "expected " + wrong in term.read_text()
+    assert not (tmp_path / "d" / "model.gguf").exists()
+
+
+def test_http_error_is_a_fetch_error(server: FileServer, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch_url(_url(server, "/missing.gguf"), SHA, tmp_path)
+
+
+def test_unreachable_server_gives_up_after_attempts(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="after 2 attempts"):
+        fetch_url("http://127.0.0.1:9/m.gguf", SHA, tmp_path, attempts=2, timeout_s=1)
+
+
+def test_pvc_path_is_symlinked_or_copied(tmp_path: Path) -> None:
+    volume = tmp_path / "source" / "models"
+    volume.mkdir(parents=True)
+    (volume / "r.gguf").write_bytes(b"gguf-bytes")
+    dest = tmp_path / "cache"
+    assert main(["pvc", "--path", str(volume / "r.gguf"), "--dest", str(dest)]) == 0
+    assert os.readlink(dest / "model.gguf") == str(volume / "r.gguf")
+    copy = tmp_path / "copy"
+    assert main(["pvc", "--path", str(volume / "r.gguf"), "--dest", str(copy), "--copy"]) == 0
+    assert (copy / "r.gguf").read_bytes() == b"gguf-bytes"
+    assert os.readlink(copy / "model.gguf") == "r.gguf"
+
+
+def test_missing_pvc_file_fails_with_the_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["pvc", "--path", str(tmp_path / "nope.gguf"), "--dest", str(tmp_path)]) == 1
+    assert "nope.gguf not found" in capsys.readouterr().err
+
+
+def test_names_and_globs() -> None:
+    assert file_name("https://h/x/bge%20m3.Q8_0.gguf?download=1") == "bge_m3.Q8_0.gguf"
+    assert file_name("https://h/") == "model.gguf"
+    assert is_glob("*Q8_0*.gguf") and not is_glob("model.gguf")
+    shards = ["m-00002-of-00002.gguf", "m-00001-of-00002.gguf", "README.md"]
+    assert pick_model_file(shards, "m-*.gguf") == "m-00001-of-00002.gguf"
+    with pytest.raises(FetchError, match="no file"):
+        pick_model_file(shards, "*.bin")
