@@ -1,0 +1,1 @@
+"""The reranker server every RerankModel pod runs: llama.cpp rank pooling behind FastAPI."""

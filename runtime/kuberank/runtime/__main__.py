@@ -1,0 +1,3 @@
+from kuberank.runtime.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""FastAPI app of the runtime: the three rerank dialects, models, health and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from kuberank.protocol.body import read_body
+from kuberank.protocol.dialects import Dialect, RerankRequest, parse_request
+from kuberank.protocol.errors import (
+    ApiError,
+    ModelNotFound,
+    Unavailable,
+    error_body,
+    error_response,
+    install_error_handlers,
+)
+from kuberank.protocol.shaping import shape_response
+from kuberank.runtime.engine import Engine
+from kuberank.runtime.settings import RuntimeSettings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def _rerank(request: Request, dialect: Dialect) -> Response:
+    engine = _engine(request)
+    settings = engine.settings
+    metrics = engine.metrics
+    started = time.perf_counter()
+    status = 500
+    try:
+        raw = await read_body(request, settings.max_body_bytes)
+        parsed: RerankRequest = await anyio.to_thread.run_sync(
+            lambda: parse_request(dialect, raw, max_documents=settings.max_documents))
+        if parsed.model is not None and parsed.model != settings.effective_served_name:
+            raise ModelNotFound(f"model {parsed.model!r} is not served here; this runtime "
+                                f"serves {settings.effective_served_name!r}")
+        metrics.documents.observe(len(parsed.documents))
+        scored = await engine.rerank(parsed)
+        metrics.tokens.inc(scored.prompt_tokens)
+        metrics.truncations.inc(scored.truncated)
+        body = shape_response(parsed, scored.scores, model=settings.effective_served_name,
+                              prompt_tokens=scored.prompt_tokens,
+                              normalize_default=settings.normalize)
+        status = 200
+        return JSONResponse(body)
+    except ApiError as err:
+        status = err.status
+        return error_response(err)
+    finally:
+        metrics.requests.labels(dialect.value, str(status)).inc()
+        metrics.latency.labels(dialect.value).observe(time.perf_counter() - started)
+
+
+def _rerank_router() -> APIRouter:
+    router = APIRouter(tags=["rerank"])
+
+    @router.post(Dialect.JINA.value, summary="Rerank (Jina / GPUStack shape)")
+    async def rerank_jina(request: Request) -> Response:
+        return await _rerank(request, Dialect.JINA)
+
+    @router.post(Dialect.TEI.value, summary="Rerank (text-embeddings-inference shape)")
+    async def rerank_tei(request: Request) -> Response:
+        return await _rerank(request, Dialect.TEI)
+
+    @router.post(Dialect.COHERE.value, summary="Rerank (Cohere v2 shape)")
+    async def rerank_cohere(request: Request) -> Response:
+        return await _rerank(request, Dialect.COHERE)
+
+    return router
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health")
+    async def health(request: Request) -> Response:
+        engine = _engine(request)
+        if engine.state == "ready":
+            return JSONResponse({"status": "ok"})
+        message = ("model is loading" if engine.state == "loading"
+                   else f"model is not available: {engine.error or engine.state}")
+        err = Unavailable(message, code="model_loading" if engine.state == "loading"
+                          else "model_unavailable")
+        return JSONResponse(error_body(err), status_code=503)
+
+    @router.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        s = _engine(request).settings
+        return {"object": "list", "data": [{
+            "id": s.effective_served_name, "object": "model", "owned_by": "kuberank",
+            "created": int(request.app.state.started),
+        }]}
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(_engine(request).metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(settings: RuntimeSettings, engine: Engine | None = None) -> FastAPI:
+    """The runtime app; the engine starts loading the model when the app starts."""
+    the_engine = engine or Engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_engine.start()
+        yield
+        await anyio.to_thread.run_sync(the_engine.stop)
+
+    app = FastAPI(title="kuberank runtime", lifespan=lifespan)
+    app.state.engine = the_engine
+    app.state.started = time.time()
+    install_error_handlers(app)
+    app.include_router(_rerank_router())
+    app.include_router(_ops_router())
+    return app

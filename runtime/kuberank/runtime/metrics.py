@@ -1,0 +1,33 @@
+"""Prometheus metrics of one runtime process, on a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_DOCS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
+
+class RuntimeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("kuberank_runtime_requests", "Rerank requests by path and status",
+                                ["path", "status"], registry=r)
+        self.latency = Histogram("kuberank_runtime_request_seconds",
+                                 "Rerank request latency, parse to response", ["path"],
+                                 buckets=_LATENCY, registry=r)
+        self.documents = Histogram("kuberank_runtime_documents_per_request",
+                                   "Documents in each accepted rerank request", buckets=_DOCS,
+                                   registry=r)
+        self.tokens = Counter("kuberank_runtime_tokens_evaluated",
+                              "Tokens decoded by llama.cpp (after truncation)", registry=r)
+        self.truncations = Counter("kuberank_runtime_truncations",
+                                   "Query+document pairs shortened to fit the limits", registry=r)
+        self.queue_depth = Gauge("kuberank_runtime_queue_depth",
+                                 "Pairs waiting for the engine thread", registry=r)
+        self.batch_pairs = Histogram("kuberank_runtime_batch_pairs",
+                                     "Pairs packed into one llama_decode",
+                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.decode_seconds = Histogram("kuberank_runtime_decode_seconds",
+                                        "Time of one llama_decode", buckets=_LATENCY, registry=r)

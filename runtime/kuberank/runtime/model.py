@@ -1,0 +1,196 @@
+"""The only module that talks to llama.cpp: load a rank-pooling GGUF, tokenize, score pairs.
+
+A `RankContext` is not thread-safe (llama.cpp contexts never are); the engine gives each one a
+single owner thread. Tokenization only reads the vocabulary and is safe from any thread, as
+llama-server does it in its HTTP threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import llama_cpp
+from kuberank.runtime.pairs import PairLayout, plain_layout, template_layout
+
+log = logging.getLogger("kuberank.llama")
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
+    # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. llama.cpp narrates every
+    # load and decode at info; keep warnings and errors only.
+    if level in (3, 4):
+        log.log(logging.WARNING if level == 3 else logging.ERROR, "%s",
+                text.decode(errors="replace").rstrip())
+
+_FLASH = {"on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+          "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+          "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO}
+
+
+class ModelLoadError(RuntimeError):
+    """The file is missing, not a GGUF llama.cpp can load, or not a reranker."""
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+def default_threads() -> int:
+    """CPUs this process may really use: affinity, capped by a cgroup v2 CPU quota.
+
+    In a pod `os.cpu_count()` is the node's core count; llama.cpp threads spin at barriers, so
+    running more threads than the quota allows is many times slower, not a little.
+    """
+    n = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    ctx_size: int = 512
+    batch_size: int = 512
+    threads: int | None = None
+    gpu_layers: int = 0
+    flash_attn: Literal["on", "off", "auto"] = "on"
+    max_seqs: int = 1
+
+
+class RankModel:
+    """A loaded GGUF with its vocabulary; refuses models without a rank (classification) head."""
+
+    def __init__(self, path: Path, gpu_layers: int = 0) -> None:
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist")
+        _init_backend()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = gpu_layers
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise ModelLoadError(f"llama.cpp could not load {path} (not a valid GGUF model?)")
+        self.path = path
+        self.ptr: Any = model
+        self.vocab: Any = llama_cpp.llama_model_get_vocab(model)
+        self.n_ctx_train: int = llama_cpp.llama_model_n_ctx_train(model)
+        self.n_cls_out: int = llama_cpp.llama_model_n_cls_out(model)
+        self.arch = self.meta("general.architecture") or "unknown"
+        pooling = self.meta(f"{self.arch}.pooling_type")
+        if pooling != str(llama_cpp.LLAMA_POOLING_TYPE_RANK):
+            self.close()
+            raise ModelLoadError(
+                f"{path} is not a reranker: its pooling type is {pooling or 'unset'}, "
+                f"rank pooling ({llama_cpp.LLAMA_POOLING_TYPE_RANK}) is needed. Serve a "
+                "cross-encoder GGUF converted with a classification head."
+            )
+        template = llama_cpp.llama_model_chat_template(model, b"rerank")
+        self.rerank_template: str | None = template.decode() if template else None
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode(errors="replace") if n >= 0 else None
+
+    def tokenize(self, text: str, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            out = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, capacity, False,
+                                         parse_special)
+            if n >= 0:
+                return list(out[:n])
+            capacity = -n
+
+    def layout(self) -> PairLayout:
+        """llama-server's format_prompt_rerank, as a layout (see pairs.py)."""
+        if self.rerank_template is not None:
+            return template_layout(self.rerank_template, self.tokenize)
+        v = self.vocab
+        null = llama_cpp.LLAMA_TOKEN_NULL
+        eos = llama_cpp.llama_vocab_eos(v)
+        if eos == null:
+            eos = llama_cpp.llama_vocab_sep(v)
+        return plain_layout(
+            bos=llama_cpp.llama_vocab_bos(v) if llama_cpp.llama_vocab_get_add_bos(v) else None,
+            eos=eos if llama_cpp.llama_vocab_get_add_eos(v) else None,
+            sep=llama_cpp.llama_vocab_sep(v) if llama_cpp.llama_vocab_get_add_sep(v) else None,
+        )
+
+    def close(self) -> None:
+        if self.ptr:
+            llama_cpp.llama_model_free(self.ptr)
+            self.ptr = None
+
+
+class RankContext:
+    """One llama context scoring whole pairs; use from one thread only."""
+
+    def __init__(self, model: RankModel, params: ContextParams) -> None:
+        cp = llama_cpp.llama_context_default_params()
+        cp.n_ctx = max(params.ctx_size, params.batch_size)
+        # Non-causal models cannot split a sequence over micro-batches: ubatch must equal batch.
+        cp.n_batch = cp.n_ubatch = params.batch_size
+        cp.n_seq_max = params.max_seqs
+        cp.embeddings = True
+        cp.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_RANK
+        cp.flash_attn_type = _FLASH[params.flash_attn]
+        threads = params.threads or default_threads()
+        cp.n_threads = cp.n_threads_batch = threads
+        ctx = llama_cpp.llama_init_from_model(model.ptr, cp)
+        if not ctx:
+            raise ModelLoadError(f"llama.cpp could not create a context for {model.path}")
+        self.ptr: Any = ctx
+        self.model = model
+        self.n_batch: int = llama_cpp.llama_n_batch(ctx)
+        self.max_seqs = params.max_seqs
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, params.max_seqs)
+        self._memory = llama_cpp.llama_get_memory(ctx)
+
+    def score(self, pairs: list[list[int]]) -> list[float]:
+        """Scores of up to `max_seqs` pairs decoded together; the caller checked their sizes."""
+        total = sum(len(p) for p in pairs)
+        if not pairs or len(pairs) > self.max_seqs or total > self.n_batch:
+            raise ValueError(f"{len(pairs)} pairs of {total} tokens do not fit one decode")
+        b = self._batch
+        i = 0
+        for seq, tokens in enumerate(pairs):
+            for pos, tok in enumerate(tokens):
+                b.token[i] = tok
+                b.pos[i] = pos
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = seq
+                b.logits[i] = True  # embeddings need every token as an output
+                i += 1
+        b.n_tokens = total
+        if self._memory:
+            llama_cpp.llama_memory_clear(self._memory, True)
+        rc = llama_cpp.llama_decode(self.ptr, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with status {rc}")
+        return [float(llama_cpp.llama_get_embeddings_seq(self.ptr, s)[0])
+                for s in range(len(pairs))]
+
+    def close(self) -> None:
+        if self.ptr:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self.ptr)
+            self.ptr = None

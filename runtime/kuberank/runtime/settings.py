@@ -1,0 +1,104 @@
+"""Runtime settings: every command-line flag is also an environment variable (KUBERANK_<FLAG>).
+
+The operator renders a RerankModel's spec into these environment variables; a person running the
+server by hand uses the flags. Flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from kuberank.modelkit.paths import default_model_path
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RuntimeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBERANK_", extra="ignore")
+
+    model: Path = Field(default_factory=default_model_path,
+                        description="GGUF file of a rank-pooling (reranker) model.")
+    served_name: str | None = Field(
+        default=None, description="Model name clients send and /v1/models lists "
+        "(default: the file name without .gguf).")
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    threads: int | None = Field(default=None, ge=1,
+                                description="CPU threads for llama.cpp (default: all cores).")
+    ctx_size: int = Field(default=512, ge=16,
+                          description="Context size in tokens; a query+document pair must fit.")
+    batch_size: int | None = Field(
+        default=None, ge=16, description="Tokens per decode (physical batch = logical batch for "
+        "non-causal models); default: ctx-size. Caps the longest pair.")
+    gpu_layers: int = Field(default=0, ge=-1,
+                            description="Layers to offload to the GPU (-1: all, 0: CPU only).")
+    flash_attn: Literal["on", "off", "auto"] = Field(
+        default="on", description="Flash attention: on, off or auto (measured faster on CPU).")
+    max_documents: int = Field(default=1000, ge=1,
+                               description="Most documents in one request (more is a 422).")
+    max_query_tokens: int | None = Field(default=None, ge=1,
+                                         description="Longest query in tokens.")
+    max_document_tokens: int | None = Field(default=None, ge=1,
+                                            description="Longest document in tokens.")
+    overflow: Literal["truncate", "reject"] = Field(
+        default="truncate", description="What to do with a query, document or pair over its "
+        "limit: truncate (keeps the pair's closing tokens) or reject (413).")
+    normalize: bool = Field(default=False, description="Return sigmoid(score) in [0, 1] instead "
+                            "of the raw classifier output, unless a request says otherwise.")
+    max_batch_pairs: int = Field(default=1, ge=1,
+                                 description="Most query+document pairs packed into one decode.")
+    max_queued_pairs: int = Field(default=8192, ge=1,
+                                  description="Pairs waiting for the engine before 429s.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                description="Largest request body in bytes (more is a 413).")
+
+    @field_validator("flash_attn", mode="before")
+    @classmethod
+    def _flash_attn_words(cls, value: Any) -> Any:
+        words = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str):
+            return words.get(value.strip().lower(), value.strip().lower())
+        return value
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size or self.ctx_size
+
+    @property
+    def effective_served_name(self) -> str:
+        return self.served_name or self.model.name.removesuffix(".gguf")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kuberank-runtime",
+        description="Serve a llama.cpp rank-pooling GGUF model over HTTP: POST /v1/rerank "
+        "(Jina/GPUStack), /rerank (TEI), /v2/rerank (Cohere v2); GET /v1/models, /health, "
+        "/metrics. Every flag can also be set by the environment variable shown.",
+    )
+    for name, field in RuntimeSettings.model_fields.items():
+        env = f"KUBERANK_{name.upper()}"
+        default = "computed" if field.default_factory else field.default
+        help_text = f"{field.description} [env {env}; default {default}]"
+        if field.annotation is bool:
+            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(_flag(name), dest=name, default=None, help=help_text)
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None) -> RuntimeSettings:
+    """Flags override the environment, which overrides defaults."""
+    args = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    return RuntimeSettings(**given)
