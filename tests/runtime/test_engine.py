@@ -1,0 +1,169 @@
+"""The engine on a real llama.cpp context: pair layout, limits, rejection of non-rerankers."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from gguf import GGUFReader
+from kuberank.protocol.dialects import Dialect, RerankRequest
+from kuberank.protocol.errors import PayloadTooLarge
+from kuberank.runtime.engine import Engine
+from kuberank.runtime.model import ContextParams, ModelLoadError, RankContext, RankModel
+from kuberank.runtime.pairs import Limits, PairBuilder, template_layout
+from kuberank.runtime.settings import RuntimeSettings
+
+pytestmark = pytest.mark.runtime
+
+CLS, SEP = 101, 102
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model: Path) -> RankModel:
+    return RankModel(tiny_model)
+
+
+def builder(model: RankModel, **limits: int) -> PairBuilder:
+    return PairBuilder(model.layout(), model.tokenize, Limits(**{"max_pair_tokens": 512, **limits}))
+
+
+def test_bert_pair_is_cls_query_sep_document_sep(model: RankModel) -> None:
+    b = builder(model)
+    pair = b.pair(b.query("what is a panda", truncate=True), "a bear", truncate=True)
+    q = model.tokenize("what is a panda", False)
+    d = model.tokenize("a bear", False)
+    assert pair.tokens == [CLS, *q, SEP, *d, SEP]
+    assert not pair.truncated
+
+
+def test_truncation_keeps_the_closing_token(model: RankModel) -> None:
+    b = builder(model, max_document_tokens=4)
+    doc = "one two three four five six seven eight"
+    pair = b.pair(b.query("q", truncate=True), doc, truncate=True)
+    assert pair.truncated
+    assert pair.tokens[-1] == SEP
+    assert pair.tokens[-5:-1] == model.tokenize(doc, False)[:4]
+
+
+def test_left_truncation_keeps_the_end_of_the_document(model: RankModel) -> None:
+    b = builder(model, max_document_tokens=3)
+    doc = "one two three four five six"
+    pair = b.pair(b.query("q", truncate=True), doc, truncate=True, direction="left")
+    assert pair.tokens[-4:] == [*model.tokenize(doc, False)[-3:], SEP]
+
+
+def test_reject_policy_raises_413_for_a_long_document(model: RankModel) -> None:
+    b = builder(model, max_document_tokens=4)
+    with pytest.raises(PayloadTooLarge):
+        b.pair(b.query("q", truncate=False), "one two three four five", truncate=False)
+
+
+def test_long_query_is_truncated_or_rejected(model: RankModel) -> None:
+    b = builder(model, max_query_tokens=2)
+    assert b.query("one two three", truncate=True).tokens == model.tokenize("one two", False)
+    with pytest.raises(PayloadTooLarge):
+        b.query("one two three", truncate=False)
+
+
+def test_pair_never_exceeds_the_decode_budget(model: RankModel) -> None:
+    b = builder(model)
+    pair = b.pair(b.query("word " * 600, truncate=True), "doc " * 600, truncate=True)
+    assert len(pair.tokens) == 512
+    assert pair.tokens[-1] == SEP
+
+
+def test_ten_megabyte_document_truncates_without_tokenizing_it_all(model: RankModel) -> None:
+    b = builder(model)
+    doc = "panda bamboo forest " * (10 * 1024 * 1024 // 20)
+    started = time.perf_counter()
+    pair = b.pair(b.query("q", truncate=True), doc, truncate=True)
+    assert time.perf_counter() - started < 2.0
+    assert len(pair.tokens) == 512
+    assert pair.tokens[3:-1] == model.tokenize(doc[:20_000], False)[:508]
+
+
+def test_max_tokens_per_doc_truncates_even_under_reject(model: RankModel) -> None:
+    b = builder(model)
+    pair = b.pair(b.query("q", truncate=False), "a b c d e f", truncate=False,
+                  max_tokens_per_doc=2)
+    assert pair.tokens == [CLS, *model.tokenize("q", False), SEP,
+                           *model.tokenize("a b", False), SEP]
+
+
+def test_rerank_template_is_tokenized_whole_and_split_for_truncation(model: RankModel) -> None:
+    template = "[CLS] query : {query} [SEP] document : {document} [SEP]"
+    layout = template_layout(template, model.tokenize)
+    b = PairBuilder(layout, model.tokenize, Limits(max_pair_tokens=64, max_document_tokens=3))
+    q = b.query("panda", truncate=True)
+    short = b.pair(q, "a bear", truncate=True)
+    whole = template.replace("{query}", "panda").replace("{document}", "a bear")
+    assert short.tokens == model.tokenize(whole, True)
+    assert short.tokens[0] == CLS and short.tokens[-1] == SEP
+    cut = b.pair(q, "one two three four five", truncate=True)
+    assert cut.truncated and cut.tokens[-1] == SEP
+    assert cut.tokens[-4:-1] == model.tokenize("one two three", True)
+
+
+def test_packed_decode_scores_equal_single_decodes(model: RankModel) -> None:
+    b = builder(model)
+    q = b.query("what is a panda", truncate=True)
+    pairs = [b.pair(q, d, truncate=True).tokens for d in ["hi", "a bear", "giant panda bears"]]
+    one = RankContext(model, ContextParams(threads=1, max_seqs=1))
+    many = RankContext(model, ContextParams(threads=1, max_seqs=4))
+    try:
+        singles = [one.score([p])[0] for p in pairs]
+        assert many.score(pairs) == pytest.approx(singles, abs=1e-4)
+    finally:
+        one.close()
+        many.close()
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        RankModel(tmp_path / "nope.gguf")
+
+
+def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf at all" * 100)
+    with pytest.raises(ModelLoadError, match="could not load"):
+        RankModel(bad)
+
+
+def mean_pooling_copy(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with its pooling type rewritten from RANK (4) to MEAN (1)."""
+    path = tmp_path / "embedding-only.gguf"
+    shutil.copy(tiny_model, path)
+    reader = GGUFReader(path, "r+")
+    field = reader.fields["bert.pooling_type"]
+    field.parts[field.data[0]][0] = 1
+    del reader
+    return path
+
+
+def test_non_rank_model_is_rejected_at_load_time(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not a reranker"):
+        RankModel(mean_pooling_copy(tiny_model, tmp_path))
+
+
+def test_engine_answers_concurrent_requests_like_sequential_ones(tiny_model: Path) -> None:
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=1))
+    engine.start()
+    try:
+        assert engine.wait_ready(30)
+        requests = [RerankRequest(dialect=Dialect.JINA, query=f"query {i}",
+                                  documents=[f"doc {j} of {i}" for j in range(5)])
+                    for i in range(8)]
+
+        async def run() -> tuple[list[list[float]], list[list[float]]]:
+            sequential = [(await engine.rerank(r)).scores for r in requests]
+            together = await asyncio.gather(*(engine.rerank(r) for r in requests))
+            return sequential, [s.scores for s in together]
+
+        sequential, together = asyncio.run(run())
+        assert together == sequential
+    finally:
+        engine.stop()

@@ -1,0 +1,282 @@
+"""The real `kuberank-runtime` process on loopback, driven over HTTP with httpx."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gguf import GGUFReader
+
+pytestmark = pytest.mark.runtime
+
+RUNTIME = str(Path(sys.executable).with_name("kuberank-runtime"))
+DOCS = ["hi", "it is a bear", "The giant panda (Ailuropoda melanoleuca) is a bear of China."]
+
+
+def mean_pooling_copy(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with its pooling type rewritten from RANK (4) to MEAN (1)."""
+    path = tmp_path / "embedding-only.gguf"
+    shutil.copy(tiny_model, path)
+    reader = GGUFReader(path, "r+")
+    field = reader.fields["bert.pooling_type"]
+    field.parts[field.data[0]][0] = 1
+    del reader
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, model: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [RUNTIME, "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+             "--threads", "1", *args],
+            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"runtime not healthy within {timeout}s")
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        return out.decode(errors="replace")
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Path) -> Iterator[Server]:
+    srv = Server(tiny_model, "--max-documents", "100", "--max-body-bytes", str(12 * 2**20),
+                 env={"KUBERANK_SERVED_NAME": "tiny"})
+    try:
+        srv.wait_healthy()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def strict_server(tiny_model: Path) -> Iterator[Server]:
+    srv = Server(tiny_model, "--overflow", "reject", "--max-document-tokens", "8", "--normalize")
+    try:
+        srv.wait_healthy()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def rerank(srv: Server, body: object, path: str = "/v1/rerank") -> httpx.Response:
+    return srv.client.post(path, json=body)
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> None:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "code"}
+    assert err["message"]
+    if code is not None:
+        assert err["code"] == code
+
+
+def test_jina_rerank_returns_the_contract_shape(server: Server) -> None:
+    r = rerank(server, {"model": "tiny", "query": "What is a panda?", "top_n": 2,
+                        "documents": [*DOCS[:2], {"text": DOCS[2]}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tiny" and body["object"] == "list"
+    results = body["results"]
+    assert len(results) == 2
+    assert results[0]["relevance_score"] >= results[1]["relevance_score"]
+    for res in results:
+        assert res["document"] == {"text": DOCS[res["index"]]}
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
+
+
+def test_return_documents_false_omits_the_document_key(server: Server) -> None:
+    r = rerank(server, {"query": "q", "documents": DOCS, "return_documents": False})
+    assert all("document" not in res for res in r.json()["results"])
+
+
+def test_scores_are_the_same_in_every_dialect(server: Server) -> None:
+    jina = rerank(server, {"query": "panda", "documents": DOCS, "normalize": True}).json()
+    tei = rerank(server, {"query": "panda", "texts": DOCS, "return_text": True}, "/rerank").json()
+    cohere = rerank(server, {"query": "panda", "documents": DOCS}, "/v2/rerank").json()
+    by_index = {r["index"]: r["relevance_score"] for r in jina["results"]}
+    assert {r["index"]: r["score"] for r in tei} == pytest.approx(by_index)
+    assert {r["index"]: r["relevance_score"] for r in cohere["results"]} == pytest.approx(by_index)
+    assert tei[0]["text"] == DOCS[tei[0]["index"]]
+    assert cohere["meta"]["api_version"]["version"] == "2"
+
+
+def test_tei_raw_scores_match_jina_default(server: Server) -> None:
+    jina = rerank(server, {"query": "panda", "documents": DOCS}).json()
+    tei = rerank(server, {"query": "panda", "texts": DOCS, "raw_scores": True}, "/rerank").json()
+    assert [r["score"] for r in tei] == pytest.approx(
+        [r["relevance_score"] for r in jina["results"]])
+
+
+def test_models_lists_the_served_name_from_the_environment(server: Server) -> None:
+    assert [m["id"] for m in server.client.get("/v1/models").json()["data"]] == ["tiny"]
+
+
+def test_unknown_model_is_404(server: Server) -> None:
+    assert_error(rerank(server, {"model": "other", "query": "q", "documents": ["a"]}), 404,
+                 "model_not_found")
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b'{"query": "q", "documents": ["\xff\xfe"]}', 400, "invalid_utf8"),
+        (b'{"query": "q", "documents": ["\\ud800"]}', 400, "invalid_utf8"),
+        (b'{"query": "q", "documents": []}', 400, "empty_documents"),
+        (b'{"query": "q", "documents": ["a", ""]}', 400, "empty_document"),
+        (b'{"documents": ["a"]}', 422, None),
+        (b'{"query": "q", "documents": [1, 2]}', 422, None),
+        (b'{"query": "q", "documents": "a"}', 422, None),
+        (b'{"query": ["q"], "documents": ["a"]}', 422, None),
+        (b'{"query": "q", "documents": ["a"], "top_n": 0}', 422, "invalid_top_n"),
+        (b'{"query": "q", "documents": ["a"], "top_n": -3}', 422, "invalid_top_n"),
+        (b'{"query": "q", "documents": ["a"], "top_n": "1"}', 422, None),
+        (b"[]", 422, None),
+    ],
+)
+def test_bad_input_gets_its_status_and_the_server_keeps_serving(
+    server: Server, content: bytes, status: int, code: str | None
+) -> None:
+    assert_error(server.client.post("/v1/rerank", content=content), status, code)
+    assert rerank(server, {"query": "q", "documents": ["a"]}).status_code == 200
+
+
+def test_huge_top_n_returns_every_document(server: Server) -> None:
+    r = rerank(server, {"query": "q", "documents": DOCS, "top_n": 10**30})
+    assert r.status_code == 200
+    assert sorted(res["index"] for res in r.json()["results"]) == [0, 1, 2]
+
+
+def test_more_documents_than_allowed_is_422(server: Server) -> None:
+    assert_error(rerank(server, {"query": "q", "documents": ["a"] * 5000}), 422,
+                 "too_many_documents")
+
+
+def test_ten_megabyte_document_is_truncated_to_fit(server: Server) -> None:
+    doc = "panda " * (10 * 2**20 // 6)
+    r = rerank(server, {"query": "q", "documents": [doc, "short"], "return_documents": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["prompt_tokens"] <= 512 + 8
+
+
+def test_ten_megabyte_document_is_413_when_the_request_refuses_truncation(server: Server) -> None:
+    doc = "panda " * (10 * 2**20 // 6)
+    assert_error(rerank(server, {"query": "q", "documents": [doc], "truncate": False}), 413,
+                 "document_too_long")
+
+
+def test_body_over_the_limit_is_413(server: Server) -> None:
+    doc = "x" * (13 * 2**20)
+    assert_error(rerank(server, {"query": "q", "documents": [doc]}), 413, "payload_too_large")
+
+
+def test_server_overflow_reject_refuses_a_long_document(strict_server: Server) -> None:
+    assert_error(rerank(strict_server, {"query": "q", "documents": ["one two three four five "
+                                                                    "six seven eight nine"]}),
+                 413, "document_too_long")
+    ok = rerank(strict_server, {"query": "q", "documents": ["one two"]})
+    assert ok.status_code == 200
+
+
+def test_server_normalize_turns_scores_into_probabilities(strict_server: Server) -> None:
+    body = rerank(strict_server, {"query": "q", "documents": ["a", "b"]}).json()
+    assert all(0 < r["relevance_score"] < 1 for r in body["results"])
+    raw = rerank(strict_server, {"query": "q", "documents": ["a"], "normalize": False}).json()
+    assert not 0.5 <= raw["results"][0]["relevance_score"] < 1
+
+
+def test_concurrent_clients_get_the_sequential_answers(server: Server) -> None:
+    bodies = [{"query": f"question {i}", "documents": [f"answer {j} to {i}" for j in range(6)]}
+              for i in range(16)]
+    sequential = [rerank(server, b).json()["results"] for b in bodies]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda b: rerank(server, b).json()["results"], bodies))
+    assert together == sequential
+
+
+def test_metrics_count_requests_tokens_and_truncations(server: Server) -> None:
+    rerank(server, {"query": "q", "documents": ["w " * 2000]})
+    text = server.client.get("/metrics").text
+    for name in ["kuberank_runtime_requests_total", "kuberank_runtime_request_seconds_bucket",
+                 "kuberank_runtime_documents_per_request_bucket",
+                 "kuberank_runtime_tokens_evaluated_total", "kuberank_runtime_truncations_total",
+                 "kuberank_runtime_queue_depth", "kuberank_runtime_batch_pairs_bucket"]:
+        assert name in text
+    assert 'kuberank_runtime_requests_total{path="/v1/rerank",status="200"}' in text
+    truncations = [line for line in text.splitlines()
+                   if line.startswith("kuberank_runtime_truncations_total")]
+    assert float(truncations[0].split()[-1]) >= 1
+
+
+def test_unknown_route_and_method_are_json_errors(server: Server) -> None:
+    assert_error(server.client.get("/nope"), 404)
+    assert_error(server.client.get("/v1/rerank"), 405)
+
+
+def test_a_non_reranker_model_exits_with_a_clear_message(tiny_model: Path,
+                                                         tmp_path: Path) -> None:
+    srv = Server(mean_pooling_copy(tiny_model, tmp_path))
+    try:
+        assert srv.proc.wait(timeout=60) != 0
+        assert "not a reranker" in srv.output()
+    finally:
+        srv.stop()
+
+
+def test_help_documents_every_flag_and_its_environment_variable() -> None:
+    out = subprocess.run([RUNTIME, "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ["--model", "--served-name", "--host", "--port", "--threads", "--ctx-size",
+                 "--batch-size", "--gpu-layers", "--flash-attn", "--max-documents",
+                 "--max-query-tokens", "--max-document-tokens", "--overflow", "--normalize"]:
+        assert flag in out
+        assert "KUBERANK_" + flag[2:].upper().replace("-", "_") in out
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    out = subprocess.run([sys.executable, "-m", "kuberank.runtime", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "kuberank-runtime" in out
+    assert json.dumps("--overflow")[1:-1] in out
