@@ -81,6 +81,10 @@ def test_pair_flags_make_cls_query_sep_document_sep() -> None:
 
 def test_f16_applies_to_matrices_and_vectors_stay_f32() -> None:
     matrix, vector = np.ones((2, 3), np.float32), np.ones(3, np.float64)
-    assert cast_tensor(matrix, "f16").dtype == np.float16
-    assert cast_tensor(vector, "f16").dtype == np.float32
-    assert cast_tensor(matrix, "f32").dtype == np.float32
+    assert cast_tensor("blk.0.attn_q.weight", matrix, "f16").dtype == np.float16
+    assert cast_tensor("blk.0.attn_q.bias", vector, "f16").dtype == np.float32
+    assert cast_tensor("blk.0.attn_q.weight", matrix, "f32").dtype == np.float32
+
+
+def test_token_types_stay_f32_because_llama_cpp_adds_them_to_f32_activations() -> None:
+    assert cast_tensor("token_types.weight", np.ones((2, 3)), "f16").dtype == np.float32

@@ -16,9 +16,14 @@ Dtype = Literal["f32", "f16"]
 DTYPES: tuple[Dtype, ...] = ("f32", "f16")
 
 
-def cast_tensor(array: np.ndarray[Any, Any], dtype: Dtype) -> np.ndarray[Any, Any]:
-    """Matrices take the requested type; vectors (norms, biases) stay f32 as llama.cpp expects."""
-    if dtype == "f16" and array.ndim >= 2:
+# llama.cpp's bert graph adds a row view of token_types straight onto f32 activations, and the
+# CPU backend has no f32 + f16 add: it must stay f32 (an f16 one aborts the process at decode).
+F32_ONLY = frozenset({"token_types.weight"})
+
+
+def cast_tensor(name: str, array: np.ndarray[Any, Any], dtype: Dtype) -> np.ndarray[Any, Any]:
+    """Matrices take the requested type; vectors (norms, biases) and F32_ONLY stay f32."""
+    if dtype == "f16" and array.ndim >= 2 and name not in F32_ONLY:
         return array.astype(np.float16)
     return array.astype(np.float32)
 
@@ -45,7 +50,7 @@ def write_bert_gguf(
         writer.add_token_list(vocab.tokens)
         writer.add_token_types(vocab.token_types)
         for tensor_name, array in tensors:
-            writer.add_tensor(tensor_name, cast_tensor(array, dtype))
+            writer.add_tensor(tensor_name, cast_tensor(tensor_name, array, dtype))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
