@@ -1,0 +1,203 @@
+"""Build the default reranker: MiniLM-L6 fine-tuned offline as a cross-encoder, then GGUF.
+
+Pipeline: Python's stdlib documentation (``corpus.py``) → query/passage pairs (``pairs.py``) →
+groups graded by the bi-encoder teacher (``teacher.py``) → a BertForSequenceClassification
+(num_labels=1, BERT pooler + classifier = llama.cpp's ``cls`` + ``cls.output``) trained on CPU →
+HF directory → ``convert_hf_dir`` → ``kuberank-minilm-reranker.gguf``.
+
+Reproducibility: fixed seed, ``torch.use_deterministic_algorithms``, and a fixed intra-op thread
+count (``THREADS``; float sums can round differently when the work is split differently, so the
+count is part of the recipe, not taken from the machine). Token type ids are all zero in training
+because llama.cpp adds token-type row 0 to every token; the GGUF then scores exactly like torch.
+Word/position embeddings stay frozen: the corpus covers few everyday words, and moving only the
+rows it touches would pull them away from the rest of the vocabulary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kuberank.modelkit.convert import convert_hf_dir
+from kuberank.modelkit.corpus import stdlib_corpus
+from kuberank.modelkit.heldout import leaked_into, load_heldout
+from kuberank.modelkit.pairs import make_pairs
+from kuberank.modelkit.paths import DEFAULT, models_dir
+from kuberank.modelkit.teacher import Group, encode, grade_fragments, mine_groups, minilm_dir
+
+HF_DIR = "kuberank-minilm-reranker-hf"
+THREADS = 2
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the weights; recorded next to the model."""
+
+    seed: int = 7
+    steps: int = 320
+    groups_per_step: int = 4  # x GROUP_SIZE 4 = 16 pairs per AdamW step
+    negative_pool: int = 1280  # passages hard negatives are mined from (≥ train queries)
+    max_length: int = 64  # tokens per (query, passage) pair
+    lr_encoder: float = 6e-5
+    lr_head: float = 1e-3
+    warmup: float = 0.08
+    teacher_temperature: float = 0.05  # cosine gap 0.05 = one logit unit of preference
+    positive_margin: float = 0.05  # the true passage outranks every negative by this much
+    bce_weight: float = 0.3  # pointwise term keeps the sign meaningful: relevant > 0 > not
+
+
+def _log(message: str) -> None:
+    print(f"[kuberank-train] {message}", file=sys.stderr, flush=True)
+
+
+def _training_groups(recipe: Recipe) -> tuple[list[Group], dict[str, Any]]:
+    corpus = stdlib_corpus()
+    leaks = leaked_into(load_heldout(), (d.text for d in corpus.docs))
+    if leaks:
+        raise RuntimeError(f"held-out texts occur in the training corpus: {leaks[:3]}")
+    pairs = make_pairs(corpus.docs)
+    n_train = recipe.steps * recipe.groups_per_step
+    if len(pairs) < max(n_train, recipe.negative_pool):
+        raise RuntimeError(f"corpus gave {len(pairs)} pairs, recipe needs {n_train}")
+    pool = pairs[: max(n_train, recipe.negative_pool)]
+    queries = [p.query for p in pool[:n_train]]
+    passages = [p.passage for p in pool]
+    _log(f"corpus: Python {corpus.python} stdlib docs, {len(corpus.docs)} texts, "
+         f"{len(pairs)} pairs; teacher-encoding {len(queries)} queries + {len(passages)} passages")
+    started = time.monotonic()
+    q_emb, p_emb = encode(queries), encode(passages)
+    groups = grade_fragments(mine_groups(queries, passages, q_emb, p_emb,
+                                         random.Random(recipe.seed)), q_emb)
+    _log(f"teacher done in {time.monotonic() - started:.0f}s")
+    info = {"corpus": "python-stdlib-docs", "python": corpus.python,
+            "corpus_sha256": corpus.digest(), "corpus_texts": len(corpus.docs),
+            "skipped_modules": corpus.skipped, "pairs_available": len(pairs),
+            "train_queries": len(queries)}
+    return groups, info
+
+
+def _loss(logits: Any, teacher: Any, recipe: Recipe) -> Any:
+    """Listwise distillation from the teacher plus a light pointwise relevant/irrelevant term."""
+    import torch
+    from torch.nn import functional
+
+    neg_max = teacher[:, 1:].max(dim=1).values
+    boosted = teacher.clone()
+    boosted[:, 0] = torch.maximum(teacher[:, 0], neg_max + recipe.positive_margin)
+    target = functional.softmax(boosted / recipe.teacher_temperature, dim=1)
+    log_probs = functional.log_softmax(logits, dim=1)
+    listwise = functional.kl_div(log_probs, target, reduction="batchmean")
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    pointwise = functional.binary_cross_entropy_with_logits(logits, labels)
+    return listwise + recipe.bce_weight * pointwise
+
+
+def _lr_factor(step: int, recipe: Recipe) -> float:
+    warm = max(1, int(recipe.steps * recipe.warmup))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (recipe.steps - step) / (recipe.steps - warm))
+
+
+def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, Any]:
+    """Fine-tune, save the HF directory (weights + tokenizer); returns training facts."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(THREADS)
+    torch.use_deterministic_algorithms(True)
+    source = minilm_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    model: Any = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    model.bert.embeddings.position_embeddings.weight.requires_grad_(False)
+    model.bert.embeddings.token_type_embeddings.weight.requires_grad_(False)
+    head = [*model.bert.pooler.parameters(), *model.classifier.parameters()]
+    head_ids = {id(p) for p in head}
+    encoder = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    optimizer = torch.optim.AdamW([{"params": encoder, "lr": recipe.lr_encoder},
+                                   {"params": head, "lr": recipe.lr_head}], weight_decay=0.01)
+    base = [g["lr"] for g in optimizer.param_groups]
+    model.train()
+    g_per = recipe.groups_per_step
+    started, losses = time.monotonic(), []
+    for step in range(recipe.steps):
+        batch = groups[step * g_per:(step + 1) * g_per]
+        firsts = [g.query for g in batch for _ in g.passages]
+        seconds = [p for g in batch for p in g.passages]
+        enc = tokenizer(firsts, seconds, truncation="only_second", max_length=recipe.max_length,
+                        padding=True, return_tensors="pt")
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       token_type_ids=torch.zeros_like(enc["input_ids"])).logits
+        teacher = torch.tensor([g.teacher for g in batch], dtype=torch.float32)
+        loss = _loss(logits.view(len(batch), -1), teacher, recipe)
+        for group, lr in zip(optimizer.param_groups, base, strict=True):
+            group["lr"] = lr * _lr_factor(step, recipe)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if (step + 1) % 10 == 0 or step + 1 == recipe.steps:
+            elapsed = time.monotonic() - started
+            eta = elapsed / (step + 1) * (recipe.steps - step - 1)
+            recent = sum(losses[-10:]) / len(losses[-10:])
+            _log(f"step {step + 1}/{recipe.steps} loss {recent:.4f} "
+                 f"{elapsed / (step + 1):.2f}s/step ETA {eta:.0f}s")
+    model.eval()
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(str(hf_dir))
+    tokenizer.save_pretrained(str(hf_dir))
+    return {"train_seconds": round(time.monotonic() - started, 1), "threads": THREADS,
+            "torch": torch.__version__, "first_loss": losses[0], "final_loss": losses[-1]}
+
+
+def build_default_model(out_dir: Path, force: bool = False, recipe: Recipe | None = None) -> Path:
+    """Write ``out_dir/kuberank-minilm-reranker.gguf`` (and its HF twin); skip if present."""
+    out_dir = Path(out_dir)
+    target = out_dir / DEFAULT
+    if target.is_file() and not force:
+        _log(f"{target} exists; skipping (force to rebuild)")
+        return target
+    recipe = recipe or Recipe()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    groups, info = _training_groups(recipe)
+    staging = out_dir / f".{HF_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    info |= train(groups, recipe, staging)
+    info |= {"recipe": asdict(recipe), "total_seconds": round(time.monotonic() - started, 1)}
+    (staging / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    final = out_dir / HF_DIR
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    convert_hf_dir(final, target, dtype="f32")
+    _log(f"wrote {target} in {time.monotonic() - started:.0f}s total")
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kuberank.modelkit.train",
+                                     description="Fine-tune and write the default reranker GGUF.")
+    parser.add_argument("--out", type=Path, default=models_dir(), help="output directory")
+    parser.add_argument("--force", action="store_true", help="rebuild even if present")
+    parser.add_argument("--steps", type=int, default=Recipe.steps, help="AdamW steps")
+    args = parser.parse_args(argv)
+    path = build_default_model(args.out, force=args.force, recipe=Recipe(steps=args.steps))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
