@@ -11,13 +11,20 @@ from kuberank.modelkit.check import SAMPLE_PAIRS, LlamaRanker, compare, transfor
 pytestmark = pytest.mark.runtime
 
 TOLERANCE = 1e-3
+Reference = list[tuple[list[int], float]]
+
+
+@pytest.fixture(scope="module")
+def zeroed_reference(minilm_hf_dir: Path) -> Reference:
+    """transformers' (ids, score) per sample pair with token types zeroed, computed once."""
+    return transformers_scores(minilm_hf_dir, SAMPLE_PAIRS)
 
 
 def test_minilm_gguf_scores_match_transformers_with_token_types_zeroed(
-    minilm_model: Path, minilm_hf_dir: Path
+    minilm_model: Path, minilm_hf_dir: Path, zeroed_reference: Reference
 ) -> None:
     assert len(SAMPLE_PAIRS) >= 10
-    results = compare(minilm_model, minilm_hf_dir, SAMPLE_PAIRS)
+    results = compare(minilm_model, minilm_hf_dir, SAMPLE_PAIRS, zeroed_reference)
     worst = max(r.diff for r in results)
     print(f"max |llama.cpp - transformers| = {worst:.3e} over {len(results)} pairs",
           file=sys.stderr)
@@ -33,9 +40,11 @@ def test_llama_cpp_formats_a_pair_as_cls_query_sep_document_sep(minilm_model: Pa
             [101, *query, 102, *document, 102]
 
 
-def test_transformers_segment_types_would_not_match_llama_cpp(minilm_hf_dir: Path) -> None:
+def test_transformers_segment_types_would_not_match_llama_cpp(
+    minilm_hf_dir: Path, zeroed_reference: Reference
+) -> None:
     """Why the comparison zeroes token types: llama.cpp adds type row 0 to every token."""
-    zeroed = transformers_scores(minilm_hf_dir, SAMPLE_PAIRS)
+    zeroed = zeroed_reference
     segmented = transformers_scores(minilm_hf_dir, SAMPLE_PAIRS, zero_token_types=False)
     assert max(abs(a[1] - b[1]) for a, b in zip(zeroed, segmented, strict=True)) > 10 * TOLERANCE
 

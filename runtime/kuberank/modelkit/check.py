@@ -116,10 +116,17 @@ def transformers_scores(
 
 
 def compare(
-    gguf_path: Path | str, hf_dir: Path | str, pairs: Sequence[tuple[str, str]]
+    gguf_path: Path | str,
+    hf_dir: Path | str,
+    pairs: Sequence[tuple[str, str]],
+    reference: Sequence[tuple[list[int], float]] | None = None,
 ) -> list[PairComparison]:
-    """Score every pair with llama.cpp and with transformers (token types zeroed)."""
-    reference = transformers_scores(hf_dir, pairs)
+    """Score every pair with llama.cpp and with transformers (token types zeroed).
+
+    ``reference`` reuses :func:`transformers_scores` output computed earlier for ``pairs``.
+    """
+    if reference is None:
+        reference = transformers_scores(hf_dir, pairs)
     with LlamaRanker(gguf_path) as ranker:
         out = []
         for (query, document), (hf_ids, hf_score) in zip(pairs, reference, strict=True):
