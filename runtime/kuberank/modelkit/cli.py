@@ -23,8 +23,8 @@ def _build_default(out_dir: Path) -> None:
     """Build the fine-tuned default model when the trainer (issue 7) is installed."""
     try:
         train = importlib.import_module("kuberank.modelkit.train")
-    except ImportError:
-        _log("default model trainer not available; skipping the default model")
+    except ImportError as err:  # the trainer needs the dev extra (torch, transformers)
+        _log(f"default model trainer not available ({err}); skipping the default model")
         return
     _log(f"default model: {train.build_default_model(out_dir)}")
 
