@@ -1,0 +1,664 @@
+"""The gateway against real pieces: a real API server holding ApiKeys, RerankModels and
+EndpointSlices, real kuberank-runtime processes (tiny model) as upstreams, real HTTP.
+
+The API server refuses loopback addresses in EndpointSlices, so the runtimes run in network
+namespaces joined to bridge krgw0 (10.251.0.0/24) and the tests write the EndpointSlices that
+the EndpointSlice controller would write for pods (managed-by set to something else, so that
+controller leaves them alone). ApiKey status (keyId, digest) is written through the status
+subresource as the operator would, so these tests do not depend on the operator running.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.modelkit import paths
+from kuberank.modelkit.build import ensure_tiny
+from kubernetes import client
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+BRIDGE, HOST_IP = "krgw0", "10.251.0.1"
+REPLICA_1, REPLICA_2 = "10.251.0.2", "10.251.0.3"
+REFUSING, HANGING = "10.251.0.4", "10.251.0.5"  # nothing listens / accepts and never answers
+SERVED = "tiny"
+MAX_DOCUMENTS, MAX_BODY = 8, 64 * 1024
+MINTED: list[str] = []  # every key these tests created, checked against the gateway's log
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns without AssertionError; re-raise after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(interval)
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- network
+
+
+@dataclass
+class Net:
+    namespaces: list[str] = field(default_factory=list)
+
+    def add(self, name: str, *addresses: str) -> None:
+        """A network namespace with ``addresses`` on a veth joined to the bridge."""
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        sh("ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", "eth0", "netns", name)
+        sh("ip", "link", "set", f"{name}h", "master", BRIDGE, "up")
+        for address in addresses:
+            sh("ip", "-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
+        sh("ip", "-n", name, "link", "set", "eth0", "up")
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+
+    def teardown(self) -> None:
+        for name in self.namespaces:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+    sh("ip", "link", "add", BRIDGE, "type", "bridge")
+    sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", BRIDGE)
+    sh("ip", "link", "set", BRIDGE, "up")
+    created = Net()
+    try:
+        created.add("krgw-r1", REPLICA_1)
+        created.add("krgw-r2", REPLICA_2)
+        created.add("krgw-aux", REFUSING, HANGING)
+        yield created
+    finally:
+        created.teardown()
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Process:
+    """A child process with its output in a file; stopped by its own pid only."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> None:
+        assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.tail()}"
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+def wait_http_ok(url: str, proc: Process, timeout: float = 120.0) -> None:
+    def ok() -> None:
+        proc.alive()
+        try:
+            status = httpx.get(url, timeout=2).status_code
+        except httpx.TransportError as err:
+            raise AssertionError(f"{url}: {err}") from None
+        assert status == 200, f"{url}: {status}"
+
+    eventually(ok, timeout=timeout, interval=0.3)
+
+
+@pytest.fixture(scope="module")
+def runtimes(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Process]]:
+    """Two tiny-model runtimes (10.251.0.2 and .3) and a socket that accepts but never answers
+    (10.251.0.5); 10.251.0.4 has no listener, so connections to it are refused."""
+    model = ensure_tiny(paths.models_dir(), lambda _msg: None)
+    logs = tmp_path_factory.mktemp("runtimes")
+    procs: list[Process] = []
+    try:
+        for netns in ("krgw-r1", "krgw-r2"):
+            procs.append(
+                Process(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        netns,
+                        str(VENV_BIN / "kuberank-runtime"),
+                        "--model",
+                        str(model),
+                        "--served-name",
+                        SERVED,
+                        "--host",
+                        "0.0.0.0",
+                        "--port",
+                        "8080",
+                        "--threads",
+                        "1",
+                    ],
+                    logs / f"{netns}.log",
+                )
+            )
+        hang = (
+            "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,"
+            f"socket.SO_REUSEADDR,1);s.bind(('{HANGING}',8080));s.listen(64);held=[]\n"
+            "while True: held.append(s.accept())"
+        )
+        procs.append(
+            Process(
+                ["ip", "netns", "exec", "krgw-aux", sys.executable, "-c", hang], logs / "hang.log"
+            )
+        )
+        for address, proc in ((REPLICA_1, procs[0]), (REPLICA_2, procs[1])):
+            wait_http_ok(f"http://{address}:8080/health", proc)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+@pytest.fixture(scope="module")
+def crds(kubeconfig: Path) -> None:
+    sh("kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", str(REPO / "crds"))
+    sh(
+        "kubectl",
+        "--kubeconfig",
+        str(kubeconfig),
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        f"crd/apikeys.{GROUP}",
+        f"crd/rerankmodels.{GROUP}",
+    )
+
+
+@dataclass
+class Gateway:
+    url: str
+    process: Process
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics").text
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    crds: None, kubeconfig: Path, runtimes: list[Process], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    proc = Process(
+        [
+            str(VENV_BIN / "kuberank-gateway"),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--upstream-timeout",
+            "2",
+            "--connect-timeout",
+            "1",
+            "--retry-after",
+            "3",
+            "--max-documents",
+            str(MAX_DOCUMENTS),
+            "--max-body-bytes",
+            str(MAX_BODY),
+            "--log-level",
+            "debug",
+        ],
+        log,
+    )
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
+        yield Gateway(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.stop()
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass
+class Tenant:
+    """One test's namespace and what it created there."""
+
+    api: client.ApiClient
+    namespace: str
+    gateway: Gateway
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def model(self, name: str, served: str | None = SERVED) -> None:
+        spec: dict[str, Any] = {
+            "source": {"url": {"url": "https://models.invalid/tiny.gguf", "sha256": "0" * 64}},
+            "resources": {"gpus": 0},
+        }
+        if served:
+            spec["servedName"] = served
+        self.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            "rerankmodels",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "RerankModel",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
+        )
+
+    def endpoints(
+        self, model: str, *addresses: str, ready: bool = True, slice_name: str | None = None
+    ) -> None:
+        body: Any = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": slice_name or f"rrm-{model}-test",
+                "labels": {
+                    "kubernetes.io/service-name": f"rrm-{model}",
+                    "endpointslice.kubernetes.io/managed-by": "kuberank-gateway-tests",
+                },
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [a], "conditions": {"ready": ready}} for a in addresses],
+        }
+        client.DiscoveryV1Api(self.api).create_namespaced_endpoint_slice(self.namespace, body)
+
+    def apikey(self, name: str, **spec: Any) -> str:
+        """Create an ApiKey and publish its digest as the operator would; the plain key."""
+        spec.setdefault("models", ["*"])
+        self.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            "apikeys",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ApiKey",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
+        )
+        return self.publish(name)
+
+    def publish(self, name: str) -> str:
+        key = generate_key()
+        MINTED.append(key)
+        parsed = parse_key(key)
+        assert parsed is not None
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            self.namespace,
+            "apikeys",
+            name,
+            {"status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)}},
+        )
+        return key
+
+    def patch_key(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "apikeys", name, {"spec": spec}
+        )
+
+    def delete_key(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "apikeys", name)
+
+    def post(
+        self,
+        key: str | None,
+        body: Any = None,
+        path: str = "/v1/rerank",
+        header: str = "authorization",
+    ) -> httpx.Response:
+        payload = (
+            body
+            if body is not None
+            else {
+                "model": SERVED,
+                "query": "what is a panda?",
+                "documents": ["hi", "the giant panda is a bear native to China"],
+            }
+        )
+        headers = {}
+        if key is not None:
+            headers[header] = f"Bearer {key}" if header == "authorization" else key
+        content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return httpx.post(f"{self.gateway.url}{path}", content=content, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def tenant(api_client: client.ApiClient, namespace: str, gateway: Gateway) -> Tenant:
+    return Tenant(api_client, namespace, gateway)
+
+
+def status_of(expected: int, send: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:
+    def check() -> httpx.Response:
+        response = send()
+        assert response.status_code == expected, (response.status_code, response.text)
+        return response
+
+    return check
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one series in a Prometheus text page (0 when absent)."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(w in line for w in wanted):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def served_tenant(tenant: Tenant, *addresses: str, **key_spec: Any) -> str:
+    """Model 'tiny' on ``addresses`` (default: both replicas) and a key with ``key_spec``.
+
+    Routing is first proven with an unlimited probe key, so that waiting for the watch to
+    deliver the objects spends none of the test key's rate limit; the returned key has
+    answered 200 exactly once.
+    """
+    tenant.model("tiny")
+    tenant.endpoints("tiny", *(addresses or (REPLICA_1, REPLICA_2)))
+    probe = tenant.apikey("probe")
+    eventually(status_of(200, lambda: tenant.post(probe)))
+    key = tenant.apikey("app", **key_spec)
+
+    def authenticated() -> httpx.Response:
+        response = tenant.post(key)
+        assert response.status_code != 401, response.text
+        return response
+
+    first = eventually(authenticated)
+    assert first.status_code == 200, first.text
+    return key
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_gateway_forwards_all_three_dialects_to_the_runtime(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    jina = tenant.post(key).json()
+    assert jina["model"] == SERVED and len(jina["results"]) == 2
+    assert jina["usage"]["total_tokens"] > 0
+    tei = eventually(
+        status_of(
+            200, lambda: tenant.post(key, {"query": "q", "texts": ["a", "b", "c"]}, path="/rerank")
+        )
+    ).json()
+    assert sorted(r["index"] for r in tei) == [0, 1, 2]
+    cohere = tenant.post(
+        key, {"model": SERVED, "query": "q", "documents": ["a", "b"], "top_n": 1}, path="/v2/rerank"
+    )
+    assert cohere.status_code == 200 and len(cohere.json()["results"]) == 1
+
+
+def test_x_api_key_header_authenticates_like_bearer(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    assert tenant.post(key, header="x-api-key").status_code == 200
+
+
+def test_usage_and_requests_are_exported_by_key_id_and_model(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    parsed = parse_key(key)
+    assert parsed is not None
+    tokens = tenant.post(key).json()["usage"]["total_tokens"]
+    text = tenant.gateway.metrics()
+    assert (
+        metric(
+            text,
+            "kuberank_gateway_requests_total",
+            key_id=parsed.key_id,
+            model=SERVED,
+            dialect="jina",
+            status="200",
+        )
+        == 2
+    )
+    assert (
+        metric(text, "kuberank_gateway_usage_tokens_total", key_id=parsed.key_id, model=SERVED)
+        == 2 * tokens
+    )
+
+
+def test_missing_unknown_and_wrong_keys_get_401(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    parsed = parse_key(key)
+    assert parsed is not None
+    for presented in (None, "kr_not_a_key", generate_key(), f"kr_{parsed.key_id}_{'f' * 32}"):
+        response = tenant.post(presented)
+        assert response.status_code == 401, presented
+        assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_model_outside_the_keys_list_gets_403_and_unserved_model_404(tenant: Tenant) -> None:
+    key = served_tenant(tenant, models=[SERVED, "ghost"])
+    tenant.model("other", served="other")
+    body = {"model": "other", "query": "q", "documents": ["a"]}
+    assert tenant.post(key, body).status_code == 403
+    assert tenant.post(key, {**body, "model": "ghost"}).status_code == 404
+
+
+def test_model_in_another_namespace_is_not_reachable(
+    tenant: Tenant, api_client: client.ApiClient, gateway: Gateway
+) -> None:
+    served_tenant(tenant)  # 'tiny' is served in the tenant's namespace ...
+    name = f"other-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        stranger = Tenant(api_client, name, gateway)
+        key = stranger.apikey("k")  # ... but this key lives where nothing is served
+        eventually(status_of(404, lambda: stranger.post(key)))
+    finally:
+        core.delete_namespace(name)
+
+
+def test_oversized_body_gets_413_and_too_many_documents_422(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    big = {"model": SERVED, "query": "q", "documents": ["x" * (MAX_BODY + 1)]}
+    assert tenant.post(key, big).status_code == 413
+    many = {"model": SERVED, "query": "q", "documents": ["d"] * (MAX_DOCUMENTS + 1)}
+    response = tenant.post(key, many)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "too_many_documents"
+
+
+def test_malformed_json_gets_400(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    assert tenant.post(key, b'{"model": "tiny", "query": ').status_code == 400
+    assert tenant.post(key, {"model": SERVED, "query": "q", "documents": []}).status_code == 400
+
+
+def test_revoked_key_is_refused_within_seconds(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    tenant.delete_key("app")
+    started = time.monotonic()
+    eventually(status_of(401, lambda: tenant.post(key)), timeout=5)
+    assert time.monotonic() - started < 5
+
+
+def test_disabling_and_reenabling_a_key_take_effect_while_running(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    tenant.patch_key("app", {"disabled": True})
+    response = eventually(status_of(401, lambda: tenant.post(key)), timeout=5)
+    assert "disabled" in response.json()["error"]["message"]
+    tenant.patch_key("app", {"disabled": False})
+    eventually(status_of(200, lambda: tenant.post(key)), timeout=5)
+
+
+def test_key_stops_working_at_its_expiry_time(tenant: Tenant) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    key = served_tenant(tenant, expiresAt=expires.isoformat().replace("+00:00", "Z"))
+    response = eventually(status_of(401, lambda: tenant.post(key)), timeout=15)
+    assert datetime.now(UTC) >= expires
+    assert "expired" in response.json()["error"]["message"]
+
+
+def test_rotated_key_replaces_the_old_one(tenant: Tenant) -> None:
+    old = served_tenant(tenant)
+    new = tenant.publish("app")
+    eventually(status_of(200, lambda: tenant.post(new)), timeout=5)
+    assert tenant.post(old).status_code == 401
+
+
+def test_requests_over_the_per_minute_limit_get_429_with_retry_after(tenant: Tenant) -> None:
+    key = served_tenant(tenant, rateLimit={"requestsPerMinute": 3})  # one request spent
+    assert [tenant.post(key).status_code for _ in range(2)] == [200, 200]
+    response = tenant.post(key)
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(response.headers["retry-after"]) <= 20
+
+
+def test_tokens_over_the_per_minute_limit_get_429(tenant: Tenant) -> None:
+    key = served_tenant(tenant, rateLimit={"tokensPerMinute": 5})  # one request overdraws it
+    response = tenant.post(key)
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> None:
+    tenant.model("tiny")
+    tenant.endpoints("tiny", REPLICA_1, ready=False)
+    key = tenant.apikey("app")
+    response = eventually(status_of(503, lambda: tenant.post(key)))
+    assert response.headers["retry-after"] == "3"
+    tenant.endpoints("tiny", REPLICA_2, slice_name="rrm-tiny-ready")
+    eventually(status_of(200, lambda: tenant.post(key)))
+
+
+def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> None:
+    key = served_tenant(tenant, REFUSING, REPLICA_1)
+    before = metric(
+        tenant.gateway.metrics(),
+        "kuberank_gateway_upstream_errors_total",
+        model=SERVED,
+        kind="connect",
+    )
+    assert [tenant.post(key).status_code for _ in range(6)] == [200] * 6
+    after = metric(
+        tenant.gateway.metrics(),
+        "kuberank_gateway_upstream_errors_total",
+        model=SERVED,
+        kind="connect",
+    )
+    assert after - before >= 2  # ties alternate, so the refusing replica was picked first
+
+
+def test_only_unreachable_replicas_get_503(tenant: Tenant) -> None:
+    tenant.model("tiny")
+    tenant.endpoints("tiny", REFUSING)
+    key = tenant.apikey("app")
+    response = eventually(status_of(503, lambda: tenant.post(key)))
+    assert "reached" in response.json()["error"]["message"]
+
+
+def test_upstream_that_never_answers_gets_504(tenant: Tenant) -> None:
+    tenant.model("tiny")
+    tenant.endpoints("tiny", HANGING)
+    key = tenant.apikey("app")
+    started = time.monotonic()
+    response = eventually(status_of(504, lambda: tenant.post(key)))
+    assert response.json()["error"]["type"] == "timeout_error"
+    assert time.monotonic() - started < 15
+
+
+def test_models_lists_what_the_key_may_use(tenant: Tenant) -> None:
+    key = served_tenant(tenant, models=[SERVED])
+    tenant.model("other", served="other")
+    response = httpx.get(
+        f"{tenant.gateway.url}/v1/models", headers={"authorization": f"Bearer {key}"}
+    )
+    assert [m["id"] for m in response.json()["data"]] == [SERVED]
+    assert response.json()["data"][0]["ready"] is True
+
+
+def test_health_readiness_and_metrics_endpoints(gateway: Gateway) -> None:
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+    assert httpx.get(f"{gateway.url}/readyz").json() == {"status": "ready"}
+    assert "kuberank_gateway_request_duration_seconds_bucket" in gateway.metrics()
+
+
+def test_gateway_logs_never_contain_key_material(gateway: Gateway) -> None:
+    assert MINTED, "run with the other tests of this module"
+    log = gateway.process.log.read_text(errors="replace")
+    for key in MINTED:
+        secret = key.rsplit("_", 1)[1]
+        assert key not in log and secret not in log
+
+
+def test_gateway_is_not_ready_before_its_first_lists(
+    kubeconfig: Path, crds: None, tmp_path: Path
+) -> None:
+    """A gateway pointed at an API server that does not answer stays alive but unready."""
+    broken = tmp_path / "kubeconfig"
+    broken.write_text(kubeconfig.read_text().replace("https://127.0.0.1", "https://127.0.0.9"))
+    port = free_port()
+    proc = Process(
+        [
+            str(VENV_BIN / "kuberank-gateway"),
+            "--kubeconfig",
+            str(broken),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        tmp_path / "gw.log",
+    )
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
+        response = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert response.status_code == 503
+    finally:
+        proc.stop()
