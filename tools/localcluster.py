@@ -45,11 +45,16 @@ PIDS_FILE = "pids.json"
 class FakeNode:
     name: str
     gpus: int
+    address: str  # TEST-NET-1, only ever a label: kwok answers for these nodes
     cpu: str = "16"
     memory: str = "64Gi"
 
 
-FAKE_NODES = (FakeNode("gpu-node-1", 2), FakeNode("gpu-node-2", 1), FakeNode("cpu-node-1", 0))
+FAKE_NODES = (
+    FakeNode("gpu-node-1", 2, "192.0.2.11"),
+    FakeNode("gpu-node-2", 1, "192.0.2.12"),
+    FakeNode("cpu-node-1", 0, "192.0.2.21"),
+)
 
 
 class ClusterError(RuntimeError):
@@ -98,15 +103,13 @@ class Cluster:
 # --------------------------------------------------------------------------- building
 
 
-def ensure_binaries(bin_dir: Path | None = None) -> Path:
-    """Run the idempotent build script (seconds when cached); raise if it fails."""
+def ensure_binaries() -> Path:
+    """Run the idempotent build script (seconds when cached); raise with its log tail if not."""
     script = repo_root() / "tools" / "controlplane" / "build.sh"
-    env = dict(os.environ)
-    if bin_dir is not None:
-        env["KUBERANK_CACHE"] = str(bin_dir.parent)
-    proc = subprocess.run(["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ClusterError(f"{script} failed with exit code {proc.returncode} (see its stderr)")
+        tail = "\n".join(proc.stderr.splitlines()[-40:])
+        raise ClusterError(f"{script} failed with exit code {proc.returncode}:\n{tail}")
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
@@ -275,7 +278,12 @@ def node_manifest(node: FakeNode) -> dict[str, Any]:
             "labels": labels,
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
         },
-        "status": {"capacity": resources, "allocatable": resources},
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "addresses": [{"type": "InternalIP", "address": node.address},
+                          {"type": "Hostname", "address": node.name}],
+        },
     }
 
 
