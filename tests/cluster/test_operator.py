@@ -1,0 +1,344 @@
+"""The operator end to end through a real API server: children, status, scale, rollout,
+cascade, drift repair, admission of invalid objects and the ApiKey lifecycle."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from kuberank.crd.keys import parse_key, verify_secret
+
+if TYPE_CHECKING:
+    from conftest import Kubectl, OperatorProcess
+
+Wait = Callable[..., Any]
+
+pytestmark = pytest.mark.cluster
+
+SHA = "c" * 64
+
+
+def model(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": {"url": {"url": "https://models.example/m.gguf", "sha256": SHA}}
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "kuberank.io/v1alpha1",
+        "kind": "RerankModel",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return dict(cond)
+    return {}
+
+
+def wait_condition(
+    wait_for: Wait,
+    k: Kubectl,
+    kind: str,
+    name: str,
+    type_: str,
+    status: str,
+    reason: str | None = None,
+    timeout: float = 90,
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = k.get(kind, name)
+        cond = condition(obj, type_)
+        ok = cond.get("status") == status and (reason is None or cond.get("reason") == reason)
+        return obj if ok else None
+
+    return wait_for(f"{kind}/{name} {type_}={status} {reason or ''}", check, timeout)
+
+
+def test_model_creates_owned_children_and_becomes_ready(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess, namespace: str
+) -> None:
+    kubectl.apply(
+        model("bge", servedName="bge-reranker", resources={"gpus": 1}, engine={"threads": 2})
+    )
+    obj = wait_condition(wait_for, kubectl, "rrm", "bge", "Ready", "True", "AllReplicasReady")
+    status = obj["status"]
+    assert (
+        status["readyReplicas"] == 1
+        and status["observedGeneration"] == obj["metadata"]["generation"]
+    )
+    assert status["endpoint"] == f"http://rrm-bge.{namespace}.svc:8080"
+    assert status["servedName"] == "bge-reranker"
+    for kind in ("deployment", "service", "networkpolicy"):
+        child = kubectl.get(kind, "rrm-bge")
+        assert child is not None, kind
+        (ref,) = child["metadata"]["ownerReferences"]
+        assert (
+            ref["kind"] == "RerankModel"
+            and ref["uid"] == obj["metadata"]["uid"]
+            and ref["controller"]
+        )
+        assert child["metadata"]["labels"]["kuberank.io/model"] == "bge"
+    assert kubectl.get("pdb", "rrm-bge") is None  # one replica: no PDB
+    dep = kubectl.get("deployment", "rrm-bge")
+    assert dep is not None
+    pod = dep["spec"]["template"]["spec"]
+    (runtime,) = pod["containers"]
+    assert runtime["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert runtime["command"] == ["kuberank-runtime"]
+    assert {"name": "KUBERANK_SERVED_NAME", "value": "bge-reranker"} in runtime["env"]
+    assert pod["initContainers"][0]["command"] == ["kuberank-fetch"]
+    svc = kubectl.get("service", "rrm-bge")
+    assert svc is not None and svc["spec"]["ports"][0]["name"] == "http"
+    events = kubectl.run(
+        "get", "events", "--field-selector", "involvedObject.name=bge", "-o", "json"
+    )
+    reasons = {e["reason"] for e in json.loads(events.stdout)["items"]}
+    assert "AllReplicasReady" in reasons
+    printed = kubectl.run("get", "rrm", "bge").stdout
+    assert "bge-reranker" in printed and "True" in printed
+
+
+def test_gpu_shortage_is_explained_in_conditions(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("big", resources={"gpus": 8}))
+    obj = wait_condition(wait_for, kubectl, "rrm", "big", "Ready", "False", "InsufficientGPU")
+    assert "nvidia.com/gpu" in condition(obj, "Ready")["message"]
+    assert condition(obj, "Degraded")["status"] == "True"
+
+
+def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("cpu", resources={"gpus": 0}))
+    wait_condition(wait_for, kubectl, "rrm", "cpu", "Ready", "True")
+    kubectl.run("scale", "rrm", "cpu", "--replicas=3")
+    obj = wait_for(
+        "3 ready replicas",
+        lambda: (
+            (o := kubectl.get("rrm", "cpu"))
+            and o["status"].get("readyReplicas") == 3
+            and condition(o, "Ready").get("status") == "True"
+            and o
+        ),
+    )
+    assert obj["status"]["replicas"] == 3
+    dep = kubectl.get("deployment", "rrm-cpu")
+    assert dep is not None and dep["spec"]["replicas"] == 3
+    assert wait_for("PDB", lambda: kubectl.get("pdb", "rrm-cpu"))["spec"]["maxUnavailable"] == 1
+    kubectl.run("scale", "rrm", "cpu", "--replicas=1")
+    wait_for("PDB removed", lambda: kubectl.get("pdb", "rrm-cpu") is None)
+
+
+def test_spec_update_rolls_the_deployment(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("roll", resources={"gpus": 0}))
+    wait_condition(wait_for, kubectl, "rrm", "roll", "Ready", "True")
+    before = kubectl.get("deployment", "rrm-roll")
+    assert before is not None
+    kubectl.run(
+        "patch",
+        "rrm",
+        "roll",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"limits": {"maxDocuments": 7}}}),
+    )
+
+    def rolled() -> dict[str, Any] | None:
+        dep = kubectl.get("deployment", "rrm-roll")
+        env = dep["spec"]["template"]["spec"]["containers"][0]["env"] if dep else []
+        return dep if {"name": "KUBERANK_MAX_DOCUMENTS", "value": "7"} in env else None
+
+    after = wait_for("new pod template", rolled)
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    obj = wait_condition(wait_for, kubectl, "rrm", "roll", "Ready", "True")
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+def test_deleting_the_model_removes_its_children(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("gone", resources={"gpus": 0}, replicas=2))
+    wait_for(
+        "children", lambda: kubectl.get("pdb", "rrm-gone") and kubectl.get("service", "rrm-gone")
+    )
+    kubectl.run("delete", "rrm", "gone", "--wait=true")
+    for kind in ("deployment", "service", "networkpolicy", "pdb"):
+        wait_for(
+            f"{kind} garbage-collected", lambda kind=kind: kubectl.get(kind, "rrm-gone") is None
+        )
+
+
+def test_deleted_service_is_recreated_and_reconcile_is_idempotent(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("drift", resources={"gpus": 0}))
+    wait_condition(wait_for, kubectl, "rrm", "drift", "Ready", "True")
+    old = kubectl.get("service", "rrm-drift")
+    assert old is not None
+    kubectl.run("delete", "service", "rrm-drift")
+    new = wait_for(
+        "service recreated",
+        lambda: (
+            (s := kubectl.get("service", "rrm-drift"))
+            and s["metadata"]["uid"] != old["metadata"]["uid"]
+            and s
+        ),
+    )
+    assert new["spec"]["ports"][0]["name"] == "http"
+    # Re-running the reconciler (an annotation change triggers it) leaves every child untouched.
+    versions = {
+        k: kubectl.get(k, "rrm-drift")["metadata"]["resourceVersion"]
+        for k in ("deployment", "service", "networkpolicy")
+    }  # type: ignore[index]
+    kubectl.run("annotate", "rrm", "drift", "example.com/touch=1")
+    wait_for(
+        "reconcile of the annotation",
+        lambda: (
+            "example.com/touch"
+            in (kubectl.get("rrm", "drift") or {})["metadata"]["annotations"].get(
+                "operator.kuberank.io/last-handled-configuration", ""
+            )
+        ),
+    )
+    again = {k: kubectl.get(k, "rrm-drift")["metadata"]["resourceVersion"] for k in versions}  # type: ignore[index]
+    assert again == versions
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"source": {}}, "exactly one of huggingFace, url, pvc"),
+        (
+            {
+                "source": {
+                    "url": {"url": "https://x/m.gguf", "sha256": SHA},
+                    "pvc": {"claimName": "c", "path": "m"},
+                }
+            },
+            "exactly one",
+        ),
+        ({"source": {"url": {"url": "https://x/m.gguf", "sha256": "short"}}}, "sha256"),
+        (
+            {"source": {"pvc": {"claimName": "c", "path": "m"}}, "limits": {"overflow": "explode"}},
+            "overflow",
+        ),
+        ({"source": {"pvc": {"claimName": "c", "path": "m"}}, "resources": {"gpus": -1}}, "gpus"),
+    ],
+)
+def test_invalid_models_are_rejected_by_the_api_server(
+    kubectl: Kubectl, wait_for: Wait, crds: object, spec: dict[str, Any], message: str
+) -> None:
+    doc = {
+        "apiVersion": "kuberank.io/v1alpha1",
+        "kind": "RerankModel",
+        "metadata": {"name": "bad"},
+        "spec": spec,
+    }
+    proc = kubectl.apply(doc, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_served_name_is_immutable_and_wildcard_keys_stand_alone(
+    kubectl: Kubectl, wait_for: Wait, crds: object
+) -> None:
+    kubectl.apply(model("imm", servedName="a"))
+    proc = kubectl.apply(model("imm", servedName="b"), check=False)
+    assert proc.returncode != 0 and "servedName is immutable" in proc.stderr
+    key = {
+        "apiVersion": "kuberank.io/v1alpha1",
+        "kind": "ApiKey",
+        "metadata": {"name": "k"},
+        "spec": {"models": ["*", "a"]},
+    }
+    proc = kubectl.apply(key, check=False)
+    assert proc.returncode != 0 and "cannot be combined" in proc.stderr
+
+
+def test_unusable_quantity_is_a_permanent_condition_not_a_crash(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("oops", resources={"gpus": 0, "memory": "lots"}))
+    obj = wait_condition(wait_for, kubectl, "rrm", "oops", "Degraded", "True", "InvalidSpec")
+    assert "spec.resources.memory" in condition(obj, "Degraded")["message"]
+    assert kubectl.get("deployment", "rrm-oops") is None
+    assert operator.alive()
+
+
+def _secret_key(kubectl: Kubectl, name: str) -> str:
+    secret = kubectl.get("secret", f"{name}-key")
+    assert secret is not None
+    return base64.b64decode(secret["data"]["api-key"]).decode()
+
+
+def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess) -> None:
+    doc = {
+        "apiVersion": "kuberank.io/v1alpha1",
+        "kind": "ApiKey",
+        "metadata": {"name": "ci"},
+        "spec": {"models": ["bge"]},
+    }
+    kubectl.apply(doc)
+    obj = wait_condition(wait_for, kubectl, "ak", "ci", "Active", "True")
+    key = _secret_key(kubectl, "ci")
+    parsed = parse_key(key)
+    assert parsed is not None
+    assert obj["status"]["keyId"] == parsed.key_id
+    assert verify_secret(parsed.secret, obj["status"]["digest"])
+    secret = kubectl.get("secret", "ci-key")
+    assert (
+        secret is not None
+        and secret["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    )
+    # The plain secret is nowhere but the Secret: not in the object, events or operator log.
+    events = kubectl.run("get", "events", "-o", "json").stdout
+    assert parsed.secret not in json.dumps(obj) and parsed.secret not in events
+    assert parsed.secret not in operator.logs()
+
+    # Reconciling again keeps the key.
+    kubectl.run("annotate", "ak", "ci", "example.com/touch=1")
+    wait_for(
+        "reconcile",
+        lambda: (
+            "example.com/touch"
+            in (kubectl.get("ak", "ci") or {})["metadata"]["annotations"].get(
+                "operator.kuberank.io/last-handled-configuration", ""
+            )
+        ),
+    )
+    assert _secret_key(kubectl, "ci") == key
+
+    kubectl.run("patch", "ak", "ci", "--type=merge", "-p", '{"spec":{"disabled":true}}')
+    wait_condition(wait_for, kubectl, "ak", "ci", "Active", "False", "Disabled", timeout=30)
+    wait_condition(wait_for, kubectl, "ak", "ci", "Disabled", "True", timeout=5)
+    kubectl.run("patch", "ak", "ci", "--type=merge", "-p", '{"spec":{"disabled":false}}')
+    wait_condition(wait_for, kubectl, "ak", "ci", "Active", "True", timeout=30)
+
+    soon = (datetime.now(UTC) + timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kubectl.run(
+        "patch", "ak", "ci", "--type=merge", "-p", json.dumps({"spec": {"expiresAt": soon}})
+    )
+    wait_condition(wait_for, kubectl, "ak", "ci", "Active", "True", timeout=5)
+    wait_condition(wait_for, kubectl, "ak", "ci", "Expired", "True", "PastExpiry", timeout=30)
+
+    kubectl.run("annotate", "ak", "ci", "kuberank.io/rotate=1")
+    rotated = wait_for(
+        "rotated key",
+        lambda: (o := kubectl.get("ak", "ci")) and o["status"].get("keyId") != parsed.key_id and o,
+    )
+    new = parse_key(_secret_key(kubectl, "ci"))
+    assert new is not None and new.key_id == rotated["status"]["keyId"]
+    assert verify_secret(new.secret, rotated["status"]["digest"])
+    assert not verify_secret(parsed.secret, rotated["status"]["digest"])
+
+    kubectl.run("delete", "ak", "ci", "--wait=true")
+    wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
