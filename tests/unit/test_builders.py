@@ -219,3 +219,24 @@ def test_secret_round_trips_the_key_and_survives_garbage() -> None:
     assert key_from_secret(secret) == "kr_0123456789abcdef_" + "0" * 32
     assert key_from_secret(None) is None
     assert key_from_secret({"data": {"api-key": "!!!"}}) is None
+
+
+def test_rendered_env_is_what_kuberank_runtime_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kuberank.runtime.settings import load_settings
+
+    spec = _spec(
+        servedName="bge",
+        engine={"threads": 3, "contextSize": 1024, "batchSize": 512, "flashAttention": False},
+        limits={"maxDocuments": 9, "maxQueryTokens": 64, "maxDocumentTokens": 256},
+        scoring={"normalize": True},
+    )
+    (runtime,) = _pod(spec)["containers"]
+    for item in runtime["env"]:
+        monkeypatch.setenv(item["name"], item["value"])
+    settings = load_settings([])
+    assert str(settings.model) == "/models/model.gguf" and settings.served_name == "bge"
+    assert (settings.threads, settings.ctx_size, settings.batch_size) == (3, 1024, 512)
+    assert settings.flash_attn == "off" and settings.gpu_layers == -1
+    assert (settings.max_documents, settings.max_query_tokens) == (9, 64)
+    assert settings.max_document_tokens == 256 and settings.normalize is True
+    assert "KUBERANK_FLASH_ATTN" not in _env(_pod(_spec())["containers"][0])

@@ -151,7 +151,9 @@ class Engine(CrdModel):
     gpu_layers: int | None = Field(
         default=None, ge=-1, le=1000, description="Layers offloaded to the GPU (-1: all)."
     )
-    flash_attention: bool = Field(default=False, description="Enable flash attention.")
+    flash_attention: bool | None = Field(
+        default=None, description="Flash attention on/off; unset keeps the runtime's default."
+    )
     image: str | None = Field(
         default=None, description="Runtime image; defaults to the operator's runtime image."
     )

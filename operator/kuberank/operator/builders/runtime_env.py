@@ -28,7 +28,9 @@ def runtime_env(name: str, spec: RerankModelSpec) -> list[dict[str, Any]]:
         "KUBERANK_CTX_SIZE": _opt(engine.context_size),
         "KUBERANK_BATCH_SIZE": _opt(engine.batch_size),
         "KUBERANK_GPU_LAYERS": str(gpu_layers),
-        "KUBERANK_FLASH_ATTN": _flag(engine.flash_attention),
+        "KUBERANK_FLASH_ATTN": None
+        if engine.flash_attention is None
+        else _flag(engine.flash_attention),
         "KUBERANK_MAX_DOCUMENTS": _opt(limits.max_documents),
         "KUBERANK_MAX_QUERY_TOKENS": _opt(limits.max_query_tokens),
         "KUBERANK_MAX_DOCUMENT_TOKENS": _opt(limits.max_document_tokens),
