@@ -14,6 +14,7 @@ Library: ``start(state_dir) -> Cluster`` and ``stop(state_dir)``.  Stdlib + PyYA
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ KWOK_POD_CIDR = "198.51.100.1/24"  # TEST-NET-2: fake pod IPs that kwok hands ou
 STAGES = ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PIDS_FILE = "pids.json"
+MARKER = ".kuberank-localcluster"  # only directories holding it are ever wiped
 
 
 @dataclass(frozen=True)
@@ -134,14 +136,21 @@ def _failure(name: str, state_dir: Path, why: str) -> ClusterError:
     return ClusterError(f"{name} {why}; last lines of {log}:\n{log_tail(log)}")
 
 
-def _launch(name: str, argv: list[str], state_dir: Path) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the launching process dies, so a killed
+    test run leaks no control plane (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
+def _launch(name: str, argv: list[str], state_dir: Path,
+            detach: bool) -> subprocess.Popen[bytes]:
     log_dir = state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"{name}.log", "ab") as log:
-        # A new session: the cluster outlives `up` and ignores the caller's Ctrl-C.
+        # A new session: the caller's Ctrl-C reaches the caller, which then stops us in order.
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=None if detach else _die_with_parent,
         )
     _record_pid(state_dir, name, proc.pid)
     return proc
@@ -189,7 +198,8 @@ def stop(state_dir: Path, procs: dict[str, subprocess.Popen[bytes]] | None = Non
     for name in reversed(COMPONENTS):
         if name in pids:
             _terminate(pids[name], state_dir, (procs or {}).get(name))
-    shutil.rmtree(state_dir, ignore_errors=True)
+    if (state_dir / MARKER).exists():
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def running(state_dir: Path) -> bool:
@@ -312,7 +322,8 @@ def _node_ready(node: dict[str, Any]) -> bool:
 
 
 def _prepare(state_dir: Path, bin_dir: Path) -> None:
-    (state_dir / "pki").mkdir(parents=True)
+    (state_dir / "pki").mkdir(parents=True, exist_ok=True)
+    (state_dir / MARKER).touch()
     (state_dir / "logs").mkdir()
     (state_dir / "tokens.csv").write_text(f'{ADMIN_TOKEN},admin,admin,"system:masters"\n')
     subprocess.run(
@@ -324,8 +335,11 @@ def _prepare(state_dir: Path, bin_dir: Path) -> None:
 
 
 def start(state_dir: Path | None = None, bin_dir: Path | None = None,
-          timeout: float = 180.0) -> Cluster:
-    """Start a fresh cluster in ``state_dir`` (wiped first) and wait until it is usable."""
+          timeout: float = 180.0, detach: bool = False) -> Cluster:
+    """Start a fresh cluster in ``state_dir`` (wiped first) and wait until it is usable.
+
+    ``detach=False`` (tests) ties the processes' lives to this one; the CLI detaches them.
+    A port taken between picking and binding (another cluster starting) is retried."""
     state_dir = (state_dir or default_state_dir()).resolve()
     bin_dir = (bin_dir or default_cache() / "bin").resolve()
     for exe in ("etcd", *COMPONENTS[1:]):
@@ -333,14 +347,28 @@ def start(state_dir: Path | None = None, bin_dir: Path | None = None,
             raise ClusterError(f"{bin_dir / exe} missing: run tools/controlplane/build.sh")
     if running(state_dir):
         raise ClusterError(f"a cluster is already running in {state_dir}; run `down` first")
-    stop(state_dir)
-    _prepare(state_dir, bin_dir)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        return _boot(state_dir, bin_dir, procs, time.monotonic() + timeout)
-    except BaseException:
-        stop_keep_logs(state_dir, procs)
-        raise
+    if state_dir.exists() and any(state_dir.iterdir()) and not (state_dir / MARKER).exists():
+        raise ClusterError(f"{state_dir} is not empty and not a localcluster state dir")
+    deadline = time.monotonic() + timeout
+    for attempt in range(3):
+        stop(state_dir)
+        _prepare(state_dir, bin_dir)
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            return _boot(state_dir, bin_dir, procs, deadline, detach)
+        except ClusterError:
+            stop_keep_logs(state_dir, procs)
+            if attempt == 2 or not _port_clash(state_dir):
+                raise
+        except BaseException:
+            stop_keep_logs(state_dir, procs)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _port_clash(state_dir: Path) -> bool:
+    return any("address already in use" in log.read_text(errors="replace")
+               for log in (state_dir / "logs").glob("*.log"))
 
 
 def stop_keep_logs(state_dir: Path, procs: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -351,7 +379,7 @@ def stop_keep_logs(state_dir: Path, procs: dict[str, subprocess.Popen[bytes]]) -
 
 
 def _boot(state_dir: Path, bin_dir: Path, procs: dict[str, subprocess.Popen[bytes]],
-          deadline: float) -> Cluster:
+          deadline: float, detach: bool) -> Cluster:
     pki = state_dir / "pki"
     etcd_client, etcd_peer, api_port = free_port(), free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{etcd_client}", f"http://127.0.0.1:{etcd_peer}"
@@ -360,7 +388,7 @@ def _boot(state_dir: Path, bin_dir: Path, procs: dict[str, subprocess.Popen[byte
         f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
         f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
         f"--initial-cluster=kuberank={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
-    ], state_dir)
+    ], state_dir, detach)
     _wait("etcd /health", lambda: _http_ok(f"{client_url}/health"), deadline, state_dir, procs,
           "etcd")
 
@@ -374,7 +402,7 @@ def _boot(state_dir: Path, bin_dir: Path, procs: dict[str, subprocess.Popen[byte
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
         "--profiling=false", "--v=1",
-    ], state_dir)
+    ], state_dir, detach)
     server = f"https://127.0.0.1:{api_port}"
     ca_file = pki / "apiserver.crt"
 
@@ -390,17 +418,17 @@ def _boot(state_dir: Path, bin_dir: Path, procs: dict[str, subprocess.Popen[byte
         str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kubeconfig}",
         "--leader-elect=false", "--secure-port=0", f"--root-ca-file={ca_file}",
         f"--service-account-private-key-file={pki / 'sa.key'}", "--v=1",
-    ], state_dir)
+    ], state_dir, detach)
     procs["kube-scheduler"] = _launch("kube-scheduler", [
         str(bin_dir / "kube-scheduler"), f"--kubeconfig={kubeconfig}", "--leader-elect=false",
         "--secure-port=0", "--v=1",
-    ], state_dir)
+    ], state_dir, detach)
     procs["kwok"] = _launch("kwok", [
         str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={state_dir / 'kwok.yaml'}",
         "--manage-all-nodes=false", "--manage-nodes-with-label-selector=type=kwok",
         f"--node-ip={KWOK_NODE_IP}", f"--cidr={KWOK_POD_CIDR}",
         "--node-lease-duration-seconds=40",
-    ], state_dir)
+    ], state_dir, detach)
 
     _create_nodes(api, state_dir)
     names = {n.name for n in FAKE_NODES}
@@ -454,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     began = time.monotonic()
     try:
-        cluster = start(state_dir, args.bin, timeout=args.timeout)
+        cluster = start(state_dir, args.bin, timeout=args.timeout, detach=True)
     except ClusterError as err:
         print(f"localcluster: {err}", file=sys.stderr)
         return 1

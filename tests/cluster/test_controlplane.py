@@ -134,24 +134,36 @@ WIDGET_CRD: dict[str, Any] = {
         "group": "test.kuberank.io",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {
-                    "type": "object",
-                    "required": ["size"],
-                    "properties": {"size": {"type": "integer", "minimum": 1}},
-                }},
-            }},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {"size": {"type": "integer", "minimum": 1}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
 
 def widget(name: str, size: object) -> dict[str, object]:
-    return {"apiVersion": "test.kuberank.io/v1", "kind": "Widget",
-            "metadata": {"name": name}, "spec": {"size": size}}
+    return {
+        "apiVersion": "test.kuberank.io/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": {"size": size},
+    }
 
 
 def test_crd_schema_rejects_an_invalid_object_with_422(
@@ -160,10 +172,13 @@ def test_crd_schema_rejects_an_invalid_object_with_422(
     ext, custom = client.ApiextensionsV1Api(api_client), client.CustomObjectsApi(api_client)
     ext.create_custom_resource_definition(WIDGET_CRD)  # type: ignore[arg-type]  # dicts work
     try:
+
         def established() -> bool:
             crd = as_dict(ext.read_custom_resource_definition("widgets.test.kuberank.io"))
-            return any(c["type"] == "Established" and c["status"] == "True"
-                       for c in crd.get("status", {}).get("conditions", []))
+            return any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in crd.get("status", {}).get("conditions", [])
+            )
 
         poll("CRD widgets.test.kuberank.io to be Established", established)
         args = ("test.kuberank.io", "v1", namespace, "widgets")
@@ -176,8 +191,13 @@ def test_crd_schema_rejects_an_invalid_object_with_422(
 
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(widget("not-a-number", "big")))
-        out = subprocess.run(["kubectl", "create", "-n", namespace, "-f", str(bad)],
-                             env=cluster.env(), capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["kubectl", "create", "-n", namespace, "-f", str(bad)],
+            env=cluster.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode != 0
         assert "Invalid value" in out.stderr and "spec.size" in out.stderr
     finally:
@@ -190,14 +210,16 @@ def test_kubectl_and_built_helm_install_a_chart_that_helm_lists_as_deployed(
     chart = tmp_path / "throwaway"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: throwaway\nversion: 0.1.0\n")
-    (chart / "templates" / "configmap.yaml").write_text(textwrap.dedent("""\
+    (chart / "templates" / "configmap.yaml").write_text(
+        textwrap.dedent("""\
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: {{ .Release.Name }}-settings
         data:
           greeting: {{ .Values.greeting | quote }}
-        """))
+        """)
+    )
     (chart / "values.yaml").write_text("greeting: hello\n")
     env = cluster.env()
     assert shutil.which("helm", path=env["PATH"]) == str(cluster.bin_dir / "helm")
@@ -210,21 +232,31 @@ def test_kubectl_and_built_helm_install_a_chart_that_helm_lists_as_deployed(
     run("helm", "install", "demo", str(chart), "-n", namespace, "--wait", "--timeout", "60s")
     releases = json.loads(run("helm", "list", "-n", namespace, "-o", "json"))
     assert [(r["name"], r["status"]) for r in releases] == [("demo", "deployed")]
-    cm = json.loads(run("kubectl", "get", "configmap", "demo-settings", "-n", namespace,
-                        "-o", "json"))
+    cm = json.loads(
+        run("kubectl", "get", "configmap", "demo-settings", "-n", namespace, "-o", "json")
+    )
     assert cm["data"] == {"greeting": "hello"}
 
 
 def test_built_binaries_report_their_pinned_versions(cluster: localcluster.Cluster) -> None:
     env = cluster.env()
-    server = json.loads(subprocess.run(["kubectl", "version", "-o", "json"], env=env,
-                                       capture_output=True, text=True, timeout=60).stdout)
+    server = json.loads(
+        subprocess.run(
+            ["kubectl", "version", "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
     assert server["serverVersion"]["gitVersion"].startswith("v1.34.")
-    helm = subprocess.run(["helm", "version", "--short"], env=env, capture_output=True,
-                          text=True, timeout=60).stdout
+    helm = subprocess.run(
+        ["helm", "version", "--short"], env=env, capture_output=True, text=True, timeout=60
+    ).stdout
     assert helm.startswith("v3.")
-    etcd = subprocess.run([str(cluster.bin_dir / "etcd"), "--version"], capture_output=True,
-                          text=True, timeout=60).stdout
+    etcd = subprocess.run(
+        [str(cluster.bin_dir / "etcd"), "--version"], capture_output=True, text=True, timeout=60
+    ).stdout
     assert "etcd Version: 3.6." in etcd
 
 
@@ -239,7 +271,7 @@ def test_a_component_that_dies_at_start_is_named_with_its_log(tmp_path: Path) ->
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     for exe in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
-        (fake_bin / exe).write_text("#!/bin/sh\necho \"boom: bad flag $1\" >&2\nexit 3\n")
+        (fake_bin / exe).write_text('#!/bin/sh\necho "boom: bad flag $1" >&2\nexit 3\n')
         os.chmod(fake_bin / exe, 0o755)
     (fake_bin / "kwok-stages").mkdir()
     for stage in localcluster.STAGES:
@@ -254,10 +286,61 @@ def test_a_component_that_dies_at_start_is_named_with_its_log(tmp_path: Path) ->
 
 def test_up_fails_clearly_when_binaries_are_missing(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(localcluster.repo_root() / "tools" / "localcluster.py"), "up",
-         "--state", str(tmp_path / "state"), "--bin", str(tmp_path / "empty")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(localcluster.repo_root() / "tools" / "localcluster.py"),
+            "up",
+            "--state",
+            str(tmp_path / "state"),
+            "--bin",
+            str(tmp_path / "empty"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 1
     assert f"{tmp_path / 'empty' / 'etcd'} missing" in out.stderr
     assert "tools/controlplane/build.sh" in out.stderr
+
+
+def test_up_refuses_to_take_over_a_directory_it_did_not_create(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(localcluster.ClusterError, match="not a localcluster state dir"):
+        localcluster.start(tmp_path, localcluster.ensure_binaries())
+    localcluster.stop(tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_cli_up_prints_kubeconfig_and_down_from_another_process_stops_everything(
+    tmp_path: Path, cluster: localcluster.Cluster
+) -> None:
+    cli = [sys.executable, str(localcluster.repo_root() / "tools" / "localcluster.py")]
+    state = tmp_path / "state"
+    up = subprocess.run([*cli, "up", "--state", str(state)], capture_output=True, text=True,
+                        timeout=240)
+    assert up.returncode == 0, up.stderr
+    kubeconfig = Path(up.stdout.strip())
+    assert kubeconfig == state / "kubeconfig"
+    pids = json.loads((state / "pids.json").read_text())
+    assert sorted(pids) == sorted(localcluster.COMPONENTS)
+    nodes = subprocess.run(["kubectl", "get", "nodes", "-o", "name"],
+                           env={**cluster.env(), "KUBECONFIG": str(kubeconfig)},
+                           capture_output=True, text=True, timeout=60)
+    assert sorted(nodes.stdout.split()) == [
+        "node/cpu-node-1", "node/gpu-node-1", "node/gpu-node-2"]
+
+    down = subprocess.run([*cli, "down", "--state", str(state)], capture_output=True,
+                          text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not state.exists()
+    assert not [pid for pid in pids.values() if alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for init to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
