@@ -150,6 +150,11 @@ def start_operator(kubeconfig: Path, namespace: str, log: Path, *extra: str) -> 
     return op
 
 
+@pytest.fixture(name="start_operator")
+def start_operator_fixture() -> Callable[..., OperatorProcess]:
+    return start_operator
+
+
 @pytest.fixture
 def operator(
     kubeconfig: Path, namespace: str, crds: Path, tmp_path: Path

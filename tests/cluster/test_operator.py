@@ -342,3 +342,31 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
 
     kubectl.run("delete", "ak", "ci", "--wait=true")
     wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
+
+
+def test_operator_logs_json_serves_liveness_and_stops_gracefully(
+    kubectl: Kubectl,
+    wait_for: Wait,
+    start_operator: Callable[..., OperatorProcess],
+    kubeconfig: Any,
+    namespace: str,
+    crds: object,
+    tmp_path: Any,
+) -> None:
+    op = start_operator(kubeconfig, namespace, tmp_path / "op.log", "--json-logs")
+    try:
+        kubectl.apply(
+            {
+                "apiVersion": "kuberank.io/v1alpha1",
+                "kind": "ApiKey",
+                "metadata": {"name": "j"},
+                "spec": {},
+            }
+        )
+        wait_condition(wait_for, kubectl, "ak", "j", "Active", "True")
+    finally:
+        rc = op.stop()
+    assert rc == 0, op.logs()[-2000:]
+    lines = [line for line in op.logs().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert any("reconcile" in r.get("message", "") for r in records)

@@ -40,7 +40,7 @@ class ApiKeySpec(CrdModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!('*' in self.models) || size(self.models) == 1",
+                    "rule": "!has(self.models) || !('*' in self.models) || size(self.models) == 1",
                     "message": "models: '*' cannot be combined with other names",
                 }
             ]
@@ -50,6 +50,7 @@ class ApiKeySpec(CrdModel):
     description: str = Field(default="", description="What the key is for.", max_length=1000)
     models: list[str] = Field(
         default_factory=lambda: ["*"],
+        json_schema_extra={"default": ["*"]},
         description="Served names this key may use, or ['*'] for every model in the namespace.",
         min_length=1,
         max_length=100,
