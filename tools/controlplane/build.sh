@@ -38,6 +38,11 @@ up_to_date() {
   for s in "${stage_files[@]}"; do [ -f "$stages/$s.yaml" ] || return 1; done
 }
 
+# Concurrent callers (parallel test sessions on a cold cache) wait for one build.
+mkdir -p "$bin"
+exec 9>"$bin/.build.lock"
+flock 9
+
 if up_to_date; then
   log "up to date ($stamp_text)"
   echo "$bin"
