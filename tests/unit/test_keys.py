@@ -1,5 +1,4 @@
 import pytest
-
 from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
 
 pytestmark = pytest.mark.unit
@@ -13,7 +12,14 @@ def test_generated_key_parses_into_id_and_secret() -> None:
 
 
 def test_parse_key_rejects_foreign_shapes() -> None:
-    for bad in ["", "kr_", "sk-123", "kr_zzzzzzzzzzzzzzzz_" + "0" * 32, "kr_" + "0" * 16 + "_" + "0" * 31]:
+    foreign = [
+        "",
+        "kr_",
+        "sk-123",
+        "kr_zzzzzzzzzzzzzzzz_" + "0" * 32,
+        "kr_" + "0" * 16 + "_" + "0" * 31,
+    ]
+    for bad in foreign:
         assert parse_key(bad) is None
 
 
