@@ -81,7 +81,7 @@ seccompProfile:
 
 {{/* checkov checks skipped on pod controllers, each with its reason. */}}
 {{- define "kuberank.checkovPodSkips" -}}
-checkov.io/skip1: CKV_K8S_43=Images are pinned by release tag (the chart's appVersion); digests are set per install with image.tag=<tag>@sha256:<digest>.
+checkov.io/skip1: CKV_K8S_43=Images are pinned by release tag (the chart's appVersion); a digest can be given per install in image.tag as <tag>@sha256:<digest>.
 checkov.io/skip2: CKV_K8S_15=Release tags are immutable, so IfNotPresent is safe and keeps air-gapped clusters working; pullPolicy is a value.
 checkov.io/skip3: CKV_K8S_38=Both the operator and the gateway are Kubernetes API clients (watches) and need their ServiceAccount token.
 {{- end -}}
