@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bin", type=Path, default=None, help="control-plane binaries")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args(argv)
+    if args.gpu_nodes > 150:
+        p.error("at most 150 fake nodes (their labels use 192.0.2.100-249)")
     if args.gpu_nodes * args.gpus_per_node < args.models:
         p.error("not enough fake GPUs for one per model")
 
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.gpu_nodes):
             node = localcluster.node_manifest(
                 localcluster.FakeNode(
-                    f"bench-gpu-{i}", args.gpus_per_node, cpu="64", memory="256Gi"
+                    f"bench-gpu-{i}",
+                    args.gpus_per_node,
+                    f"192.0.2.{100 + i}",  # TEST-NET-1 label only; kwok answers for the node
+                    cpu="64",
+                    memory="256Gi",
                 )
             )
             api.call("POST", "/api/v1/nodes", node)
