@@ -1,0 +1,219 @@
+"""The Helm chart: CRDs identical to crds/, lint clean, schema rejects bad values, checkov clean,
+hardened pods; the images' Dockerfiles pass hadolint and share one install script with setup."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "kuberank"
+ALL_FEATURES = [
+    "--set",
+    "gateway.ingress.enabled=true",
+    "--set",
+    "gateway.ingress.tls.enabled=true",
+    "--set",
+    "gateway.ingress.className=nginx",
+    "--set",
+    "gateway.autoscaling.enabled=true",
+]
+
+
+def _tool(name: str) -> str:
+    if name == "helm":
+        out = subprocess.run(
+            ["bash", str(REPO / "tools" / "controlplane" / "build.sh")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    else:
+        out = subprocess.run(
+            ["bash", str(REPO / "images" / "lint-tools.sh")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return str(Path(out.stdout.strip().splitlines()[-1]) / name)
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return _tool("helm")
+
+
+def render(helm: str, *args: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        [helm, "template", "kr", str(CHART), "--namespace", "kuberank-system", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def test_chart_crds_are_identical_to_the_generated_crds() -> None:
+    top = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    chart = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert top == chart
+    _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", top, shallow=False)
+    assert mismatch == [] and errors == [], f"copy crds/ into {CHART / 'crds'}"
+
+
+@pytest.mark.parametrize("extra", [[], ALL_FEATURES, ["--set", "operator.watchNamespaces={a,b}"]])
+def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
+    proc = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), *extra], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("gateway.replicas=0", "minimum"),
+        ("gateway.bogus=1", "additional properties"),
+        ("operator.image.pullPolicy=Sometimes", "value must be one of"),
+        ("gateway.service.type=ExternalName", "value must be one of"),
+        ("gateway.ingress.path=noslash", "pattern"),
+        ("gateway.logLevel=loud", "value must be one of"),
+        ("operator.watchNamespaces=team-a", "want array"),
+        ("gateway.autoscaling.targetCPUUtilizationPercentage=150", "maximum"),
+    ],
+)
+def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:
+    proc = subprocess.run(
+        [helm, "template", "kr", str(CHART), "--set", setting], capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_optional_ingress_carries_class_host_tls_and_annotations(helm: str) -> None:
+    docs = render(
+        helm,
+        *ALL_FEATURES,
+        "--set",
+        "gateway.ingress.host=rr.example.org",
+        "--set",
+        "gateway.ingress.annotations.team=search",
+    )
+    ingress = next(d for d in docs if d["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": ["rr.example.org"], "secretName": "rerank-tls"}]
+    assert ingress["spec"]["rules"][0]["host"] == "rr.example.org"
+    assert ingress["metadata"]["annotations"] == {"team": "search"}
+    gateway = next(
+        d for d in docs if d["kind"] == "Deployment" and "gateway" in d["metadata"]["name"]
+    )
+    assert "replicas" not in gateway["spec"]  # the HPA owns the count
+    assert any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
+
+
+def test_defaults_render_no_ingress_no_hpa_and_one_operator(helm: str) -> None:
+    docs = render(helm)
+    kinds = {d["kind"] for d in docs}
+    assert "Ingress" not in kinds and "HorizontalPodAutoscaler" not in kinds
+    operator = next(
+        d
+        for d in docs
+        if d["metadata"]["name"] == "kr-kuberank-operator" and d["kind"] == "Deployment"
+    )
+    assert operator["spec"]["replicas"] == 1
+
+
+def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "operator.watchNamespaces={team-a,team-b}",
+        "--set",
+        "gateway.watchNamespaces={team-a}",
+    )
+    roles = sorted(
+        (d["kind"], d["metadata"].get("namespace", "")) for d in docs if "Role" in d["kind"]
+    )
+    assert ("ClusterRole", "") not in roles
+    assert roles.count(("Role", "team-a")) == 2 and roles.count(("Role", "team-b")) == 1
+
+
+def test_gateway_rbac_is_read_only(helm: str) -> None:
+    docs = render(helm)
+    role = next(
+        d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("gateway")
+    )
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs == {"get", "list", "watch"}
+    assert all(
+        "*" not in rule["resources"]
+        for d in docs
+        if "Role" in d["kind"]
+        for rule in d.get("rules", [])
+    )
+
+
+def test_pods_meet_pod_security_restricted(helm: str) -> None:
+    for dep in (d for d in render(helm, *ALL_FEATURES) if d["kind"] == "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert c["command"][0].startswith("kuberank-")
+        assert not pod.get("hostNetwork") and not pod.get("hostPID")
+
+
+def test_checkov_passes_and_every_skip_has_a_reason(helm: str, tmp_path: Path) -> None:
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(render(helm, *ALL_FEATURES)))
+    proc = subprocess.run(
+        [
+            _tool("checkov"),
+            "-f",
+            str(rendered),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["results"]["failed_checks"] == [], proc.stdout[:2000]
+    assert report["summary"]["passed"] > 100
+    assert report["summary"]["skipped"] == len(report["results"]["skipped_checks"]) > 0
+    for skipped in report["results"]["skipped_checks"]:
+        assert len(skipped["check_result"].get("suppress_comment", "")) > 20, skipped["check_id"]
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    files = [str(REPO / "images" / "Dockerfile"), str(REPO / "images" / "Dockerfile.runtime")]
+    proc = subprocess.run([_tool("hadolint"), *files], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_images_and_setup_install_through_the_same_script() -> None:
+    for path in ("images/Dockerfile", "images/Dockerfile.runtime", "scripts/setup.sh"):
+        text = (REPO / path).read_text()
+        assert "images/install.sh" in text, path
+        assert "pip install" not in text.replace("images/install.sh", ""), path
+
+
+def test_runtime_image_builds_cuda_by_default_with_a_cpu_variant() -> None:
+    text = (REPO / "images" / "Dockerfile.runtime").read_text()
+    assert "ARG ACCEL=cuda" in text and "nvidia/cuda" in text and "-devel-" in text
+    assert "USER 65532" in text
+    assert text.count("FROM ") == 2  # builder stage, then the slim runtime stage
