@@ -578,21 +578,14 @@ def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> No
 
 
 def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> None:
+    before = metric(tenant.gateway.metrics(), "kuberank_gateway_upstream_errors_total",
+                    model=SERVED, kind="connect")
     key = served_tenant(tenant, REFUSING, REPLICA_1)
-    before = metric(
-        tenant.gateway.metrics(),
-        "kuberank_gateway_upstream_errors_total",
-        model=SERVED,
-        kind="connect",
-    )
     assert [tenant.post(key).status_code for _ in range(6)] == [200] * 6
-    after = metric(
-        tenant.gateway.metrics(),
-        "kuberank_gateway_upstream_errors_total",
-        model=SERVED,
-        kind="connect",
-    )
-    assert after - before >= 2  # ties alternate, so the refusing replica was picked first
+    after = metric(tenant.gateway.metrics(), "kuberank_gateway_upstream_errors_total",
+                   model=SERVED, kind="connect")
+    # The refusing replica was tried (and retried elsewhere), then left alone while it cools.
+    assert 1 <= after - before <= 3
 
 
 def test_only_unreachable_replicas_get_503(tenant: Tenant) -> None:

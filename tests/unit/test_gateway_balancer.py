@@ -39,3 +39,26 @@ def test_excluded_replicas_are_not_picked_for_a_retry() -> None:
     assert balancer.pick(REPLICAS, exclude=frozenset(REPLICAS[:2])) == REPLICAS[2]
     assert balancer.pick(REPLICAS, exclude=frozenset(REPLICAS)) is None
     assert balancer.pick([]) is None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_replica_that_refused_a_connection_is_skipped_during_the_cooldown() -> None:
+    clock = FakeClock()
+    balancer = Balancer(cooldown=5.0, clock=clock)
+    balancer.mark_failed(REPLICAS[0])
+    assert REPLICAS[0] not in {balancer.pick(REPLICAS) for _ in range(10)}
+    clock.now += 5.0
+    assert REPLICAS[0] in {balancer.pick(REPLICAS) for _ in range(10)}
+
+
+def test_cooling_replica_is_still_used_when_it_is_the_only_one_left() -> None:
+    balancer = Balancer(cooldown=5.0, clock=FakeClock())
+    balancer.mark_failed(REPLICAS[0])
+    assert balancer.pick(REPLICAS[:1]) == REPLICAS[0]

@@ -2,19 +2,40 @@
 
 Reranking cost varies a lot with the number and length of documents, so counting requests in
 flight per replica spreads load better than round-robin. Ties go round-robin, so an idle pool
-still uses every replica. Used only from the event loop; no locking.
+still uses every replica. A replica that refused a connection is passed over for a short
+cool-down (EndpointSlices lag behind a dying pod), unless no other replica is left. Used only
+from the event loop; no locking; the clock is injected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 
 class Balancer:
-    def __init__(self) -> None:
+    def __init__(
+        self, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._outstanding: dict[str, int] = {}
+        self._failed_at: dict[str, float] = {}
+        self._cooldown = cooldown
+        self._clock = clock
         self._turn = 0
+
+    def mark_failed(self, endpoint: str) -> None:
+        """``endpoint`` could not be reached; avoid it for the cool-down."""
+        self._failed_at[endpoint] = self._clock()
+
+    def cooling(self, endpoint: str) -> bool:
+        failed = self._failed_at.get(endpoint)
+        if failed is None:
+            return False
+        if self._clock() - failed >= self._cooldown:
+            del self._failed_at[endpoint]
+            return False
+        return True
 
     def outstanding(self, endpoint: str) -> int:
         return self._outstanding.get(endpoint, 0)
@@ -24,6 +45,8 @@ class Balancer:
         candidates = [e for e in endpoints if e not in exclude]
         if not candidates:
             return None
+        healthy = [e for e in candidates if not self.cooling(e)]
+        candidates = healthy or candidates
         fewest = min(self.outstanding(e) for e in candidates)
         tied = [e for e in candidates if self.outstanding(e) == fewest]
         self._turn += 1

@@ -74,6 +74,7 @@ class Upstream:
                     )
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 self._metrics.upstream_errors.labels(route.served_name, "connect").inc()
+                self._balancer.mark_failed(endpoint)
                 continue
             except httpx.TimeoutException:
                 self._metrics.upstream_errors.labels(route.served_name, "timeout").inc()
