@@ -1,0 +1,183 @@
+"""The node agent runs pods for real: init containers, volumes at their mountPaths, env from the
+downward API and Secrets, readiness from probes, a pod IP on kr0, in-cluster API access, GPU
+scheduling, and processes gone after deletion."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from typing import Any
+
+import pytest
+from e2ekit import NODE_SELECTOR, AgentNode, Kubectl, get_text, wait_for
+
+pytestmark = pytest.mark.e2e
+
+API_CHECK = (
+    "import os, ssl, urllib.request as u\n"
+    "sa = '/var/run/secrets/kubernetes.io/serviceaccount/'\n"
+    "ctx = ssl.create_default_context(cafile=sa + 'ca.crt')\n"
+    "url = f\"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}/version\"\n"
+    "req = u.Request(url, headers={'Authorization': 'Bearer ' + open(sa + 'token').read()})\n"
+    "open('/data/api.json', 'wb').write(u.urlopen(req, context=ctx).read())\n"
+)
+
+WRITE = (
+    "import os; open('/data/index.html', 'w').write("
+    "os.environ['GREETING'] + ' ' + os.environ['POD_NS'] + ' ' + open('/secret/word').read())"
+)
+
+
+def web_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": NODE_SELECTOR,
+            "terminationGracePeriodSeconds": 5,
+            "initContainers": [
+                {
+                    "name": "write",
+                    "image": "unused",
+                    "command": ["python3", "-c"],
+                    "args": [WRITE],
+                    "env": [
+                        {
+                            "name": "GREETING",
+                            "valueFrom": {"secretKeyRef": {"name": "words", "key": "greeting"}},
+                        },
+                        {
+                            "name": "POD_NS",
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                        },
+                    ],
+                    "volumeMounts": [
+                        {"name": "data", "mountPath": "/data"},
+                        {"name": "secret", "mountPath": "/secret", "readOnly": True},
+                    ],
+                },
+                {
+                    "name": "api",
+                    "image": "unused",
+                    "command": ["python3", "-c", API_CHECK],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                },
+            ],
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "unused",
+                    "command": ["python3", "-m", "http.server", "$(PORT)", "--directory", "/data"],
+                    "env": [{"name": "PORT", "value": "8000"}],
+                    "ports": [{"name": "http", "containerPort": 8000}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/index.html", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "volumes": [
+                {"name": "data", "emptyDir": {}},
+                {
+                    "name": "secret",
+                    "secret": {"secretName": "words", "items": [{"key": "word", "path": "word"}]},
+                },
+            ],
+        },
+    }
+
+
+def test_agent_runs_a_pod_with_init_containers_volumes_env_probe_and_api_access(
+    agent_node: AgentNode, kubectl: Kubectl, namespace: str
+) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "words"},
+        "data": {
+            k: base64.b64encode(v.encode()).decode()
+            for k, v in {"greeting": "hello", "word": "panda"}.items()
+        },
+    }
+    kubectl.apply(secret, namespace)
+    kubectl.apply(web_pod("web"), namespace)
+
+    def ready() -> dict[str, Any] | None:
+        pod = kubectl.json("get", "pod", "web", "-n", namespace)
+        conds = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        return pod if conds.get("Ready") == "True" else None
+
+    pod = wait_for("pod web Ready", ready, timeout=60)
+    assert pod["spec"]["nodeName"] == agent_node.name  # scheduled there for its GPU request
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("10.250.0.") and ip != "10.250.0.1"
+    assert pod["status"]["phase"] == "Running"
+    assert [
+        c["state"]["terminated"]["exitCode"] for c in pod["status"]["initContainerStatuses"]
+    ] == [0, 0]
+    web = pod["status"]["containerStatuses"][0]
+    assert (
+        web["ready"] and web["started"] and web["restartCount"] == 0 and "running" in web["state"]
+    )
+    assert get_text(f"http://{ip}:8000/index.html") == f"hello {namespace} panda"
+    assert json.loads(get_text(f"http://{ip}:8000/api.json"))["major"] == "1"
+
+    kubectl.run("delete", "pod", "web", "-n", namespace, "--wait=false")
+    wait_for(
+        "pod web gone",
+        lambda: (
+            "NotFound"
+            in subprocess.run(
+                [
+                    "kubectl",
+                    f"--kubeconfig={kubectl.kubeconfig}",
+                    "get",
+                    "pod",
+                    "web",
+                    "-n",
+                    namespace,
+                ],
+                capture_output=True,
+                text=True,
+            ).stderr
+        ),
+        timeout=30,
+    )
+    with pytest.raises(OSError):
+        get_text(f"http://{ip}:8000/index.html", timeout=2)
+
+
+def test_agent_restarts_a_crashing_container_and_reports_it(
+    agent_node: AgentNode, kubectl: Kubectl, namespace: str
+) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "crash"},
+        "spec": {
+            "nodeSelector": NODE_SELECTOR,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "unused",
+                    "command": ["python3", "-c", "raise SystemExit(3)"],
+                }
+            ],
+        },
+    }
+    kubectl.apply(pod, namespace)
+
+    def restarted() -> dict[str, Any] | None:
+        st = kubectl.json("get", "pod", "crash", "-n", namespace)["status"].get(
+            "containerStatuses", [{}]
+        )[0]
+        return st if st.get("restartCount", 0) >= 2 else None
+
+    st = wait_for("two restarts", restarted, timeout=60)
+    assert st["lastState"]["terminated"]["exitCode"] == 3
+    assert st["ready"] is False
+    kubectl.run("delete", "pod", "crash", "-n", namespace, "--wait=true", "--timeout=30s")
