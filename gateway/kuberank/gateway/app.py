@@ -80,7 +80,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
             yield
         finally:
             gateway.source.stop()
-            await http.aclose()
+            await http.close()
 
     app = FastAPI(title="kuberank gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
