@@ -4,8 +4,8 @@ Only a failure to connect is retried (on another replica): the request then neve
 runtime, so a retry cannot run it twice. A runtime that takes too long becomes 504; a replica
 that cannot be reached at all, or breaks the connection mid-answer, becomes 503.
 
-The client is aiohttp rather than httpx: measured on this path (benchmarks/bench_gateway.py),
-httpx+httpcore cost about 0.8 ms of CPU per forwarded request, most of the gateway's total.
+The client is aiohttp rather than httpx: on this path (benchmarks/bench_gateway.py) switching
+halved the gateway's CPU per forwarded request (0.98 -> 0.46 ms) and its added p50 latency.
 """
 
 from __future__ import annotations
