@@ -26,3 +26,8 @@ def test_usage_is_read_from_jina_and_cohere_bodies(body: object, tokens: int) ->
 
 def test_unparseable_body_counts_no_usage() -> None:
     assert usage_tokens(b"\xff not json") == 0
+
+
+def test_usage_header_counts_for_bodies_without_usage() -> None:
+    assert usage_tokens(b'[{"index": 0, "score": 0.1}]', "17") == 17
+    assert usage_tokens(b'{"usage": {"total_tokens": 5}}', "not-a-number") == 5

@@ -205,7 +205,7 @@ async def _rerank(
     answer = await gateway.upstream.forward(route, endpoints, dialect.value, body,
                                             request.headers.get("x-request-id"))
     if answer.status == 200:
-        tokens = usage_tokens(answer.body)
+        tokens = usage_tokens(answer.body, answer.usage_header)
         if tokens:
             gateway.limiter.charge_tokens(key.key_id, tokens)
             gateway.metrics.tokens.labels(key.key_id, route.served_name).inc(tokens)

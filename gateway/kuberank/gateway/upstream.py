@@ -22,6 +22,8 @@ from kuberank.protocol.errors import Unavailable, UpstreamTimeout
 
 # Response headers a runtime sets that the client should see; hop-by-hop ones are dropped.
 PASSED_HEADERS = ("content-type", "retry-after", "x-request-id")
+# Usage as a header, for dialects whose body has no usage field (TEI's bare list).
+USAGE_HEADER = "x-prompt-tokens"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class UpstreamResponse:
     body: bytes
     headers: dict[str, str]
     endpoint: str
+    usage_header: str | None = None
 
 
 def new_client(upstream_timeout: float, connect_timeout: float) -> aiohttp.ClientSession:
@@ -95,19 +98,22 @@ class Upstream:
                     retry_after=self._retry_after,
                 ) from None
             passed = {k: v for k in PASSED_HEADERS if (v := response.headers.get(k)) is not None}
-            return UpstreamResponse(response.status, content, passed, endpoint)
+            return UpstreamResponse(response.status, content, passed, endpoint,
+                                    response.headers.get(USAGE_HEADER))
         raise Unavailable(
             f"no replica of model {route.served_name!r} could be reached",
             retry_after=self._retry_after,
         )
 
 
-def usage_tokens(body: bytes) -> int:
+def usage_tokens(body: bytes, header: str | None = None) -> int:
     """Tokens a runtime reported for a successful answer (0 when it reported none).
 
-    Jina/GPUStack put ``usage.total_tokens``; Cohere v2 ``meta.billed_units`` or
-    ``meta.tokens.input_tokens``; TEI's bare list carries no usage.
+    The ``x-prompt-tokens`` header wins when present; otherwise Jina/GPUStack bodies carry
+    ``usage.total_tokens`` and Cohere v2 ``meta.tokens.input_tokens``; TEI's bare list has none.
     """
+    if header is not None and header.strip().isdigit():
+        return int(header)
     try:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
