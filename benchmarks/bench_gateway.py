@@ -48,8 +48,9 @@ def free_port() -> int:
 
 
 def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -71,14 +72,24 @@ def objects(key: str, runtime_port: int) -> list[dict[str, Any]]:
     assert parsed is not None
     meta = {"namespace": "bench"}
     return [
-        {"kind": "ApiKey", "metadata": {**meta, "name": "bench"}, "spec": {"models": ["*"]},
-         "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)}},
+        {
+            "kind": "ApiKey",
+            "metadata": {**meta, "name": "bench"},
+            "spec": {"models": ["*"]},
+            "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)},
+        },
         {"kind": "RerankModel", "metadata": {**meta, "name": "tiny"}, "spec": {}},
-        {"kind": "EndpointSlice", "addressType": "IPv4",
-         "metadata": {**meta, "name": "rrm-tiny-1",
-                      "labels": {"kubernetes.io/service-name": "rrm-tiny"}},
-         "ports": [{"name": "http", "port": runtime_port}],
-         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]},
+        {
+            "kind": "EndpointSlice",
+            "addressType": "IPv4",
+            "metadata": {
+                **meta,
+                "name": "rrm-tiny-1",
+                "labels": {"kubernetes.io/service-name": "rrm-tiny"},
+            },
+            "ports": [{"name": "http", "port": runtime_port}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+        },
     ]
 
 
@@ -87,8 +98,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure_latency(direct: str, gateway: str, key: str, body: bytes,
-                    n: int) -> tuple[list[float], list[float]]:
+def measure_latency(
+    direct: str, gateway: str, key: str, body: bytes, n: int
+) -> tuple[list[float], list[float]]:
     times: dict[str, list[float]] = {"direct": [], "gateway": []}
     auth = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     with httpx.Client(timeout=30) as http:
@@ -110,6 +122,7 @@ async def throughput(base: str, key: str, body: bytes, concurrency: int, seconds
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
@@ -131,33 +144,69 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--documents", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runtime-threads", type=int, default=1,
-                        help="llama.cpp threads; 1 keeps spinning threads from fighting the "
-                        "client and gateway for a small machine's cores")
+    parser.add_argument(
+        "--runtime-threads",
+        type=int,
+        default=1,
+        help="llama.cpp threads; 1 keeps spinning threads from fighting the "
+        "client and gateway for a small machine's cores",
+    )
     args = parser.parse_args()
     model = args.model or ensure_tiny(paths.models_dir(), lambda m: print(m, file=sys.stderr))
 
     key = generate_key()
     runtime_port, gateway_port = free_port(), free_port()
-    body = json.dumps({
-        "model": "tiny", "query": "what is the capital of france?",
-        "documents": [f"document {i}: paris is the capital and largest city of france"
-                      for i in range(args.documents)],
-    }).encode()
+    body = json.dumps(
+        {
+            "model": "tiny",
+            "query": "what is the capital of france?",
+            "documents": [
+                f"document {i}: paris is the capital and largest city of france"
+                for i in range(args.documents)
+            ],
+        }
+    ).encode()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         objects_file = Path(tmp) / "objects.yaml"
         objects_file.write_text(yaml.safe_dump_all(objects(key, runtime_port)))
         try:
-            procs.append(spawn(
-                [str(BIN / "kuberank-runtime"), "--model", str(model), "--served-name", "tiny",
-                 "--host", "127.0.0.1", "--port", str(runtime_port),
-                 "--threads", str(args.runtime_threads)]))
-            procs.append(spawn(
-                [str(BIN / "kuberank-gateway"), "--objects-file", str(objects_file),
-                 "--host", "127.0.0.1", "--port", str(gateway_port), "--log-level", "warning"]))
-            direct, gateway = (f"http://127.0.0.1:{runtime_port}",
-                               f"http://127.0.0.1:{gateway_port}")
+            procs.append(
+                spawn(
+                    [
+                        str(BIN / "kuberank-runtime"),
+                        "--model",
+                        str(model),
+                        "--served-name",
+                        "tiny",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(runtime_port),
+                        "--threads",
+                        str(args.runtime_threads),
+                    ]
+                )
+            )
+            procs.append(
+                spawn(
+                    [
+                        str(BIN / "kuberank-gateway"),
+                        "--objects-file",
+                        str(objects_file),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(gateway_port),
+                        "--log-level",
+                        "warning",
+                    ]
+                )
+            )
+            direct, gateway = (
+                f"http://127.0.0.1:{runtime_port}",
+                f"http://127.0.0.1:{gateway_port}",
+            )
             wait_ok(f"{direct}/health", procs[0])
             wait_ok(f"{gateway}/readyz", procs[1])
             measure_latency(direct, gateway, key, body, 50)  # warm-up: connections, caches
@@ -175,8 +224,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(args: argparse.Namespace, direct: str, gateway: str, key: str, body: bytes,
-        model: Path, gateway_pid: int) -> None:
+def run(
+    args: argparse.Namespace,
+    direct: str,
+    gateway: str,
+    key: str,
+    body: bytes,
+    model: Path,
+    gateway_pid: int,
+) -> None:
     lat_direct, lat_gateway = measure_latency(direct, gateway, key, body, args.requests)
     rates: dict[str, list[float]] = {"direct": [], "gateway": []}
     gateway_cpu = 0.0
@@ -192,22 +248,28 @@ def run(args: argparse.Namespace, direct: str, gateway: str, key: str, body: byt
     d50, d99 = percentile(lat_direct, 0.5), percentile(lat_direct, 0.99)
     g50, g99 = percentile(lat_gateway, 0.5), percentile(lat_gateway, 0.99)
     rps_d, rps_g = statistics.median(rates["direct"]), statistics.median(rates["gateway"])
-    print(f"model {model.name}, {args.documents} documents per request, "
-          f"{os.cpu_count()} CPUs shared by client, gateway and runtime")
+    print(
+        f"model {model.name}, {args.documents} documents per request, "
+        f"{os.cpu_count()} CPUs shared by client, gateway and runtime"
+    )
     print(f"latency, {args.requests} sequential requests each, interleaved (ms):")
     print(f"  direct   p50 {d50:7.2f}  p99 {d99:7.2f}  mean {statistics.fmean(lat_direct):7.2f}")
     print(f"  gateway  p50 {g50:7.2f}  p99 {g99:7.2f}  mean {statistics.fmean(lat_gateway):7.2f}")
     print(f"  added    p50 {g50 - d50:7.2f}  p99 {g99 - d99:7.2f}")
     print(f"  ratio gateway/direct  p50 {g50 / d50:.2f}  p99 {g99 / d99:.2f}")
-    print(f"throughput, {args.concurrency} concurrent clients, median of {args.rounds} "
-          f"alternating {args.seconds:g}s runs:")
+    print(
+        f"throughput, {args.concurrency} concurrent clients, median of {args.rounds} "
+        f"alternating {args.seconds:g}s runs:"
+    )
     for name, median in (("direct", rps_d), ("gateway", rps_g)):
         runs = ", ".join(f"{r:.1f}" for r in rates[name])
         print(f"  {name:8s}{median:8.1f} req/s   (runs: {runs})")
     print(f"  ratio gateway/direct  {rps_g / rps_d:.2f}")
     if gateway_requests:
-        print(f"gateway CPU per request: {1000 * gateway_cpu / gateway_requests:.2f} ms "
-              f"(=> at most {gateway_requests / gateway_cpu:.0f} req/s per gateway core)")
+        print(
+            f"gateway CPU per request: {1000 * gateway_cpu / gateway_requests:.2f} ms "
+            f"(=> at most {gateway_requests / gateway_cpu:.0f} req/s per gateway core)"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ namespaces joined to bridge krgw0 (10.251.0.0/24) and the tests write the Endpoi
 the EndpointSlice controller would write for pods (managed-by set to something else, so that
 controller leaves them alone). ApiKey status (keyId, digest) is written through the status
 subresource as the operator would, so these tests do not depend on the operator running.
+The CRDs come from the session fixture `crds` in tests/cluster/conftest.py.
 """
 
 from __future__ import annotations
@@ -196,21 +197,6 @@ def runtimes(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[lis
     finally:
         for proc in procs:
             proc.stop()
-
-
-@pytest.fixture(scope="module")
-def crds(kubeconfig: Path) -> None:
-    sh("kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", str(REPO / "crds"))
-    sh(
-        "kubectl",
-        "--kubeconfig",
-        str(kubeconfig),
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        f"crd/apikeys.{GROUP}",
-        f"crd/rerankmodels.{GROUP}",
-    )
 
 
 @dataclass
@@ -577,12 +563,20 @@ def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> No
 
 
 def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> None:
-    before = metric(tenant.gateway.metrics(), "kuberank_gateway_upstream_errors_total",
-                    model=SERVED, kind="connect")
+    before = metric(
+        tenant.gateway.metrics(),
+        "kuberank_gateway_upstream_errors_total",
+        model=SERVED,
+        kind="connect",
+    )
     key = served_tenant(tenant, REFUSING, REPLICA_1)
     assert [tenant.post(key).status_code for _ in range(6)] == [200] * 6
-    after = metric(tenant.gateway.metrics(), "kuberank_gateway_upstream_errors_total",
-                   model=SERVED, kind="connect")
+    after = metric(
+        tenant.gateway.metrics(),
+        "kuberank_gateway_upstream_errors_total",
+        model=SERVED,
+        kind="connect",
+    )
     # The refusing replica was tried (and retried elsewhere), then left alone while it cools.
     assert 1 <= after - before <= 3
 
@@ -640,9 +634,20 @@ def test_gateway_limited_to_namespaces_ignores_keys_elsewhere(
     core = client.CoreV1Api(api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
     port = free_port()
-    proc = Process([str(VENV_BIN / "kuberank-gateway"), "--kubeconfig", str(kubeconfig),
-                    "--host", "127.0.0.1", "--port", str(port),
-                    "--namespaces", tenant.namespace], tmp_path / "scoped.log")
+    proc = Process(
+        [
+            str(VENV_BIN / "kuberank-gateway"),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--namespaces",
+            tenant.namespace,
+        ],
+        tmp_path / "scoped.log",
+    )
     try:
         stranger = Tenant(api_client, other, tenant.gateway).apikey("k")
         eventually(status_of(404, lambda: tenant.post(stranger)))  # the wide gateway knows it

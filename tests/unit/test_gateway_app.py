@@ -30,21 +30,25 @@ KEY_OTHER_NS = generate_key()
 def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
     parsed = parse_key(key)
     assert parsed is not None
-    return {"kind": "ApiKey", "metadata": {"name": name, "namespace": namespace}, "spec": spec,
-            "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)}}
+    return {
+        "kind": "ApiKey",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+        "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)},
+    }
 
 
 def rerankmodel(name: str, namespace: str = "ns1") -> dict[str, Any]:
-    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace},
-            "spec": {}}
+    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace}, "spec": {}}
 
 
 OBJECTS = [
     apikey("all", KEY_ALL),
     apikey("bge-only", KEY_BGE_ONLY, models=["bge"]),
     apikey("disabled", KEY_DISABLED, disabled=True),
-    apikey("expired", KEY_EXPIRED,
-           expiresAt=(datetime.now(UTC) - timedelta(minutes=1)).isoformat()),
+    apikey(
+        "expired", KEY_EXPIRED, expiresAt=(datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    ),
     apikey("limited", KEY_LIMITED, rateLimit={"requestsPerMinute": 1}),
     apikey("other", KEY_OTHER_NS, namespace="ns2"),
     rerankmodel("bge"),
@@ -60,8 +64,9 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-def rerank(client: TestClient, key: str | None, body: Any = None, path: str = "/v1/rerank",
-           **headers: str) -> Any:
+def rerank(
+    client: TestClient, key: str | None, body: Any = None, path: str = "/v1/rerank", **headers: str
+) -> Any:
     payload = body if body is not None else {"model": "bge", "query": "q", "documents": ["a"]}
     sent = {"authorization": f"Bearer {key}"} if key else {}
     sent.update(headers)
@@ -74,8 +79,9 @@ def error_code(response: Any) -> str:
 
 
 @pytest.mark.parametrize("key", [None, "garbage", generate_key(), KEY_DISABLED, KEY_EXPIRED])
-def test_missing_unknown_disabled_and_expired_keys_get_401(client: TestClient,
-                                                           key: str | None) -> None:
+def test_missing_unknown_disabled_and_expired_keys_get_401(
+    client: TestClient, key: str | None
+) -> None:
     response = rerank(client, key)
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
@@ -110,8 +116,9 @@ def test_more_documents_than_allowed_gets_422(client: TestClient) -> None:
 
 
 def test_malformed_json_gets_400(client: TestClient) -> None:
-    response = client.post("/v1/rerank", content=b"{not json",
-                           headers={"authorization": f"Bearer {KEY_ALL}"})
+    response = client.post(
+        "/v1/rerank", content=b"{not json", headers={"authorization": f"Bearer {KEY_ALL}"}
+    )
     assert response.status_code == 400
 
 
@@ -159,8 +166,10 @@ def test_metrics_count_requests_by_key_id_model_dialect_and_status(client: TestC
     text = client.get("/metrics").text
     parsed = parse_key(KEY_BGE_ONLY)
     assert parsed is not None
-    assert (f'kuberank_gateway_requests_total{{dialect="jina",key_id="{parsed.key_id}",'
-            f'model="bge",status="503"}} 1.0') in text
+    assert (
+        f'kuberank_gateway_requests_total{{dialect="jina",key_id="{parsed.key_id}",'
+        f'model="bge",status="503"}} 1.0'
+    ) in text
     assert 'kuberank_gateway_requests_total{dialect="jina",key_id="",model="",status="401"}' in text
     assert "kuberank_gateway_request_duration_seconds_bucket" in text
     assert parsed.secret not in text

@@ -19,18 +19,24 @@ def rerankmodel(name: str, namespace: str = "ns1", served: str | None = None) ->
     spec: dict[str, Any] = {"source": {"url": {"url": "https://example.invalid/m.gguf"}}}
     if served:
         spec["servedName"] = served
-    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace},
-            "spec": spec}
+    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def endpointslice(
-    name: str, service: str, endpoints: list[dict[str, Any]], namespace: str = "ns1",
-    ports: list[dict[str, Any]] | None = None, address_type: str = "IPv4",
+    name: str,
+    service: str,
+    endpoints: list[dict[str, Any]],
+    namespace: str = "ns1",
+    ports: list[dict[str, Any]] | None = None,
+    address_type: str = "IPv4",
 ) -> dict[str, Any]:
     return {
         "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": namespace,
-                     "labels": {"kubernetes.io/service-name": service}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service},
+        },
         "addressType": address_type,
         "ports": ports if ports is not None else [{"name": "http", "port": 8080}],
         "endpoints": endpoints,
@@ -54,7 +60,8 @@ def table(*objects: dict[str, Any]) -> RoutingTable:
 def test_served_name_defaults_to_the_object_name() -> None:
     assert route_from_rerankmodel(rerankmodel("bge")) == ModelRoute("ns1", "bge", "bge")
     assert route_from_rerankmodel(rerankmodel("bge", served="BAAI/bge")) == ModelRoute(
-        "ns1", "bge", "BAAI/bge")
+        "ns1", "bge", "BAAI/bge"
+    )
 
 
 def test_models_resolve_only_in_the_keys_namespace() -> None:
@@ -73,12 +80,16 @@ def test_duplicate_served_names_resolve_to_the_same_object_every_time() -> None:
 def test_only_ready_endpoints_of_the_models_service_are_used() -> None:
     routes = table(
         rerankmodel("bge"),
-        endpointslice("rrm-bge-a", "rrm-bge", [
-            {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
-            {"addresses": ["10.0.0.2"], "conditions": {"ready": False}},
-            {"addresses": ["10.0.0.3"], "conditions": {}},
-            {"addresses": ["10.0.0.4"], "conditions": {"ready": True, "terminating": True}},
-        ]),
+        endpointslice(
+            "rrm-bge-a",
+            "rrm-bge",
+            [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": False}},
+                {"addresses": ["10.0.0.3"], "conditions": {}},
+                {"addresses": ["10.0.0.4"], "conditions": {"ready": True, "terminating": True}},
+            ],
+        ),
         endpointslice("rrm-bge-b", "rrm-bge", [{"addresses": ["10.0.0.5"]}]),
         endpointslice("rrm-other-a", "rrm-other", [{"addresses": ["10.0.0.9"]}]),
         endpointslice("rrm-bge-x", "rrm-bge", [{"addresses": ["10.0.0.8"]}], namespace="ns2"),
@@ -89,17 +100,25 @@ def test_only_ready_endpoints_of_the_models_service_are_used() -> None:
 
 
 def test_port_named_http_is_preferred_and_ipv6_is_bracketed() -> None:
-    record = slice_from_endpointslice(endpointslice(
-        "s", "rrm-m", [{"addresses": ["fd00::1"]}], address_type="IPv6",
-        ports=[{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}]))
+    record = slice_from_endpointslice(
+        endpointslice(
+            "s",
+            "rrm-m",
+            [{"addresses": ["fd00::1"]}],
+            address_type="IPv6",
+            ports=[{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
+        )
+    )
     assert record is not None and record.endpoints == ("[fd00::1]:8080",)
 
 
 def test_slice_without_ports_or_with_fqdn_has_no_endpoints() -> None:
-    no_ports = slice_from_endpointslice(endpointslice("s", "rrm-m", [{"addresses": ["1.2.3.4"]}],
-                                                      ports=[]))
-    fqdn = slice_from_endpointslice(endpointslice("s", "rrm-m", [{"addresses": ["a.example"]}],
-                                                  address_type="FQDN"))
+    no_ports = slice_from_endpointslice(
+        endpointslice("s", "rrm-m", [{"addresses": ["1.2.3.4"]}], ports=[])
+    )
+    fqdn = slice_from_endpointslice(
+        endpointslice("s", "rrm-m", [{"addresses": ["a.example"]}], address_type="FQDN")
+    )
     assert no_ports is not None and no_ports.endpoints == ()
     assert fqdn is not None and fqdn.endpoints == ()
 
@@ -111,8 +130,9 @@ def test_slice_without_service_label_is_ignored() -> None:
 
 
 def test_removals_and_relists_update_the_table() -> None:
-    routes = table(rerankmodel("bge"),
-                   endpointslice("s1", "rrm-bge", [{"addresses": ["10.0.0.1"]}]))
+    routes = table(
+        rerankmodel("bge"), endpointslice("s1", "rrm-bge", [{"addresses": ["10.0.0.1"]}])
+    )
     route = routes.resolve("ns1", "bge")
     assert route is not None
     routes.remove_slice("ns1", "s1")

@@ -16,10 +16,21 @@ def test_defaults_listen_on_8080_and_watch_all_namespaces() -> None:
 
 
 def test_flags_set_limits_and_comma_separated_namespaces() -> None:
-    settings = CliApp.run(GatewaySettings, cli_args=[
-        "--namespaces", "team-a, team-b", "--max-body-bytes", "65536", "--max-documents", "50",
-        "--upstream-timeout", "2.5", "--kubeconfig", "/tmp/kc",
-    ])
+    settings = CliApp.run(
+        GatewaySettings,
+        cli_args=[
+            "--namespaces",
+            "team-a, team-b",
+            "--max-body-bytes",
+            "65536",
+            "--max-documents",
+            "50",
+            "--upstream-timeout",
+            "2.5",
+            "--kubeconfig",
+            "/tmp/kc",
+        ],
+    )
     assert settings.namespaces == ["team-a", "team-b"]
     assert (settings.max_body_bytes, settings.max_documents) == (65536, 50)
     assert (settings.upstream_timeout, settings.kubeconfig) == (2.5, "/tmp/kc")

@@ -87,8 +87,12 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     install_error_handlers(app)
 
     for dialect in Dialect:
-        app.add_api_route(dialect.value, _rerank_endpoint(gateway, dialect), methods=["POST"],
-                          name=f"rerank_{dialect.name.lower()}")
+        app.add_api_route(
+            dialect.value,
+            _rerank_endpoint(gateway, dialect),
+            methods=["POST"],
+            name=f"rerank_{dialect.name.lower()}",
+        )
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -115,8 +119,12 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
 
 
 def _model_card(gateway: Gateway, route: ModelRoute) -> dict[str, Any]:
-    return {"id": route.served_name, "object": "model", "owned_by": route.namespace,
-            "ready": bool(gateway.routes.endpoints(route))}
+    return {
+        "id": route.served_name,
+        "object": "model",
+        "owned_by": route.namespace,
+        "ready": bool(gateway.routes.endpoints(route)),
+    }
 
 
 def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
@@ -130,18 +138,25 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
         except ApiError as err:
             response = error_response(err)
             if err.status >= 500:
-                log.warning("%s %s for key %s: %s", dialect.value, err.status,
-                            labels.key_id or "-", err.message)
-        gateway.metrics.observe_request(labels.key_id, labels.model, label,
-                                        response.status_code, time.perf_counter() - started)
+                log.warning(
+                    "%s %s for key %s: %s",
+                    dialect.value,
+                    err.status,
+                    labels.key_id or "-",
+                    err.message,
+                )
+        gateway.metrics.observe_request(
+            labels.key_id, labels.model, label, response.status_code, time.perf_counter() - started
+        )
         return response
 
     return rerank
 
 
 def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
-    presented = presented_key(request.headers.get("authorization"),
-                              request.headers.get("x-api-key"))
+    presented = presented_key(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
     try:
         return gateway.keys.authenticate(presented, datetime.now(UTC))
     except AuthError as err:
@@ -166,11 +181,11 @@ def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mo
     """The route for the requested model; 403 before 404 so a key learns nothing about models
     it may not use. Without a model (TEI clients send none) the key's only model is used."""
     if not requested:
-        usable = [r for r in gateway.routes.models_in(key.namespace)
-                  if key.allows(r.served_name)]
+        usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
         if len(usable) != 1:
-            raise Unprocessable("model: required (this key may use more than one model)",
-                                code="model_required")
+            raise Unprocessable(
+                "model: required (this key may use more than one model)", code="model_required"
+            )
         return usable[0]
     if not key.allows(requested):
         raise Forbidden(f"this API key may not use model {requested!r}")
@@ -191,19 +206,23 @@ async def _rerank(
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
 
-    wait = gateway.limiter.admit(key.key_id, Limits(key.requests_per_minute,
-                                                    key.tokens_per_minute))
+    wait = gateway.limiter.admit(key.key_id, Limits(key.requests_per_minute, key.tokens_per_minute))
     if wait > 0:
-        raise RateLimited("rate limit of this API key exceeded",
-                          retry_after=retry_after_seconds(wait))
+        raise RateLimited(
+            "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
+        )
     endpoints = gateway.routes.endpoints(route)
     if not endpoints:
-        raise Unavailable(f"model {route.served_name!r} has no ready replica",
-                          code="no_ready_replica", retry_after=settings.retry_after)
+        raise Unavailable(
+            f"model {route.served_name!r} has no ready replica",
+            code="no_ready_replica",
+            retry_after=settings.retry_after,
+        )
 
     assert gateway.upstream is not None, "upstream is created in the lifespan"
-    answer = await gateway.upstream.forward(route, endpoints, dialect.value, body,
-                                            request.headers.get("x-request-id"))
+    answer = await gateway.upstream.forward(
+        route, endpoints, dialect.value, body, request.headers.get("x-request-id")
+    )
     if answer.status == 200:
         tokens = usage_tokens(answer.body, answer.usage_header)
         if tokens:

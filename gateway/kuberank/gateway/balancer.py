@@ -15,9 +15,7 @@ from contextlib import contextmanager
 
 
 class Balancer:
-    def __init__(
-        self, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._outstanding: dict[str, int] = {}
         self._failed_at: dict[str, float] = {}
         self._cooldown = cooldown

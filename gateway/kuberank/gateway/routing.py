@@ -118,8 +118,9 @@ class RoutingTable:
         """The namespace's models, one per served name (the alphabetically first object wins
         when two RerankModels claim the same served name, so the choice is stable)."""
         with self._lock:
-            routes = sorted((r for (ns, _), r in self._models.items() if ns == namespace),
-                            key=lambda r: r.name)
+            routes = sorted(
+                (r for (ns, _), r in self._models.items() if ns == namespace), key=lambda r: r.name
+            )
         chosen: dict[str, ModelRoute] = {}
         for route in routes:
             chosen.setdefault(route.served_name, route)

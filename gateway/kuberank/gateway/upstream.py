@@ -62,7 +62,11 @@ class Upstream:
         self._retry_after = retry_after
 
     async def forward(
-        self, route: ModelRoute, endpoints: list[str], path: str, body: bytes,
+        self,
+        route: ModelRoute,
+        endpoints: list[str],
+        path: str,
+        body: bytes,
         request_id: str | None,
     ) -> UpstreamResponse:
         """Send ``body`` to ``path`` on the least busy replica; one retry elsewhere if the
@@ -98,8 +102,9 @@ class Upstream:
                     retry_after=self._retry_after,
                 ) from None
             passed = {k: v for k in PASSED_HEADERS if (v := response.headers.get(k)) is not None}
-            return UpstreamResponse(response.status, content, passed, endpoint,
-                                    response.headers.get(USAGE_HEADER))
+            return UpstreamResponse(
+                response.status, content, passed, endpoint, response.headers.get(USAGE_HEADER)
+            )
         raise Unavailable(
             f"no replica of model {route.served_name!r} could be reached",
             retry_after=self._retry_after,

@@ -136,8 +136,12 @@ class Reflector(threading.Thread):
             except Exception as exc:
                 if self._stopping.is_set():
                     return
-                log.warning("watch of %s failed (%s); relisting in %.1fs",
-                            self.what, _describe(exc), backoff)
+                log.warning(
+                    "watch of %s failed (%s); relisting in %.1fs",
+                    self.what,
+                    _describe(exc),
+                    backoff,
+                )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -147,8 +151,12 @@ class Reflector(threading.Thread):
         self._sink.replace(body.get("items") or [], self._namespace)
         self.synced.set()
         version: str = body["metadata"]["resourceVersion"]
-        log.info("listed %d %s in %s", len(body.get("items") or []), self.what,
-                 self._namespace or "all namespaces")
+        log.info(
+            "listed %d %s in %s",
+            len(body.get("items") or []),
+            self.what,
+            self._namespace or "all namespaces",
+        )
         return version
 
     def _watch_from(self, version: str) -> None:
@@ -206,20 +214,60 @@ class Watchers:
         scopes: list[str | None] = list(namespaces) or [None]
         for ns in scopes:
             if ns is None:
-                self._add("apikeys", custom.list_cluster_custom_object, ApiKeySink(keys), None,
-                          group=GROUP, version=VERSION, plural=APIKEY_PLURAL)
-                self._add("rerankmodels", custom.list_cluster_custom_object, ModelSink(routes),
-                          None, group=GROUP, version=VERSION, plural=RERANKMODEL_PLURAL)
-                self._add("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
-                          SliceSink(routes), None, **slice_filter)
+                self._add(
+                    "apikeys",
+                    custom.list_cluster_custom_object,
+                    ApiKeySink(keys),
+                    None,
+                    group=GROUP,
+                    version=VERSION,
+                    plural=APIKEY_PLURAL,
+                )
+                self._add(
+                    "rerankmodels",
+                    custom.list_cluster_custom_object,
+                    ModelSink(routes),
+                    None,
+                    group=GROUP,
+                    version=VERSION,
+                    plural=RERANKMODEL_PLURAL,
+                )
+                self._add(
+                    "endpointslices",
+                    discovery.list_endpoint_slice_for_all_namespaces,
+                    SliceSink(routes),
+                    None,
+                    **slice_filter,
+                )
             else:
-                self._add("apikeys", custom.list_namespaced_custom_object, ApiKeySink(keys), ns,
-                          group=GROUP, version=VERSION, namespace=ns, plural=APIKEY_PLURAL)
-                self._add("rerankmodels", custom.list_namespaced_custom_object,
-                          ModelSink(routes), ns, group=GROUP, version=VERSION, namespace=ns,
-                          plural=RERANKMODEL_PLURAL)
-                self._add("endpointslices", discovery.list_namespaced_endpoint_slice,
-                          SliceSink(routes), ns, namespace=ns, **slice_filter)
+                self._add(
+                    "apikeys",
+                    custom.list_namespaced_custom_object,
+                    ApiKeySink(keys),
+                    ns,
+                    group=GROUP,
+                    version=VERSION,
+                    namespace=ns,
+                    plural=APIKEY_PLURAL,
+                )
+                self._add(
+                    "rerankmodels",
+                    custom.list_namespaced_custom_object,
+                    ModelSink(routes),
+                    ns,
+                    group=GROUP,
+                    version=VERSION,
+                    namespace=ns,
+                    plural=RERANKMODEL_PLURAL,
+                )
+                self._add(
+                    "endpointslices",
+                    discovery.list_namespaced_endpoint_slice,
+                    SliceSink(routes),
+                    ns,
+                    namespace=ns,
+                    **slice_filter,
+                )
 
     def _add(self, what: str, fn: ListFn, sink: Sink, ns: str | None, **kwargs: Any) -> None:
         self.reflectors.append(Reflector(what, fn, sink, ns, **kwargs))
