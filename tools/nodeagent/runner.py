@@ -1,8 +1,8 @@
 """One pod's life on the agent's node: network, volumes, init containers, containers, probes.
 
-Each container is a process started as `ip netns exec <pod-ns> sh -c <mounts> -- command args`:
+Each container is a process started as `ip netns exec <pod-ns> python shim.py <spec>`:
 `ip netns exec` gives it the pod's network and a private mount namespace (with the pod's
-/etc/hosts), where the shell bind-mounts the pod's volume directories onto the container's
+/etc/hosts), where shim.py bind-mounts the pod's volume directories onto the container's
 mountPaths and then execs the container's command. Images are not pulled: the command must be one
 found on the agent's PATH (our console scripts in the repository's .venv).
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -41,18 +43,7 @@ from .volumes import materialize
 Obj = dict[str, Any]
 log = logging.getLogger("nodeagent")
 
-MOUNT_AND_EXEC = r"""set -e
-wd=$1; shift
-while [ "$1" != "--" ]; do
-  if [ -d "$1" ]; then mkdir -p "$2"; else mkdir -p "$(dirname "$2")"; [ -e "$2" ] || : > "$2"; fi
-  mount --bind "$1" "$2"
-  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
-  shift 3
-done
-shift
-if [ -n "$wd" ]; then mkdir -p "$wd"; cd "$wd"; fi
-exec "$@"
-"""
+SHIM = str(Path(__file__).with_name("shim.py"))
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -225,17 +216,8 @@ class PodWorker(threading.Thread):
             if self.ns
             else ["unshare", "--mount", "--propagation", "private"]
         )
-        full = [
-            *wrap,
-            "sh",
-            "-c",
-            MOUNT_AND_EXEC,
-            "sh",
-            c.spec.get("workingDir", ""),
-            *mounts,
-            "--",
-            *argv,
-        ]
+        spec = {"workdir": c.spec.get("workingDir", ""), "mounts": mounts, "argv": argv}
+        full = [*wrap, sys.executable, "-I", SHIM, json.dumps(spec)]
         logf = open(self.dir / "logs" / f"{c.st.name}.log", "ab")  # noqa: SIM115 - owned by the child
         logf.write(f"--- {now_iso()} start {argv}\n".encode())
         logf.flush()
@@ -272,13 +254,13 @@ class PodWorker(threading.Thread):
             c.backoff = 1.0 if ran > 60 else min(c.backoff * 2, self.ctx.backoff_cap_s)
             c.next_start = time.monotonic() + c.backoff
 
-    def _mount_args(self, spec: Obj) -> list[str]:
-        out: list[str] = []
+    def _mount_args(self, spec: Obj) -> list[list[str]]:
+        out: list[list[str]] = []
         for vm in spec.get("volumeMounts", []):
             if vm["name"] not in self.volumes:
                 raise ConfigError(f"volume {vm['name']} not defined")
             src = self.volumes[vm["name"]] / vm.get("subPath", "")
-            out += [str(src), vm["mountPath"], "ro" if vm.get("readOnly") else "rw"]
+            out.append([str(src), vm["mountPath"], "ro" if vm.get("readOnly") else "rw"])
         return out
 
     def _lookup(self, kind: str, ns: str, name: str) -> Mapping[str, str] | None:

@@ -1,0 +1,290 @@
+"""From nothing to ranked results: cluster -> helm install -> RerankModel -> ApiKey -> the key from
+its Secret -> POST /v1/rerank through the gateway; then scale, disable, delete, uninstall."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2ekit import (
+    NODE_SELECTOR,
+    REPO,
+    AgentNode,
+    FileServer,
+    Kubectl,
+    get_text,
+    post_json,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "kr"
+SYSTEM_NS = "kuberank-system"
+DEFAULT_MODEL = "kuberank-minilm-reranker.gguf"
+MODEL_FILE = os.environ.get("KUBERANK_E2E_MODEL_FILE", DEFAULT_MODEL)
+QUERY = "What is a panda?"
+DOCUMENTS = [
+    "hi",
+    "The stock market closed higher on Friday after a volatile week.",
+    "The giant panda is a bear species endemic to China, known for its black and white coat.",
+]
+RELEVANT = 2
+
+
+def log(msg: str) -> None:
+    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture
+def release(cluster: Any, kubectl: Kubectl, agent_node: AgentNode) -> Iterator[str]:
+    """The chart installed into a namespace that enforces Pod Security "restricted"."""
+    helm = str(Path(cluster.bin_dir) / "helm")
+    kubectl.run("create", "namespace", SYSTEM_NS)
+    kubectl.run("label", "namespace", SYSTEM_NS, "pod-security.kubernetes.io/enforce=restricted")
+    began = time.monotonic()
+    proc = subprocess.run(
+        [
+            helm,
+            "install",
+            RELEASE,
+            str(REPO / "charts" / "kuberank"),
+            "-n",
+            SYSTEM_NS,
+            f"--kubeconfig={kubectl.kubeconfig}",
+            "--wait",
+            "--timeout=180s",
+            "--set",
+            "gateway.replicas=1",
+            "--set-string",
+            "operator.nodeSelector.kuberank\\.io/node-agent=true",
+            "--set-string",
+            "gateway.nodeSelector.kuberank\\.io/node-agent=true",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr + "\n" + agent_node.pod_logs()
+    log(f"helm install --wait: {time.monotonic() - began:.1f}s")
+    try:
+        yield helm
+    finally:
+        subprocess.run(
+            [helm, "uninstall", RELEASE, "-n", SYSTEM_NS, f"--kubeconfig={kubectl.kubeconfig}"],
+            capture_output=True,
+        )
+        kubectl.run("delete", "namespace", SYSTEM_NS, "--wait=false", check=False)
+
+
+def gateway_url(kubectl: Kubectl) -> str:
+    pods = kubectl.json(
+        "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=gateway"
+    )["items"]
+    ready = [
+        p
+        for p in pods
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+    assert ready, "no ready gateway pod"
+    return f"http://{ready[0]['status']['podIP']}:8080"
+
+
+def runtime_pods(kubectl: Kubectl, ns: str, model: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl.json(
+        "get", "pods", "-n", ns, "-l", f"kuberank.io/model={model}"
+    )["items"]
+    return items
+
+
+def served_requests(ip: str) -> float:
+    text = get_text(f"http://{ip}:8080/metrics")
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(
+            r'^kuberank_runtime_requests_total\{[^}]*status="200"[^}]*\} (\S+)$', text, re.M
+        )
+    )
+
+
+def test_helm_install_to_ranked_results_and_back_to_nothing(
+    release: str, kubectl: Kubectl, model_server: FileServer, agent_node: AgentNode, namespace: str
+) -> None:
+    ns = namespace
+    # The chart's pods run under Pod Security "restricted" (the API server enforces it).
+    for comp in ("operator", "gateway"):
+        pods = kubectl.json(
+            "get", "pods", "-n", SYSTEM_NS, "-l", f"app.kubernetes.io/component={comp}"
+        )["items"]
+        assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == agent_node.name
+
+    # The examples are valid against the installed CRDs.
+    for example in sorted((REPO / "examples").glob("*.yaml")):
+        kubectl.run("apply", "--dry-run=server", "-n", ns, "-f", str(example))
+
+    assert (model_server.directory / MODEL_FILE).exists(), (
+        "run scripts/setup.sh (builds the default model)"
+    )
+    model = {
+        "apiVersion": "kuberank.io/v1alpha1",
+        "kind": "RerankModel",
+        "metadata": {"name": "minilm"},
+        "spec": {
+            "source": {
+                "url": {
+                    "url": f"{model_server.url}/{MODEL_FILE}",
+                    "sha256": model_server.sha256(MODEL_FILE),
+                }
+            },
+            "resources": {"gpus": 1},
+            "scheduling": {"nodeSelector": NODE_SELECTOR},
+            "engine": {"threads": 1, "contextSize": 512, "batchSize": 512},
+        },
+    }
+    began = time.monotonic()
+    kubectl.apply(model, ns)
+    kubectl.apply(
+        {
+            "apiVersion": "kuberank.io/v1alpha1",
+            "kind": "ApiKey",
+            "metadata": {"name": "app"},
+            "spec": {"models": ["minilm"]},
+        },
+        ns,
+    )
+
+    def model_ready() -> bool:
+        rrm = kubectl.json("get", "rerankmodel", "minilm", "-n", ns)
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in rrm.get("status", {}).get("conditions", [])
+        )
+
+    wait_for("RerankModel Ready", model_ready, timeout=240)
+    log(f"RerankModel Ready after {time.monotonic() - began:.1f}s")
+    secret = wait_for(
+        "the ApiKey's Secret",
+        lambda: (
+            kubectl.json("get", "secrets", "-n", ns)["items"]
+            and next(
+                (
+                    s
+                    for s in kubectl.json("get", "secrets", "-n", ns)["items"]
+                    if s["metadata"]["name"] == "app-key"
+                ),
+                None,
+            )
+        ),
+        timeout=60,
+    )
+    key = base64.b64decode(secret["data"]["api-key"]).decode()
+    assert key.startswith("kr_")
+
+    url = gateway_url(kubectl) + "/v1/rerank"
+    body = {"model": "minilm", "query": QUERY, "documents": DOCUMENTS}
+
+    def answered() -> tuple[int, Any] | None:
+        status, answer = post_json(url, body, key)
+        return (status, answer) if status == 200 else None
+
+    _, answer = wait_for("200 from the gateway", answered, timeout=60)
+    log(f"first ranked answer after {time.monotonic() - began:.1f}s: {answer}")
+    assert answer["model"] == "minilm" and answer["object"] == "list"
+    if MODEL_FILE == DEFAULT_MODEL:  # other files (KUBERANK_E2E_MODEL_FILE) have random heads
+        assert answer["results"][0]["index"] == RELEVANT
+    assert sorted(r["index"] for r in answer["results"]) == [0, 1, 2]
+    scores = [r["relevance_score"] for r in answer["results"]]
+    assert scores == sorted(scores, reverse=True)
+    top = answer["results"][0]
+    assert top["document"] == {"text": DOCUMENTS[top["index"]]}
+    assert answer["usage"]["prompt_tokens"] > 0
+
+    # Two replicas, and the gateway sends traffic to both.
+    kubectl.run("scale", "rerankmodel", "minilm", "-n", ns, "--replicas=2")
+    began = time.monotonic()
+    wait_for(
+        "2 ready replicas",
+        lambda: (
+            kubectl.json("get", "rerankmodel", "minilm", "-n", ns)
+            .get("status", {})
+            .get("readyReplicas")
+            == 2
+        ),
+        timeout=240,
+    )
+    log(f"second replica Ready after {time.monotonic() - began:.1f}s")
+    ips = [p["status"]["podIP"] for p in runtime_pods(kubectl, ns, "minilm")]
+    assert len(ips) == 2
+    before = {ip: served_requests(ip) for ip in ips}
+
+    def both_served() -> bool:
+        assert post_json(url, body, key)[0] == 200
+        return all(served_requests(ip) > before[ip] for ip in ips)
+
+    wait_for("both replicas to serve through the gateway", both_served, timeout=60)
+
+    # Disabling the key takes effect within seconds.
+    kubectl.run(
+        "patch", "apikey", "app", "-n", ns, "--type=merge", "-p", '{"spec": {"disabled": true}}'
+    )
+    began = time.monotonic()
+    wait_for("401 for the disabled key", lambda: post_json(url, body, key)[0] == 401, timeout=30)
+    log(f"disabled key refused after {time.monotonic() - began:.1f}s")
+    kubectl.run(
+        "patch", "apikey", "app", "-n", ns, "--type=merge", "-p", '{"spec": {"disabled": false}}'
+    )
+    wait_for("200 again", lambda: post_json(url, body, key)[0] == 200, timeout=30)
+
+    # Deleting the model: 404 at the gateway, its pods gone.
+    kubectl.run("delete", "rerankmodel", "minilm", "-n", ns, "--wait=false")
+    wait_for("404 for the deleted model", lambda: post_json(url, body, key)[0] == 404, timeout=60)
+    wait_for("runtime pods gone", lambda: runtime_pods(kubectl, ns, "minilm") == [], timeout=90)
+
+    # Uninstall leaves nothing of ours but the CRDs.
+    proc = subprocess.run(
+        [
+            release,
+            "uninstall",
+            RELEASE,
+            "-n",
+            SYSTEM_NS,
+            "--wait",
+            f"--kubeconfig={kubectl.kubeconfig}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    def leftovers() -> list[str]:
+        names = kubectl.run(
+            "get",
+            "all,sa,role,rolebinding,networkpolicy,pdb,ingress,hpa",
+            "-n",
+            SYSTEM_NS,
+            "-o",
+            "name",
+            "-l",
+            "app.kubernetes.io/part-of=kuberank",
+        ).split()
+        names += [
+            n
+            for n in kubectl.run("get", "clusterrole,clusterrolebinding", "-o", "name").split()
+            if "kuberank" in n
+        ]
+        return names
+
+    wait_for("nothing left after uninstall", lambda: leftovers() == [] or None, timeout=90)
+    crds = kubectl.run("get", "crd", "-o", "name").split()
+    assert "customresourcedefinition.apiextensions.k8s.io/rerankmodels.kuberank.io" in crds
+    assert "customresourcedefinition.apiextensions.k8s.io/apikeys.kuberank.io" in crds
