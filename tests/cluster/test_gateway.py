@@ -11,10 +11,12 @@ The CRDs come from the session fixture `crds` in tests/cluster/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import yaml
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.modelkit import paths
@@ -210,7 +213,7 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(
-    crds: None, kubeconfig: Path, runtimes: list[Process], tmp_path_factory: pytest.TempPathFactory
+    crds: Path, kubeconfig: Path, runtimes: list[Process], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     port = free_port()
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
@@ -661,7 +664,7 @@ def test_gateway_limited_to_namespaces_ignores_keys_elsewhere(
 
 
 def test_gateway_is_not_ready_before_its_first_lists(
-    kubeconfig: Path, crds: None, tmp_path: Path
+    kubeconfig: Path, crds: Path, tmp_path: Path
 ) -> None:
     """A gateway pointed at an API server that does not answer stays alive but unready."""
     broken = tmp_path / "kubeconfig"
@@ -685,3 +688,101 @@ def test_gateway_is_not_ready_before_its_first_lists(
         assert response.status_code == 503
     finally:
         proc.stop()
+
+
+class CuttableProxy:
+    """A TCP relay in front of the API server that can drop every connection and refuse new
+    ones for a while: a real outage as the gateway's watches see it (TLS passes through)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.down = threading.Event()
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.down.is_set():
+                conn.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.open += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                s.close()
+
+    def cut(self) -> None:
+        self.down.set()
+        with self.lock:
+            for conn in self.open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self.open.clear()
+
+    def restore(self) -> None:
+        self.down.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_gateway_relists_after_losing_the_api_server(
+    tenant: Tenant, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """A key deleted while the gateway's watches are cut off is refused once they come back."""
+    key = served_tenant(tenant)
+    config = yaml.safe_load(kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    proxy = CuttableProxy((host, int(port)))
+    config["clusters"][0]["cluster"]["server"] = f"https://{host}:{proxy.port}"
+    proxied = tmp_path / "kubeconfig"
+    proxied.write_text(yaml.safe_dump(config))
+    gw_port = free_port()
+    proc = Process(
+        [
+            str(VENV_BIN / "kuberank-gateway"),
+            "--kubeconfig",
+            str(proxied),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(gw_port),
+            "--namespaces",
+            tenant.namespace,
+        ],
+        tmp_path / "gw.log",
+    )
+    try:
+        wait_http_ok(f"http://127.0.0.1:{gw_port}/readyz", proc, timeout=60)
+        behind = Tenant(tenant.api, tenant.namespace, Gateway(f"http://127.0.0.1:{gw_port}", proc))
+        assert behind.post(key).status_code == 200
+        proxy.cut()
+        tenant.delete_key("app")
+        eventually(status_of(401, lambda: tenant.post(key)), timeout=5)  # the direct gateway
+        assert behind.post(key).status_code == 200  # cut off: it cannot have heard yet
+        proxy.restore()
+        eventually(status_of(401, lambda: behind.post(key)), timeout=30)
+        assert "relisting" in proc.log.read_text()
+    finally:
+        proc.stop()
+        proxy.close()
