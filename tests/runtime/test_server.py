@@ -143,6 +143,15 @@ def test_scores_are_the_same_in_every_dialect(server: Server) -> None:
     assert cohere["meta"]["api_version"]["version"] == "2"
 
 
+def test_every_dialect_reports_evaluated_tokens_in_a_header(server: Server) -> None:
+    jina = rerank(server, {"query": "panda", "documents": DOCS})
+    tei = rerank(server, {"query": "panda", "texts": DOCS}, "/rerank")
+    cohere = rerank(server, {"query": "panda", "documents": DOCS}, "/v2/rerank")
+    tokens = jina.json()["usage"]["prompt_tokens"]
+    assert tokens > 0
+    assert [r.headers["x-prompt-tokens"] for r in (jina, tei, cohere)] == [str(tokens)] * 3
+
+
 def test_tei_raw_scores_match_jina_default(server: Server) -> None:
     jina = rerank(server, {"query": "panda", "documents": DOCS}).json()
     tei = rerank(server, {"query": "panda", "texts": DOCS, "raw_scores": True}, "/rerank").json()

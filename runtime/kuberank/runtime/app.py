@@ -25,6 +25,8 @@ from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+
 
 def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
@@ -52,7 +54,9 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
                               prompt_tokens=scored.prompt_tokens,
                               normalize_default=settings.normalize)
         status = 200
-        return JSONResponse(body)
+        # Every dialect reports the evaluated tokens here too: TEI's bare-list body has no
+        # usage field, and the gateway charges tokens/minute limits from this header.
+        return JSONResponse(body, headers={PROMPT_TOKENS_HEADER: str(scored.prompt_tokens)})
     except ApiError as err:
         status = err.status
         return error_response(err)
