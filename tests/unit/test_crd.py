@@ -42,6 +42,14 @@ def test_check_mode_fails_on_stale_files(tmp_path: Path) -> None:
     assert main(["--out", str(tmp_path), "--check"]) == 1
 
 
+def test_every_output_directory_gets_the_same_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "crds", tmp_path / "chart-crds"
+    assert main(["--out", str(first), "--out", str(second)]) == 0
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) == sorted(rendered())
+    assert all((first / n).read_text() == (second / n).read_text() for n in names)
+
+
 def test_schemas_are_structural_with_descriptions_everywhere() -> None:
     for crd in (rerankmodel_crd(), apikey_crd()):
         for path, node in _walk(_schema(crd)):

@@ -1,7 +1,9 @@
-"""Generate crds/*.yaml from the pydantic models (`kuberank-crds [--out DIR] [--check]`).
+"""Generate crds/*.yaml from the pydantic models (`kuberank-crds [--out DIR ...] [--check]`).
 
-`--check` exits non-zero when the committed files differ from what the models produce, so CI
-catches a model edit without a regenerated CRD.
+By default both copies are written: the top-level `crds/` and the Helm chart's `crds/` (Helm
+installs CRDs only from the chart's own folder), so the two can never drift apart. `--check`
+exits non-zero when a committed file differs from what the models produce, so CI catches a
+model edit without a regenerated CRD.
 """
 
 from __future__ import annotations
@@ -135,27 +137,30 @@ def rendered() -> dict[str, str]:
     }
 
 
-def default_out() -> Path:
-    return Path(__file__).resolve().parents[3] / "crds"
+def default_outs() -> list[Path]:
+    root = Path(__file__).resolve().parents[3]
+    return [root / "crds", root / "charts" / "kuberank" / "crds"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kuberank-crds", description=__doc__)
-    parser.add_argument("--out", type=Path, default=default_out(), help="output directory")
+    parser.add_argument("--out", type=Path, action="append",
+                        help="output directory (repeatable; default: crds/ and the chart's crds/)")
     parser.add_argument("--check", action="store_true", help="fail if files are out of date")
     args = parser.parse_args(argv)
     stale = []
-    for name, text in rendered().items():
-        path = args.out / name
-        current = path.read_text() if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(str(path))
-        else:
-            args.out.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
+    for out in args.out or default_outs():
+        for name, text in rendered().items():
+            path = out / name
+            current = path.read_text() if path.exists() else None
+            if current == text:
+                continue
+            if args.check:
+                stale.append(str(path))
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {path}")
     if stale:
         print("out of date (run kuberank-crds): " + ", ".join(stale), file=sys.stderr)
         return 1
