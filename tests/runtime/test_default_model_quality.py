@@ -15,7 +15,7 @@ from kuberank.modelkit import paths
 from kuberank.modelkit.corpus import stdlib_corpus
 from kuberank.modelkit.heldout import Item, evaluate, leaked_into, load_heldout
 from kuberank.modelkit.scorers import Scorer, gguf_scorer, transformers_scorer
-from kuberank.modelkit.train import HF_DIR, build_default_model
+from kuberank.modelkit.train import HF_DIR, Recipe, build_default_model, train, training_groups
 
 pytestmark = pytest.mark.runtime
 
@@ -92,3 +92,18 @@ def test_default_model_gguf_scores_equal_its_transformers_twin(
     for item in heldout[:5]:
         expected = torch_score(item.query, item.documents)
         assert llama_score(item.query, item.documents) == pytest.approx(expected, abs=2e-3)
+
+
+def test_building_again_reuses_the_cached_model(default_model: Path) -> None:
+    before = default_model.stat().st_mtime_ns
+    assert build_default_model(default_model.parent) == default_model
+    assert default_model.stat().st_mtime_ns == before
+
+
+def test_training_twice_with_one_recipe_gives_identical_weights(tmp_path: Path) -> None:
+    recipe = Recipe(steps=2, negative_pool=64)
+    groups, _ = training_groups(recipe)
+    train(groups, recipe, tmp_path / "a")
+    train(groups, recipe, tmp_path / "b")
+    a, b = (tmp_path / d / "model.safetensors" for d in "ab")
+    assert a.read_bytes() == b.read_bytes()

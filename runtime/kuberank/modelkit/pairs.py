@@ -61,6 +61,11 @@ def _sentences(paragraph: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(paragraph) if s]
 
 
+def first_sentence(text: str) -> str:
+    """The text up to its first sentence end (all of it when there is none)."""
+    return _sentences(text)[0] if text else text
+
+
 def _pair(query: str, passage: str, doc: Doc, shape: str) -> Pair | None:
     if not 3 <= len(query.split()) <= MAX_QUERY_WORDS:
         return None

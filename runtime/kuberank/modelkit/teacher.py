@@ -20,10 +20,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from kuberank.modelkit.pairs import first_sentence
 
 GROUP_SIZE = 4
 HARD_POOL = 12  # hard negatives are drawn from the teacher's top-k other passages
 SHORT_NEGATIVE_RATE = 0.25  # share of groups whose last slot is a 1-3 word fragment
+# Cutting passages to their first sentence varies length on both sides, so the student cannot
+# learn "longer means relevant" and meets short on-topic distractors like real users send.
+POSITIVE_SENTENCE_RATE = 0.3
+HARD_SENTENCE_RATE = 0.5
+MIN_SENTENCE_WORDS = 5
 
 Matrix = npt.NDArray[np.float32]
 
@@ -68,6 +74,14 @@ def _fragment(text: str, rng: random.Random) -> str:
     return " ".join(words[: rng.randint(1, 3)])
 
 
+def _maybe_sentence(text: str, rate: float, rng: random.Random) -> str | None:
+    """The first sentence of ``text`` with probability ``rate``, if it is a real sentence."""
+    if rng.random() >= rate:
+        return None
+    sentence = first_sentence(text)
+    return sentence if sentence != text and len(sentence.split()) >= MIN_SENTENCE_WORDS else None
+
+
 def mine_groups(queries: Sequence[str], passages: Sequence[str], q_emb: Matrix, p_emb: Matrix,
                 rng: random.Random) -> list[Group]:
     """Groups for pairs ``(queries[i], passages[i])``; pure apart from the seeded ``rng``."""
@@ -77,14 +91,17 @@ def mine_groups(queries: Sequence[str], passages: Sequence[str], q_emb: Matrix, 
         order = [int(j) for j in np.argsort(-sims[i], kind="stable")
                  if passages[int(j)] != passages[i]][:HARD_POOL]
         chosen = rng.sample(order, GROUP_SIZE - 2)
-        texts = [passages[i], *(passages[j] for j in chosen)]
-        scores = [float(sims[i, i]), *(float(sims[i, j]) for j in chosen)]
+        texts, scores = [], []
+        for j, rate in ((i, POSITIVE_SENTENCE_RATE), *((j, HARD_SENTENCE_RATE) for j in chosen)):
+            cut = _maybe_sentence(passages[j], rate, rng)
+            texts.append(cut or passages[j])
+            scores.append(float(sims[i, j]) if cut is None else float("nan"))
         other = rng.randrange(len(passages))
         while passages[other] == passages[i]:
             other = rng.randrange(len(passages))
         if rng.random() < SHORT_NEGATIVE_RATE:
             texts.append(_fragment(passages[other], rng))
-            scores.append(float("nan"))  # graded below, once all fragments are known
+            scores.append(float("nan"))  # graded in one batch by grade_missing
         else:
             texts.append(passages[other])
             scores.append(float(sims[i, other]))
@@ -92,8 +109,8 @@ def mine_groups(queries: Sequence[str], passages: Sequence[str], q_emb: Matrix, 
     return groups
 
 
-def grade_fragments(groups: list[Group], q_emb: Matrix) -> list[Group]:
-    """Fill in teacher cosines for fragment negatives (encoded in one batch)."""
+def grade_missing(groups: list[Group], q_emb: Matrix) -> list[Group]:
+    """Fill in teacher cosines for cut passages and fragments (encoded in one batch)."""
     todo = [(g, k) for g, group in enumerate(groups) for k, s in enumerate(group.teacher)
             if s != s]
     if not todo:
