@@ -16,16 +16,24 @@ from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.settings import OperatorSettings
 
 
+def _help(field: str) -> str:
+    """A flag's help: the settings field's description and the variable that also sets it."""
+    info = OperatorSettings.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    return f"{info.description} [env KUBERANK_{field.upper()}; default {default!r}]"
+
+
 def parse_args(argv: list[str] | None) -> OperatorSettings:
     p = argparse.ArgumentParser(prog="kuberank-operator", description=__doc__)
-    p.add_argument("--namespace", "-n", action="append", dest="namespaces", help="repeatable")
-    p.add_argument("--runtime-image")
-    p.add_argument("--finalizer")
-    p.add_argument("--annotation-prefix")
-    p.add_argument("--liveness-endpoint", help="e.g. http://0.0.0.0:8081/healthz; '' disables")
-    p.add_argument("--startup-timeout-s", type=int)
-    p.add_argument("--json-logs", action="store_true", default=None)
-    p.add_argument("--verbose", "-v", action="store_true", default=None)
+    p.add_argument("--namespace", "-n", action="append", dest="namespaces",
+                   help=_help("namespaces") + " Repeatable.")
+    p.add_argument("--runtime-image", help=_help("runtime_image"))
+    p.add_argument("--finalizer", help=_help("finalizer"))
+    p.add_argument("--annotation-prefix", help=_help("annotation_prefix"))
+    p.add_argument("--liveness-endpoint", help=_help("liveness_endpoint"))
+    p.add_argument("--startup-timeout-s", type=int, help=_help("startup_timeout_s"))
+    p.add_argument("--json-logs", action="store_true", default=None, help=_help("json_logs"))
+    p.add_argument("--verbose", "-v", action="store_true", default=None, help=_help("verbose"))
     given = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     return OperatorSettings(**given)
 
