@@ -19,11 +19,15 @@ import hashlib
 import importlib
 import inspect
 import io
+import json
 import pkgutil
+import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import ModuleType
 
 SKIPPED = frozenset({
@@ -113,7 +117,23 @@ def _import_quietly(name: str) -> ModuleType:
 
 
 def stdlib_corpus() -> Corpus:
-    """Collect the corpus by the frozen rule in the module docstring."""
+    """Collect the corpus by the frozen rule, in a fresh isolated interpreter.
+
+    Libraries patch the standard library when imported (torch replaces ``inspect.getfile``,
+    pytest ``sys.unraisablehook``), so collecting in this process would make the corpus depend
+    on what was imported first. This file imports only the standard library, so it runs as a
+    script under ``-I -S``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "corpus.json"
+        subprocess.run([sys.executable, "-I", "-S", __file__, str(out)], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        data = json.loads(out.read_text(encoding="utf-8"))
+    return Corpus(docs=[Doc(**d) for d in data["docs"]], python=data["python"],
+                  skipped=data["skipped"])
+
+
+def _collect() -> Corpus:
     docs: list[Doc] = []
     skipped: list[str] = []
     for name in _module_names():
@@ -128,3 +148,10 @@ def stdlib_corpus() -> Corpus:
 
     docs.extend(Doc(f"topic:{key}", "topic", topics[key].strip()) for key in sorted(topics))
     return Corpus(docs=docs, python=sys.version.split()[0], skipped=skipped)
+
+
+if __name__ == "__main__":
+    corpus = _collect()
+    Path(sys.argv[1]).write_text(json.dumps({
+        "python": corpus.python, "skipped": corpus.skipped,
+        "docs": [asdict(d) for d in corpus.docs]}), encoding="utf-8")
