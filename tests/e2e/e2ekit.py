@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from kuberank.modelkit import paths
+from kuberank.modelkit.train import build_default_model
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = "agent-node"
@@ -149,8 +150,10 @@ class FileServer:
 
 @pytest.fixture(scope="session")
 def model_server(agent_node: AgentNode) -> Iterator[FileServer]:
-    """Serves $KUBERANK_CACHE/models on the bridge address, which pod namespaces can reach."""
-    models = Path(os.environ.get("KUBERANK_CACHE", Path.home() / ".cache" / "kuberank")) / "models"
+    """Serves the model cache, with the default model built, on the bridge address that pod
+    namespaces can reach."""
+    models = paths.models_dir()
+    build_default_model(models)  # cached: returns at once when the model is already there
     with socket.socket() as s:
         s.bind((BRIDGE_IP, 0))
         port = s.getsockname()[1]

@@ -4,7 +4,6 @@ its Secret -> POST /v1/rerank through the gateway; then scale, disable, delete, 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import subprocess
 import sys
@@ -24,13 +23,13 @@ from e2ekit import (
     post_json,
     wait_for,
 )
+from kuberank.modelkit import paths
 
 pytestmark = pytest.mark.e2e
 
 RELEASE = "kr"
 SYSTEM_NS = "kuberank-system"
-DEFAULT_MODEL = "kuberank-minilm-reranker.gguf"
-MODEL_FILE = os.environ.get("KUBERANK_E2E_MODEL_FILE", DEFAULT_MODEL)
+MODEL_FILE = paths.DEFAULT  # the embedded default model (issue 7)
 QUERY = "What is a panda?"
 DOCUMENTS = [
     "hi",
@@ -132,9 +131,6 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     for example in sorted((REPO / "examples").glob("*.yaml")):
         kubectl.run("apply", "--dry-run=server", "-n", ns, "-f", str(example))
 
-    assert (model_server.directory / MODEL_FILE).exists(), (
-        "run scripts/setup.sh (builds the default model)"
-    )
     model = {
         "apiVersion": "kuberank.io/v1alpha1",
         "kind": "RerankModel",
@@ -200,8 +196,7 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     _, answer = wait_for("200 from the gateway", answered, timeout=60)
     log(f"first ranked answer after {time.monotonic() - began:.1f}s: {answer}")
     assert answer["model"] == "minilm" and answer["object"] == "list"
-    if MODEL_FILE == DEFAULT_MODEL:  # other files (KUBERANK_E2E_MODEL_FILE) have random heads
-        assert answer["results"][0]["index"] == RELEVANT
+    assert answer["results"][0]["index"] == RELEVANT
     assert sorted(r["index"] for r in answer["results"]) == [0, 1, 2]
     scores = [r["relevance_score"] for r in answer["results"]]
     assert scores == sorted(scores, reverse=True)
