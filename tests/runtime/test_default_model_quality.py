@@ -15,7 +15,15 @@ from kuberank.modelkit import paths
 from kuberank.modelkit.corpus import stdlib_corpus
 from kuberank.modelkit.heldout import Item, evaluate, leaked_into, load_heldout
 from kuberank.modelkit.scorers import Scorer, gguf_scorer, transformers_scorer
-from kuberank.modelkit.train import HF_DIR, Recipe, build_default_model, train, training_groups
+from kuberank.modelkit.train import (
+    HF_DIR,
+    Recipe,
+    build_default_model,
+    cached_fingerprint,
+    recipe_fingerprint,
+    train,
+    training_groups,
+)
 
 pytestmark = pytest.mark.runtime
 
@@ -110,3 +118,15 @@ def test_training_twice_with_one_recipe_gives_identical_weights(tmp_path: Path) 
     train(groups, recipe, tmp_path / "b")
     a, b = (tmp_path / d / "model.safetensors" for d in "ab")
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_cached_model_built_by_another_recipe_is_rebuilt(tmp_path: Path) -> None:
+    old, new = Recipe(steps=2, negative_pool=64), Recipe(steps=3, negative_pool=64)
+    built = build_default_model(tmp_path, recipe=old)
+    before = built.stat().st_mtime_ns
+    assert build_default_model(tmp_path, recipe=old).stat().st_mtime_ns == before
+    assert build_default_model(tmp_path, recipe=new) == built
+    assert built.stat().st_mtime_ns != before
+    assert cached_fingerprint(tmp_path) == recipe_fingerprint(new)
+    info = json.loads((tmp_path / HF_DIR / "training.json").read_text())
+    assert info["recipe"]["steps"] == 3

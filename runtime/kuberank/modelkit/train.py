@@ -16,6 +16,7 @@ rows it touches would pull them away from the rest of the vocabulary.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -27,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kuberank.modelkit import pairs as pairs_module
+from kuberank.modelkit import teacher as teacher_module
 from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.corpus import stdlib_corpus
 from kuberank.modelkit.heldout import leaked_into, load_heldout
@@ -36,6 +39,12 @@ from kuberank.modelkit.teacher import Group, encode, grade_missing, mine_groups,
 
 HF_DIR = "kuberank-minilm-reranker-hf"
 THREADS = 2
+# Bump when code changes what a given Recipe trains (loss, mining, pair cutting): the cached
+# model's fingerprint then no longer matches and ``build_default_model`` rebuilds it.
+RECIPE_REVISION = 1
+_PAIRS_KNOBS = ("MAX_PASSAGE_WORDS", "MAX_QUERY_WORDS", "MIN_PASSAGE_WORDS", "MAX_PER_TOPIC")
+_TEACHER_KNOBS = ("GROUP_SIZE", "HARD_POOL", "SHORT_NEGATIVE_RATE", "POSITIVE_SENTENCE_RATE",
+                  "HARD_SENTENCE_RATE", "MIN_SENTENCE_WORDS")
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,25 @@ class Recipe:
     teacher_temperature: float = 0.05  # cosine gap 0.05 = one logit unit of preference
     positive_margin: float = 0.05  # the true passage outranks every negative by this much
     bce_weight: float = 0.3  # pointwise term keeps the sign meaningful: relevant > 0 > not
+    l2sp: float = 0.0  # pull of the encoder back to its pre-trained weights (L2-SP)
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """Hash of what decides the weights, so a cached model built by another recipe is rebuilt."""
+    facts = {"revision": RECIPE_REVISION, "threads": THREADS, "recipe": asdict(recipe),
+             "pairs": {k: getattr(pairs_module, k) for k in _PAIRS_KNOBS},
+             "teacher": {k: getattr(teacher_module, k) for k in _TEACHER_KNOBS}}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def cached_fingerprint(out_dir: Path) -> str | None:
+    """The fingerprint recorded beside the model in ``out_dir``, if any."""
+    try:
+        info = json.loads((Path(out_dir) / HF_DIR / "training.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = info.get("fingerprint") if isinstance(info, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _log(message: str) -> None:
@@ -142,6 +170,7 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
     optimizer = torch.optim.AdamW([{"params": encoder, "lr": recipe.lr_encoder},
                                    {"params": head, "lr": recipe.lr_head}], weight_decay=0.01)
     base = [g["lr"] for g in optimizer.param_groups]
+    anchors = [p.detach().clone() for p in encoder] if recipe.l2sp > 0 else []
     model.train()
     g_per = recipe.groups_per_step
     started, losses = time.monotonic(), []
@@ -155,6 +184,9 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
                        token_type_ids=torch.zeros_like(enc["input_ids"])).logits
         teacher = torch.tensor([g.teacher for g in batch], dtype=torch.float32)
         loss = _loss(logits.view(len(batch), -1), teacher, recipe)
+        if anchors:
+            drift = sum(((p - a) ** 2).sum() for p, a in zip(encoder, anchors, strict=True))
+            loss = loss + recipe.l2sp * drift
         for group, lr in zip(optimizer.param_groups, base, strict=True):
             group["lr"] = lr * _lr_factor(step, recipe)
         optimizer.zero_grad(set_to_none=True)
@@ -176,20 +208,28 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
 
 
 def build_default_model(out_dir: Path, force: bool = False, recipe: Recipe | None = None) -> Path:
-    """Write ``out_dir/kuberank-minilm-reranker.gguf`` (and its HF twin); skip if present."""
+    """Write ``out_dir/kuberank-minilm-reranker.gguf`` (and its HF twin).
+
+    Skipped when the model there records this recipe's fingerprint; rebuilt when it records
+    another (or none), so a changed recipe never leaves a stale cached model behind.
+    """
     out_dir = Path(out_dir)
     target = out_dir / DEFAULT
-    if target.is_file() and not force:
-        _log(f"{target} exists; skipping (force to rebuild)")
-        return target
     recipe = recipe or Recipe()
+    fingerprint = recipe_fingerprint(recipe)
+    if target.is_file() and not force:
+        if cached_fingerprint(out_dir) == fingerprint:
+            _log(f"{target} was built by this recipe; skipping (force to rebuild)")
+            return target
+        _log(f"{target} was built by another recipe (or records none); rebuilding")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     groups, info = training_groups(recipe)
     staging = out_dir / f".{HF_DIR}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     info |= train(groups, recipe, staging)
-    info |= {"recipe": asdict(recipe), "total_seconds": round(time.monotonic() - started, 1)}
+    info |= {"recipe": asdict(recipe), "fingerprint": fingerprint,
+             "total_seconds": round(time.monotonic() - started, 1)}
     (staging / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     final = out_dir / HF_DIR
     shutil.rmtree(final, ignore_errors=True)
