@@ -24,12 +24,12 @@ from kuberank.gateway.routing import ModelRoute, RoutingTable
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
+from kuberank.protocol.body import read_body
 from kuberank.protocol.dialects import Dialect, parse_request
 from kuberank.protocol.errors import (
     ApiError,
     Forbidden,
     ModelNotFound,
-    PayloadTooLarge,
     RateLimited,
     Unauthorized,
     Unavailable,
@@ -163,20 +163,6 @@ def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
         raise Unauthorized(str(err)) from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> ModelRoute:
     """The route for the requested model; 403 before 404 so a key learns nothing about models
     it may not use. Without a model (TEI clients send none) the key's only model is used."""
@@ -201,7 +187,7 @@ async def _rerank(
     settings = gateway.settings
     key = _authenticate(gateway, request)
     labels.key_id = key.key_id
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     parsed = parse_request(dialect, body, max_documents=settings.max_documents)
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
