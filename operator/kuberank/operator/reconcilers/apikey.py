@@ -7,13 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from kuberank.crd.apikey import KIND, ROTATE_ANNOTATION, ApiKeySpec, secret_name
-from kuberank.crd.common import API_VERSION
 from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
 from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret
 from kuberank.operator.kube import Kube, Ref
+from kuberank.operator.reconcilers import publish
 from kuberank.operator.status.apikey import compute_status
-from kuberank.operator.status.conditions import transitions
 from pydantic import ValidationError
 
 
@@ -81,9 +80,5 @@ def desired_status(
 def publish_status(
     kube: Kube, body: dict[str, Any], status: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    current = body.get("status") or {}
-    if all(current.get(k) == v for k, v in status.items()):
-        return []
-    meta = body["metadata"]
-    kube.patch_status(Ref(API_VERSION, KIND, meta["namespace"], meta["name"]), status)
-    return transitions(current.get("conditions"), status["conditions"])
+    """Patch the status if it differs; returns the conditions that transitioned."""
+    return publish.publish_status(kube, KIND, body, status)

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from kuberank.crd.common import API_VERSION
 from kuberank.crd.rerankmodel import KIND, RerankModelSpec
 from kuberank.operator.builders.deployment import build_deployment
 from kuberank.operator.builders.meta import Owner, child_name
@@ -17,8 +16,8 @@ from kuberank.operator.builders.network import (
     wants_pdb,
 )
 from kuberank.operator.kube import Kube, Ref
+from kuberank.operator.reconcilers import publish
 from kuberank.operator.settings import OperatorSettings
-from kuberank.operator.status.conditions import transitions
 from kuberank.operator.status.pods import pod_problem
 from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
 from pydantic import ValidationError
@@ -94,9 +93,4 @@ def publish_status(
     kube: Kube, body: dict[str, Any], status: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Patch the status if it differs; returns the conditions that transitioned."""
-    current = body.get("status") or {}
-    if all(current.get(k) == v for k, v in status.items()):
-        return []
-    meta = body["metadata"]
-    kube.patch_status(Ref(API_VERSION, KIND, meta["namespace"], meta["name"]), status)
-    return transitions(current.get("conditions"), status["conditions"])
+    return publish.publish_status(kube, KIND, body, status)
