@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,34 @@ def test_agent_restarts_a_crashing_container_and_reports_it(
     assert st["lastState"]["terminated"]["exitCode"] == 3
     assert st["ready"] is False
     kubectl.run("delete", "pod", "crash", "-n", namespace, "--wait=true", "--timeout=30s")
+
+
+def test_a_volume_over_tmp_does_not_hide_a_checkout_that_lives_under_tmp(tmp_path: Path) -> None:
+    """CI may clone the repository under /tmp while pods mount an emptyDir at /tmp: the shim
+    binds the host paths a command needs back over the volume."""
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    (repo / "marker").write_text("still here")
+    volume = tmp_path / "emptydir"
+    volume.mkdir()
+    shim = Path(__file__).resolve().parents[2] / "tools" / "nodeagent" / "shim.py"
+    spec = {
+        "workdir": "",
+        "mounts": [[str(volume), str(tmp_path), "rw"]],
+        "keep": [str(repo)],
+        "argv": ["cat", str(repo / "marker")],
+    }
+    run = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "python3", "-I", str(shim),
+         json.dumps(spec)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "still here"
+    without_keep = {**spec, "keep": []}
+    hidden = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "python3", "-I", str(shim),
+         json.dumps(without_keep)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert hidden.returncode != 0

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpus:
         capacity[args.gpu_resource] = str(args.gpus)
     labels = dict(kv.split("=", 1) for kv in args.label)
-    ctx = NodeContext(kube, args.node_name, state, network.IpPool(), base_env)
+    host_paths = sorted({str(REPO), sys.prefix, sys.base_prefix, os.path.realpath(args.bin)})
+    ctx = NodeContext(kube, args.node_name, state, network.IpPool(), base_env,
+                      host_paths=host_paths)
     agent = Agent(ctx, capacity, labels)
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stopping.set())

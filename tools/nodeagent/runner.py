@@ -62,6 +62,8 @@ class NodeContext:
     ips: network.IpPool
     base_env: dict[str, str]
     backoff_cap_s: float = 20.0
+    # Host paths a container's command needs (checkout, venv, interpreter); never hidden by volumes.
+    host_paths: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -216,7 +218,12 @@ class PodWorker(threading.Thread):
             if self.ns
             else ["unshare", "--mount", "--propagation", "private"]
         )
-        spec = {"workdir": c.spec.get("workingDir", ""), "mounts": mounts, "argv": argv}
+        spec = {
+            "workdir": c.spec.get("workingDir", ""),
+            "mounts": mounts,
+            "keep": self.ctx.host_paths,
+            "argv": argv,
+        }
         full = [*wrap, sys.executable, "-I", SHIM, json.dumps(spec)]
         logf = open(self.dir / "logs" / f"{c.st.name}.log", "ab")  # noqa: SIM115 - owned by the child
         logf.write(f"--- {now_iso()} start {argv}\n".encode())

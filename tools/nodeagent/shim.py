@@ -2,8 +2,11 @@
 directories onto the container's mountPaths, then exec the container's command.
 
 Sources are first bound into a private staging tmpfs, so a volume mounted over /tmp (say) cannot
-hide another volume whose host directory lives under /tmp. Stdlib only; argv[1] is JSON:
-{"workdir": str, "mounts": [[source, target, "ro"|"rw"], ...], "argv": [...]}.
+hide another volume whose host directory lives under /tmp. The host paths the command needs (the
+repository, its .venv and the Python installation: "keep") are staged the same way and bound back
+after the volumes, so an emptyDir at /tmp cannot hide a checkout that lives under /tmp.
+Stdlib only; argv[1] is JSON:
+{"workdir": str, "mounts": [[source, target, "ro"|"rw"], ...], "keep": [path, ...], "argv": [...]}.
 """
 
 import json
@@ -27,9 +30,16 @@ def prepare(target: str, is_dir: bool) -> None:
             open(target, "a").close()
 
 
+def under(path: str, top: str) -> bool:
+    top = top.rstrip("/") or "/"
+    return top == "/" or path == top or path.startswith(top + "/")
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    mounts = spec["mounts"]
+    targets = [target for _, target, _ in spec["mounts"]]
+    hidden = [k for k in spec.get("keep", []) if any(under(k, t) for t in targets)]
+    mounts = [*spec["mounts"], *([k, k, "ro"] for k in hidden)]
     if mounts:
         os.makedirs(STAGE, exist_ok=True)
         mount("-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", STAGE)
@@ -40,8 +50,10 @@ def main() -> None:
         prepare(place, is_dir)
         mount("--bind", source, place)
         staged.append((place, target, mode, is_dir))
-    # Parents before children, as the kubelet does.
-    for place, target, mode, is_dir in sorted(staged, key=lambda m: m[1].rstrip("/").count("/")):
+    # Parents before children, as the kubelet does; kept host paths last, over the volumes.
+    kept = len(mounts) - len(hidden)
+    volumes = sorted(staged[:kept], key=lambda m: m[1].rstrip("/").count("/"))
+    for place, target, mode, is_dir in [*volumes, *staged[kept:]]:
         prepare(target, is_dir)
         mount("--bind", place, target)
         if mode == "ro":
