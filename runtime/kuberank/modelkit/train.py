@@ -60,6 +60,9 @@ class Recipe:
     lr_encoder: float = 1.5e-4
     lr_head: float = 1e-3
     warmup: float = 0.08
+    # Held-out acc@1 moves more with the seed than with any knob screened (18 recipes: LR, L2-SP,
+    # head init, group size 8, BCE weight, temperature): 0.02 gave 0.955 / 0.892 / 0.712 on seeds
+    # 7 / 8 / 9, the default 0.874 / 0.892 on seeds 7 / 8. So the defaults stay as they are.
     teacher_temperature: float = 0.05  # cosine gap 0.05 = one logit unit of preference
     positive_margin: float = 0.05  # the true passage outranks every negative by this much
     bce_weight: float = 0.3  # pointwise term keeps the sign meaningful: relevant > 0 > not
