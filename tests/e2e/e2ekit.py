@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import polling
 import pytest
 from kuberank.modelkit import paths
 from kuberank.modelkit.train import build_default_model
@@ -29,15 +29,8 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 120.0) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """Pods really start here, so the e2e tier waits longer and polls less often."""
+    return polling.wait_for(what, check, timeout, interval=0.5)
 
 
 @dataclass
