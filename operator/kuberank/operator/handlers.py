@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,11 @@ log = logging.getLogger("kuberank.operator")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 RUNTIME_PODS = {"app.kubernetes.io/name": RUNTIME_NAME, MODEL_LABEL: kopf.PRESENT}
 Key = tuple[str, str]
+
+# kopf runs sync handlers of different objects (the model, its Deployment, its pods) on a thread
+# pool. Status for one model is computed and written under its lock, from the indexes as they are
+# once the lock is held, so a slow handler can never overwrite a newer status with an older view.
+_status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
 
 
 def _now() -> datetime:
@@ -97,16 +104,17 @@ def _refresh(
     body = body or _one(model_index, key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
-    try:
-        status = models.desired_status(
-            body, _one(deployment_index, key), list(pod_index.get(key) or []), _now()
-        )
-    except models.InvalidSpecError:
-        return  # the reconcile handler owns the InvalidSpecError condition
-    try:
-        changed = models.publish_status(_kube(memo), body, status)
-    except KubeError as err:
-        raise _temporary(err) from err
+    with _status_locks[key]:
+        try:
+            status = models.desired_status(
+                body, _one(deployment_index, key), list(pod_index.get(key) or []), _now()
+            )
+        except models.InvalidSpecError:
+            return  # the reconcile handler owns the InvalidSpecError condition
+        try:
+            changed = models.publish_status(_kube(memo), body, status)
+        except KubeError as err:
+            raise _temporary(err) from err
     _announce(body, changed, "Ready")
 
 
