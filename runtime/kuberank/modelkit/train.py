@@ -30,12 +30,13 @@ from typing import Any
 
 from kuberank.modelkit import pairs as pairs_module
 from kuberank.modelkit import teacher as teacher_module
+from kuberank.modelkit.build import minilm_source_dir
 from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.corpus import stdlib_corpus
 from kuberank.modelkit.heldout import leaked_into, load_heldout
 from kuberank.modelkit.pairs import make_pairs
 from kuberank.modelkit.paths import DEFAULT, models_dir
-from kuberank.modelkit.teacher import Group, encode, grade_missing, mine_groups, minilm_dir
+from kuberank.modelkit.teacher import Group, encode, grade_missing, mine_groups
 
 HF_DIR = "kuberank-minilm-reranker-hf"
 THREADS = 2
@@ -159,7 +160,7 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
     torch.manual_seed(recipe.seed)
     _fix_threads()
     torch.use_deterministic_algorithms(True)
-    source = minilm_dir()
+    source = minilm_source_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model: Any = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
