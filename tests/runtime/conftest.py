@@ -6,10 +6,12 @@ that ran scripts/setup.sh reuses them and a fresh one builds them in a few secon
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from gguf import GGUFReader
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm, ensure_tiny
 
@@ -43,3 +45,15 @@ def minilm_model(models_dir: Path) -> Path:
 def minilm_hf_dir(models_dir: Path) -> Path:
     """HF twin of minilm-l6-reranker.gguf that transformers loads offline."""
     return models_dir / paths.MINILM_HF
+
+
+@pytest.fixture
+def embedding_only_model(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with its pooling type rewritten from RANK (4) to MEAN (1): not a reranker."""
+    path = tmp_path / "embedding-only.gguf"
+    shutil.copy(tiny_model, path)
+    reader = GGUFReader(path, "r+")
+    field = reader.fields["bert.pooling_type"]
+    field.parts[field.data[0]][0] = 1
+    del reader
+    return path

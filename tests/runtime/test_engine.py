@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from gguf import GGUFReader
 from kuberank.protocol.dialects import Dialect, RerankRequest
 from kuberank.protocol.errors import PayloadTooLarge
 from kuberank.runtime.engine import Engine
@@ -133,20 +131,9 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
         RankModel(bad)
 
 
-def mean_pooling_copy(tiny_model: Path, tmp_path: Path) -> Path:
-    """The tiny model with its pooling type rewritten from RANK (4) to MEAN (1)."""
-    path = tmp_path / "embedding-only.gguf"
-    shutil.copy(tiny_model, path)
-    reader = GGUFReader(path, "r+")
-    field = reader.fields["bert.pooling_type"]
-    field.parts[field.data[0]][0] = 1
-    del reader
-    return path
-
-
-def test_non_rank_model_is_rejected_at_load_time(tiny_model: Path, tmp_path: Path) -> None:
+def test_non_rank_model_is_rejected_at_load_time(embedding_only_model: Path) -> None:
     with pytest.raises(ModelLoadError, match="not a reranker"):
-        RankModel(mean_pooling_copy(tiny_model, tmp_path))
+        RankModel(embedding_only_model)
 
 
 def test_engine_answers_concurrent_requests_like_sequential_ones(tiny_model: Path) -> None:

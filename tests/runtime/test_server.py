@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,23 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gguf import GGUFReader
 
 pytestmark = pytest.mark.runtime
 
 RUNTIME = str(Path(sys.executable).with_name("kuberank-runtime"))
 DOCS = ["hi", "it is a bear", "The giant panda (Ailuropoda melanoleuca) is a bear of China."]
-
-
-def mean_pooling_copy(tiny_model: Path, tmp_path: Path) -> Path:
-    """The tiny model with its pooling type rewritten from RANK (4) to MEAN (1)."""
-    path = tmp_path / "embedding-only.gguf"
-    shutil.copy(tiny_model, path)
-    reader = GGUFReader(path, "r+")
-    field = reader.fields["bert.pooling_type"]
-    field.parts[field.data[0]][0] = 1
-    del reader
-    return path
 
 
 def free_port() -> int:
@@ -265,9 +252,8 @@ def test_unknown_route_and_method_are_json_errors(server: Server) -> None:
     assert_error(server.client.get("/v1/rerank"), 405)
 
 
-def test_a_non_reranker_model_exits_with_a_clear_message(tiny_model: Path,
-                                                         tmp_path: Path) -> None:
-    srv = Server(mean_pooling_copy(tiny_model, tmp_path))
+def test_a_non_reranker_model_exits_with_a_clear_message(embedding_only_model: Path) -> None:
+    srv = Server(embedding_only_model)
     try:
         assert srv.proc.wait(timeout=60) != 0
         assert "not a reranker" in srv.output()
