@@ -1,0 +1,168 @@
+"""Everyday-knowledge training text: WordNet 3.0's noun glosses, from Debian's ``wordnet-base``.
+
+Python's documentation only covers software; WordNet's 82,000 noun definitions cover animals,
+places, food, the body, science and tools in plain words, and its hypernym links give what a
+reranker most needs to learn from: plausible wrong answers (the definitions of sibling concepts:
+giant panda vs lesser panda vs bear). The package is pinned by version and SHA-256, so the text is
+byte-for-byte the same on every machine; it is fetched once (6.5 MB) into kuberank's cache.
+
+WordNet 3.0 license: Princeton's, permissive (use, copy, modify and distribute for any purpose,
+with its copyright notice); the model trained on it ships no WordNet text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import sys
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kuberank.modelkit.atomic import atomic_path
+from kuberank.modelkit.paths import cache_dir
+
+DEB_URL = "http://deb.debian.org/debian/pool/main/w/wordnet/wordnet-base_3.0-37_all.deb"
+DEB_SHA256 = "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752"
+NOUN_MEMBER = "./usr/share/wordnet/data.noun"
+NOUN_SHA256 = "fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2"
+
+# Lexicographer files (wndb(5WN) ``lexnames``) of concrete, everyday nouns; the rest (feelings,
+# relations, quantities, shapes, ...) are abstract and their glosses rarely read like passages.
+EVERYDAY_LEXFILES = frozenset({
+    4,   # noun.act
+    5,   # noun.animal
+    6,   # noun.artifact
+    8,   # noun.body
+    9,   # noun.cognition
+    10,  # noun.communication
+    11,  # noun.event
+    13,  # noun.food
+    14,  # noun.group
+    15,  # noun.location
+    17,  # noun.object
+    18,  # noun.person
+    19,  # noun.phenomenon
+    20,  # noun.plant
+    22,  # noun.process
+    26,  # noun.state
+    27,  # noun.substance
+})
+
+
+@dataclass(frozen=True)
+class Synset:
+    """One noun sense: its words, its is-a parents, and its gloss split into parts."""
+
+    offset: int
+    lexfile: int
+    words: tuple[str, ...]  # underscores turned into spaces, first is the headword
+    hypernyms: tuple[int, ...]
+    definition: str
+    examples: tuple[str, ...]
+
+
+_LEADING_DOMAIN = re.compile(r"^\([^)]*\)\s*")
+
+
+def _split_gloss(gloss: str) -> tuple[str, tuple[str, ...]]:
+    """``definition; "example"; "example"`` → definition (domain label removed), examples."""
+    parts = [p.strip() for p in gloss.split(";")]
+    examples = tuple(p.strip('"') for p in parts if p.startswith('"') and p.endswith('"'))
+    definition = "; ".join(p for p in parts if p and not p.startswith('"'))
+    return _LEADING_DOMAIN.sub("", definition).strip(), examples
+
+
+def parse_noun_data(text: str) -> list[Synset]:
+    """Parse WordNet's ``data.noun`` (format: wndb(5WN)); license header lines are skipped."""
+    synsets: list[Synset] = []
+    for line in text.splitlines():
+        if not line or line.startswith(" "):
+            continue
+        head, _, gloss = line.partition(" | ")
+        fields = head.split()
+        count = int(fields[3], 16)
+        words = tuple(fields[4 + 2 * k].replace("_", " ") for k in range(count))
+        at = 4 + 2 * count
+        pointers = int(fields[at])
+        hypernyms = tuple(int(fields[at + 1 + 4 * k + 1]) for k in range(pointers)
+                          if fields[at + 1 + 4 * k] in ("@", "@i"))
+        definition, examples = _split_gloss(gloss.strip())
+        synsets.append(Synset(int(fields[0]), int(fields[1]), words, hypernyms, definition,
+                              examples))
+    return synsets
+
+
+def _ar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Members of a Unix ``ar`` archive (a .deb is one): 60-byte headers, even-aligned bodies."""
+    if not data.startswith(b"!<arch>\n"):
+        raise ValueError("not an ar archive")
+    pos = 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        name = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        yield name, data[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size % 2)
+
+
+def extract_noun_data(deb: bytes) -> bytes:
+    """``data.noun`` out of the wordnet-base .deb (its data.tar.xz member)."""
+    for name, body in _ar_members(deb):
+        if name.startswith("data.tar"):
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as tar:
+                try:
+                    member = tar.extractfile(NOUN_MEMBER)
+                except KeyError:
+                    member = None
+                if member is None:
+                    break
+                return member.read()
+    raise ValueError(f"{NOUN_MEMBER} not found in the package")
+
+
+def _download(url: str) -> bytes:
+    import httpx
+
+    print(f"[kuberank-train] fetching {url}", file=sys.stderr, flush=True)
+    with httpx.Client(timeout=60.0, follow_redirects=True) as client:
+        response = client.get(url)
+        response.raise_for_status()
+        return response.content
+
+
+def noun_data_path(cache: Path | None = None) -> Path:
+    """Path of the verified ``data.noun``, fetched and extracted on first use.
+
+    Raises RuntimeError naming the expected and actual digests when the mirror serves other
+    bytes: a silently different corpus would make the default model unreproducible.
+    """
+    target = (cache or cache_dir()) / "corpora" / "wordnet-3.0-37" / "data.noun"
+    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == NOUN_SHA256:
+        return target
+    deb = _download(DEB_URL)
+    digest = hashlib.sha256(deb).hexdigest()
+    if digest != DEB_SHA256:
+        raise RuntimeError(f"{DEB_URL}: sha256 {digest}, expected {DEB_SHA256}")
+    nouns = extract_noun_data(deb)
+    if hashlib.sha256(nouns).hexdigest() != NOUN_SHA256:
+        raise RuntimeError(f"{NOUN_MEMBER} in {DEB_URL} does not have the pinned sha256")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(nouns)
+    return target
+
+
+def load_nouns(cache: Path | None = None) -> list[Synset]:
+    """All WordNet 3.0 noun synsets, from the pinned Debian package."""
+    return parse_noun_data(noun_data_path(cache).read_text(encoding="utf-8"))
+
+
+def word_senses(synsets: Iterable[Synset]) -> dict[str, int]:
+    """How many noun senses each lowercased word has (1 = unambiguous as a query)."""
+    counts: dict[str, int] = {}
+    for synset in synsets:
+        for word in {w.lower() for w in synset.words}:
+            counts[word] = counts.get(word, 0) + 1
+    return counts
