@@ -42,16 +42,21 @@ def gguf_scorer(path: Path, max_pair_tokens: int = 512, threads: int | None = No
 def transformers_scorer(hf_dir: Path) -> Scorer:
     """A BertForSequenceClassification directory scored by torch, token types zeroed."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     model: Any = BertForSequenceClassification.from_pretrained(str(hf_dir))
+    return torch_scorer(model, AutoTokenizer.from_pretrained(str(hf_dir)))
+
+
+def torch_scorer(model: Any, tokenizer: Any) -> Scorer:
+    """Score with an in-memory model, on whatever device it sits on (for recipe screening)."""
+    import torch
+
     model.eval()
 
     def score(query: str, documents: Sequence[str]) -> list[float]:
         enc = tokenizer([query] * len(documents), list(documents), truncation="only_second",
-                        max_length=512, padding=True, return_tensors="pt")
+                        max_length=512, padding=True, return_tensors="pt").to(model.device)
         with torch.no_grad():
             logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                            token_type_ids=torch.zeros_like(enc["input_ids"])).logits

@@ -28,22 +28,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kuberank.modelkit import gloss_pairs as gloss_module
 from kuberank.modelkit import pairs as pairs_module
 from kuberank.modelkit import teacher as teacher_module
 from kuberank.modelkit.build import minilm_source_dir
 from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.corpus import stdlib_corpus
+from kuberank.modelkit.gloss_pairs import gloss_pairs, gloss_texts
 from kuberank.modelkit.heldout import leaked_into, load_heldout
-from kuberank.modelkit.pairs import make_pairs
+from kuberank.modelkit.pairs import Pair, make_pairs
 from kuberank.modelkit.paths import DEFAULT, models_dir
 from kuberank.modelkit.teacher import Group, encode, grade_missing, mine_groups
+from kuberank.modelkit.wordnet import NOUN_SHA256, load_nouns
 
 HF_DIR = "kuberank-minilm-reranker-hf"
 THREADS = 2
 # Bump when code changes what a given Recipe trains (loss, mining, pair cutting): the cached
 # model's fingerprint then no longer matches and ``build_default_model`` rebuilds it.
-RECIPE_REVISION = 1
+RECIPE_REVISION = 2
 _PAIRS_KNOBS = ("MAX_PASSAGE_WORDS", "MAX_QUERY_WORDS", "MIN_PASSAGE_WORDS", "MAX_PER_TOPIC")
+_GLOSS_KNOBS = ("MIN_DEFINITION_WORDS", "MAX_DEFINITION_WORDS", "MIN_CLUSTER", "MAX_CLUSTER",
+                "NAMED_PASSAGE_RATE", "KEYWORD_QUERY_RATE")
 _TEACHER_KNOBS = ("GROUP_SIZE", "HARD_POOL", "SHORT_NEGATIVE_RATE", "POSITIVE_SENTENCE_RATE",
                   "HARD_SENTENCE_RATE", "MIN_SENTENCE_WORDS")
 
@@ -56,6 +61,7 @@ class Recipe:
     steps: int = 200
     groups_per_step: int = 4  # x GROUP_SIZE 4 = 16 pairs per AdamW step
     negative_pool: int = 1280  # passages hard negatives are mined from (≥ train queries)
+    wordnet_share: float = 0.5  # share of training groups asking for a WordNet concept
     max_length: int = 64  # tokens per (query, passage) pair
     frozen_layers: int = 0  # lowest encoder layers kept as they are
     lr_encoder: float = 1.5e-4
@@ -74,7 +80,8 @@ def recipe_fingerprint(recipe: Recipe) -> str:
     """Hash of what decides the weights, so a cached model built by another recipe is rebuilt."""
     facts = {"revision": RECIPE_REVISION, "threads": THREADS, "recipe": asdict(recipe),
              "pairs": {k: getattr(pairs_module, k) for k in _PAIRS_KNOBS},
-             "teacher": {k: getattr(teacher_module, k) for k in _TEACHER_KNOBS}}
+             "teacher": {k: getattr(teacher_module, k) for k in _TEACHER_KNOBS},
+             "gloss": {k: getattr(gloss_module, k) for k in _GLOSS_KNOBS}}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -99,31 +106,54 @@ def _fix_threads() -> None:
     torch.set_num_threads(THREADS)
 
 
-def training_groups(recipe: Recipe) -> tuple[list[Group], dict[str, Any]]:
-    """Teacher-graded groups the recipe trains on, plus facts pinning which corpus gave them."""
-    _fix_threads()
-    corpus = stdlib_corpus()
-    leaks = leaked_into(load_heldout(), (d.text for d in corpus.docs))
-    if leaks:
-        raise RuntimeError(f"held-out texts occur in the training corpus: {leaks[:3]}")
-    pairs = make_pairs(corpus.docs)
-    n_train = recipe.steps * recipe.groups_per_step
-    if len(pairs) < max(n_train, recipe.negative_pool):
-        raise RuntimeError(f"corpus gave {len(pairs)} pairs, recipe needs {n_train}")
-    pool = pairs[: max(n_train, recipe.negative_pool)]
+def _graded(pairs: Sequence[Pair], n_train: int, pool_size: int,
+            rng: random.Random) -> list[Group]:
+    """Teacher-graded groups for the first ``n_train`` pairs, negatives mined from the pool."""
+    if n_train == 0:
+        return []
+    pool = pairs[: max(n_train, pool_size)]
     queries = [p.query for p in pool[:n_train]]
     passages = [p.passage for p in pool]
-    _log(f"corpus: Python {corpus.python} stdlib docs, {len(corpus.docs)} texts, "
-         f"{len(pairs)} pairs; teacher-encoding {len(queries)} queries + {len(passages)} passages")
-    started = time.monotonic()
     q_emb, p_emb = encode(queries), encode(passages)
-    groups = grade_missing(mine_groups(queries, passages, q_emb, p_emb,
-                                         random.Random(recipe.seed)), q_emb)
+    return grade_missing(mine_groups(queries, passages, q_emb, p_emb, rng), q_emb)
+
+
+def training_groups(recipe: Recipe) -> tuple[list[Group], dict[str, Any]]:
+    """Teacher-graded groups the recipe trains on, plus facts pinning which corpora gave them.
+
+    Two corpora, mined separately so negatives stay in their domain: Python's documentation
+    (software prose) and WordNet definitions (everyday concepts, with sibling concepts as hard
+    negatives). Their groups are interleaved in a fixed pseudo-random order.
+    """
+    _fix_threads()
+    corpus = stdlib_corpus()
+    nouns = load_nouns()
+    heldout = load_heldout()
+    leaks = leaked_into(heldout, [*(d.text for d in corpus.docs), *gloss_texts(nouns)])
+    if leaks:
+        raise RuntimeError(f"held-out texts occur in the training corpus: {leaks[:3]}")
+    doc_pairs, word_pairs = make_pairs(corpus.docs), gloss_pairs(nouns)
+    n_train = recipe.steps * recipe.groups_per_step
+    n_words = round(n_train * recipe.wordnet_share)
+    n_docs = n_train - n_words
+    for name, have, need in (("python docs", len(doc_pairs), max(n_docs, recipe.negative_pool)),
+                             ("wordnet", len(word_pairs), max(n_words, recipe.negative_pool))):
+        if have < need:
+            raise RuntimeError(f"{name} gave {have} pairs, recipe needs {need}")
+    _log(f"corpora: Python {corpus.python} stdlib docs ({len(corpus.docs)} texts, "
+         f"{len(doc_pairs)} pairs), WordNet 3.0 nouns ({len(word_pairs)} pairs); "
+         f"teacher-grading {n_docs} + {n_words} queries")
+    started = time.monotonic()
+    rng = random.Random(recipe.seed)
+    groups = [*_graded(doc_pairs, n_docs, recipe.negative_pool, rng),
+              *_graded(word_pairs, n_words, recipe.negative_pool, rng)]
+    groups.sort(key=lambda g: hashlib.sha256(g.query.encode()).hexdigest())
     _log(f"teacher done in {time.monotonic() - started:.0f}s")
-    info = {"corpus": "python-stdlib-docs", "python": corpus.python,
+    info = {"corpus": "python-stdlib-docs + wordnet-3.0-nouns", "python": corpus.python,
             "corpus_sha256": corpus.digest(), "corpus_texts": len(corpus.docs),
-            "skipped_modules": corpus.skipped, "pairs_available": len(pairs),
-            "train_queries": len(queries)}
+            "wordnet_sha256": NOUN_SHA256, "skipped_modules": corpus.skipped,
+            "pairs_available": {"python_docs": len(doc_pairs), "wordnet": len(word_pairs)},
+            "train_queries": {"python_docs": n_docs, "wordnet": n_words}}
     return groups, info
 
 
@@ -151,18 +181,24 @@ def _lr_factor(step: int, recipe: Recipe) -> float:
     return max(0.0, (recipe.steps - step) / (recipe.steps - warm))
 
 
-def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, Any]:
-    """Fine-tune, save the HF directory (weights + tokenizer); returns training facts."""
+def fit(groups: Sequence[Group], recipe: Recipe, source: Path | None = None,
+        device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """Fine-tune MiniLM on ``groups``; returns (model, tokenizer, training facts).
+
+    On the CPU the run is deterministic (the default model's build); ``device="cuda"`` is for
+    screening recipes quickly, where bit-identical results are not needed.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     torch.manual_seed(recipe.seed)
     _fix_threads()
-    torch.use_deterministic_algorithms(True)
-    source = minilm_source_dir()
+    torch.use_deterministic_algorithms(device == "cpu")
+    source = source or minilm_source_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model: Any = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    model.float().to(device)  # fp32 whatever the checkpoint holds
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     model.bert.embeddings.position_embeddings.weight.requires_grad_(False)
     model.bert.embeddings.token_type_embeddings.weight.requires_grad_(False)
@@ -183,10 +219,10 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
         firsts = [g.query for g in batch for _ in g.passages]
         seconds = [p for g in batch for p in g.passages]
         enc = tokenizer(firsts, seconds, truncation="only_second", max_length=recipe.max_length,
-                        padding=True, return_tensors="pt")
+                        padding=True, return_tensors="pt").to(device)
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                        token_type_ids=torch.zeros_like(enc["input_ids"])).logits
-        teacher = torch.tensor([g.teacher for g in batch], dtype=torch.float32)
+        teacher = torch.tensor([g.teacher for g in batch], dtype=torch.float32, device=device)
         loss = _loss(logits.view(len(batch), -1), teacher, recipe)
         if anchors:
             drift = sum(((p - a) ** 2).sum() for p, a in zip(encoder, anchors, strict=True))
@@ -197,7 +233,7 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        if (step + 1) % 10 == 0 or step + 1 == recipe.steps:
+        if device == "cpu" and ((step + 1) % 10 == 0 or step + 1 == recipe.steps):
             elapsed = time.monotonic() - started
             eta = elapsed / (step + 1) * (recipe.steps - step - 1)
             recent = sum(losses[-10:]) / len(losses[-10:])
@@ -205,10 +241,17 @@ def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, An
                  f"{elapsed / (step + 1):.2f}s/step ETA {eta:.0f}s")
     model.eval()
     model.config.architectures = ["BertForSequenceClassification"]
+    facts = {"train_seconds": round(time.monotonic() - started, 1), "threads": THREADS,
+             "torch": torch.__version__, "first_loss": losses[0], "final_loss": losses[-1]}
+    return model, tokenizer, facts
+
+
+def train(groups: Sequence[Group], recipe: Recipe, hf_dir: Path) -> dict[str, Any]:
+    """Fine-tune on the CPU, save the HF directory (weights + tokenizer); returns the facts."""
+    model, tokenizer, facts = fit(groups, recipe)
     model.save_pretrained(str(hf_dir))
     tokenizer.save_pretrained(str(hf_dir))
-    return {"train_seconds": round(time.monotonic() - started, 1), "threads": THREADS,
-            "torch": torch.__version__, "first_loss": losses[0], "final_loss": losses[-1]}
+    return facts
 
 
 def build_default_model(out_dir: Path, force: bool = False, recipe: Recipe | None = None) -> Path:
