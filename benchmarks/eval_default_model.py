@@ -1,11 +1,14 @@
-"""Ranking quality of the default reranker on the hand-written held-out set, side by side.
+"""Ranking quality of the default reranker on the hand-written held-out sets, side by side.
 
-    .venv/bin/python benchmarks/eval_default_model.py [--models DIR] [--build]
+    .venv/bin/python benchmarks/eval_default_model.py [--models DIR] [--build] [--per-topic]
 
-Rows: (a) MiniLM-L6 bi-encoder cosine, the baseline and the training teacher; (b) the same
-weights as a cross-encoder with a seeded random head (``minilm-l6-reranker.gguf``, if present);
-(c) our fine-tuned ``kuberank-minilm-reranker.gguf`` through llama.cpp rank pooling, plus its HF
-twin through transformers when present (the two should agree). Prints accuracy@1, MRR, time.
+Two held-out sets, neither ever trained on: ``heldout.jsonl`` (distractors mostly about other
+subjects) and ``heldout_hard.jsonl`` (every distractor is about the query's own subject and
+shares its words, while the answer paraphrases it; written blind to the models). Rows: (a)
+MiniLM-L6 bi-encoder cosine, the baseline and the training teacher; (b) the same weights as a
+cross-encoder with a seeded random head (``minilm-l6-reranker.gguf``, if present); (c) our
+fine-tuned ``kuberank-minilm-reranker.gguf`` through llama.cpp rank pooling, plus its HF twin
+through transformers when present (the two should agree). Prints accuracy@1, MRR, time.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from kuberank.modelkit.heldout import Item, evaluate, load_heldout, rank_of_relevant
+from kuberank.modelkit.heldout import (
+    HARD_HELDOUT_PATH,
+    HELDOUT_PATH,
+    Item,
+    evaluate,
+    load_heldout,
+    rank_of_relevant,
+)
 from kuberank.modelkit.paths import DEFAULT, MINILM, models_dir
 from kuberank.modelkit.scorers import Scorer, biencoder_scorer, gguf_scorer, transformers_scorer
 from kuberank.modelkit.train import HF_DIR, build_default_model
@@ -48,22 +58,24 @@ def main() -> int:
     if not ours.is_file():
         print(f"{ours} missing: run with --build or `kuberank-models build`", file=sys.stderr)
         return 2
-    items = load_heldout()
-    print(f"held-out set: {len(items)} queries, "
-          f"{sum(len(i.documents) for i in items)} passages\n")
-    print(f"{'scorer':<44} {'acc@1':>8} {'MRR':>7} {'time':>8}")
-    _row("(a) bi-encoder cosine (MiniLM-L6, baseline)", items, biencoder_scorer(), False)
     random_head = args.models / MINILM
-    if random_head.is_file():
-        with gguf_scorer(random_head) as score:
-            _row("(b) MiniLM-L6 + random head, llama.cpp", items, score, False)
-    else:
-        print(f"(b) skipped: {random_head} not built")
-    with gguf_scorer(ours) as score:
-        _row("(c) kuberank-minilm-reranker, llama.cpp", items, score, args.per_topic)
-    if (args.models / HF_DIR / "model.safetensors").is_file():
-        _row("(c') same weights via transformers", items,
-             transformers_scorer(args.models / HF_DIR), False)
+    for path in (HELDOUT_PATH, HARD_HELDOUT_PATH):
+        items = load_heldout(path)
+        print(f"\n{path.name}: {len(items)} queries, "
+              f"{sum(len(i.documents) for i in items)} passages "
+              f"(chance acc@1 {sum(1 / len(i.documents) for i in items) / len(items):.3f})")
+        print(f"{'scorer':<44} {'acc@1':>8} {'MRR':>7} {'time':>8}")
+        _row("(a) bi-encoder cosine (MiniLM-L6, baseline)", items, biencoder_scorer(), False)
+        if random_head.is_file():
+            with gguf_scorer(random_head) as score:
+                _row("(b) MiniLM-L6 + random head, llama.cpp", items, score, False)
+        else:
+            print(f"(b) skipped: {random_head} not built")
+        with gguf_scorer(ours) as score:
+            _row("(c) kuberank-minilm-reranker, llama.cpp", items, score, args.per_topic)
+        if (args.models / HF_DIR / "model.safetensors").is_file():
+            _row("(c') same weights via transformers", items,
+                 transformers_scorer(args.models / HF_DIR), False)
     return 0
 
 

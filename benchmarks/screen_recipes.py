@@ -24,16 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kuberank.modelkit.heldout import HELDOUT_PATH, Item, evaluate, load_heldout
+from kuberank.modelkit.heldout import HARD_HELDOUT_PATH, Item, evaluate, load_heldout
 from kuberank.modelkit.scorers import torch_scorer
 from kuberank.modelkit.teacher import Group
 from kuberank.modelkit.train import Recipe, fit, training_groups
 
-HARD_PATH = HELDOUT_PATH.with_name("heldout_hard.jsonl")
-
 
 def _dump_groups(args: argparse.Namespace) -> int:
-    recipe = Recipe(steps=args.steps, wordnet_share=args.share, seed=args.seed)
+    recipe = Recipe(steps=args.steps, wordnet_share=args.share, seed=args.seed,
+                    negative_pool=args.pool)
     groups, info = training_groups(recipe)
     args.out.write_text(json.dumps({"info": info, "groups": [dataclasses.asdict(g)
                                                              for g in groups]}))
@@ -54,10 +53,7 @@ def _parse_grid(specs: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _heldout_sets() -> dict[str, list[Item]]:
-    sets = {"heldout": load_heldout()}
-    if HARD_PATH.is_file():
-        sets["hard"] = load_heldout(HARD_PATH)
-    return sets
+    return {"heldout": load_heldout(), "hard": load_heldout(HARD_HELDOUT_PATH)}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -101,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dump.add_argument("--steps", type=int, default=Recipe.steps)
     dump.add_argument("--share", type=float, default=Recipe.wordnet_share)
     dump.add_argument("--seed", type=int, default=Recipe.seed)
+    dump.add_argument("--pool", type=int, default=Recipe.negative_pool)
     run = sub.add_parser("run", help="train every recipe x seed and evaluate")
     run.add_argument("--groups", type=Path, required=True)
     run.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])

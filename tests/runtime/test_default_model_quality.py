@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from kuberank.modelkit import paths
 from kuberank.modelkit.corpus import stdlib_corpus
-from kuberank.modelkit.heldout import Item, evaluate, leaked_into, load_heldout
+from kuberank.modelkit.gloss_pairs import gloss_texts
+from kuberank.modelkit.heldout import HARD_HELDOUT_PATH, Item, evaluate, leaked_into, load_heldout
 from kuberank.modelkit.scorers import Scorer, gguf_scorer, transformers_scorer
 from kuberank.modelkit.train import (
     HF_DIR,
@@ -24,6 +25,7 @@ from kuberank.modelkit.train import (
     train,
     training_groups,
 )
+from kuberank.modelkit.wordnet import load_nouns
 
 pytestmark = pytest.mark.runtime
 
@@ -52,15 +54,27 @@ def heldout() -> list[Item]:
     return load_heldout()
 
 
-def test_heldout_set_has_100_queries_each_with_three_distractors(heldout: list[Item]) -> None:
-    assert len(heldout) >= 100
-    assert len({item.query for item in heldout}) == len(heldout)
-    assert all(len(item.documents) >= 4 for item in heldout)
-    assert {"animals", "places", "science", "software", "cooking"} <= {i.topic for i in heldout}
+@pytest.fixture(scope="module")
+def hard_heldout() -> list[Item]:
+    return load_heldout(HARD_HELDOUT_PATH)
 
 
-def test_heldout_texts_never_occur_in_the_training_corpus(heldout: list[Item]) -> None:
-    assert leaked_into(heldout, (doc.text for doc in stdlib_corpus().docs)) == []
+def test_heldout_sets_have_100_queries_each_with_three_distractors(
+    heldout: list[Item], hard_heldout: list[Item]
+) -> None:
+    for items in (heldout, hard_heldout):
+        assert len(items) >= 100
+        assert len({item.query for item in items}) == len(items)
+        assert all(len(item.documents) >= 4 for item in items)
+        assert {"animals", "places", "science", "software", "cooking"} <= {i.topic for i in items}
+    assert not {i.query.lower() for i in heldout} & {i.query.lower() for i in hard_heldout}
+
+
+def test_heldout_texts_never_occur_in_the_training_corpora(
+    heldout: list[Item], hard_heldout: list[Item]
+) -> None:
+    corpora = [*(doc.text for doc in stdlib_corpus().docs), *gloss_texts(load_nouns())]
+    assert leaked_into([*heldout, *hard_heldout], corpora) == []
 
 
 def test_leak_check_catches_a_heldout_query_copied_into_the_corpus(heldout: list[Item]) -> None:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from kuberank.fetcher.errors import ChecksumMismatchError
 from kuberank.modelkit.gloss_pairs import gloss_pairs
-from kuberank.modelkit.wordnet import NOUN_MEMBER, Synset, extract_noun_data, parse_noun_data
+from kuberank.modelkit.wordnet import (
+    NOUN_MEMBER,
+    DebSource,
+    Synset,
+    extract_noun_data,
+    noun_data_path,
+    parse_noun_data,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -67,6 +80,72 @@ def test_a_package_without_noun_data_or_not_a_deb_is_refused() -> None:
         extract_noun_data(_ar({"data.tar.xz": _tar_xz({"./other": b"y"})}))
     with pytest.raises(ValueError, match="not an ar archive"):
         extract_noun_data(b"<html>mirror error page</html>")
+
+
+class DebServer(ThreadingHTTPServer):
+    body = b""
+    requests = 0
+
+
+class DebHandler(BaseHTTPRequestHandler):
+    server: DebServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requests += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+
+@pytest.fixture
+def mirror() -> Iterator[DebServer]:
+    server = DebServer(("127.0.0.1", 0), DebHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+NOUNS = DATA_NOUN.encode()
+DEB = _ar({"debian-binary": b"2.0\n", "data.tar.xz": _tar_xz({NOUN_MEMBER: NOUNS})})
+
+
+def _source(server: DebServer, deb_sha: str, noun_sha: str) -> DebSource:
+    return DebSource(f"http://127.0.0.1:{server.server_address[1]}/wn_1_all.deb", deb_sha,
+                     noun_sha)
+
+
+def test_noun_data_is_fetched_verified_and_then_served_from_the_cache(
+    mirror: DebServer, tmp_path: Path
+) -> None:
+    mirror.body = DEB
+    source = _source(mirror, _sha(DEB), _sha(NOUNS))
+    path = noun_data_path(tmp_path, source)
+    assert path.read_bytes() == NOUNS
+    assert list(path.parent.iterdir()) == [path]  # the .deb is not kept
+    assert noun_data_path(tmp_path, source) == path
+    assert mirror.requests == 1
+
+
+def test_a_mirror_serving_other_bytes_is_refused_and_nothing_is_cached(
+    mirror: DebServer, tmp_path: Path
+) -> None:
+    mirror.body = DEB + b"tampered"
+    with pytest.raises(ChecksumMismatchError):
+        noun_data_path(tmp_path, _source(mirror, _sha(DEB), _sha(NOUNS)))
+    mirror.body = DEB
+    with pytest.raises(RuntimeError, match="pinned sha256"):
+        noun_data_path(tmp_path, _source(mirror, _sha(DEB), _sha(b"other nouns")))
+    assert not list(tmp_path.rglob("data.noun"))
 
 
 def _synset(offset: int, words: tuple[str, ...], parent: int, definition: str,

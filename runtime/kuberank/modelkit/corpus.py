@@ -1,8 +1,8 @@
 """The training corpus: the Python standard library's own documentation.
 
 Chosen because it is offline, needs no network or apt state, and is byte-for-byte the same for
-a given Python version, so the default model is reproducible. Software prose is far from the
-everyday topics of the held-out set, which keeps that evaluation honest (see ``heldout.py``).
+a given Python version, so the default model is reproducible. It covers software only; WordNet
+(``wordnet.py``) brings the everyday concepts.
 
 Frozen selection rule: top-level modules in ``sys.stdlib_module_names`` (sorted) and, for packages,
 all their submodules (``pkgutil.walk_packages``, sorted), minus any dotted name with a private part

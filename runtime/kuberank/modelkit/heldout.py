@@ -1,9 +1,16 @@
-"""The hand-written held-out relevance set and the ranking metrics computed on it.
+"""The hand-written held-out relevance sets and the ranking metrics computed on them.
 
-``data/heldout.jsonl``: one query per line with one ``relevant`` passage and three or more
-plausible ``irrelevant`` ones, on everyday topics (animals, places, science, software, cooking,
-health, history, sports, arts, household). Written for evaluation only: the training corpus is
-Python's documentation, and ``leaked_into`` proves none of these texts occurs in it.
+Both files hold one query per line with one ``relevant`` passage and three or more plausible
+``irrelevant`` ones, on everyday topics (animals, places, science, software, cooking, health,
+history, sports, arts, household):
+
+- ``data/heldout.jsonl`` (111 queries): distractors are mostly about other subjects;
+- ``data/heldout_hard.jsonl`` (110 queries, four distractors each): every distractor is about the
+  query's own subject and shares its words but answers another question, while the relevant
+  passage paraphrases; written blind to the models, never tuned on.
+
+Written for evaluation only: ``leaked_into`` proves none of these texts occurs in the training
+corpora (Python's documentation and WordNet's definitions).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HELDOUT_PATH = Path(__file__).with_name("data") / "heldout.jsonl"
+HARD_HELDOUT_PATH = HELDOUT_PATH.with_name("heldout_hard.jsonl")
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,24 @@ from pathlib import Path
 from kuberank.modelkit.atomic import atomic_path
 from kuberank.modelkit.paths import cache_dir
 
-DEB_URL = "http://deb.debian.org/debian/pool/main/w/wordnet/wordnet-base_3.0-37_all.deb"
-DEB_SHA256 = "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752"
 NOUN_MEMBER = "./usr/share/wordnet/data.noun"
-NOUN_SHA256 = "fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2"
+
+
+@dataclass(frozen=True)
+class DebSource:
+    """Where the package comes from and the digests that pin it and its noun file."""
+
+    url: str
+    sha256: str
+    noun_sha256: str
+
+
+WORDNET_DEB = DebSource(
+    url="http://deb.debian.org/debian/pool/main/w/wordnet/wordnet-base_3.0-37_all.deb",
+    sha256="61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
+    noun_sha256="fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2",
+)
+NOUN_SHA256 = WORDNET_DEB.noun_sha256
 
 # Lexicographer files (wndb(5WN) ``lexnames``) of concrete, everyday nouns; the rest (feelings,
 # relations, quantities, shapes, ...) are abstract and their glosses rarely read like passages.
@@ -123,34 +137,27 @@ def extract_noun_data(deb: bytes) -> bytes:
     raise ValueError(f"{NOUN_MEMBER} not found in the package")
 
 
-def _download(url: str) -> bytes:
-    import httpx
-
-    print(f"[kuberank-train] fetching {url}", file=sys.stderr, flush=True)
-    with httpx.Client(timeout=60.0, follow_redirects=True) as client:
-        response = client.get(url)
-        response.raise_for_status()
-        return response.content
-
-
-def noun_data_path(cache: Path | None = None) -> Path:
+def noun_data_path(cache: Path | None = None, source: DebSource = WORDNET_DEB) -> Path:
     """Path of the verified ``data.noun``, fetched and extracted on first use.
 
-    Raises RuntimeError naming the expected and actual digests when the mirror serves other
-    bytes: a silently different corpus would make the default model unreproducible.
+    The .deb goes through ``kuberank-fetch``'s downloader (resumable, SHA-256 verified); a
+    mirror serving other bytes raises ``ChecksumMismatchError``, because a silently different
+    corpus would make the default model unreproducible.
     """
-    target = (cache or cache_dir()) / "corpora" / "wordnet-3.0-37" / "data.noun"
-    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == NOUN_SHA256:
+    from kuberank.fetcher.download import fetch_url
+
+    folder = (cache or cache_dir()) / "corpora" / Path(source.url).stem
+    target = folder / "data.noun"
+    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == source.noun_sha256:
         return target
-    deb = _download(DEB_URL)
-    digest = hashlib.sha256(deb).hexdigest()
-    if digest != DEB_SHA256:
-        raise RuntimeError(f"{DEB_URL}: sha256 {digest}, expected {DEB_SHA256}")
-    nouns = extract_noun_data(deb)
-    if hashlib.sha256(nouns).hexdigest() != NOUN_SHA256:
-        raise RuntimeError(f"{NOUN_MEMBER} in {DEB_URL} does not have the pinned sha256")
+    print(f"[kuberank-train] fetching {source.url}", file=sys.stderr, flush=True)
+    deb = fetch_url(source.url, source.sha256, folder)
+    nouns = extract_noun_data(deb.read_bytes())
+    if hashlib.sha256(nouns).hexdigest() != source.noun_sha256:
+        raise RuntimeError(f"{NOUN_MEMBER} in {source.url} does not have the pinned sha256")
     with atomic_path(target) as tmp:
         tmp.write_bytes(nouns)
+    deb.unlink()
     return target
 
 
