@@ -105,14 +105,32 @@ def test_changed_limits_take_effect_immediately() -> None:
     assert limiter.admit("k", Limits(requests_per_minute=100)) == 0.0
 
 
-def test_forget_drops_buckets_of_removed_keys() -> None:
-    limiter = RateLimiter(FakeClock())
-    limits = Limits(requests_per_minute=1)
-    limiter.admit("gone", limits)
-    limiter.admit("kept", limits)
-    limiter.forget({"kept"})
-    assert limiter.admit("gone", limits) == 0.0
-    assert limiter.admit("kept", limits) > 0
+def test_keys_whose_buckets_refilled_are_swept_and_come_back_fresh() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(requests_per_minute=2, tokens_per_minute=100)
+    for key_id in ("rotated-away", "busy", "in-debt"):
+        assert limiter.admit(key_id, limits) == 0.0
+    limiter.charge_tokens("in-debt", 400)  # three minutes of tokens owed
+    clock.now += 61
+    assert limiter.admit("busy", limits) == 0.0  # the sweep runs on this call
+    assert len(limiter) == 2  # "rotated-away" refilled and was dropped; debt is kept
+    assert limiter.admit("in-debt", limits) > 0
+    assert limiter.admit("busy", limits) == 0.0
+    assert limiter.admit("busy", limits) > 0  # its limit of 2 holds across the sweep
+
+
+def test_sweeping_never_changes_what_a_key_is_allowed() -> None:
+    clock = FakeClock()
+    swept, kept = RateLimiter(clock), RateLimiter(clock)
+    limits = Limits(requests_per_minute=3)
+    for limiter in (swept, kept):
+        limiter.admit("k", limits)
+    clock.now += 120
+    swept.admit("other", limits)  # sweeps "k" from one limiter only
+    assert len(swept) == 1
+    assert [swept.admit("k", limits) for _ in range(4)] == [kept.admit("k", limits)
+                                                            for _ in range(4)]
 
 
 @pytest.mark.parametrize(("wait", "header"), [(0.01, 1), (1.0, 1), (1.2, 2), (59.5, 60)])

@@ -71,19 +71,44 @@ class _KeyBuckets:
     requests: TokenBucket | None
     tokens: TokenBucket | None
 
+    def at_rest(self) -> bool:
+        """Both buckets full: the same state a fresh entry starts in, so it can be dropped."""
+        return all(b is None or b.level >= b.capacity for b in (self.requests, self.tokens))
+
 
 def retry_after_seconds(wait: float) -> int:
     """A Retry-After header value: whole seconds, at least 1."""
     return max(1, math.ceil(wait))
 
 
+SWEEP_INTERVAL_S = 60.0
+
+
 class RateLimiter:
-    """Buckets per key id; a key's buckets are rebuilt when its limits change."""
+    """Buckets per key id; a key's buckets are rebuilt when its limits change.
+
+    Memory stays bounded by the keys used in about the last minute: once a minute, entries whose
+    buckets have refilled completely are dropped (a full bucket behaves exactly like a new one),
+    so rotated, deleted and idle keys leave nothing behind.
+    """
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, _KeyBuckets] = {}
+        self._swept = clock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+    def _sweep_locked(self) -> None:
+        now = self._clock()
+        if now - self._swept < SWEEP_INTERVAL_S:
+            return
+        self._swept = now
+        for key_id in [k for k, entry in self._keys.items() if entry.at_rest()]:
+            del self._keys[key_id]
 
     def _buckets(self, key_id: str, limits: Limits) -> _KeyBuckets:
         entry = self._keys.get(key_id)
@@ -105,6 +130,7 @@ class RateLimiter:
         A key in token debt is refused without spending a request token.
         """
         with self._lock:
+            self._sweep_locked()
             entry = self._buckets(key_id, limits)
             if entry.tokens is not None:
                 wait = entry.tokens.wait_for(1.0)
@@ -120,9 +146,3 @@ class RateLimiter:
             entry = self._keys.get(key_id)
             if entry is not None and entry.tokens is not None and tokens > 0:
                 entry.tokens.debit(float(tokens))
-
-    def forget(self, keep: set[str]) -> None:
-        """Drop buckets of keys no longer in the table (bounded memory)."""
-        with self._lock:
-            for key_id in [k for k in self._keys if k not in keep]:
-                del self._keys[key_id]
