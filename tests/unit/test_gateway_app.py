@@ -38,8 +38,9 @@ def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str
     }
 
 
-def rerankmodel(name: str, namespace: str = "ns1") -> dict[str, Any]:
-    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace}, "spec": {}}
+def rerankmodel(name: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
+    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
 
 
 OBJECTS = [
@@ -53,6 +54,7 @@ OBJECTS = [
     apikey("other", KEY_OTHER_NS, namespace="ns2"),
     rerankmodel("bge"),
     rerankmodel("minilm"),
+    rerankmodel("small", limits={"maxDocuments": 2}),
     rerankmodel("elsewhere", namespace="ns2"),
 ]
 
@@ -115,6 +117,19 @@ def test_more_documents_than_allowed_gets_422(client: TestClient) -> None:
     assert error_code(response) == "too_many_documents"
 
 
+def test_a_models_own_document_limit_is_enforced_before_rate_limiting(
+    client: TestClient,
+) -> None:
+    body = {"model": "small", "query": "q", "documents": ["a", "b", "c"]}
+    for _ in range(3):  # refused requests spend none of the key's one request per minute
+        response = rerank(client, KEY_LIMITED, body)
+        assert response.status_code == 422
+        assert error_code(response) == "too_many_documents"
+        assert "limit of 2" in response.json()["error"]["message"]
+    assert rerank(client, KEY_LIMITED, {**body, "documents": ["a", "b"]}).status_code == 503
+    assert rerank(client, KEY_ALL, {**body, "model": "minilm"}).status_code == 503
+
+
 def test_malformed_json_gets_400(client: TestClient) -> None:
     response = client.post(
         "/v1/rerank", content=b"{not json", headers={"authorization": f"Bearer {KEY_ALL}"}
@@ -149,7 +164,7 @@ def test_models_lists_only_what_the_key_may_use_in_its_namespace(client: TestCli
         assert response.status_code == 200
         return [m["id"] for m in response.json()["data"]]
 
-    assert ids(KEY_ALL) == ["bge", "minilm"]
+    assert ids(KEY_ALL) == ["bge", "minilm", "small"]
     assert ids(KEY_BGE_ONLY) == ["bge"]
     assert ids(KEY_OTHER_NS) == ["elsewhere"]
     assert client.get("/v1/models").status_code == 401

@@ -25,7 +25,7 @@ from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
 from kuberank.protocol.body import read_body
-from kuberank.protocol.dialects import Dialect, parse_request
+from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
 from kuberank.protocol.errors import (
     ApiError,
     Forbidden,
@@ -191,6 +191,7 @@ async def _rerank(
     parsed = parse_request(dialect, body, max_documents=settings.max_documents)
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
+    check_document_count(len(parsed.documents), route.max_documents)
 
     wait = gateway.limiter.admit(key.key_id, Limits(key.requests_per_minute, key.tokens_per_minute))
     if wait > 0:

@@ -21,6 +21,7 @@ class ModelRoute:
     namespace: str
     name: str
     served_name: str
+    max_documents: int | None = None  # spec.limits.maxDocuments, refused here before forwarding
 
     @property
     def service_name(self) -> str:
@@ -41,7 +42,9 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
     name, namespace = meta.get("name"), meta.get("namespace")
     if not name or not namespace:
         return None
-    return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name)
+    limit = (spec.get("limits") or {}).get("maxDocuments")
+    return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name,
+                      max_documents=limit if isinstance(limit, int) and limit > 0 else None)
 
 
 def _port(ports: Iterable[Mapping[str, Any]]) -> int | None:

@@ -109,17 +109,22 @@ def _texts(documents: list[Document]) -> list[str]:
     return [d if isinstance(d, str) else d.text for d in documents]
 
 
-def _check(request: RerankRequest, max_documents: int | None) -> None:
+def check_document_count(count: int, max_documents: int | None) -> None:
+    """422 ``too_many_documents`` above ``max_documents`` (capped by ``HARD_MAX_DOCUMENTS``)."""
     limit = min(max_documents or HARD_MAX_DOCUMENTS, HARD_MAX_DOCUMENTS)
+    if count > limit:
+        raise Unprocessable(
+            f"{count} documents exceed the limit of {limit} per request",
+            code="too_many_documents",
+        )
+
+
+def _check(request: RerankRequest, max_documents: int | None) -> None:
     if not request.query:
         raise Unprocessable("query must be a non-empty string", code="empty_query")
     if not request.documents:
         raise BadRequest("documents must not be empty", code="empty_documents")
-    if len(request.documents) > limit:
-        raise Unprocessable(
-            f"{len(request.documents)} documents exceed the limit of {limit} per request",
-            code="too_many_documents",
-        )
+    check_document_count(len(request.documents), max_documents)
     for i, doc in enumerate(request.documents):
         if not doc:
             raise BadRequest(f"documents[{i}] is empty", code="empty_document")
