@@ -29,11 +29,13 @@ from kuberank.modelkit.wordnet import load_nouns
 
 pytestmark = pytest.mark.runtime
 
-# Measured (benchmarks/eval_default_model.py, Python 3.11.7, torch 2.15 CPU): ours 0.874 / 0.935;
-# MiniLM bi-encoder cosine 1.000 / 1.000; same weights with a random head 0.189 / 0.498. Seeds of
-# the same recipe ranged 0.856-0.919 acc@1, so the floor leaves room for another CPU's rounding.
-MIN_ACCURACY_AT_1 = 0.82
-MIN_MRR = 0.90
+# Measured (benchmarks/eval_default_model.py, Python 3.11.7, torch 2.15 CPU): ours 0.973 / 0.986
+# on heldout.jsonl; MiniLM bi-encoder cosine 1.000 / 1.000; same weights with a random head
+# 0.189 / 0.498. Other seeds on the same data gave 0.937 / 0.968 and 0.910 / 0.952, so the floor
+# leaves room for another CPU's rounding. (heldout_hard.jsonl is reported by the benchmark, not
+# asserted: every MiniLM cross-encoder recipe screened stays below chance on it.)
+MIN_ACCURACY_AT_1 = 0.88
+MIN_MRR = 0.93
 
 PANDA_QUERY = "What is a panda?"
 
