@@ -214,6 +214,43 @@ def test_deleted_service_is_recreated_and_reconcile_is_idempotent(
     assert again == versions
 
 
+def test_edits_of_children_by_other_writers_are_reverted(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("edited", resources={"gpus": 0}))
+    wait_condition(wait_for, kubectl, "rrm", "edited", "Ready", "True")
+    dep = kubectl.get("deployment", "rrm-edited")
+    assert dep is not None
+    image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    kubectl.run("scale", "deployment", "rrm-edited", "--replicas=3")
+    kubectl.run("set", "image", "deployment/rrm-edited", "runtime=example.com/other:1")
+    kubectl.run("patch", "service", "rrm-edited", "--type=merge",
+                "-p", '{"spec":{"ports":[{"name":"http","port":9999,"targetPort":"http"}]}}')
+
+    def reverted() -> bool:
+        d, svc = kubectl.get("deployment", "rrm-edited"), kubectl.get("service", "rrm-edited")
+        return bool(
+            d and svc
+            and d["spec"]["replicas"] == 1
+            and d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+            and [p["port"] for p in svc["spec"]["ports"]] == [8080]
+        )
+
+    wait_for("edits reverted", reverted)
+    # A metadata-only change (a label) is not the operator's to revert, and rolls nothing.
+    kubectl.run("label", "deployment", "rrm-edited", "example.com/team=search")
+    generation = kubectl.get("deployment", "rrm-edited")["metadata"]["generation"]  # type: ignore[index]
+    kubectl.run("annotate", "rrm", "edited", "example.com/touch=1")
+    wait_for(
+        "reconcile of the annotation",
+        lambda: "example.com/touch" in (kubectl.get("rrm", "edited") or {})["metadata"][
+            "annotations"].get("operator.kuberank.io/last-handled-configuration", ""),
+    )
+    after = kubectl.get("deployment", "rrm-edited")
+    assert after is not None and after["metadata"]["generation"] == generation
+    assert after["metadata"]["labels"]["example.com/team"] == "search"
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -4,7 +4,8 @@
 """kopf handlers: parse, call a reconciler, report. All logic lives below this layer.
 
 RerankModel children are watched (indexes + event handlers), so status follows Deployments and
-pods as they change and a deleted child is recreated at once; no per-object polling loops.
+pods as they change, a deleted child is recreated at once and a child whose spec someone else
+edited is reverted (``drift.py``); no per-object polling loops.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.builders.secret import APIKEY_LABEL
-from kuberank.operator.kube import Kube, KubeError
+from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
+from kuberank.operator.kube import FIELD_MANAGER, Kube, KubeError
 from kuberank.operator.reconcilers import apikey as apikeys
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.settings import OperatorSettings
@@ -38,6 +40,8 @@ Key = tuple[str, str]
 # pool. Status for one model is computed and written under its lock, from the indexes as they are
 # once the lock is held, so a slow handler can never overwrite a newer status with an older view.
 _status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
+# Per child (kind, namespace, name): the foreign spec edits a repair has already answered.
+_answered_edits: dict[tuple[str, str, str], frozenset[Edit]] = {}
 
 
 def _now() -> datetime:
@@ -164,6 +168,42 @@ def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[
     log.info("repaired children of RerankModel %s/%s", *key)
 
 
+def _revert(memo: Any, key: Key, live: dict[str, Any], model_index: kopf.Index[Key, Any]) -> None:
+    """Someone else edited a child's spec: replace it with what its live model wants."""
+    body = _one(model_index, key)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    refs = live["metadata"].get("ownerReferences") or []
+    if body["metadata"].get("uid") not in {r.get("uid") for r in refs if r.get("controller")}:
+        return
+    try:
+        spec = models.parse_spec(body.get("spec"))
+        models.revert_child(_kube(memo), _settings(memo), models.owner_of(body), spec, live)
+    except models.InvalidSpecError:
+        return
+    except KubeError as err:
+        raise _temporary(err) from err
+
+
+def _on_child_event(event: kopf.RawEvent, body: kopf.Body, key: Key, memo: Any,
+                    model_index: kopf.Index[Key, Any]) -> None:
+    """Recreate a deleted child; revert a child whose spec someone else edited."""
+    child = (str(body.get("kind")), key[0], str(body.metadata.name))
+    if event.get("type") == "DELETED":
+        _answered_edits.pop(child, None)
+        _repair(memo, key, _owner_uid(body), model_index)
+        return
+    edits = foreign_spec_edits(body, FIELD_MANAGER)
+    if needs_repair(edits, _answered_edits.get(child, frozenset())):
+        log.info("reverting edits of %s %s/%s by %s", child[0], child[1], child[2],
+                 ", ".join(sorted({e[0] for e in edits})))
+        _revert(memo, key, dict(body), model_index)  # raises on failure: the edit stays open
+    if edits:
+        _answered_edits[child] = edits
+    else:
+        _answered_edits.pop(child, None)
+
+
 def _owner_uid(body: kopf.Body) -> str | None:
     refs = body.metadata.get("ownerReferences") or []
     return next((r.get("uid") for r in refs if r.get("controller")), None)
@@ -182,8 +222,7 @@ def deployment_event(
     **_: Any,
 ) -> None:
     key = (namespace, labels[MODEL_LABEL])
-    if event.get("type") == "DELETED":
-        _repair(memo, key, _owner_uid(body), model_index)
+    _on_child_event(event, body, key, memo, model_index)
     _refresh(memo, key, model_index, deployment_index, pod_index)
 
 
@@ -200,7 +239,7 @@ def pod_event(
     _refresh(memo, (namespace, labels[MODEL_LABEL]), model_index, deployment_index, pod_index)
 
 
-def _on_child_deleted(
+def _child_event(
     event: kopf.RawEvent,
     body: kopf.Body,
     labels: kopf.Labels,
@@ -209,15 +248,17 @@ def _on_child_deleted(
     model_index: kopf.Index[Key, Any],
     **_: Any,
 ) -> None:
-    if event.get("type") == "DELETED":
-        _repair(memo, (namespace, labels[MODEL_LABEL]), _owner_uid(body), model_index)
+    _on_child_event(event, body, (namespace, labels[MODEL_LABEL]), memo, model_index)
 
 
 _CHILD_LABELS = {**MANAGED, MODEL_LABEL: kopf.PRESENT}
-kopf.on.event("v1", "services", labels=_CHILD_LABELS, id="service_event")(_on_child_deleted)
+kopf.on.event("v1", "services", labels=_CHILD_LABELS, id="service_event")(_child_event)
 kopf.on.event(
     "networking.k8s.io", "v1", "networkpolicies", labels=_CHILD_LABELS, id="netpol_event"
-)(_on_child_deleted)
+)(_child_event)
+kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=_CHILD_LABELS, id="pdb_event")(
+    _child_event
+)
 
 
 # ---- ApiKey ---------------------------------------------------------------------------------

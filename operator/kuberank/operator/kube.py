@@ -121,6 +121,14 @@ class Kube:
             raise KubeError(404, f"namespace {manifest['metadata']['namespace']} not found")
         return out
 
+    def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """PUT the whole object; with ``metadata.resourceVersion`` set, 409 if it changed since."""
+        out = self._call("PUT", Ref.of(manifest).path(), manifest,
+                         query=[("fieldManager", FIELD_MANAGER)])
+        if out is None:
+            raise KubeError(404, f"{manifest['kind']} {manifest['metadata']['name']} is gone")
+        return out
+
     def get(self, ref: Ref) -> dict[str, Any] | None:
         return self._call("GET", ref.path())
 

@@ -42,19 +42,55 @@ def owner_of(body: dict[str, Any]) -> Owner:
     return Owner(kind=KIND, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
+def desired_children(
+    settings: OperatorSettings, owner: Owner, spec: RerankModelSpec
+) -> list[dict[str, Any]]:
+    """Every child the model should have, as manifests (pure)."""
+    children = [
+        build_deployment(owner, spec, settings),
+        build_service(owner),
+        build_network_policy(owner, spec),
+    ]
+    return [*children, build_pdb(owner)] if wants_pdb(spec) else children
+
+
 def apply_children(
     kube: Kube, settings: OperatorSettings, owner: Owner, spec: RerankModelSpec
 ) -> None:
     """Level-based: the same call creates, updates and repairs; running it twice changes nothing."""
-    kube.apply(build_deployment(owner, spec, settings))
-    kube.apply(build_service(owner))
-    kube.apply(build_network_policy(owner, spec))
-    if wants_pdb(spec):
-        kube.apply(build_pdb(owner))
-    else:
+    for manifest in desired_children(settings, owner, spec):
+        kube.apply(manifest)
+    if not wants_pdb(spec):
         kube.delete(
             Ref("policy/v1", "PodDisruptionBudget", owner.namespace, child_name(owner.name))
         )
+
+
+def reverted(live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """``live`` with the operator's spec and labels put back (pure), for a full replace.
+
+    Server-side apply cannot undo everything another writer did: fields it added stay theirs,
+    and a list item it re-keyed (a Service port with another number) collides with ours. A
+    replace of the whole spec does, guarded by the live resourceVersion; other writers' labels
+    and annotations are kept.
+    """
+    meta = dict(live["metadata"])
+    meta.pop("managedFields", None)
+    meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"].get("labels", {})}
+    return {"apiVersion": desired["apiVersion"], "kind": desired["kind"], "metadata": meta,
+            "spec": desired["spec"]}
+
+
+def revert_child(
+    kube: Kube, settings: OperatorSettings, owner: Owner, spec: RerankModelSpec,
+    live: dict[str, Any],
+) -> None:
+    """Replace one child someone else edited with what the model wants (or delete a stray)."""
+    wanted = [m for m in desired_children(settings, owner, spec) if m["kind"] == live["kind"]]
+    if not wanted:
+        kube.delete(Ref.of(live))
+        return
+    kube.replace(reverted(live, wanted[0]))
 
 
 def desired_status(
