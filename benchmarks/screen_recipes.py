@@ -32,7 +32,7 @@ from kuberank.modelkit.train import Recipe, fit, training_groups
 
 def _dump_groups(args: argparse.Namespace) -> int:
     recipe = Recipe(steps=args.steps, wordnet_share=args.share, seed=args.seed,
-                    negative_pool=args.pool)
+                    negative_pool=args.pool, facet_share=args.facets)
     groups, info = training_groups(recipe)
     args.out.write_text(json.dumps({"info": info, "groups": [dataclasses.asdict(g)
                                                              for g in groups]}))
@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dump.add_argument("--share", type=float, default=Recipe.wordnet_share)
     dump.add_argument("--seed", type=int, default=Recipe.seed)
     dump.add_argument("--pool", type=int, default=Recipe.negative_pool)
+    dump.add_argument("--facets", type=float, default=Recipe.facet_share)
     run = sub.add_parser("run", help="train every recipe x seed and evaluate")
     run.add_argument("--groups", type=Path, required=True)
     run.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])

@@ -32,12 +32,12 @@ _TAXONOMY = re.compile(r"\b(genus|family|order|subfamily|suborder|phylum)\b")
 COUNTABLE_LEXFILES = frozenset({5, 6, 17, 18, 20})  # animal, artifact, object, person, plant
 
 
-def _fraction(key: str) -> float:
+def fraction(key: str) -> float:
     """A stable number in [0, 1) for ``key`` (the pairs' only source of variety)."""
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def _usable(synset: Synset, senses: dict[str, int]) -> bool:
+def usable(synset: Synset, senses: dict[str, int]) -> bool:
     head = synset.words[0]
     if synset.lexfile not in EVERYDAY_LEXFILES or not _PLAIN_WORD.match(head) or len(head) < 3:
         return False
@@ -50,7 +50,7 @@ def _usable(synset: Synset, senses: dict[str, int]) -> bool:
 
 def _query(synset: Synset) -> tuple[str, str]:
     head = synset.words[0]
-    if _fraction(f"q{synset.offset}") < KEYWORD_QUERY_RATE:
+    if fraction(f"q{synset.offset}") < KEYWORD_QUERY_RATE:
         return head, "keyword"
     if head[0].isupper():
         return (f"Who was {head}?" if synset.lexfile == 18 else f"What is {head}?"), "question"
@@ -62,7 +62,7 @@ def _query(synset: Synset) -> tuple[str, str]:
 
 def _passage(synset: Synset) -> str:
     definition = synset.definition[0].upper() + synset.definition[1:]
-    if _fraction(f"p{synset.offset}") >= NAMED_PASSAGE_RATE:
+    if fraction(f"p{synset.offset}") >= NAMED_PASSAGE_RATE:
         return f"{definition}."
     head = synset.words[0]
     name = head[0].upper() + head[1:]
@@ -76,11 +76,11 @@ def gloss_pairs(synsets: Sequence[Synset]) -> list[Pair]:
     senses = word_senses(synsets)
     children: dict[int, list[Synset]] = {}
     for synset in synsets:
-        if synset.hypernyms and _usable(synset, senses):
+        if synset.hypernyms and usable(synset, senses):
             children.setdefault(synset.hypernyms[0], []).append(synset)
-    clusters = [sorted(members, key=lambda s: _fraction(f"m{s.offset}"))[:MAX_CLUSTER]
+    clusters = [sorted(members, key=lambda s: fraction(f"m{s.offset}"))[:MAX_CLUSTER]
                 for members in children.values() if len(members) >= MIN_CLUSTER]
-    clusters.sort(key=lambda c: _fraction(f"c{c[0].offset}"))
+    clusters.sort(key=lambda c: fraction(f"c{c[0].offset}"))
     return [_pair(s) for cluster in clusters for s in cluster]
 
 

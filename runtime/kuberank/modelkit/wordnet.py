@@ -76,6 +76,7 @@ class Synset:
     hypernyms: tuple[int, ...]
     definition: str
     examples: tuple[str, ...]
+    relations: tuple[tuple[str, int], ...] = ()  # (pointer symbol, noun offset), e.g. ("%p", …)
 
 
 _LEADING_DOMAIN = re.compile(r"^\([^)]*\)\s*")
@@ -101,11 +102,13 @@ def parse_noun_data(text: str) -> list[Synset]:
         words = tuple(fields[4 + 2 * k].replace("_", " ") for k in range(count))
         at = 4 + 2 * count
         pointers = int(fields[at])
-        hypernyms = tuple(int(fields[at + 1 + 4 * k + 1]) for k in range(pointers)
-                          if fields[at + 1 + 4 * k] in ("@", "@i"))
+        pointed = [(fields[at + 1 + 4 * k], int(fields[at + 2 + 4 * k]), fields[at + 3 + 4 * k])
+                   for k in range(pointers)]
+        hypernyms = tuple(offset for symbol, offset, _ in pointed if symbol in ("@", "@i"))
+        relations = tuple((symbol, offset) for symbol, offset, pos in pointed if pos == "n")
         definition, examples = _split_gloss(gloss.strip())
         synsets.append(Synset(int(fields[0]), int(fields[1]), words, hypernyms, definition,
-                              examples))
+                              examples, relations))
     return synsets
 
 
