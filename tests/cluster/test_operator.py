@@ -42,6 +42,18 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     return {}
 
 
+def touch_and_wait_for_reconcile(kubectl: Kubectl, wait_for: Wait, kind: str, name: str) -> None:
+    """Change an annotation (which re-runs the reconcile handler) and wait until it has run."""
+    kubectl.run("annotate", kind, name, "example.com/touch=1")
+    wait_for(
+        f"reconcile of {kind}/{name}",
+        lambda: "example.com/touch"
+        in (kubectl.get(kind, name) or {})["metadata"]["annotations"].get(
+            "operator.kuberank.io/last-handled-configuration", ""
+        ),
+    )
+
+
 def wait_condition(
     wait_for: Wait,
     k: Kubectl,
@@ -200,16 +212,7 @@ def test_deleted_service_is_recreated_and_reconcile_is_idempotent(
         k: kubectl.get(k, "rrm-drift")["metadata"]["resourceVersion"]
         for k in ("deployment", "service", "networkpolicy")
     }  # type: ignore[index]
-    kubectl.run("annotate", "rrm", "drift", "example.com/touch=1")
-    wait_for(
-        "reconcile of the annotation",
-        lambda: (
-            "example.com/touch"
-            in (kubectl.get("rrm", "drift") or {})["metadata"]["annotations"].get(
-                "operator.kuberank.io/last-handled-configuration", ""
-            )
-        ),
-    )
+    touch_and_wait_for_reconcile(kubectl, wait_for, "rrm", "drift")
     again = {k: kubectl.get(k, "rrm-drift")["metadata"]["resourceVersion"] for k in versions}  # type: ignore[index]
     assert again == versions
 
@@ -240,12 +243,7 @@ def test_edits_of_children_by_other_writers_are_reverted(
     # A metadata-only change (a label) is not the operator's to revert, and rolls nothing.
     kubectl.run("label", "deployment", "rrm-edited", "example.com/team=search")
     generation = kubectl.get("deployment", "rrm-edited")["metadata"]["generation"]  # type: ignore[index]
-    kubectl.run("annotate", "rrm", "edited", "example.com/touch=1")
-    wait_for(
-        "reconcile of the annotation",
-        lambda: "example.com/touch" in (kubectl.get("rrm", "edited") or {})["metadata"][
-            "annotations"].get("operator.kuberank.io/last-handled-configuration", ""),
-    )
+    touch_and_wait_for_reconcile(kubectl, wait_for, "rrm", "edited")
     after = kubectl.get("deployment", "rrm-edited")
     assert after is not None and after["metadata"]["generation"] == generation
     assert after["metadata"]["labels"]["example.com/team"] == "search"
@@ -342,16 +340,7 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
     assert parsed.secret not in operator.logs()
 
     # Reconciling again keeps the key.
-    kubectl.run("annotate", "ak", "ci", "example.com/touch=1")
-    wait_for(
-        "reconcile",
-        lambda: (
-            "example.com/touch"
-            in (kubectl.get("ak", "ci") or {})["metadata"]["annotations"].get(
-                "operator.kuberank.io/last-handled-configuration", ""
-            )
-        ),
-    )
+    touch_and_wait_for_reconcile(kubectl, wait_for, "ak", "ci")
     assert _secret_key(kubectl, "ci") == key
 
     kubectl.run("patch", "ak", "ci", "--type=merge", "-p", '{"spec":{"disabled":true}}')
