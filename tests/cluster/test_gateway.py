@@ -211,39 +211,28 @@ class Gateway:
         return httpx.get(f"{self.url}/metrics").text
 
 
+def gateway_process(kubeconfig: Path, log: Path, *args: str) -> tuple[Process, str]:
+    """A kuberank-gateway on a free loopback port, and its base URL (not yet waited for)."""
+    port = free_port()
+    command = [str(VENV_BIN / "kuberank-gateway"), "--kubeconfig", str(kubeconfig),
+               "--host", "127.0.0.1", "--port", str(port), *args]
+    return Process(command, log), f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def gateway(
     crds: Path, kubeconfig: Path, runtimes: list[Process], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    port = free_port()
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    proc = Process(
-        [
-            str(VENV_BIN / "kuberank-gateway"),
-            "--kubeconfig",
-            str(kubeconfig),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--upstream-timeout",
-            "2",
-            "--connect-timeout",
-            "1",
-            "--retry-after",
-            "3",
-            "--max-documents",
-            str(MAX_DOCUMENTS),
-            "--max-body-bytes",
-            str(MAX_BODY),
-            "--log-level",
-            "debug",
-        ],
-        log,
+    proc, url = gateway_process(
+        kubeconfig, log,
+        "--upstream-timeout", "2", "--connect-timeout", "1", "--retry-after", "3",
+        "--max-documents", str(MAX_DOCUMENTS), "--max-body-bytes", str(MAX_BODY),
+        "--log-level", "debug",
     )
     try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
-        yield Gateway(f"http://127.0.0.1:{port}", proc)
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        yield Gateway(url, proc)
     finally:
         proc.stop()
 
@@ -636,26 +625,14 @@ def test_gateway_limited_to_namespaces_ignores_keys_elsewhere(
     other = f"unwatched-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
-    port = free_port()
-    proc = Process(
-        [
-            str(VENV_BIN / "kuberank-gateway"),
-            "--kubeconfig",
-            str(kubeconfig),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--namespaces",
-            tenant.namespace,
-        ],
-        tmp_path / "scoped.log",
+    proc, url = gateway_process(
+        kubeconfig, tmp_path / "scoped.log", "--namespaces", tenant.namespace
     )
     try:
         stranger = Tenant(api_client, other, tenant.gateway).apikey("k")
         eventually(status_of(404, lambda: tenant.post(stranger)))  # the wide gateway knows it
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
-        scoped = Tenant(api_client, tenant.namespace, Gateway(f"http://127.0.0.1:{port}", proc))
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        scoped = Tenant(api_client, tenant.namespace, Gateway(url, proc))
         assert scoped.post(key).status_code == 200
         assert scoped.post(stranger).status_code == 401
     finally:
@@ -669,22 +646,10 @@ def test_gateway_is_not_ready_before_its_first_lists(
     """A gateway pointed at an API server that does not answer stays alive but unready."""
     broken = tmp_path / "kubeconfig"
     broken.write_text(kubeconfig.read_text().replace("https://127.0.0.1", "https://127.0.0.9"))
-    port = free_port()
-    proc = Process(
-        [
-            str(VENV_BIN / "kuberank-gateway"),
-            "--kubeconfig",
-            str(broken),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        tmp_path / "gw.log",
-    )
+    proc, url = gateway_process(broken, tmp_path / "gw.log")
     try:
-        wait_http_ok(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
-        response = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        wait_http_ok(f"{url}/healthz", proc, timeout=30)
+        response = httpx.get(f"{url}/readyz")
         assert response.status_code == 503
     finally:
         proc.stop()
@@ -757,24 +722,10 @@ def test_gateway_relists_after_losing_the_api_server(
     config["clusters"][0]["cluster"]["server"] = f"https://{host}:{proxy.port}"
     proxied = tmp_path / "kubeconfig"
     proxied.write_text(yaml.safe_dump(config))
-    gw_port = free_port()
-    proc = Process(
-        [
-            str(VENV_BIN / "kuberank-gateway"),
-            "--kubeconfig",
-            str(proxied),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(gw_port),
-            "--namespaces",
-            tenant.namespace,
-        ],
-        tmp_path / "gw.log",
-    )
+    proc, url = gateway_process(proxied, tmp_path / "gw.log", "--namespaces", tenant.namespace)
     try:
-        wait_http_ok(f"http://127.0.0.1:{gw_port}/readyz", proc, timeout=60)
-        behind = Tenant(tenant.api, tenant.namespace, Gateway(f"http://127.0.0.1:{gw_port}", proc))
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        behind = Tenant(tenant.api, tenant.namespace, Gateway(url, proc))
         assert behind.post(key).status_code == 200
         proxy.cut()
         tenant.delete_key("app")
