@@ -42,6 +42,15 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     return {}
 
 
+def ready_cpu_model(kubectl: Kubectl, wait_for: Wait, name: str) -> dict[str, Any]:
+    """Create a CPU-only model, wait until it is Ready, and return its Deployment."""
+    kubectl.apply(model(name, resources={"gpus": 0}))
+    wait_condition(wait_for, kubectl, "rrm", name, "Ready", "True")
+    deployment = kubectl.get("deployment", f"rrm-{name}")
+    assert deployment is not None
+    return deployment
+
+
 def touch_and_wait_for_reconcile(kubectl: Kubectl, wait_for: Wait, kind: str, name: str) -> None:
     """Change an annotation (which re-runs the reconcile handler) and wait until it has run."""
     kubectl.run("annotate", kind, name, "example.com/touch=1")
@@ -129,8 +138,7 @@ def test_gpu_shortage_is_explained_in_conditions(
 def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(model("cpu", resources={"gpus": 0}))
-    wait_condition(wait_for, kubectl, "rrm", "cpu", "Ready", "True")
+    ready_cpu_model(kubectl, wait_for, "cpu")
     kubectl.run("scale", "rrm", "cpu", "--replicas=3")
     obj = wait_for(
         "3 ready replicas",
@@ -152,10 +160,7 @@ def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
 def test_spec_update_rolls_the_deployment(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(model("roll", resources={"gpus": 0}))
-    wait_condition(wait_for, kubectl, "rrm", "roll", "Ready", "True")
-    before = kubectl.get("deployment", "rrm-roll")
-    assert before is not None
+    before = ready_cpu_model(kubectl, wait_for, "roll")
     kubectl.run(
         "patch",
         "rrm",
@@ -193,8 +198,7 @@ def test_deleting_the_model_removes_its_children(
 def test_deleted_service_is_recreated_and_reconcile_is_idempotent(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(model("drift", resources={"gpus": 0}))
-    wait_condition(wait_for, kubectl, "rrm", "drift", "Ready", "True")
+    ready_cpu_model(kubectl, wait_for, "drift")
     old = kubectl.get("service", "rrm-drift")
     assert old is not None
     kubectl.run("delete", "service", "rrm-drift")
@@ -220,10 +224,7 @@ def test_deleted_service_is_recreated_and_reconcile_is_idempotent(
 def test_edits_of_children_by_other_writers_are_reverted(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(model("edited", resources={"gpus": 0}))
-    wait_condition(wait_for, kubectl, "rrm", "edited", "Ready", "True")
-    dep = kubectl.get("deployment", "rrm-edited")
-    assert dep is not None
+    dep = ready_cpu_model(kubectl, wait_for, "edited")
     image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
     kubectl.run("scale", "deployment", "rrm-edited", "--replicas=3")
     kubectl.run("set", "image", "deployment/rrm-edited", "runtime=example.com/other:1")
