@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
+from kuberank.crd.rerankmodel import RerankModelSpec
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
@@ -151,18 +153,28 @@ def reconcile_model(
     _refresh(memo, key, model_index, deployment_index, pod_index, body=raw)
 
 
-def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[Key, Any]) -> None:
-    """A child of a live model vanished or drifted: converge the model's children again."""
+def _owning_model(
+    key: Key, owner_uid: str | None, model_index: kopf.Index[Key, Any]
+) -> tuple[dict[str, Any], RerankModelSpec] | None:
+    """The live, valid model a child event concerns (None: gone, deleting, replaced, invalid)."""
     body = _one(model_index, key)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+        return None
     if owner_uid is not None and body["metadata"].get("uid") != owner_uid:
-        return
+        return None
     try:
-        spec = models.parse_spec(body.get("spec"))
-        models.apply_children(_kube(memo), _settings(memo), models.owner_of(body), spec)
+        return body, models.parse_spec(body.get("spec"))
     except models.InvalidSpecError:
+        return None  # the reconcile handler owns the InvalidSpec condition
+
+
+def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[Key, Any]) -> None:
+    """A child of a live model vanished: converge the model's children again."""
+    if (found := _owning_model(key, owner_uid, model_index)) is None:
         return
+    body, spec = found
+    try:
+        models.apply_children(_kube(memo), _settings(memo), models.owner_of(body), spec)
     except KubeError as err:
         raise _temporary(err) from err
     log.info("repaired children of RerankModel %s/%s", *key)
@@ -170,17 +182,11 @@ def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[
 
 def _revert(memo: Any, key: Key, live: dict[str, Any], model_index: kopf.Index[Key, Any]) -> None:
     """Someone else edited a child's spec: replace it with what its live model wants."""
-    body = _one(model_index, key)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    if (found := _owning_model(key, _owner_uid(live), model_index)) is None:
         return
-    refs = live["metadata"].get("ownerReferences") or []
-    if body["metadata"].get("uid") not in {r.get("uid") for r in refs if r.get("controller")}:
-        return
+    body, spec = found
     try:
-        spec = models.parse_spec(body.get("spec"))
         models.revert_child(_kube(memo), _settings(memo), models.owner_of(body), spec, live)
-    except models.InvalidSpecError:
-        return
     except KubeError as err:
         raise _temporary(err) from err
 
@@ -204,8 +210,8 @@ def _on_child_event(event: kopf.RawEvent, body: kopf.Body, key: Key, memo: Any,
         _answered_edits.pop(child, None)
 
 
-def _owner_uid(body: kopf.Body) -> str | None:
-    refs = body.metadata.get("ownerReferences") or []
+def _owner_uid(body: Mapping[str, Any]) -> str | None:
+    refs = (body.get("metadata") or {}).get("ownerReferences") or []
     return next((r.get("uid") for r in refs if r.get("controller")), None)
 
 
