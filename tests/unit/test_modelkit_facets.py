@@ -11,8 +11,7 @@ pytestmark = pytest.mark.unit
 
 def synset(offset: int, word: str, definition: str, *relations: tuple[str, int],
            examples: tuple[str, ...] = ()) -> Synset:
-    hypernyms = tuple(o for sym, o in relations if sym == "@")
-    return Synset(offset, 6, (word,), hypernyms, definition, examples, relations)
+    return Synset(offset, 6, (word,), definition, examples, relations)
 
 
 VEHICLE = synset(1, "vehicle", "a conveyance that transports people or objects")

@@ -150,7 +150,7 @@ def test_a_mirror_serving_other_bytes_is_refused_and_nothing_is_cached(
 
 def _synset(offset: int, words: tuple[str, ...], parent: int, definition: str,
             lexfile: int = 5) -> Synset:
-    return Synset(offset, lexfile, words, (parent,), definition, ())
+    return Synset(offset, lexfile, words, definition, (), (("@", parent),))
 
 
 BEARS = [

@@ -73,10 +73,14 @@ class Synset:
     offset: int
     lexfile: int
     words: tuple[str, ...]  # underscores turned into spaces, first is the headword
-    hypernyms: tuple[int, ...]
     definition: str
     examples: tuple[str, ...]
     relations: tuple[tuple[str, int], ...] = ()  # (pointer symbol, noun offset), e.g. ("%p", …)
+
+    @property
+    def hypernyms(self) -> tuple[int, ...]:
+        """Is-a parents: class ("@") and instance ("@i") hypernyms, in the file's order."""
+        return tuple(offset for symbol, offset in self.relations if symbol in ("@", "@i"))
 
 
 _LEADING_DOMAIN = re.compile(r"^\([^)]*\)\s*")
@@ -104,11 +108,10 @@ def parse_noun_data(text: str) -> list[Synset]:
         pointers = int(fields[at])
         pointed = [(fields[at + 1 + 4 * k], int(fields[at + 2 + 4 * k]), fields[at + 3 + 4 * k])
                    for k in range(pointers)]
-        hypernyms = tuple(offset for symbol, offset, _ in pointed if symbol in ("@", "@i"))
         relations = tuple((symbol, offset) for symbol, offset, pos in pointed if pos == "n")
         definition, examples = _split_gloss(gloss.strip())
-        synsets.append(Synset(int(fields[0]), int(fields[1]), words, hypernyms, definition,
-                              examples, relations))
+        synsets.append(Synset(int(fields[0]), int(fields[1]), words, definition, examples,
+                              relations))
     return synsets
 
 
