@@ -11,12 +11,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from kuberank.fetcher.errors import ChecksumMismatchError
 from kuberank.modelkit.gloss_pairs import gloss_pairs
 from kuberank.modelkit.wordnet import (
     NOUN_MEMBER,
+    WORDNET_DEB,
+    CorpusUnavailableError,
+    DebPackage,
     DebSource,
     Synset,
+    candidate_urls,
+    default_archives,
     extract_noun_data,
     noun_data_path,
     parse_noun_data,
@@ -83,8 +87,14 @@ def test_a_package_without_noun_data_or_not_a_deb_is_refused() -> None:
 
 
 class DebServer(ThreadingHTTPServer):
-    body = b""
-    requests = 0
+    """A Debian archive on loopback: serves ``files`` by path, 404 for anything else."""
+
+    files: dict[str, bytes]
+    requests: list[str]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/debian"
 
 
 class DebHandler(BaseHTTPRequestHandler):
@@ -94,16 +104,18 @@ class DebHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self.server.requests += 1
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.server.body)))
+        self.server.requests.append(self.path)
+        body = self.server.files.get(self.path.removeprefix("/debian/"))
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
         self.end_headers()
-        self.wfile.write(self.server.body)
+        self.wfile.write(body or b"")
 
 
 @pytest.fixture
 def mirror() -> Iterator[DebServer]:
     server = DebServer(("127.0.0.1", 0), DebHandler)
+    server.files, server.requests = {}, []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -117,35 +129,77 @@ def _sha(data: bytes) -> str:
 
 NOUNS = DATA_NOUN.encode()
 DEB = _ar({"debian-binary": b"2.0\n", "data.tar.xz": _tar_xz({NOUN_MEMBER: NOUNS})})
+OLD_DEB = _ar({"debian-binary": b"2.0\n", "control.tar.xz": _tar_xz({"./control": b"old"}),
+               "data.tar.xz": _tar_xz({NOUN_MEMBER: NOUNS})})
+SOURCE = DebSource((DebPackage("pool/main/w/wn/wn_2_all.deb", _sha(DEB)),
+                    DebPackage("pool/main/w/wn/wn_1_all.deb", _sha(OLD_DEB))), _sha(NOUNS))
 
 
-def _source(server: DebServer, deb_sha: str, noun_sha: str) -> DebSource:
-    return DebSource(f"http://127.0.0.1:{server.server_address[1]}/wn_1_all.deb", deb_sha,
-                     noun_sha)
+def test_candidates_are_every_build_from_each_archive_in_turn() -> None:
+    assert candidate_urls(SOURCE, ["http://mirror.example/debian/", "http://old.example/d"]) == [
+        ("http://mirror.example/debian/pool/main/w/wn/wn_2_all.deb", _sha(DEB)),
+        ("http://mirror.example/debian/pool/main/w/wn/wn_1_all.deb", _sha(OLD_DEB)),
+        ("http://old.example/d/pool/main/w/wn/wn_2_all.deb", _sha(DEB)),
+        ("http://old.example/d/pool/main/w/wn/wn_1_all.deb", _sha(OLD_DEB)),
+    ]
+
+
+def test_archives_are_the_configured_mirror_then_debians_retired_releases(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERANK_DEBIAN_MIRROR", raising=False)
+    assert default_archives() == ("http://deb.debian.org/debian", "http://archive.debian.org/debian")
+    monkeypatch.setenv("KUBERANK_DEBIAN_MIRROR", "http://mirror.internal/debian/")
+    assert default_archives() == ("http://mirror.internal/debian", "http://archive.debian.org/debian")
+
+
+def test_the_pinned_builds_are_distinct_and_share_one_noun_file() -> None:
+    paths = [p.pool_path for p in WORDNET_DEB.packages]
+    assert len(set(paths)) == len(paths) >= 2
+    assert len({p.sha256 for p in WORDNET_DEB.packages}) == len(paths)
 
 
 def test_noun_data_is_fetched_verified_and_then_served_from_the_cache(
     mirror: DebServer, tmp_path: Path
 ) -> None:
-    mirror.body = DEB
-    source = _source(mirror, _sha(DEB), _sha(NOUNS))
-    path = noun_data_path(tmp_path, source)
+    mirror.files = {"pool/main/w/wn/wn_2_all.deb": DEB}
+    path = noun_data_path(tmp_path, SOURCE, [mirror.base])
     assert path.read_bytes() == NOUNS
     assert list(path.parent.iterdir()) == [path]  # the .deb is not kept
-    assert noun_data_path(tmp_path, source) == path
-    assert mirror.requests == 1
+    assert noun_data_path(tmp_path, SOURCE, [mirror.base]) == path
+    assert mirror.requests == ["/debian/pool/main/w/wn/wn_2_all.deb"]
 
 
-def test_a_mirror_serving_other_bytes_is_refused_and_nothing_is_cached(
+def test_a_build_the_archive_dropped_or_serves_altered_falls_back_to_the_next(
+    mirror: DebServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror.files = {"pool/main/w/wn/wn_1_all.deb": OLD_DEB}  # the newer build is gone (404)
+    assert noun_data_path(tmp_path, SOURCE, [mirror.base]).read_bytes() == NOUNS
+    assert "wn_2_all.deb: GET" in capsys.readouterr().err
+    other = tmp_path / "other"
+    mirror.files = {"pool/main/w/wn/wn_2_all.deb": DEB + b"tampered",
+                    "pool/main/w/wn/wn_1_all.deb": OLD_DEB}
+    assert noun_data_path(other, SOURCE, [mirror.base]).read_bytes() == NOUNS
+    assert "sha256 mismatch" in capsys.readouterr().err
+
+
+def test_when_no_build_verifies_the_error_names_each_and_nothing_is_cached(
     mirror: DebServer, tmp_path: Path
 ) -> None:
-    mirror.body = DEB + b"tampered"
-    with pytest.raises(ChecksumMismatchError):
-        noun_data_path(tmp_path, _source(mirror, _sha(DEB), _sha(NOUNS)))
-    mirror.body = DEB
-    with pytest.raises(RuntimeError, match="pinned sha256"):
-        noun_data_path(tmp_path, _source(mirror, _sha(DEB), _sha(b"other nouns")))
+    mirror.files = {"pool/main/w/wn/wn_2_all.deb": DEB + b"tampered"}
+    wrong_nouns = DebSource(SOURCE.packages[1:], _sha(b"other nouns"))
+    mirror.files["pool/main/w/wn/wn_1_all.deb"] = OLD_DEB
+    with pytest.raises(CorpusUnavailableError) as caught:
+        noun_data_path(tmp_path, DebSource(SOURCE.packages[:1], SOURCE.noun_sha256),
+                       [mirror.base, mirror.base + "-retired"])
+    message = str(caught.value)
+    assert "KUBERANK_DEBIAN_MIRROR" in message
+    assert f"{mirror.base}/pool/main/w/wn/wn_2_all.deb: sha256 mismatch" in message
+    assert f"{mirror.base}-retired/pool/main/w/wn/wn_2_all.deb: GET" in message  # 404 there
+    with pytest.raises(CorpusUnavailableError, match="pinned sha256"):
+        noun_data_path(tmp_path, wrong_nouns, [mirror.base])
     assert not list(tmp_path.rglob("data.noun"))
+    assert not list(tmp_path.rglob("*.deb"))
 
 
 def _synset(offset: int, words: tuple[str, ...], parent: int, definition: str,

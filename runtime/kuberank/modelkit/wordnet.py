@@ -3,8 +3,9 @@
 Python's documentation only covers software; WordNet's 82,000 noun definitions cover animals,
 places, food, the body, science and tools in plain words, and its hypernym links give what a
 reranker most needs to learn from: plausible wrong answers (the definitions of sibling concepts:
-giant panda vs lesser panda vs bear). The package is pinned by version and SHA-256, so the text is
-byte-for-byte the same on every machine; it is fetched once (6.5 MB) into kuberank's cache.
+giant panda vs lesser panda vs bear). Three Debian builds of the package are pinned by SHA-256 and
+the noun file by its own, so the text is byte-for-byte the same on every machine whichever build
+the archive still serves; it is fetched once (6.5 MB) into kuberank's cache.
 
 WordNet 3.0 license: Princeton's, permissive (use, copy, modify and distribute for any purpose,
 with its copyright notice); the model trained on it ships no WordNet text.
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import sys
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,18 +29,41 @@ from kuberank.modelkit.paths import cache_dir
 NOUN_MEMBER = "./usr/share/wordnet/data.noun"
 
 
+DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
+# Where Debian moves a release's pool when it retires the release (bookworm's build lives on there).
+DEBIAN_RETIRED = "http://archive.debian.org/debian"
+MIRROR_ENV = "KUBERANK_DEBIAN_MIRROR"  # e.g. a site mirror, for clusters without Internet access
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    """One Debian build of the package: its path in the archive and its SHA-256."""
+
+    pool_path: str
+    sha256: str
+
+
 @dataclass(frozen=True)
 class DebSource:
-    """Where the package comes from and the digests that pin it and its noun file."""
+    """Builds that all carry the same noun file, tried in order: any one of them will do.
 
-    url: str
-    sha256: str
+    Pinning a single build would break the default model's build the day Debian drops it from
+    the pool; the noun file's own digest is what keeps the corpus the same.
+    """
+
+    packages: tuple[DebPackage, ...]
     noun_sha256: str
 
 
 WORDNET_DEB = DebSource(
-    url="http://deb.debian.org/debian/pool/main/w/wordnet/wordnet-base_3.0-37_all.deb",
-    sha256="61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
+    packages=(
+        DebPackage("pool/main/w/wordnet/wordnet-base_3.0-39_all.deb",  # trixie (Debian 13)
+                   "f4f96d4d5d19061916c66cbb889a0119e6a46f9655051f5fd42b7317e46ce4db"),
+        DebPackage("pool/main/w/wordnet/wordnet-base_3.0-41_all.deb",  # forky / sid
+                   "e50d14b2ee444eaf36ef2a3bd38e50c623b47ba22b2301adc4a5f12736da9264"),
+        DebPackage("pool/main/w/wordnet/wordnet-base_3.0-37_all.deb",  # bookworm (Debian 12)
+                   "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752"),
+    ),
     noun_sha256="fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2",
 )
 NOUN_SHA256 = WORDNET_DEB.noun_sha256
@@ -143,28 +168,68 @@ def extract_noun_data(deb: bytes) -> bytes:
     raise ValueError(f"{NOUN_MEMBER} not found in the package")
 
 
-def noun_data_path(cache: Path | None = None, source: DebSource = WORDNET_DEB) -> Path:
-    """Path of the verified ``data.noun``, fetched and extracted on first use.
+def default_archives() -> tuple[str, ...]:
+    """``$KUBERANK_DEBIAN_MIRROR`` (default deb.debian.org), then archive.debian.org, where
+    Debian moves the pool of a release it retires."""
+    primary = (os.environ.get(MIRROR_ENV) or DEBIAN_ARCHIVE).rstrip("/")
+    return (primary,) if primary == DEBIAN_RETIRED else (primary, DEBIAN_RETIRED)
 
-    The .deb goes through ``kuberank-fetch``'s downloader (resumable, SHA-256 verified); a
-    mirror serving other bytes raises ``ChecksumMismatchError``, because a silently different
-    corpus would make the default model unreproducible.
-    """
+
+def candidate_urls(source: DebSource, archives: Sequence[str]) -> list[tuple[str, str]]:
+    """(url, sha256) in the order they are tried: every build from each archive in turn."""
+    return [(f"{base.rstrip('/')}/{package.pool_path}", package.sha256)
+            for base in archives for package in source.packages]
+
+
+class CorpusUnavailableError(RuntimeError):
+    """No pinned build of the package could be fetched and verified."""
+
+
+def _fetch_nouns(url: str, sha256: str, noun_sha256: str, folder: Path) -> bytes:
     from kuberank.fetcher.download import fetch_url
 
-    folder = (cache or cache_dir()) / "corpora" / Path(source.url).stem
+    deb = fetch_url(url, sha256, folder)
+    try:
+        nouns = extract_noun_data(deb.read_bytes())
+    finally:
+        deb.unlink()
+    if hashlib.sha256(nouns).hexdigest() != noun_sha256:
+        raise ValueError(f"its {NOUN_MEMBER} does not have the pinned sha256")
+    return nouns
+
+
+def noun_data_path(cache: Path | None = None, source: DebSource = WORDNET_DEB,
+                   archives: Sequence[str] | None = None) -> Path:
+    """Path of the verified ``data.noun``, fetched and extracted on first use.
+
+    Each .deb goes through ``kuberank-fetch``'s downloader (resumable, SHA-256 verified). A build
+    that is gone, unreachable or not the pinned bytes is reported and the next one tried;
+    nothing is cached unless the noun file has the pinned digest, because a silently different
+    corpus would make the default model unreproducible. ``archives`` defaults to
+    ``default_archives()``.
+    """
+    from kuberank.fetcher.errors import FetchError
+
+    folder = (cache or cache_dir()) / "corpora" / "wordnet-3.0-nouns"
     target = folder / "data.noun"
     if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == source.noun_sha256:
         return target
-    print(f"[kuberank-train] fetching {source.url}", file=sys.stderr, flush=True)
-    deb = fetch_url(source.url, source.sha256, folder)
-    nouns = extract_noun_data(deb.read_bytes())
-    if hashlib.sha256(nouns).hexdigest() != source.noun_sha256:
-        raise RuntimeError(f"{NOUN_MEMBER} in {source.url} does not have the pinned sha256")
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(nouns)
-    deb.unlink()
-    return target
+    failures: list[str] = []
+    for url, sha256 in candidate_urls(source, archives or default_archives()):
+        print(f"[kuberank-train] fetching {url}", file=sys.stderr, flush=True)
+        try:
+            nouns = _fetch_nouns(url, sha256, source.noun_sha256, folder)
+        except (FetchError, ValueError) as err:
+            failures.append(f"{url}: {err}")
+            print(f"[kuberank-train] {failures[-1]}; trying the next build", file=sys.stderr,
+                  flush=True)
+            continue
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(nouns)
+        return target
+    raise CorpusUnavailableError(
+        "no pinned build of Debian's wordnet-base could be fetched and verified (set "
+        f"{MIRROR_ENV} to a Debian mirror this machine reaches):\n  " + "\n  ".join(failures))
 
 
 def load_nouns(cache: Path | None = None) -> list[Synset]:
