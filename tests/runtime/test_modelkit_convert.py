@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from kuberank.modelkit.build import build_tiny_hf, ensure_tiny, minilm_source_di
 from kuberank.modelkit.check import SAMPLE_PAIRS, LlamaRanker, compare
 from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.hparams import UnsupportedModelError
+from kuberank.modelkit.wordnet import WORDNET_DEB
 
 pytestmark = pytest.mark.runtime
 
@@ -106,6 +110,30 @@ def test_cli_convert_reports_a_missing_directory_with_exit_code_2(
 ) -> None:
     assert cli.main(["convert", str(tmp_path / "nope"), str(tmp_path / "x.gguf")]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_cli_build_without_a_reachable_wordnet_names_each_url_and_changes_nothing(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(empty))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:  # answers 404 to everything
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        mirror = f"http://127.0.0.1:{server.server_address[1]}/debian"
+        monkeypatch.setenv("KUBERANK_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setenv("KUBERANK_DEBIAN_MIRROR", mirror)
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in models_dir.iterdir())
+        assert cli.main(["build", "--out", str(models_dir)]) == 2
+        server.shutdown()
+    err = capsys.readouterr().err
+    assert "error: no pinned build of Debian's wordnet-base" in err
+    for package in WORDNET_DEB.packages:
+        assert f"{mirror}/{package.pool_path}: GET" in err
+    assert "archive.debian.org" not in err  # a configured mirror is the only place asked
+    assert not list((tmp_path / "cache").rglob("data.noun"))
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in models_dir.iterdir()) == before
 
 
 def test_cli_convert_writes_a_loadable_gguf(tmp_path: Path, minilm_hf_dir: Path) -> None:

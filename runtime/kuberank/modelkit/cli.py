@@ -12,6 +12,7 @@ from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm, ensure_tiny
 from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.hparams import UnsupportedModelError
+from kuberank.modelkit.wordnet import CorpusUnavailableError, noun_data_path
 from kuberank.modelkit.writer import DTYPES
 
 
@@ -26,6 +27,9 @@ def _build_default(out_dir: Path) -> None:
     except ImportError as err:  # the trainer needs the dev extra (torch, transformers)
         _log(f"default model trainer not available ({err}); skipping the default model")
         return
+    # Fetched even when the model is cached: the model's tests check the held-out sets against
+    # this corpus, and tests never download.
+    _log(f"WordNet nouns: {noun_data_path()}")
     _log(f"default model: {train.build_default_model(out_dir)}")
 
 
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = convert_hf_dir(args.hf_dir, args.out, dtype=args.dtype)
         _log(f"wrote {out}")
         return 0
-    except (UnsupportedModelError, FileNotFoundError) as err:
+    except (UnsupportedModelError, FileNotFoundError, CorpusUnavailableError) as err:
         _log(f"error: {err}")
         return 2
 

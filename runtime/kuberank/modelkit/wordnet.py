@@ -169,10 +169,11 @@ def extract_noun_data(deb: bytes) -> bytes:
 
 
 def default_archives() -> tuple[str, ...]:
-    """``$KUBERANK_DEBIAN_MIRROR`` (default deb.debian.org), then archive.debian.org, where
-    Debian moves the pool of a release it retires."""
-    primary = (os.environ.get(MIRROR_ENV) or DEBIAN_ARCHIVE).rstrip("/")
-    return (primary,) if primary == DEBIAN_RETIRED else (primary, DEBIAN_RETIRED)
+    """``$KUBERANK_DEBIAN_MIRROR`` alone when set (a site without Internet access would only
+    wait on the public archives); else deb.debian.org, then archive.debian.org, where Debian
+    moves the pool of a release it retires."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
+    return (mirror,) if mirror else (DEBIAN_ARCHIVE, DEBIAN_RETIRED)
 
 
 def candidate_urls(source: DebSource, archives: Sequence[str]) -> list[tuple[str, str]]:
@@ -228,8 +229,8 @@ def noun_data_path(cache: Path | None = None, source: DebSource = WORDNET_DEB,
             tmp.write_bytes(nouns)
         return target
     raise CorpusUnavailableError(
-        "no pinned build of Debian's wordnet-base could be fetched and verified (set "
-        f"{MIRROR_ENV} to a Debian mirror this machine reaches):\n  " + "\n  ".join(failures))
+        "no pinned build of Debian's wordnet-base could be fetched and verified (point "
+        f"{MIRROR_ENV} at a Debian mirror this machine reaches):\n  " + "\n  ".join(failures))
 
 
 def load_nouns(cache: Path | None = None) -> list[Synset]:
