@@ -27,8 +27,6 @@ from kuberank.modelkit.atomic import atomic_path
 from kuberank.modelkit.paths import cache_dir
 
 NOUN_MEMBER = "./usr/share/wordnet/data.noun"
-
-
 DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
 # Where Debian moves a release's pool when it retires the release (bookworm's build lives on there).
 DEBIAN_RETIRED = "http://archive.debian.org/debian"
