@@ -153,7 +153,7 @@ def test_archives_are_debian_then_its_retired_releases_or_the_configured_mirror_
     assert default_archives() == ("http://mirror.internal/debian",)
 
 
-def test_the_pinned_builds_are_distinct_and_share_one_noun_file() -> None:
+def test_the_pinned_builds_are_distinct_packages() -> None:
     paths = [p.pool_path for p in WORDNET_DEB.packages]
     assert len(set(paths)) == len(paths) >= 2
     assert len({p.sha256 for p in WORDNET_DEB.packages}) == len(paths)
