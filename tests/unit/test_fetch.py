@@ -72,6 +72,14 @@ def server() -> Iterator[FileServer]:
         srv.server_close()
 
 
+@pytest.fixture(autouse=True)
+def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the CLI writes its pod termination message; never the host's /dev."""
+    path = tmp_path / "termination-log"
+    monkeypatch.setenv("KUBERANK_TERMINATION_LOG", str(path))
+    return path
+
+
 def _url(srv: FileServer, path: str = "/m.gguf") -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}{path}"
 
@@ -103,27 +111,40 @@ def test_url_fetch_resumes_after_a_dropped_connection(server: FileServer, tmp_pa
 
 
 def test_checksum_mismatch_fails_clearly_and_leaves_nothing(
-    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path
 ) -> None:
     wrong = "0" * 64
+    dest = tmp_path / "fetched"
     with pytest.raises(ChecksumMismatchError, match="sha256 mismatch"):
-        fetch_url(_url(server), wrong, tmp_path)
-    assert not any(tmp_path.iterdir())
-    term = tmp_path / "termination-log"
-    os.environ["KUBERANK_TERMINATION_LOG"] = str(term)
-    try:
-        rc = main(["url", "--url", _url(server), "--sha256", wrong, "--dest", str(tmp_path / "d")])
-    finally:
-        del os.environ["KUBERANK_TERMINATION_LOG"]
+        fetch_url(_url(server), wrong, dest)
+    assert not any(dest.iterdir())
+    term = termination_log
+    rc = main(["url", "--url", _url(server), "--sha256", wrong, "--dest", str(tmp_path / "d")])
     assert rc == 1
     assert "sha256 mismatch" in capsys.readouterr().err
     assert "expected " + wrong in term.read_text()
+    assert term.read_text().endswith("check spec.source.url.sha256 or the file on the server")
     assert not (tmp_path / "d" / "model.gguf").exists()
 
 
-def test_http_error_is_a_fetch_error(server: FileServer, tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match="HTTP 404"):
+def test_http_error_is_a_fetch_error_that_names_no_spec_field(
+    server: FileServer, tmp_path: Path
+) -> None:
+    with pytest.raises(FetchError, match="HTTP 404") as caught:
         fetch_url(_url(server, "/missing.gguf"), SHA, tmp_path)
+    assert "spec." not in str(caught.value)  # callers without a RerankModel reuse fetch_url
+
+
+def test_cli_http_error_points_at_the_url_field(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path
+) -> None:
+    url = _url(server, "/missing.gguf")
+    rc = main(["url", "--url", url, "--sha256", SHA, "--dest", str(tmp_path / "d")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"GET {url}: HTTP 404; check spec.source.url.url" in err
+    assert termination_log.read_text().endswith("check spec.source.url.url")
+    assert not (tmp_path / "d" / "model.gguf").exists()
 
 
 def test_unreachable_server_gives_up_after_attempts(tmp_path: Path) -> None:
@@ -145,10 +166,11 @@ def test_pvc_path_is_symlinked_or_copied(tmp_path: Path) -> None:
 
 
 def test_missing_pvc_file_fails_with_the_path(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path
 ) -> None:
     assert main(["pvc", "--path", str(tmp_path / "nope.gguf"), "--dest", str(tmp_path)]) == 1
     assert "nope.gguf not found" in capsys.readouterr().err
+    assert termination_log.read_text().endswith("check spec.source.pvc.path")
 
 
 def test_names_and_globs() -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from kuberank.fetcher.download import fetch_url
-from kuberank.fetcher.errors import FetchError
+from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
 from kuberank.fetcher.files import copy_into, point_link
 from kuberank.fetcher.huggingface import fetch_hf
 
@@ -40,11 +40,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fetch_spec_url(url: str, sha256: str, dest: Path) -> Path:
+    """fetch_url, with its failure pointing at the RerankModel field to check.
+
+    The hint lives here, not in fetch_url, because other callers (the WordNet corpus fetch)
+    have no RerankModel spec.
+    """
+    try:
+        return fetch_url(url, sha256, dest)
+    except ChecksumMismatchError as err:
+        raise ChecksumMismatchError(
+            f"{err}; check spec.source.url.sha256 or the file on the server") from err
+    except FetchError as err:
+        raise FetchError(f"{err}; check spec.source.url.url") from err
+
+
 def run(args: argparse.Namespace) -> Path:
     dest: Path = args.dest
     dest.mkdir(parents=True, exist_ok=True)
     if args.source == "url":
-        target = fetch_url(args.url, args.sha256.lower(), dest)
+        target = _fetch_spec_url(args.url, args.sha256.lower(), dest)
     elif args.source == "hf":
         target = fetch_hf(args.repo, args.file, args.revision, dest)
     else:

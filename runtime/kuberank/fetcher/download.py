@@ -89,8 +89,7 @@ def fetch_url(
     if actual != sha256:
         part.unlink(missing_ok=True)
         raise ChecksumMismatchError(
-            f"sha256 mismatch for {url}: expected {sha256}, got {actual}; "
-            "check spec.source.url.sha256 or the file on the server"
+            f"sha256 mismatch for {url}: expected {sha256}, got {actual}"
         )
     part.replace(final)
     log.info("%s verified (sha256 %s)", final.name, sha256[:12])
@@ -113,7 +112,7 @@ def _download(http: httpx.Client, url: str, part: Path) -> None:
         elif resp.status_code == 200:
             mode, offset = "wb", 0
         else:
-            raise FetchError(f"GET {url}: HTTP {resp.status_code}; check spec.source.url.url")
+            raise FetchError(f"GET {url}: HTTP {resp.status_code}")
         length = resp.headers.get("content-length")
         total = offset + int(length) if length and length.isdigit() else None
         progress = Progress(part.name.removesuffix(".part"))
