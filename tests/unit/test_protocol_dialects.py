@@ -108,6 +108,34 @@ def test_schema_violations_are_422(fields: dict[str, Any]) -> None:
         parse_request(Dialect.JINA, body(**fields))
 
 
+@pytest.mark.parametrize(
+    ("document", "got"),
+    [
+        (None, "null"),
+        (7, "a number"),
+        (True, "a boolean"),
+        (["a"], "an array"),
+        ({"content": "a"}, "an object without a string 'text'"),
+        ({"text": 3}, "an object without a string 'text'"),
+    ],
+)
+def test_a_bad_document_is_named_once_with_what_was_sent(document: Any, got: str) -> None:
+    with pytest.raises(Unprocessable) as info:
+        parse_request(Dialect.JINA, body(query="q", documents=["ok", document]))
+    assert info.value.message == (
+        f"documents[1] must be a string or an object with a string 'text', got {got}"
+    )
+
+
+def test_several_problems_are_counted_not_listed() -> None:
+    with pytest.raises(Unprocessable) as info:
+        parse_request(Dialect.COHERE, body(query=5, documents=[None, 1], top_n="2"))
+    assert info.value.message == "query: Input should be a valid string (and 3 more errors)"
+    with pytest.raises(Unprocessable) as info:
+        parse_request(Dialect.JINA, body(query="q", documents=["a"], top_n="2", normalize=1))
+    assert info.value.message.endswith("(and 1 more error)")
+
+
 @pytest.mark.parametrize("raw", [b"[]", b"42", b"null", b'"q"'])
 def test_non_object_body_is_422(raw: bytes) -> None:
     with pytest.raises(Unprocessable):

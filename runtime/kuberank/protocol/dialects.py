@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from kuberank.protocol.errors import BadRequest, Unprocessable
-from kuberank.protocol.schemas import CohereRequest, Document, JinaRequest, TeiRequest
+from kuberank.protocol.schemas import CohereRequest, Document, JinaRequest, TeiRequest, TextObject
 from pydantic import ValidationError
 
 # A request with more documents than this is refused even when no limit is configured: it keeps
@@ -147,9 +147,42 @@ def _check_encodable(request: RerankRequest) -> None:
                              code="invalid_utf8") from None
 
 
+# Pydantic tags each failed branch of ``Document`` (str | TextObject) with the branch's name.
+_DOCUMENT_BRANCHES = frozenset({"str", TextObject.__name__})
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object without a string 'text'"
+    return "an array" if isinstance(value, list) else type(value).__name__
+
+
 def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']}" + (
-        f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-    )
+    """The first problem in words a client can act on, plus how many more there are.
+
+    A document that is neither a string nor ``{"text": ...}`` fails both union branches; that is
+    one problem, said once ("documents[1] must be ..."), not two pydantic messages.
+    """
+    problems: list[str] = []
+    seen_documents: set[tuple[Any, ...]] = set()
+    for error in exc.errors():
+        loc = error["loc"]
+        if len(loc) >= 3 and loc[2] in _DOCUMENT_BRANCHES:
+            if loc[:2] in seen_documents:
+                continue
+            seen_documents.add(loc[:2])
+            # The str branch comes first and carries the document itself as its input.
+            got = _json_kind(error["input"]) if loc[2] == "str" else "another value"
+            problems.append(f"{loc[0]}[{loc[1]}] must be a string or an object with a string "
+                            f"'text', got {got}")
+        else:
+            where = ".".join(str(p) for p in loc) or "body"
+            problems.append(f"{where}: {error['msg']}")
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
