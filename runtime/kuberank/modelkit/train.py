@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ from kuberank.modelkit.gloss_pairs import gloss_pairs, gloss_texts
 from kuberank.modelkit.heldout import HARD_HELDOUT_PATH, leaked_into, load_heldout
 from kuberank.modelkit.pairs import Pair, make_pairs
 from kuberank.modelkit.paths import DEFAULT, models_dir
+from kuberank.modelkit.progress import train_log
 from kuberank.modelkit.teacher import Group, encode, grade_missing, mine_groups
 from kuberank.modelkit.wordnet import NOUN_SHA256, Synset, load_nouns
 
@@ -107,10 +107,6 @@ def cached_fingerprint(out_dir: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _log(message: str) -> None:
-    print(f"[kuberank-train] {message}", file=sys.stderr, flush=True)
-
-
 def _fix_threads() -> None:
     """Same intra-op split everywhere, for the teacher's embeddings as for training."""
     import torch
@@ -172,7 +168,7 @@ def training_groups(recipe: Recipe) -> tuple[list[Group], dict[str, Any]]:
                              ("wordnet", len(word_pairs), max(n_words, recipe.negative_pool))):
         if have < need:
             raise RuntimeError(f"{name} gave {have} pairs, recipe needs {need}")
-    _log(f"corpora: Python {corpus.python} stdlib docs ({len(corpus.docs)} texts, "
+    train_log(f"corpora: Python {corpus.python} stdlib docs ({len(corpus.docs)} texts, "
          f"{len(doc_pairs)} pairs), WordNet 3.0 nouns ({len(word_pairs)} pairs); "
          f"teacher-grading {n_docs} + {n_words} queries, {n_facets} aspect questions")
     started = time.monotonic()
@@ -181,7 +177,7 @@ def training_groups(recipe: Recipe) -> tuple[list[Group], dict[str, Any]]:
               *_graded(word_pairs, n_words, recipe.negative_pool, rng),
               *_facet_groups(nouns, n_facets)]
     groups.sort(key=lambda g: hashlib.sha256(g.query.encode()).hexdigest())
-    _log(f"teacher done in {time.monotonic() - started:.0f}s")
+    train_log(f"teacher done in {time.monotonic() - started:.0f}s")
     info = {"corpus": "python-stdlib-docs + wordnet-3.0-nouns", "python": corpus.python,
             "corpus_sha256": corpus.digest(), "corpus_texts": len(corpus.docs),
             "wordnet_sha256": NOUN_SHA256, "skipped_modules": corpus.skipped,
@@ -274,7 +270,7 @@ def fit(groups: Sequence[Group], recipe: Recipe, source: Path | None = None,
             elapsed = time.monotonic() - started
             eta = elapsed / (step + 1) * (recipe.steps - step - 1)
             recent = sum(losses[-10:]) / len(losses[-10:])
-            _log(f"step {step + 1}/{recipe.steps} loss {recent:.4f} "
+            train_log(f"step {step + 1}/{recipe.steps} loss {recent:.4f} "
                  f"{elapsed / (step + 1):.2f}s/step ETA {eta:.0f}s")
     model.eval()
     model.config.architectures = ["BertForSequenceClassification"]
@@ -303,9 +299,9 @@ def build_default_model(out_dir: Path, force: bool = False, recipe: Recipe | Non
     fingerprint = recipe_fingerprint(recipe)
     if target.is_file() and not force:
         if cached_fingerprint(out_dir) == fingerprint:
-            _log(f"{target} was built by this recipe; skipping (force to rebuild)")
+            train_log(f"{target} was built by this recipe; skipping (force to rebuild)")
             return target
-        _log(f"{target} was built by another recipe (or records none); rebuilding")
+        train_log(f"{target} was built by another recipe (or records none); rebuilding")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     groups, info = training_groups(recipe)
@@ -319,7 +315,7 @@ def build_default_model(out_dir: Path, force: bool = False, recipe: Recipe | Non
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     convert_hf_dir(final, target, dtype="f32")
-    _log(f"wrote {target} in {time.monotonic() - started:.0f}s total")
+    train_log(f"wrote {target} in {time.monotonic() - started:.0f}s total")
     return target
 
 

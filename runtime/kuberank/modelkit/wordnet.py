@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import re
-import sys
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from kuberank.modelkit.atomic import atomic_path
 from kuberank.modelkit.paths import cache_dir
+from kuberank.modelkit.progress import train_log
 
 NOUN_MEMBER = "./usr/share/wordnet/data.noun"
 DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
@@ -215,13 +215,12 @@ def noun_data_path(cache: Path | None = None, source: DebSource = WORDNET_DEB,
         return target
     failures: list[str] = []
     for url, sha256 in candidate_urls(source, archives or default_archives()):
-        print(f"[kuberank-train] fetching {url}", file=sys.stderr, flush=True)
+        train_log(f"fetching {url}")
         try:
             nouns = _fetch_nouns(url, sha256, source.noun_sha256, folder)
         except (FetchError, ValueError) as err:
             failures.append(f"{url}: {err}")
-            print(f"[kuberank-train] {failures[-1]}; trying the next build", file=sys.stderr,
-                  flush=True)
+            train_log(f"{failures[-1]}; trying the next build")
             continue
         with atomic_path(target) as tmp:
             tmp.write_bytes(nouns)
