@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import cohere
 import httpx
 import pytest
 import yaml
@@ -417,6 +418,23 @@ def test_gateway_forwards_all_three_dialects_to_the_runtime(tenant: Tenant) -> N
         key, {"model": SERVED, "query": "q", "documents": ["a", "b"], "top_n": 1}, path="/v2/rerank"
     )
     assert cohere.status_code == 200 and len(cohere.json()["results"]) == 1
+
+
+def test_cohere_sdk_reaches_the_model_through_the_gateway_with_its_key(tenant: Tenant) -> None:
+    """A real client library: Cohere's SDK sends the key as Bearer and parses our answers."""
+    key = served_tenant(tenant, models=[SERVED, "ghost"])
+    tenant.model("other", served="other")
+    docs = ["hi", "the giant panda is a bear native to China", "bamboo"]
+    sdk = cohere.ClientV2(api_key=key, base_url=tenant.gateway.url, timeout=30)
+    answer = sdk.rerank(model=SERVED, query="what is a panda?", documents=docs, top_n=2)
+    assert len(answer.results) == 2 and {r.index for r in answer.results} <= {0, 1, 2}
+    assert answer.results[0].relevance_score >= answer.results[1].relevance_score
+    for client_key, model, refused in ((generate_key(), SERVED, cohere.UnauthorizedError),
+                                       (key, "other", cohere.ForbiddenError),
+                                       (key, "ghost", cohere.NotFoundError)):
+        with pytest.raises(refused):
+            cohere.ClientV2(api_key=client_key, base_url=tenant.gateway.url, timeout=30).rerank(
+                model=model, query="q", documents=docs)
 
 
 def test_x_api_key_header_authenticates_like_bearer(tenant: Tenant) -> None:

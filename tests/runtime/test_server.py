@@ -4,66 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from serverkit import RUNTIME, Server
 
 pytestmark = pytest.mark.runtime
 
-RUNTIME = str(Path(sys.executable).with_name("kuberank-runtime"))
 DOCS = ["hi", "it is a bear", "The giant panda (Ailuropoda melanoleuca) is a bear of China."]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, model: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [RUNTIME, "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port),
-             "--threads", "1", *args],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.client = httpx.Client(base_url=self.url, timeout=60)
-
-    def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                if self.client.get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"runtime not healthy within {timeout}s")
-
-    def output(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        return out.decode(errors="replace")
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-        if self.proc.stdout:
-            self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
