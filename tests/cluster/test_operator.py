@@ -250,6 +250,26 @@ def test_edits_of_children_by_other_writers_are_reverted(
     assert after["metadata"]["labels"]["example.com/team"] == "search"
 
 
+def test_rollout_restart_is_kept_when_other_edits_are_reverted(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    ready_cpu_model(kubectl, wait_for, "restarted")
+    kubectl.run("rollout", "restart", "deployment/rrm-restarted")
+    kubectl.run("scale", "deployment", "rrm-restarted", "--replicas=2")
+
+    def stamp_after_revert() -> str | None:
+        d = kubectl.get("deployment", "rrm-restarted") or {}
+        if d.get("spec", {}).get("replicas") != 1:
+            return None
+        annotations = d["spec"]["template"]["metadata"].get("annotations") or {}
+        assert "kubectl.kubernetes.io/restartedAt" in annotations, annotations
+        return str(annotations["kubectl.kubernetes.io/restartedAt"])
+
+    stamp = wait_for("scale reverted", stamp_after_revert)
+    touch_and_wait_for_reconcile(kubectl, wait_for, "rrm", "restarted")
+    assert stamp_after_revert() == stamp
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -397,3 +417,28 @@ def test_operator_logs_json_serves_liveness_and_stops_gracefully(
     lines = [line for line in op.logs().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]
     assert any("reconcile" in r.get("message", "") for r in records)
+
+
+def test_metrics_scrapers_reach_runtime_pods_that_announce_their_metrics(
+    kubectl: Kubectl,
+    wait_for: Wait,
+    start_operator: Callable[..., OperatorProcess],
+    kubeconfig: Any,
+    namespace: str,
+    crds: object,
+    tmp_path: Any,
+) -> None:
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    op = start_operator(kubeconfig, namespace, tmp_path / "op.log",
+                        "--metrics-from", json.dumps([prometheus]))
+    try:
+        deployment = ready_cpu_model(kubectl, wait_for, "scraped")
+        policy = kubectl.get("networkpolicy", "rrm-scraped")
+    finally:
+        assert op.stop() == 0, op.logs()[-2000:]
+    assert policy is not None  # accepted by the API server's NetworkPolicy validation
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert prometheus in peers and len(peers) == 2
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8080"

@@ -1,3 +1,4 @@
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from kuberank.operator.builders.network import (
 )
 from kuberank.operator.builders.secret import build_secret, key_from_secret
 from kuberank.operator.settings import OperatorSettings, cpu_image
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
@@ -205,6 +207,39 @@ def test_network_policy_admits_gateway_and_optionally_the_namespace() -> None:
     opened = build_network_policy(OWNER, _spec(allowSameNamespace=True))["spec"]["ingress"][0]
     assert {"podSelector": {}} in opened["from"]
     assert opened["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_network_policy_admits_the_configured_metrics_scrapers_on_the_http_port() -> None:
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    prometheus = {"namespaceSelector": {"matchLabels": monitoring}}
+    rule = build_network_policy(OWNER, _spec(), [prometheus])["spec"]["ingress"][0]
+    assert prometheus in rule["from"] and len(rule["from"]) == 2
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_runtime_pods_carry_the_prometheus_scrape_annotations() -> None:
+    template = build_deployment(OWNER, _spec(), SETTINGS)["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
+    }
+    port = template["spec"]["containers"][0]["ports"][0]
+    assert port["containerPort"] == 8080
+
+
+def test_metrics_from_is_read_as_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"team": "observability"}}}
+    monkeypatch.setenv("KUBERANK_METRICS_FROM", json.dumps([peer]))
+    assert OperatorSettings().metrics_from == [peer]
+
+
+@pytest.mark.parametrize(
+    "peers", [[{}], [{"namespace": "monitoring"}], [{"podSelector": {}, "x": 1}]]
+)
+def test_metrics_from_refuses_what_is_not_a_network_policy_peer(peers: list[Any]) -> None:
+    with pytest.raises(ValidationError, match=r"metrics_from\[0\] must be a NetworkPolicyPeer"):
+        OperatorSettings(metrics_from=peers)
 
 
 def test_pdb_only_with_more_than_one_replica() -> None:

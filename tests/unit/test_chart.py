@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from kuberank.operator.builders.meta import labels as runtime_pod_labels
+from kuberank.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +27,12 @@ ALL_FEATURES = [
     "gateway.ingress.className=nginx",
     "--set",
     "gateway.autoscaling.enabled=true",
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.podMonitor.enabled=true",
 ]
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 
 
 def _tool(name: str) -> str:
@@ -88,6 +95,8 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("gateway.logLevel=loud", "value must be one of"),
         ("operator.watchNamespaces=team-a", "want array"),
         ("gateway.autoscaling.targetCPUUtilizationPercentage=150", "maximum"),
+        ("metrics.scrapeFrom[0].namespace=monitoring", "additional properties"),
+        ("metrics.serviceMonitor.interval=soon", "pattern"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:
@@ -117,6 +126,52 @@ def test_optional_ingress_carries_class_host_tls_and_annotations(helm: str) -> N
     )
     assert "replicas" not in gateway["spec"]  # the HPA owns the count
     assert any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
+
+
+def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -> None:
+    def paths(*extra: str) -> list[str]:
+        ingress = next(d for d in render(helm, *ALL_FEATURES, *extra) if d["kind"] == "Ingress")
+        return [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
+
+    assert paths() == ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/models"]
+    assert paths("--set", "gateway.ingress.path=/search/") == [
+        "/search/v1/rerank", "/search/v2/rerank", "/search/rerank", "/search/v1/models"]
+
+
+def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm: str) -> None:
+    docs = render(helm, *ALL_FEATURES, "--set", "metrics.serviceMonitor.labels.release=prom",
+                  "--set", "metrics.podMonitor.interval=15s")
+    service = next(d for d in docs if d["kind"] == "Service" and "gateway" in d["metadata"]["name"])
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    pods = next(d for d in docs if d["kind"] == "PodMonitor")["spec"]
+    assert pods["namespaceSelector"] == {"any": True}
+    assert pods["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert pods["selector"]["matchLabels"].items() <= runtime_pod_labels("bge").items()
+    scoped = render(helm, *ALL_FEATURES, "--set", "operator.watchNamespaces={a,b}")
+    assert next(d for d in scoped if d["kind"] == "PodMonitor")["spec"]["namespaceSelector"] == {
+        "matchNames": ["a", "b"]}
+
+
+def test_scrape_from_reaches_the_operator_and_the_narrowed_gateway_policy(helm: str) -> None:
+    docs = render(helm, "--set-json", f"metrics.scrapeFrom={json.dumps([PROMETHEUS])}",
+                  "--set-json", 'networkPolicy.gatewayFrom=[{"podSelector": {}}]')
+    operator = next(d for d in docs if d["kind"] == "Deployment" and "operator" in
+                    d["metadata"]["name"])
+    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    assert OperatorSettings(metrics_from=json.loads(env["KUBERANK_METRICS_FROM"])).metrics_from == [
+        PROMETHEUS]
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy" and "gateway" in
+                  d["metadata"]["name"])
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {}}, PROMETHEUS]
+    gateway = next(d for d in docs if d["kind"] == "Deployment" and "gateway" in
+                   d["metadata"]["name"])
+    assert gateway["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert not any(d["kind"] in ("ServiceMonitor", "PodMonitor") for d in docs)  # opt-in
 
 
 def test_defaults_render_no_ingress_no_hpa_and_one_operator(helm: str) -> None:

@@ -73,3 +73,22 @@ def test_a_reverted_child_gets_our_spec_and_labels_and_keeps_everything_else() -
     assert out["metadata"]["labels"] == {"team": "search", "kuberank.io/model": "x"}
     assert out["metadata"]["annotations"] == {"note": "kept"}
     assert "managedFields" not in out["metadata"] and "status" not in out
+
+
+def test_a_reverted_deployment_keeps_a_rollout_restart_stamp_and_nothing_else_foreign() -> None:
+    stamp = {"kubectl.kubernetes.io/restartedAt": "2026-11-26T07:00:00Z"}
+    live = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "rrm-x", "namespace": "ns", "resourceVersion": "7"},
+            "spec": {"replicas": 3, "template": {"metadata": {
+                "labels": {"a": "b"}, "annotations": {**stamp, "sidecar": "injected"}}}}}
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "rrm-x", "namespace": "ns", "labels": {}},
+               "spec": {"replicas": 1, "template": {"metadata": {
+                   "labels": {"a": "b"}, "annotations": {"prometheus.io/scrape": "true"}}}}}
+    out = reverted(live, desired)["spec"]
+    assert out["replicas"] == 1
+    assert out["template"]["metadata"]["annotations"] == {"prometheus.io/scrape": "true", **stamp}
+    assert desired["spec"]["template"]["metadata"]["annotations"] == {  # desired left untouched
+        "prometheus.io/scrape": "true"}
+    unstamped = {**live, "spec": {"replicas": 3}}
+    assert reverted(unstamped, desired)["spec"] == desired["spec"]

@@ -7,6 +7,7 @@ kopf finishes running handlers, then exits.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import kopf
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.settings import OperatorSettings
+from pydantic import ValidationError
 
 
 def _help(field: str) -> str:
@@ -21,6 +23,20 @@ def _help(field: str) -> str:
     info = OperatorSettings.model_fields[field]
     default = info.get_default(call_default_factory=True)
     return f"{info.description} [env KUBERANK_{field.upper()}; default {default!r}]"
+
+
+def _json_list(text: str) -> list[Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError("must be a JSON list")
+    return value
+
+
+def _problem(loc: tuple[int | str, ...], msg: str) -> str:
+    return f"{'.'.join(str(x) for x in loc)}: {msg.removeprefix('Value error, ')}"
 
 
 def parse_args(argv: list[str] | None) -> OperatorSettings:
@@ -32,10 +48,14 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     p.add_argument("--annotation-prefix", help=_help("annotation_prefix"))
     p.add_argument("--liveness-endpoint", help=_help("liveness_endpoint"))
     p.add_argument("--startup-timeout-s", type=int, help=_help("startup_timeout_s"))
+    p.add_argument("--metrics-from", type=_json_list, help=_help("metrics_from"))
     p.add_argument("--json-logs", action="store_true", default=None, help=_help("json_logs"))
     p.add_argument("--verbose", "-v", action="store_true", default=None, help=_help("verbose"))
     given = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
-    return OperatorSettings(**given)
+    try:
+        return OperatorSettings(**given)
+    except ValidationError as err:  # a flag or a KUBERANK_* variable: one line, exit 2
+        p.error("; ".join(_problem(e["loc"], e["msg"]) for e in err.errors()))
 
 
 def configure(settings: OperatorSettings, kopf_settings: kopf.OperatorSettings) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VERSION = "0.1.0"
+_PEER_FIELDS = {"podSelector", "namespaceSelector", "ipBlock"}
 
 
 class OperatorSettings(BaseSettings):
@@ -34,6 +37,24 @@ class OperatorSettings(BaseSettings):
     startup_timeout_s: int = Field(
         default=1800, ge=60, description="How long a model may take to fetch and load."
     )
+    metrics_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers (JSON list, e.g. the Prometheus namespace) that may "
+        "scrape the runtime pods' /metrics; empty admits only the gateway.",
+    )
+
+    @field_validator("metrics_from")
+    @classmethod
+    def _peers_only(cls, peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Refused at start, not by the API server on every model's NetworkPolicy later."""
+        for i, peer in enumerate(peers):
+            unknown = sorted(set(peer) - _PEER_FIELDS)
+            if not peer or unknown:
+                raise ValueError(
+                    f"metrics_from[{i}] must be a NetworkPolicyPeer with one or more of "
+                    f"{sorted(_PEER_FIELDS)}, got {sorted(peer) or 'an empty object'}"
+                )
+        return peers
 
 
 def cpu_image(image: str) -> str:

@@ -7,7 +7,14 @@ from typing import Any
 from kuberank.crd.rerankmodel import RerankModelSpec
 from kuberank.operator.builders.fetch import MODELS_DIR, SOURCE_DIR, fetch_args, fetch_env
 from kuberank.operator.builders.fetch import source_volume as build_source_volume
-from kuberank.operator.builders.meta import HTTP_PORT, Owner, child_name, metadata, selector
+from kuberank.operator.builders.meta import (
+    HTTP_PORT,
+    SCRAPE_ANNOTATIONS,
+    Owner,
+    child_name,
+    metadata,
+    selector,
+)
 from kuberank.operator.builders.meta import labels as model_labels
 from kuberank.operator.builders.runtime_env import runtime_env
 from kuberank.operator.settings import OperatorSettings, cpu_image
@@ -154,7 +161,10 @@ def build_deployment(
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {"labels": model_labels(owner.name)},
+                "metadata": {
+                    "labels": model_labels(owner.name),
+                    "annotations": dict(SCRAPE_ANNOTATIONS),
+                },
                 "spec": pod_spec,
             },
         },

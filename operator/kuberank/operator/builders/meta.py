@@ -11,6 +11,12 @@ RUNTIME_NAME = "kuberank-runtime"
 MODEL_LABEL = "kuberank.io/model"
 MANAGED_BY = "kuberank"
 HTTP_PORT = 8080
+# The de-facto convention Prometheus' kubernetes_sd relabelling (and most agents) read on pods.
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(HTTP_PORT),
+    "prometheus.io/path": "/metrics",
+}
 GATEWAY_LABELS = {
     "app.kubernetes.io/part-of": "kuberank",
     "app.kubernetes.io/component": "gateway",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kuberank.crd.rerankmodel import RerankModelSpec
@@ -28,11 +29,15 @@ def build_service(owner: Owner) -> dict[str, Any]:
     }
 
 
-def build_network_policy(owner: Owner, spec: RerankModelSpec) -> dict[str, Any]:
-    """Only gateway pods (any namespace) and, if allowed, same-namespace pods reach the runtime."""
+def build_network_policy(
+    owner: Owner, spec: RerankModelSpec, scrapers: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Only gateway pods (any namespace), metrics ``scrapers`` and, if allowed, same-namespace
+    pods reach the runtime."""
     peers: list[dict[str, Any]] = [
         {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(GATEWAY_LABELS)}}
     ]
+    peers.extend(scrapers)
     if spec.allow_same_namespace:
         peers.append({"podSelector": {}})
     return {

@@ -22,6 +22,8 @@ from kuberank.operator.status.pods import pod_problem
 from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
 from pydantic import ValidationError
 
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # written by `kubectl rollout restart`
+
 
 class InvalidSpecError(ValueError):
     """A spec the API server accepted but the operator cannot run; names the fields."""
@@ -49,7 +51,7 @@ def desired_children(
     children = [
         build_deployment(owner, spec, settings),
         build_service(owner),
-        build_network_policy(owner, spec),
+        build_network_policy(owner, spec, settings.metrics_from),
     ]
     return [*children, build_pdb(owner)] if wants_pdb(spec) else children
 
@@ -78,7 +80,24 @@ def reverted(live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     meta.pop("managedFields", None)
     meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"].get("labels", {})}
     return {"apiVersion": desired["apiVersion"], "kind": desired["kind"], "metadata": meta,
-            "spec": desired["spec"]}
+            "spec": _with_restart_stamp(desired["spec"], live.get("spec") or {})}
+
+
+def _with_restart_stamp(spec: dict[str, Any], live_spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` keeping a ``kubectl rollout restart`` stamp from the live pod template.
+
+    A restart is an operation, not a configuration change: dropping its stamp would roll the
+    pods a second time to undo it.
+    """
+    stamp = (((live_spec.get("template") or {}).get("metadata") or {}).get("annotations")
+             or {}).get(RESTARTED_AT)
+    if stamp is None or "template" not in spec:
+        return spec
+    template = dict(spec["template"])
+    meta = dict(template.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), RESTARTED_AT: stamp}
+    template["metadata"] = meta
+    return {**spec, "template": template}
 
 
 def revert_child(

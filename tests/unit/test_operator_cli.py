@@ -1,0 +1,43 @@
+"""kuberank-operator's flags and KUBERANK_* variables: parsed alike, refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kuberank.operator.cli import parse_args
+
+pytestmark = pytest.mark.unit
+
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+def test_metrics_from_flag_is_a_json_list_of_peers() -> None:
+    settings = parse_args(["--metrics-from", json.dumps([PROMETHEUS])])
+    assert settings.metrics_from == [PROMETHEUS]
+    assert parse_args([]).metrics_from == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--metrics-from", "{"], {}, "argument --metrics-from: not JSON"),
+        (["--metrics-from", "{}"], {}, "argument --metrics-from: must be a JSON list"),
+        ([], {"KUBERANK_METRICS_FROM": '[{"namespace": "monitoring"}]'},
+         "metrics_from: metrics_from[0] must be a NetworkPolicyPeer"),
+        ([], {"KUBERANK_STARTUP_TIMEOUT_S": "5"},
+         "startup_timeout_s: Input should be greater than or equal to 60"),
+    ],
+    ids=["flag-not-json", "flag-not-a-list", "env-not-a-peer", "env-out-of-range"],
+)
+def test_bad_settings_exit_2_with_one_line_naming_the_setting(
+    argv: list[str], env: dict[str, str], message: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("kuberank-operator: error: ") and message in error
