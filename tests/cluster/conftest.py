@@ -137,9 +137,12 @@ def start_operator(kubeconfig: Path, namespace: str, log: Path, *extra: str) -> 
     return op
 
 
-@pytest.fixture(name="start_operator")
-def start_operator_fixture() -> Callable[..., OperatorProcess]:
-    return start_operator
+@pytest.fixture
+def operator_with(
+    kubeconfig: Path, namespace: str, crds: Path, tmp_path: Path
+) -> Callable[..., OperatorProcess]:
+    """Start the real operator on the test namespace with extra flags; the test stops it."""
+    return lambda *flags: start_operator(kubeconfig, namespace, tmp_path / "op.log", *flags)
 
 
 @pytest.fixture

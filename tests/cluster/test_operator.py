@@ -392,15 +392,9 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
 
 
 def test_operator_logs_json_serves_liveness_and_stops_gracefully(
-    kubectl: Kubectl,
-    wait_for: Wait,
-    start_operator: Callable[..., OperatorProcess],
-    kubeconfig: Any,
-    namespace: str,
-    crds: object,
-    tmp_path: Any,
+    kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]
 ) -> None:
-    op = start_operator(kubeconfig, namespace, tmp_path / "op.log", "--json-logs")
+    op = operator_with("--json-logs")
     try:
         kubectl.apply(
             {
@@ -420,17 +414,10 @@ def test_operator_logs_json_serves_liveness_and_stops_gracefully(
 
 
 def test_metrics_scrapers_reach_runtime_pods_that_announce_their_metrics(
-    kubectl: Kubectl,
-    wait_for: Wait,
-    start_operator: Callable[..., OperatorProcess],
-    kubeconfig: Any,
-    namespace: str,
-    crds: object,
-    tmp_path: Any,
+    kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]
 ) -> None:
     prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
-    op = start_operator(kubeconfig, namespace, tmp_path / "op.log",
-                        "--metrics-from", json.dumps([prometheus]))
+    op = operator_with("--metrics-from", json.dumps([prometheus]))
     try:
         deployment = ready_cpu_model(kubectl, wait_for, "scraped")
         policy = kubectl.get("networkpolicy", "rrm-scraped")
