@@ -34,7 +34,7 @@ def monitoring_crds(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) 
     proc = subprocess.run(
         ["go", "mod", "download", "-json", PROMETHEUS_OPERATOR],
         cwd=tmp_path_factory.mktemp("gomod"), capture_output=True, text=True, timeout=300,
-        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folder = Path(json.loads(proc.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
