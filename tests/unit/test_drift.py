@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kuberank.operator.drift import foreign_spec_edits, needs_repair
-from kuberank.operator.reconcilers.rerankmodel import reverted
+from kuberank.operator.drift import foreign_spec_edits, needs_repair, reverted
 
 pytestmark = pytest.mark.unit
 

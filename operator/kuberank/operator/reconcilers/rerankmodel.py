@@ -15,14 +15,13 @@ from kuberank.operator.builders.network import (
     build_service,
     wants_pdb,
 )
+from kuberank.operator.drift import reverted
 from kuberank.operator.kube import Kube, Ref
 from kuberank.operator.reconcilers import publish
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.pods import pod_problem
 from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
 from pydantic import ValidationError
-
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # written by `kubectl rollout restart`
 
 
 class InvalidSpecError(ValueError):
@@ -66,38 +65,6 @@ def apply_children(
         kube.delete(
             Ref("policy/v1", "PodDisruptionBudget", owner.namespace, child_name(owner.name))
         )
-
-
-def reverted(live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """``live`` with the operator's spec and labels put back (pure), for a full replace.
-
-    Server-side apply cannot undo everything another writer did: fields it added stay theirs,
-    and a list item it re-keyed (a Service port with another number) collides with ours. A
-    replace of the whole spec does, guarded by the live resourceVersion; other writers' labels
-    and annotations are kept.
-    """
-    meta = dict(live["metadata"])
-    meta.pop("managedFields", None)
-    meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"].get("labels", {})}
-    return {"apiVersion": desired["apiVersion"], "kind": desired["kind"], "metadata": meta,
-            "spec": _with_restart_stamp(desired["spec"], live.get("spec") or {})}
-
-
-def _with_restart_stamp(spec: dict[str, Any], live_spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` keeping a ``kubectl rollout restart`` stamp from the live pod template.
-
-    A restart is an operation, not a configuration change: dropping its stamp would roll the
-    pods a second time to undo it.
-    """
-    stamp = (((live_spec.get("template") or {}).get("metadata") or {}).get("annotations")
-             or {}).get(RESTARTED_AT)
-    if stamp is None or "template" not in spec:
-        return spec
-    template = dict(spec["template"])
-    meta = dict(template.get("metadata") or {})
-    meta["annotations"] = {**(meta.get("annotations") or {}), RESTARTED_AT: stamp}
-    template["metadata"] = meta
-    return {**spec, "template": template}
 
 
 def revert_child(
