@@ -169,8 +169,8 @@ def training_groups(recipe: Recipe) -> tuple[list[Group], dict[str, Any]]:
         if have < need:
             raise RuntimeError(f"{name} gave {have} pairs, recipe needs {need}")
     train_log(f"corpora: Python {corpus.python} stdlib docs ({len(corpus.docs)} texts, "
-         f"{len(doc_pairs)} pairs), WordNet 3.0 nouns ({len(word_pairs)} pairs); "
-         f"teacher-grading {n_docs} + {n_words} queries, {n_facets} aspect questions")
+              f"{len(doc_pairs)} pairs), WordNet 3.0 nouns ({len(word_pairs)} pairs); "
+              f"teacher-grading {n_docs} + {n_words} queries, {n_facets} aspect questions")
     started = time.monotonic()
     rng = random.Random(recipe.seed)
     groups = [*_graded(doc_pairs, n_docs, recipe.negative_pool, rng),
@@ -271,7 +271,7 @@ def fit(groups: Sequence[Group], recipe: Recipe, source: Path | None = None,
             eta = elapsed / (step + 1) * (recipe.steps - step - 1)
             recent = sum(losses[-10:]) / len(losses[-10:])
             train_log(f"step {step + 1}/{recipe.steps} loss {recent:.4f} "
-                 f"{elapsed / (step + 1):.2f}s/step ETA {eta:.0f}s")
+                      f"{elapsed / (step + 1):.2f}s/step ETA {eta:.0f}s")
     model.eval()
     model.config.architectures = ["BertForSequenceClassification"]
     facts = {"train_seconds": round(time.monotonic() - started, 1), "threads": THREADS,
