@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kuberank.operator.builders.meta import labels as runtime_pod_labels
 from kuberank.operator.settings import OperatorSettings
+from kuberank.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.unit
 
@@ -136,6 +137,13 @@ def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -
     assert paths() == ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/models"]
     assert paths("--set", "gateway.ingress.path=/search/") == [
         "/search/v1/rerank", "/search/v2/rerank", "/search/rerank", "/search/v1/models"]
+
+
+def test_ingress_paths_are_the_gateways_dialects_and_model_list(helm: str) -> None:
+    """The chart lists the paths by hand: a new dialect must be added there too."""
+    ingress = next(d for d in render(helm, *ALL_FEATURES) if d["kind"] == "Ingress")
+    paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {d.value for d in Dialect} | {"/v1/models"}
 
 
 def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm: str) -> None:
