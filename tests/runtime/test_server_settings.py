@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from kuberank.runtime.cli import parse_settings
 from kuberank.runtime.settings import load_settings
 from pydantic import ValidationError
 
@@ -38,8 +39,40 @@ def test_defaults_serve_the_file_name_with_batch_equal_to_context() -> None:
     assert s.overflow == "truncate" and s.normalize is False
 
 
+def test_queue_holds_the_largest_request_by_default() -> None:
+    assert load_settings([]).effective_max_queued_pairs == 8192
+    assert load_settings(["--max-documents", "10000"]).effective_max_queued_pairs == 10000
+    assert load_settings(["--max-queued-pairs", "64", "--max-documents", "64"]
+                         ).effective_max_queued_pairs == 64
+
+
 @pytest.mark.parametrize("argv", [["--overflow", "drop"], ["--port", "http"],
-                                  ["--flash-attn", "maybe"], ["--max-documents", "0"]])
+                                  ["--flash-attn", "maybe"], ["--max-documents", "0"],
+                                  ["--max-queued-pairs", "10", "--max-documents", "11"]])
 def test_invalid_settings_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValidationError):
         load_settings(argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--max-documents", "0"], {},
+         "max_documents: Input should be greater than or equal to 1"),
+        ([], {"KUBERANK_OVERFLOW": "drop"}, "overflow: Input should be 'truncate' or 'reject'"),
+        (["--max-queued-pairs", "10", "--max-documents", "11"], {},
+         "settings: max_queued_pairs (10) must be at least max_documents (11)"),
+    ],
+    ids=["flag-out-of-range", "env-not-a-choice", "queue-smaller-than-a-request"],
+)
+def test_bad_settings_exit_2_with_one_line_naming_the_setting(
+    argv: list[str], env: dict[str, str], message: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        parse_settings(argv)
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"kuberank-runtime: error: {message}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from kuberank.gateway.cli import parse_settings
 from kuberank.gateway.settings import GatewaySettings
 from pydantic import ValidationError
 from pydantic_settings import CliApp
@@ -48,3 +49,25 @@ def test_nonsense_limits_are_refused() -> None:
         GatewaySettings(max_documents=0)
     with pytest.raises(ValidationError):
         GatewaySettings(upstream_timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--max-documents", "0"], {},
+         "max_documents: Input should be greater than or equal to 1"),
+        ([], {"KUBERANK_GATEWAY_UPSTREAM_TIMEOUT": "0"},
+         "upstream_timeout: Input should be greater than 0"),
+    ],
+    ids=["flag-out-of-range", "env-out-of-range"],
+)
+def test_bad_settings_exit_2_with_one_line_naming_the_setting(
+    argv: list[str], env: dict[str, str], message: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        parse_settings(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == f"kuberank-gateway: error: {message}"

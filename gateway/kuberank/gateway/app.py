@@ -26,6 +26,7 @@ from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
 from kuberank.protocol.body import read_body
 from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
+from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
     ApiError,
     Forbidden,
@@ -207,8 +208,12 @@ async def _rerank(
         )
 
     assert gateway.upstream is not None, "upstream is created in the lifespan"
-    answer = await gateway.upstream.forward(
-        route, endpoints, dialect.value, body, request.headers.get("x-request-id")
+    # A client that leaves closes the upstream connection too, so the runtime stops scoring.
+    answer = await unless_client_leaves(
+        request,
+        gateway.upstream.forward(
+            route, endpoints, dialect.value, body, request.headers.get("x-request-id")
+        ),
     )
     if answer.status == 200:
         tokens = usage_tokens(answer.body, answer.usage_header)

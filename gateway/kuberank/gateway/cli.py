@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 from kuberank.gateway.app import create_app
 from kuberank.gateway.settings import GatewaySettings
+from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 
+def parse_settings(argv: list[str] | None) -> GatewaySettings:
+    """Flags over KUBERANK_GATEWAY_* variables; a bad value exits 2 with one line naming it."""
+    try:
+        return CliApp.run(GatewaySettings, cli_args=argv)
+    except ValidationError as err:
+        problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        print(f"kuberank-gateway: error: {'; '.join(problems)}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = CliApp.run(GatewaySettings, cli_args=argv)
+    settings = parse_settings(argv)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

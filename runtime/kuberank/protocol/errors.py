@@ -75,6 +75,17 @@ class RateLimited(ApiError):  # noqa: N818 - names read as HTTP statuses
     default_code = "rate_limited"
 
 
+class ClientClosedRequest(ApiError):  # noqa: N818 - names read as HTTP statuses
+    """The client closed its connection before the answer was ready.
+
+    Nobody receives this response; the status (nginx's 499) is for metrics and logs.
+    """
+
+    status = 499
+    type = "invalid_request_error"
+    default_code = "client_closed_request"
+
+
 class InternalError(ApiError):
     """A bug or engine failure; the process keeps serving."""
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from kuberank.protocol.body import read_body
 from kuberank.protocol.dialects import Dialect, RerankRequest, parse_request
+from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
     ApiError,
     ModelNotFound,
@@ -47,7 +48,7 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
             raise ModelNotFound(f"model {parsed.model!r} is not served here; this runtime "
                                 f"serves {settings.effective_served_name!r}")
         metrics.documents.observe(len(parsed.documents))
-        scored = await engine.rerank(parsed)
+        scored = await unless_client_leaves(request, engine.rerank(parsed))
         metrics.tokens.inc(scored.prompt_tokens)
         metrics.truncations.inc(scored.truncated)
         body = shape_response(parsed, scored.scores, model=settings.effective_served_name,

@@ -11,16 +11,23 @@ from collections.abc import Sequence
 import uvicorn
 from kuberank.runtime.app import create_app
 from kuberank.runtime.engine import Engine
-from kuberank.runtime.settings import load_settings
+from kuberank.runtime.settings import RuntimeSettings, build_parser, load_settings
 from pydantic import ValidationError
+
+
+def parse_settings(argv: Sequence[str] | None) -> RuntimeSettings:
+    """Flags over KUBERANK_* variables; a bad value exits 2 with one line naming it."""
+    try:
+        return load_settings(argv)
+    except ValidationError as exc:
+        problems = (f"{'.'.join(map(str, e['loc'])) or 'settings'}: "
+                    f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        build_parser().error("; ".join(problems))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = load_settings(argv)
-    except ValidationError as exc:
-        sys.exit(f"kuberank-runtime: invalid settings:\n{exc}")
+    settings = parse_settings(argv)
 
     def stop_on_failure(_: BaseException) -> None:
         # A pod that cannot load its model must exit so Kubernetes reports CrashLoopBackOff.

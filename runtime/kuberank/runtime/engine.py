@@ -117,7 +117,7 @@ class Engine:
         try:
             scores = await job.future
         except asyncio.CancelledError:
-            job.abandoned = True  # the client went away: skip its remaining pairs
+            job.abandoned = True  # the client went away: the owner thread skips what is left
             raise
         return Scored(scores, sum(len(p) for p in pairs), truncated)
 
@@ -136,7 +136,7 @@ class Engine:
 
     def _submit(self, job: _Job) -> None:
         with self._lock:
-            if self._queued + len(job.pairs) > self.settings.max_queued_pairs:
+            if self._queued + len(job.pairs) > self.settings.effective_max_queued_pairs:
                 wait = max(1, round(self._queued * self._decode_seconds))
                 raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
                                   code="queue_full", retry_after=wait)
@@ -210,6 +210,7 @@ class Engine:
             if job.abandoned or job.future.done():
                 pending.popleft()
                 self._dequeued(1)
+                self.metrics.skipped_pairs.inc()
                 continue
             if batch and tokens + len(job.pairs[i]) > ctx.n_batch:
                 break

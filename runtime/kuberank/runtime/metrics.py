@@ -26,6 +26,9 @@ class RuntimeMetrics:
                                    "Query+document pairs shortened to fit the limits", registry=r)
         self.queue_depth = Gauge("kuberank_runtime_queue_depth",
                                  "Pairs waiting for the engine thread", registry=r)
+        self.skipped_pairs = Counter("kuberank_runtime_skipped_pairs",
+                                     "Queued pairs never decoded: their client left or their "
+                                     "request failed", registry=r)
         self.batch_pairs = Histogram("kuberank_runtime_batch_pairs",
                                      "Pairs packed into one llama_decode",
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)

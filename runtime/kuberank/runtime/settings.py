@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kuberank.modelkit.paths import default_model_path
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAX_QUEUED_PAIRS = 8192
 
 
 class RuntimeSettings(BaseSettings):
@@ -50,8 +52,9 @@ class RuntimeSettings(BaseSettings):
                             "of the raw classifier output, unless a request says otherwise.")
     max_batch_pairs: int = Field(default=1, ge=1,
                                  description="Most query+document pairs packed into one decode.")
-    max_queued_pairs: int = Field(default=8192, ge=1,
-                                  description="Pairs waiting for the engine before 429s.")
+    max_queued_pairs: int | None = Field(
+        default=None, ge=1, description="Pairs waiting for the engine before 429s (default: "
+        "8192, or max-documents when larger; never less, or a full request could not queue).")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body in bytes (more is a 413).")
 
@@ -64,6 +67,18 @@ class RuntimeSettings(BaseSettings):
         if isinstance(value, str):
             return words.get(value.strip().lower(), value.strip().lower())
         return value
+
+    @model_validator(mode="after")
+    def _largest_request_fits_the_queue(self) -> RuntimeSettings:
+        if self.max_queued_pairs is not None and self.max_queued_pairs < self.max_documents:
+            raise ValueError(
+                f"max_queued_pairs ({self.max_queued_pairs}) must be at least max_documents "
+                f"({self.max_documents}): a request that can never be queued would get 429 forever")
+        return self
+
+    @property
+    def effective_max_queued_pairs(self) -> int:
+        return self.max_queued_pairs or max(DEFAULT_MAX_QUEUED_PAIRS, self.max_documents)
 
     @property
     def effective_batch_size(self) -> int:

@@ -1,0 +1,92 @@
+"""Back-pressure of the real runtime: a full queue answers 429, a client that leaves frees it.
+
+The MiniLM model on one thread scores a few dozen pairs a second, so a 300-document request
+keeps the engine busy for seconds: long enough to observe its queue from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from polling import wait_for
+from serverkit import Server
+
+pytestmark = pytest.mark.runtime
+
+MAX_DOCUMENTS = 300
+BIG = {"query": "What is a panda?",
+       "documents": [f"Passage {i}: the giant panda is a bear of the bamboo forests of China, "
+                     "with a black and white coat." for i in range(MAX_DOCUMENTS)]}
+
+
+@pytest.fixture(scope="module")
+def busy_server(minilm_model: Path) -> Iterator[Server]:
+    srv = Server(minilm_model, "--max-documents", str(MAX_DOCUMENTS),
+                 "--max-queued-pairs", str(MAX_DOCUMENTS + 50))
+    try:
+        srv.wait_healthy()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def metric(srv: Server, name: str, labels: str = "") -> float:
+    text = srv.client.get("/metrics").text
+    found = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def send_without_waiting(srv: Server, body: object) -> socket.socket:
+    """POST ``body`` on a raw connection and return it unread, to be closed by the test."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    sock.sendall(b"POST /v1/rerank HTTP/1.1\r\nHost: runtime\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    return sock
+
+
+def queue_depth(srv: Server) -> float:
+    return metric(srv, "kuberank_runtime_queue_depth")
+
+
+def test_full_queue_gets_429_with_retry_after_and_then_serves_again(busy_server: Server) -> None:
+    first = send_without_waiting(busy_server, BIG)
+    try:
+        wait_for("the first request to fill the queue",
+                 lambda: queue_depth(busy_server) >= 100, timeout=60, interval=0.05)
+        refused = busy_server.client.post("/v1/rerank", json=BIG)
+    finally:
+        first.close()
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "queue_full"
+    assert int(refused.headers["retry-after"]) >= 1
+    wait_for("the queue to drain", lambda: queue_depth(busy_server) == 0, timeout=60)
+    again = busy_server.client.post("/v1/rerank", json=BIG)
+    assert again.status_code == 200, again.text
+    assert len(again.json()["results"]) == MAX_DOCUMENTS
+
+
+def test_client_that_leaves_has_its_queued_pairs_skipped(busy_server: Server) -> None:
+    decoded_before = metric(busy_server, "kuberank_runtime_batch_pairs_count")
+    skipped_before = metric(busy_server, "kuberank_runtime_skipped_pairs_total")
+    gone = 'kuberank_runtime_requests_total{path="/v1/rerank",status="499"}'
+    left_before = metric(busy_server, gone)
+
+    leaving = send_without_waiting(busy_server, BIG)
+    wait_for("the request's pairs to be queued",
+             lambda: queue_depth(busy_server) >= 100, timeout=60, interval=0.05)
+    leaving.close()
+    wait_for("the queue to empty", lambda: queue_depth(busy_server) == 0, timeout=60)
+
+    decoded = metric(busy_server, "kuberank_runtime_batch_pairs_count") - decoded_before
+    skipped = metric(busy_server, "kuberank_runtime_skipped_pairs_total") - skipped_before
+    assert decoded + skipped == MAX_DOCUMENTS
+    assert skipped >= 1, "every pair was scored for a client that had left"
+    assert metric(busy_server, gone) == left_before + 1
+    answer = busy_server.client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert answer.status_code == 200
