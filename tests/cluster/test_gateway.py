@@ -154,6 +154,30 @@ def wait_http_ok(url: str, proc: Process, timeout: float = 120.0) -> None:
     eventually(ok, timeout=timeout, interval=0.3)
 
 
+# Reads each request, never answers, and prints "closed <x-request-id>" when the caller hangs up.
+HANGING_SERVER = f"""
+import socket, threading
+
+def serve(conn):
+    head = b""
+    try:
+        while b"\\r\\n\\r\\n" not in head and (chunk := conn.recv(65536)):
+            head += chunk
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+    lines = head.decode("latin-1").split("\\r\\n")
+    ids = [line.split(":", 1)[1].strip() for line in lines
+           if line.lower().startswith("x-request-id:")]
+    print("closed", ids[0] if ids else "-", flush=True)
+
+listener = socket.create_server(("{HANGING}", 8080), backlog=64)
+while True:
+    threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+"""
+
+
 @pytest.fixture(scope="module")
 def runtimes(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Process]]:
     """Two tiny-model runtimes (10.251.0.2 and .3) and a socket that accepts but never answers
@@ -185,14 +209,10 @@ def runtimes(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[lis
                     logs / f"{netns}.log",
                 )
             )
-        hang = (
-            "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,"
-            f"socket.SO_REUSEADDR,1);s.bind(('{HANGING}',8080));s.listen(64);held=[]\n"
-            "while True: held.append(s.accept())"
-        )
         procs.append(
             Process(
-                ["ip", "netns", "exec", "krgw-aux", sys.executable, "-c", hang], logs / "hang.log"
+                ["ip", "netns", "exec", "krgw-aux", sys.executable, "-c", HANGING_SERVER],
+                logs / "hang.log",
             )
         )
         for address, proc in ((REPLICA_1, procs[0]), (REPLICA_2, procs[1])):
@@ -607,6 +627,42 @@ def test_upstream_that_never_answers_gets_504(tenant: Tenant) -> None:
     response = eventually(status_of(504, lambda: tenant.post(key)))
     assert response.json()["error"]["type"] == "timeout_error"
     assert time.monotonic() - started < 15
+
+
+def test_client_that_leaves_ends_the_upstream_call(
+    tenant: Tenant, runtimes: list[Process], kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Only the client's leaving can end the call here: the upstream never answers and this
+    gateway would wait 300 s for it."""
+    tenant.model("tiny")
+    tenant.endpoints("tiny", HANGING)
+    key = tenant.apikey("app")
+    proc, url = gateway_process(kubeconfig, tmp_path / "patient.log", "--upstream-timeout", "300")
+    auth = {"authorization": f"Bearer {key}"}
+    try:
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+
+        def routed() -> None:
+            models = httpx.get(f"{url}/v1/models", headers=auth).json()
+            assert models.get("data") and models["data"][0]["ready"], models
+
+        eventually(routed)
+        request_id = uuid.uuid4().hex
+        body = {"model": SERVED, "query": "q", "documents": ["a"]}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/rerank", json=body,
+                       headers={**auth, "x-request-id": request_id}, timeout=1)
+        hanging_log = runtimes[-1].log
+
+        def upstream_closed() -> None:
+            assert f"closed {request_id}" in hanging_log.read_text()
+
+        eventually(upstream_closed, timeout=30)
+        page = httpx.get(f"{url}/metrics").text
+        assert metric(page, "kuberank_gateway_requests_total", model=SERVED, status="499") == 1
+        proc.alive()
+    finally:
+        proc.stop()
 
 
 def test_models_lists_what_the_key_may_use(tenant: Tenant) -> None:
