@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -438,6 +439,22 @@ def test_gateway_forwards_all_three_dialects_to_the_runtime(tenant: Tenant) -> N
         key, {"model": SERVED, "query": "q", "documents": ["a", "b"], "top_n": 1}, path="/v2/rerank"
     )
     assert cohere.status_code == 200 and len(cohere.json()["results"]) == 1
+
+
+def test_one_request_id_names_the_request_at_the_gateway_and_the_runtime(tenant: Tenant) -> None:
+    key = served_tenant(tenant)
+    body = {"model": SERVED, "query": "q", "documents": ["a", "b"]}
+    auth = {"authorization": f"Bearer {key}"}
+    url = f"{tenant.gateway.url}/v2/rerank"
+    # A Cohere answer's id is written by the runtime from the id the gateway forwarded.
+    mine = httpx.post(url, json=body, headers={**auth, "x-request-id": "trace-7"})
+    assert mine.headers["x-request-id"] == mine.json()["id"] == "trace-7"
+    chosen = httpx.post(url, json=body, headers=auth)
+    assert chosen.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", chosen.headers["x-request-id"])
+    assert chosen.json()["id"] == chosen.headers["x-request-id"]
+    refused = httpx.post(url, json=body, headers={"x-request-id": "trace-8"})
+    assert (refused.status_code, refused.headers["x-request-id"]) == (401, "trace-8")
 
 
 def test_cohere_sdk_reaches_the_model_through_the_gateway_with_its_key(tenant: Tenant) -> None:

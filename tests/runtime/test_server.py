@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -96,6 +97,23 @@ def test_tei_raw_scores_match_jina_default(server: Server) -> None:
     tei = rerank(server, {"query": "panda", "texts": DOCS, "raw_scores": True}, "/rerank").json()
     assert [r["score"] for r in tei] == pytest.approx(
         [r["relevance_score"] for r in jina["results"]])
+
+
+def test_every_answer_carries_a_request_id_that_cohere_answers_use_as_their_id(
+    server: Server,
+) -> None:
+    body = {"query": "q", "documents": DOCS}
+    jina = server.client.post("/v1/rerank", json=body, headers={"x-request-id": "client-42"})
+    assert jina.headers["x-request-id"] == "client-42"
+    cohere = server.client.post("/v2/rerank", json=body, headers={"x-request-id": "client-43"})
+    assert cohere.headers["x-request-id"] == cohere.json()["id"] == "client-43"
+    fresh = server.client.post("/v2/rerank", json=body)
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-request-id"])
+    assert fresh.json()["id"] == fresh.headers["x-request-id"]
+    unsafe = server.client.post("/v1/rerank", json=body, headers={"x-request-id": "a b"})
+    assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
+    refused = server.client.post("/v1/rerank", content=b"{", headers={"x-request-id": "bad-1"})
+    assert (refused.status_code, refused.headers["x-request-id"]) == (400, "bad-1")
 
 
 def test_models_lists_the_served_name_from_the_environment(server: Server) -> None:

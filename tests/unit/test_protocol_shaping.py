@@ -22,7 +22,7 @@ def request(dialect: Dialect = Dialect.JINA, **kw: object) -> RerankRequest:
 
 
 def test_jina_response_matches_the_gpustack_contract() -> None:
-    out = shape_response(request(top_n=3), SCORES, model="m", prompt_tokens=69)
+    out = shape_response(request(top_n=3), SCORES, model="m", prompt_tokens=69, response_id="r1")
     assert out == {
         "model": "m",
         "object": "list",
@@ -36,31 +36,32 @@ def test_jina_response_matches_the_gpustack_contract() -> None:
 
 
 def test_top_n_cuts_after_sorting() -> None:
-    out = shape_response(request(top_n=1), SCORES, model="m", prompt_tokens=1)
+    out = shape_response(request(top_n=1), SCORES, model="m", prompt_tokens=1, response_id="r1")
     assert [r["index"] for r in out["results"]] == [2]
 
 
 def test_document_is_omitted_not_null_without_return_documents() -> None:
-    out = shape_response(request(return_documents=False), SCORES, model="m", prompt_tokens=1)
+    out = shape_response(request(return_documents=False), SCORES, model="m", prompt_tokens=1,
+                         response_id="r1")
     assert all("document" not in r for r in out["results"])
 
 
 def test_normalize_per_model_and_per_request() -> None:
-    by_model = shape_response(request(), SCORES, model="m", prompt_tokens=1,
+    by_model = shape_response(request(), SCORES, model="m", prompt_tokens=1, response_id="r1",
                               normalize_default=True)
     assert by_model["results"][0]["relevance_score"] == pytest.approx(sigmoid(1.95))
     request_wins = shape_response(request(normalize=False), SCORES, model="m", prompt_tokens=1,
-                                  normalize_default=True)
+                                  response_id="r1", normalize_default=True)
     assert request_wins["results"][0]["relevance_score"] == 1.95
 
 
 def test_tei_response_is_a_bare_list_with_optional_text() -> None:
     out = shape_response(request(Dialect.TEI, return_documents=False, normalize=False), SCORES,
-                         model="m", prompt_tokens=1)
+                         model="m", prompt_tokens=1, response_id="r1")
     assert out == [{"index": 2, "score": 1.95}, {"index": 1, "score": -3.73},
                    {"index": 0, "score": -6.16}]
     with_text = shape_response(request(Dialect.TEI, return_documents=True, normalize=True), SCORES,
-                               model="m", prompt_tokens=1)
+                               model="m", prompt_tokens=1, response_id="r1")
     assert with_text[0]["text"] == "The giant panda"
     assert 0 < with_text[0]["score"] < 1
 

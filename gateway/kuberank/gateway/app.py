@@ -38,6 +38,7 @@ from kuberank.protocol.errors import (
     error_response,
     install_error_handlers,
 )
+from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     app = FastAPI(title="kuberank gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
 
     for dialect in Dialect:
         app.add_api_route(
@@ -140,10 +142,11 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
             response = error_response(err)
             if err.status >= 500:
                 log.warning(
-                    "%s %s for key %s: %s",
+                    "%s %s for key %s, request %s: %s",
                     dialect.value,
                     err.status,
                     labels.key_id or "-",
+                    request_id(request),
                     err.message,
                 )
         gateway.metrics.observe_request(
@@ -212,7 +215,7 @@ async def _rerank(
     answer = await unless_client_leaves(
         request,
         gateway.upstream.forward(
-            route, endpoints, dialect.value, body, request.headers.get("x-request-id")
+            route, endpoints, dialect.value, body, request_id(request)
         ),
     )
     if answer.status == 200:

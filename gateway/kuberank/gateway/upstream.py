@@ -20,8 +20,9 @@ from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute
 from kuberank.protocol.errors import Unavailable, UpstreamTimeout
 
-# Response headers a runtime sets that the client should see; hop-by-hop ones are dropped.
-PASSED_HEADERS = ("content-type", "retry-after", "x-request-id")
+# Response headers a runtime sets that the client should see; hop-by-hop ones are dropped
+# (x-request-id is the gateway's own, set on every answer by RequestIdMiddleware).
+PASSED_HEADERS = ("content-type", "retry-after")
 # Usage as a header, for dialects whose body has no usage field (TEI's bare list).
 USAGE_HEADER = "x-prompt-tokens"
 
@@ -67,14 +68,12 @@ class Upstream:
         endpoints: list[str],
         path: str,
         body: bytes,
-        request_id: str | None,
+        request_id: str,
     ) -> UpstreamResponse:
         """Send ``body`` to ``path`` on the least busy replica; one retry elsewhere if the
         connection cannot be made."""
         tried: frozenset[str] = frozenset()
-        headers = {"content-type": "application/json"}
-        if request_id:
-            headers["x-request-id"] = request_id
+        headers = {"content-type": "application/json", "x-request-id": request_id}
         for _attempt in range(2):
             endpoint = self._balancer.pick(endpoints, exclude=tried)
             if endpoint is None:

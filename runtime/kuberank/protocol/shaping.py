@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +36,11 @@ def shape_response(
     *,
     model: str,
     prompt_tokens: int,
+    response_id: str,
     normalize_default: bool = False,
-    response_id: str | None = None,
 ) -> Any:
-    """The JSON body for `request.dialect` given raw scores (one per document, request order)."""
+    """The JSON body for `request.dialect` given raw scores (one per document, request order);
+    `response_id` (the request's x-request-id) is the Cohere answer's `id`."""
     normalize = normalize_default if request.normalize is None else request.normalize
     shown = [sigmoid(s) for s in scores] if normalize else list(scores)
     ranked = rank(shown, request.top_n)
@@ -58,7 +58,7 @@ def shape_response(
     ]
     if request.dialect is Dialect.COHERE:
         return {
-            "id": response_id or str(uuid.uuid4()),
+            "id": response_id,
             "results": results,
             "meta": {
                 "api_version": {"version": "2"},

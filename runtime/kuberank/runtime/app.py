@@ -21,6 +21,7 @@ from kuberank.protocol.errors import (
     error_response,
     install_error_handlers,
 )
+from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.shaping import shape_response
 from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings
@@ -53,7 +54,8 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
         metrics.truncations.inc(scored.truncated)
         body = shape_response(parsed, scored.scores, model=settings.effective_served_name,
                               prompt_tokens=scored.prompt_tokens,
-                              normalize_default=settings.normalize)
+                              normalize_default=settings.normalize,
+                              response_id=request_id(request))
         status = 200
         # Every dialect reports the evaluated tokens here too: TEI's bare-list body has no
         # usage field, and the gateway charges tokens/minute limits from this header.
@@ -128,6 +130,7 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None) -> FastA
     app.state.engine = the_engine
     app.state.started = time.time()
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(_rerank_router())
     app.include_router(_ops_router())
     return app
