@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
+from openapi_spec_validator import validate
 from serverkit import RUNTIME, Server
 
 pytestmark = pytest.mark.runtime
@@ -114,6 +116,34 @@ def test_every_answer_carries_a_request_id_that_cohere_answers_use_as_their_id(
     assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
     refused = server.client.post("/v1/rerank", content=b"{", headers={"x-request-id": "bad-1"})
     assert (refused.status_code, refused.headers["x-request-id"]) == (400, "bad-1")
+
+
+def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
+    server: Server,
+) -> None:
+    document = server.client.get("/openapi.json").json()
+    validate(document)
+
+    def schema_of(path: str, status: int | None = None) -> jsonschema.Draft202012Validator:
+        operation = document["paths"][path]["post"]
+        part = operation["requestBody"] if status is None else operation["responses"][str(status)]
+        schema = part["content"]["application/json"]["schema"]
+        return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+    bodies = {"/v1/rerank": {"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1},
+              "/rerank": {"query": "q", "texts": ["a", "b"], "return_text": True},
+              "/v2/rerank": {"query": "q", "documents": ["a", "b"], "return_documents": True}}
+    for path, body in bodies.items():
+        schema_of(path).validate(body)
+        answer = server.client.post(path, json=body)
+        assert answer.status_code == 200, answer.text
+        schema_of(path, 200).validate(answer.json())
+        for status, bad in ((404, {**body, "model": "other"}), (422, {"query": 5})):
+            refused = server.client.post(path, json=bad)
+            assert refused.status_code == status, refused.text
+            schema_of(path, status).validate(refused.json())
+    with pytest.raises(jsonschema.ValidationError):
+        schema_of("/v1/rerank", 200).validate({"model": "m", "object": "list", "results": []})
 
 
 def test_models_lists_the_served_name_from_the_environment(server: Server) -> None:

@@ -16,6 +16,7 @@ from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.gateway.app import create_app
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import StaticSource
+from openapi_spec_validator import validate
 
 pytestmark = pytest.mark.unit
 
@@ -188,3 +189,13 @@ def test_metrics_count_requests_by_key_id_model_dialect_and_status(client: TestC
     assert 'kuberank_gateway_requests_total{dialect="jina",key_id="",model="",status="401"}' in text
     assert "kuberank_gateway_request_duration_seconds_bucket" in text
     assert parsed.secret not in text
+
+
+def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    validate(document)
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
+        operation = document["paths"][path]["post"]
+        assert operation["requestBody"]["required"] is True
+        assert set(operation["responses"]) == {
+            "200", "400", "401", "403", "404", "413", "422", "429", "503", "504"}

@@ -6,10 +6,14 @@ from kuberank.protocol.errors import (
     BadRequest,
     PayloadTooLarge,
     RateLimited,
+    Unprocessable,
     UpstreamTimeout,
     error_body,
 )
+from kuberank.protocol.openapi import ANSWERS
+from kuberank.protocol.schemas import ErrorResponse
 from kuberank.protocol.shaping import rank, shape_response, sigmoid
+from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +96,16 @@ def test_error_body_shape_and_statuses() -> None:
     assert PayloadTooLarge("x").status == 413
     assert RateLimited("x", retry_after=3).retry_after == 3
     assert UpstreamTimeout("x").status == 504
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+@pytest.mark.parametrize("return_documents", [True, False])
+def test_every_answer_has_exactly_the_documented_shape(dialect: Dialect,
+                                                       return_documents: bool) -> None:
+    out = shape_response(request(dialect, return_documents=return_documents, top_n=2), SCORES,
+                         model="m", prompt_tokens=3, response_id="r1")
+    TypeAdapter(ANSWERS[dialect]).validate_python(out)
+
+
+def test_error_bodies_have_the_documented_shape() -> None:
+    TypeAdapter(ErrorResponse).validate_python(error_body(Unprocessable("top_n: bad")))

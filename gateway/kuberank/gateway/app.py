@@ -29,19 +29,26 @@ from kuberank.protocol.dialects import Dialect, check_document_count, parse_requ
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
     ApiError,
+    BadRequest,
     Forbidden,
     ModelNotFound,
+    PayloadTooLarge,
     RateLimited,
     Unauthorized,
     Unavailable,
     Unprocessable,
+    UpstreamTimeout,
     error_response,
     install_error_handlers,
 )
+from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
+
+ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge, Unprocessable,
+          RateLimited, Unavailable, UpstreamTimeout)
 
 
 @dataclass
@@ -95,6 +102,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
             _rerank_endpoint(gateway, dialect),
             methods=["POST"],
             name=f"rerank_{dialect.name.lower()}",
+            responses=rerank_responses(dialect, ERRORS),
         )
 
     @app.get("/v1/models")
@@ -118,6 +126,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         gateway.metrics.keys.set(len(gateway.keys))
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    document_request_bodies(app)
     return app
 
 

@@ -1,14 +1,17 @@
-"""Wire models of the three request dialects, strict so that wrong JSON types are 422s.
+"""Wire models of the three dialects: requests, strict so that wrong JSON types are 422s, and
+the answers, which document the API (OpenAPI) and let tests check what shaping builds.
 
 Strict mode keeps `"top_n": "3"` or `"query": 5` from being coerced silently; unknown fields are
-ignored because real clients send extras (`"encoding_format"`, `"rank_fields"`, ...).
+ignored because real clients send extras (`"encoding_format"`, `"rank_fields"`, ...). Answers are
+TypedDicts: a key such as `document` is either present or absent, never null.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict
 
 
 class _Wire(BaseModel):
@@ -22,37 +25,145 @@ class TextObject(_Wire):
 Document = str | TextObject
 
 
+MODEL = "Served name of the model; a runtime serves one and may be called without it."
+TOP_N = "Return only the n best results (default: all)."
+NORMALIZE = ("Scores as sigmoid probabilities in [0, 1] instead of the raw classifier output "
+             "(default: the model's spec.scoring.normalize).")
+TRUNCATE = ("Shorten pairs over the token limits (true) or refuse them with 413 (false); "
+            "default: the model's spec.limits.overflow.")
+DOCUMENTS = "Texts to rank, as strings or {\"text\": ...} objects."
+
+
 class JinaRequest(_Wire):
     """POST /v1/rerank (Jina / GPUStack / llama-server)."""
 
-    model: str | None = None
+    model: str | None = Field(default=None, description=MODEL)
     query: str
-    documents: list[Document]
-    top_n: int | None = None
-    return_documents: bool = True
-    normalize: bool | None = None
-    truncate: bool | None = None
+    documents: list[Document] = Field(description=DOCUMENTS)
+    top_n: int | None = Field(default=None, description=TOP_N)
+    return_documents: bool = Field(default=True,
+                                   description="Include each document in its result.")
+    normalize: bool | None = Field(default=None, description=NORMALIZE)
+    truncate: bool | None = Field(default=None, description=TRUNCATE)
 
 
 class TeiRequest(_Wire):
     """POST /rerank (text-embeddings-inference). TEI returns sigmoid scores unless raw_scores."""
 
-    model: str | None = None
+    model: str | None = Field(default=None, description=MODEL)
     query: str
-    texts: list[str]
-    return_text: bool = False
-    raw_scores: bool = False
-    truncate: bool | None = None
-    truncation_direction: Literal["right", "left", "Right", "Left"] = "right"
+    texts: list[str] = Field(description="Texts to rank.")
+    return_text: bool = Field(default=False, description="Include each text in its result.")
+    raw_scores: bool = Field(default=False,
+                             description="Raw classifier output instead of sigmoid probabilities.")
+    truncate: bool | None = Field(default=None, description=TRUNCATE)
+    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+        default="right", description="Which end of a too-long text is cut off.")
 
 
 class CohereRequest(_Wire):
     """POST /v2/rerank (Cohere v2). Cohere documents scores in [0, 1], hence normalize default."""
 
-    model: str | None = None
+    model: str | None = Field(default=None, description=MODEL)
     query: str
-    documents: list[Document]
-    top_n: int | None = None
-    max_tokens_per_doc: int | None = Field(default=None)
-    return_documents: bool = False
-    normalize: bool | None = None
+    documents: list[Document] = Field(description=DOCUMENTS)
+    top_n: int | None = Field(default=None, description=TOP_N)
+    max_tokens_per_doc: int | None = Field(
+        default=None, description="Cut each document to this many tokens (always truncates).")
+    return_documents: bool = Field(default=False,
+                                   description="Include each document in its result.")
+    normalize: bool | None = Field(default=None, description="Scores as sigmoid probabilities "
+                                   "(default true, as Cohere's are in [0, 1]).")
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+closed = with_config(ConfigDict(extra="forbid"))  # an undocumented key fails the checks
+
+
+@closed
+class DocumentText(TypedDict):
+    text: str
+
+
+@closed
+class JinaResult(TypedDict):
+    index: int
+    relevance_score: float
+    document: NotRequired[DocumentText]
+
+
+@closed
+class Usage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
+
+
+@closed
+class JinaResponse(TypedDict):
+    """Results sorted by score, cut to top_n; `index` points into the request's documents."""
+
+    model: str
+    object: Literal["list"]
+    results: list[JinaResult]
+    usage: Usage
+
+
+@closed
+class TeiResult(TypedDict):
+    index: int
+    score: float
+    text: NotRequired[str]
+
+
+@closed
+class CohereApiVersion(TypedDict):
+    version: str
+
+
+@closed
+class CohereBilledUnits(TypedDict):
+    search_units: int
+
+
+@closed
+class CohereTokens(TypedDict):
+    input_tokens: int
+    output_tokens: int
+
+
+@closed
+class CohereMeta(TypedDict):
+    api_version: CohereApiVersion
+    billed_units: CohereBilledUnits
+    tokens: CohereTokens
+
+
+@closed
+class CohereResult(TypedDict):
+    index: int
+    relevance_score: float
+    document: NotRequired[DocumentText]
+
+
+@closed
+class CohereResponse(TypedDict):
+    """`id` is the request's x-request-id."""
+
+    id: str
+    results: list[CohereResult]
+    meta: CohereMeta
+
+
+@closed
+class ErrorDetail(TypedDict):
+    message: str
+    type: str
+    code: str
+
+
+@closed
+class ErrorResponse(TypedDict):
+    """Every error, whichever process answered it."""
+
+    error: ErrorDetail

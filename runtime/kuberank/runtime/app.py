@@ -15,12 +15,17 @@ from kuberank.protocol.dialects import Dialect, RerankRequest, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
     ApiError,
+    BadRequest,
     ModelNotFound,
+    PayloadTooLarge,
+    RateLimited,
     Unavailable,
+    Unprocessable,
     error_body,
     error_response,
     install_error_handlers,
 )
+from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.shaping import shape_response
 from kuberank.runtime.engine import Engine
@@ -68,18 +73,24 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
         metrics.latency.labels(dialect.value).observe(time.perf_counter() - started)
 
 
+ERRORS = (BadRequest, ModelNotFound, PayloadTooLarge, Unprocessable, RateLimited, Unavailable)
+
+
 def _rerank_router() -> APIRouter:
     router = APIRouter(tags=["rerank"])
 
-    @router.post(Dialect.JINA.value, summary="Rerank (Jina / GPUStack shape)")
+    @router.post(Dialect.JINA.value, summary="Rerank (Jina / GPUStack shape)",
+                 responses=rerank_responses(Dialect.JINA, ERRORS))
     async def rerank_jina(request: Request) -> Response:
         return await _rerank(request, Dialect.JINA)
 
-    @router.post(Dialect.TEI.value, summary="Rerank (text-embeddings-inference shape)")
+    @router.post(Dialect.TEI.value, summary="Rerank (text-embeddings-inference shape)",
+                 responses=rerank_responses(Dialect.TEI, ERRORS))
     async def rerank_tei(request: Request) -> Response:
         return await _rerank(request, Dialect.TEI)
 
-    @router.post(Dialect.COHERE.value, summary="Rerank (Cohere v2 shape)")
+    @router.post(Dialect.COHERE.value, summary="Rerank (Cohere v2 shape)",
+                 responses=rerank_responses(Dialect.COHERE, ERRORS))
     async def rerank_cohere(request: Request) -> Response:
         return await _rerank(request, Dialect.COHERE)
 
@@ -133,4 +144,5 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None) -> FastA
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_rerank_router())
     app.include_router(_ops_router())
+    document_request_bodies(app)
     return app

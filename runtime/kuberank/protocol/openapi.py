@@ -1,0 +1,81 @@
+"""The rerank endpoints in the OpenAPI document (``/openapi.json``, ``/docs``).
+
+Their bodies are read and parsed by hand (size cap first, one parser for runtime and gateway),
+so FastAPI cannot infer request or answer schemas; this module states them from the wire models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI
+from kuberank.protocol.dialects import Dialect
+from kuberank.protocol.errors import ApiError
+from kuberank.protocol.schemas import (
+    CohereRequest,
+    CohereResponse,
+    ErrorResponse,
+    JinaRequest,
+    JinaResponse,
+    TeiRequest,
+    TeiResult,
+)
+from pydantic import BaseModel
+
+REQUESTS: dict[Dialect, type[BaseModel]] = {
+    Dialect.JINA: JinaRequest, Dialect.TEI: TeiRequest, Dialect.COHERE: CohereRequest,
+}
+ANSWERS: dict[Dialect, Any] = {
+    Dialect.JINA: JinaResponse, Dialect.TEI: list[TeiResult], Dialect.COHERE: CohereResponse,
+}
+ERRORS = {
+    400: "Malformed JSON or UTF-8, or no documents.",
+    401: "Missing, unknown, expired or disabled API key.",
+    403: "The API key may not use this model.",
+    404: "No such model.",
+    413: "Body over the size limit, or a pair too long where truncation is refused.",
+    422: "A field of the wrong type or value, or more documents than allowed.",
+    429: "Rate limit of the key, or the model's queue, is full; see Retry-After.",
+    503: "The model is loading or has no ready replica; see Retry-After.",
+    504: "The model did not answer in time.",
+}
+REQUEST_ID = {"x-request-id": {
+    "description": "The client's request id when it sent a usable one, else a new one.",
+    "schema": {"type": "string"},
+}}
+
+
+def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]]) -> dict[int | str, Any]:
+    """FastAPI ``responses=`` for one dialect: its answer and the errors this process returns."""
+    out: dict[int | str, Any] = {
+        200: {"model": ANSWERS[dialect], "description": "The documents, best first.",
+              "headers": REQUEST_ID},
+    }
+    for error in errors:
+        out[error.status] = {"model": ErrorResponse, "description": ERRORS[error.status],
+                             "headers": REQUEST_ID}
+    return out
+
+
+def document_request_bodies(app: FastAPI) -> None:
+    """Add each dialect's request body, with its referenced models, to ``app.openapi()``."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for dialect, model in REQUESTS.items():
+            operation = document["paths"].get(dialect.value, {}).get("post")
+            if operation is None:
+                continue
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
