@@ -9,7 +9,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,3 +78,21 @@ def _wait_for_service_account(core: client.CoreV1Api, ns: str, timeout: float = 
             if err.status != 404 or time.monotonic() > deadline:
                 raise
         time.sleep(0.2)
+
+
+@pytest.fixture
+def settings_refusal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[Callable[[list[str]], object], list[str], dict[str, str]], str]:
+    """Run a CLI's settings parser on flags and KUBERANK_* variables that it must refuse; assert
+    exit status 2 and return the last line it wrote to stderr."""
+
+    def refuse(parse: Callable[[list[str]], object], argv: list[str], env: dict[str, str]) -> str:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit) as exited:
+            parse(argv)
+        assert exited.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    return refuse

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from kuberank.runtime.cli import parse_settings
 from kuberank.runtime.settings import load_settings
@@ -66,13 +68,7 @@ def test_invalid_settings_are_refused(argv: list[str]) -> None:
     ids=["flag-out-of-range", "env-not-a-choice", "queue-smaller-than-a-request"],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_setting(
-    argv: list[str], env: dict[str, str], message: str,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], env: dict[str, str], message: str, settings_refusal: Callable[..., str]
 ) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit) as exited:
-        parse_settings(argv)
-    assert exited.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith(f"kuberank-runtime: error: {message}")
+    assert settings_refusal(parse_settings, argv, env).startswith(
+        f"kuberank-runtime: error: {message}")

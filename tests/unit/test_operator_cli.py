@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from kuberank.operator.cli import parse_args
@@ -31,13 +32,7 @@ def test_metrics_from_flag_is_a_json_list_of_peers() -> None:
     ids=["flag-not-json", "flag-not-a-list", "env-not-a-peer", "env-out-of-range"],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_setting(
-    argv: list[str], env: dict[str, str], message: str,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], env: dict[str, str], message: str, settings_refusal: Callable[..., str]
 ) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit) as exited:
-        parse_args(argv)
-    assert exited.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
+    error = settings_refusal(parse_args, argv, env)
     assert error.startswith("kuberank-operator: error: ") and message in error
