@@ -157,6 +157,37 @@ def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
     wait_for("PDB removed", lambda: kubectl.get("pdb", "rrm-cpu") is None)
 
 
+def test_horizontal_pod_autoscaler_scales_the_model_through_its_scale_subresource(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    ready_cpu_model(kubectl, wait_for, "auto")
+    kubectl.apply({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "auto"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "kuberank.io/v1alpha1", "kind": "RerankModel",
+                               "name": "auto"},
+            "minReplicas": 2, "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}],
+        },
+    })
+    # The controller-manager's HPA controller raises the model to minReplicas (no metrics are
+    # needed for that); the operator then rolls the Deployment out to two ready replicas.
+    wait_for(
+        "the HPA to scale the model to 2 ready replicas",
+        lambda: (o := kubectl.get("rrm", "auto")) and o["spec"].get("replicas") == 2
+        and o["status"].get("readyReplicas") == 2,
+        timeout=120,
+    )
+    hpa = kubectl.get("hpa", "auto")
+    assert hpa is not None
+    able = condition(hpa, "AbleToScale")
+    assert able.get("status") == "True", hpa.get("status")
+    assert hpa["status"]["currentReplicas"] >= 1
+    assert wait_for("PDB", lambda: kubectl.get("pdb", "rrm-auto"))["spec"]["maxUnavailable"] == 1
+
+
 def test_spec_update_rolls_the_deployment(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
