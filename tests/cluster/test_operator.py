@@ -188,6 +188,38 @@ def test_horizontal_pod_autoscaler_scales_the_model_through_its_scale_subresourc
     assert wait_for("PDB", lambda: kubectl.get("pdb", "rrm-auto"))["spec"]["maxUnavailable"] == 1
 
 
+def test_model_with_a_cache_claim_runs_with_the_claim_mounted(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess, namespace: str
+) -> None:
+    volume = f"cache-{namespace}"
+    kubectl.apply({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "storageClassName": "manual", "hostPath": {"path": f"/tmp/{volume}"},
+                 "claimRef": {"namespace": namespace, "name": "model-cache"}},
+    })
+    try:
+        kubectl.apply({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "model-cache"},
+            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual",
+                     "resources": {"requests": {"storage": "1Gi"}}},
+        })
+        kubectl.apply(model("cached", replicas=2, resources={"gpus": 0},
+                            cache={"claimName": "model-cache"}))
+        # The scheduler places pods with a claim only once the claim is bound, so Ready proves
+        # the whole path: the claim bound, the pods scheduled and running with it.
+        wait_condition(wait_for, kubectl, "rrm", "cached", "Ready", "True")
+        template = kubectl.get("deployment", "rrm-cached")["spec"]["template"]["spec"]
+        assert {"name": "cache", "persistentVolumeClaim": {"claimName": "model-cache"}} in [
+            {k: v for k, v in vol.items() if k in ("name", "persistentVolumeClaim")}
+            for vol in template["volumes"]]
+        assert template["initContainers"][0]["args"][-2:] == ["--cache", "/cache"]
+    finally:
+        kubectl.run("delete", "rrm", "cached", "--wait=false", check=False)
+        kubectl.run("delete", "pv", volume, "--wait=false", check=False)
+
+
 def test_spec_update_rolls_the_deployment(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:

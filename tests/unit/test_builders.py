@@ -156,6 +156,35 @@ def test_fetch_init_container_for_each_source_kind() -> None:
     assert volume["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
 
 
+def test_cache_claim_keeps_fetched_files_and_the_runtime_reads_them_read_only() -> None:
+    pod = _pod(_spec(cache={"claimName": "model-cache"}))
+    claim = {"name": "cache", "persistentVolumeClaim": {"claimName": "model-cache"}}
+    assert claim in pod["volumes"]
+    init, runtime = pod["initContainers"][0], pod["containers"][0]
+    assert init["args"][-2:] == ["--cache", "/cache"]
+    assert {"name": "cache", "mountPath": "/cache"} in init["volumeMounts"]
+    assert {"name": "cache", "mountPath": "/cache", "readOnly": True} in runtime["volumeMounts"]
+    hf = _pod(_spec(source={"huggingFace": {"repo": "o/r", "file": "*.gguf"}},
+                    cache={"claimName": "model-cache"}))
+    assert hf["initContainers"][0]["args"][-2:] == ["--cache", "/cache"]
+
+
+def test_cache_claim_is_not_mounted_for_a_source_read_in_place() -> None:
+    pod = _pod(_spec(source={"pvc": {"claimName": "weights", "path": "r.gguf"}},
+                     cache={"claimName": "model-cache"}))
+    assert all(v["name"] != "cache" for v in pod["volumes"])
+    assert "--cache" not in pod["initContainers"][0]["args"]
+    plain = _pod(_spec())
+    assert all(v["name"] != "cache" for v in plain["volumes"])
+    assert "--cache" not in plain["initContainers"][0]["args"]
+
+
+@pytest.mark.parametrize("claim", ["", "Model_Cache", "-x"])
+def test_cache_claim_must_be_a_claim_name(claim: str) -> None:
+    with pytest.raises(ValidationError):
+        _spec(cache={"claimName": claim})
+
+
 def test_scheduling_fields_pass_through_unchanged() -> None:
     tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     affinity = {"nodeAffinity": {"x": 1}}

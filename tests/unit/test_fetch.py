@@ -2,7 +2,10 @@
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +26,7 @@ class FileServer(ThreadingHTTPServer):
     """Serves PAYLOAD at /m.gguf, honours Range, and can cut the first full response short."""
 
     cut_after: int | None = None
+    delay_s: float = 0.0
     ranges: list[str | None]
 
 
@@ -49,6 +53,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        time.sleep(self.server.delay_s)
         cut = self.server.cut_after
         if cut is not None:
             self.server.cut_after = None
@@ -89,10 +94,35 @@ def test_url_fetch_downloads_verifies_and_links(server: FileServer, tmp_path: Pa
     assert rc == 0
     link = tmp_path / "model.gguf"
     assert link.is_symlink() and link.read_bytes() == PAYLOAD
-    assert not (tmp_path / "m.gguf.part").exists()
+    assert link.resolve() == tmp_path / "url" / SHA / "m.gguf"
+    assert not (tmp_path / "url" / SHA / "m.gguf.part").exists()
     # A second run (pod restart) verifies the cached file and downloads nothing.
     assert main(["url", "--url", _url(server), "--sha256", SHA, "--dest", str(tmp_path)]) == 0
     assert len(server.ranges) == 1
+
+
+def test_pods_sharing_a_cache_fetch_each_file_once(server: FileServer, tmp_path: Path) -> None:
+    """Two pods start together on one cache volume: one downloads, the other waits for it; a
+    pod started later (or of another model with the same file) downloads nothing."""
+    server.delay_s = 1.0  # the second pod starts while the first is still downloading
+    cache = tmp_path / "cache"
+    fetch = str(Path(sys.executable).with_name("kuberank-fetch"))
+    pods = [subprocess.Popen([fetch, "url", "--url", _url(server), "--sha256", SHA,
+                              "--dest", str(tmp_path / f"pod{i}"), "--cache", str(cache)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i in range(2)]
+    outputs = [pod.communicate(timeout=60)[0] for pod in pods]
+    assert [pod.returncode for pod in pods] == [0, 0], outputs
+    assert server.ranges == [None], "the file was downloaded more than once"
+    assert sum("waiting for it" in out for out in outputs) == 1
+    for i in range(2):
+        link = tmp_path / f"pod{i}" / "model.gguf"
+        assert link.resolve() == cache / "url" / SHA / "m.gguf"
+        assert link.read_bytes() == PAYLOAD
+    later = ["url", "--url", _url(server), "--sha256", SHA, "--dest", str(tmp_path / "pod2"),
+             "--cache", str(cache)]
+    assert main(later) == 0
+    assert server.ranges == [None]
 
 
 def test_url_fetch_resumes_a_partial_file_with_range(server: FileServer, tmp_path: Path) -> None:

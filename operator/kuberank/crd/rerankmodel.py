@@ -70,6 +70,18 @@ class PvcSource(CrdModel):
     )
 
 
+class ModelCache(CrdModel):
+    """A volume that keeps fetched files for every pod that mounts it."""
+
+    claim_name: str = Field(
+        description="PersistentVolumeClaim in the model's namespace (ReadWriteMany when replicas "
+        "run on several nodes). Files are kept per source (URL by sha256, Hugging Face by repo "
+        "and revision) and fetched once under a lock: other replicas, later pods and other "
+        "models with the same source fetch nothing again.",
+        pattern=DNS_LABEL,
+    )
+
+
 SOURCE_RULE = "[has(self.huggingFace), has(self.url), has(self.pvc)].filter(x, x).size() == 1"
 
 
@@ -214,6 +226,11 @@ class RerankModelSpec(CrdModel):
         max_length=200,
     )
     source: ModelSource = Field(description="Where the model file comes from.")
+    cache: ModelCache | None = Field(
+        default=None,
+        description="Keep fetched files on a shared volume (default: each pod fetches into its "
+        "own emptyDir). Not used by pvc sources, which are read in place.",
+    )
     replicas: int = Field(default=1, ge=0, le=1000, description="Number of runtime pods.")
     resources: Resources = Field(
         default_factory=Resources, json_schema_extra=_EMPTY, description="Compute per replica."

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from kuberank.fetcher.cache import exclusive, hf_key, url_key
 from kuberank.fetcher.download import fetch_url
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
 from kuberank.fetcher.files import copy_into, point_link
@@ -35,8 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     pvc.add_argument("--path", required=True, type=Path)
     pvc.add_argument("--copy", action="store_true", help="copy instead of symlinking")
     for s in (url, hf, pvc):
-        s.add_argument("--dest", type=Path, default=Path("/models"))
+        s.add_argument("--dest", type=Path, default=Path("/models"),
+                       help="where the link is made (the pod's own directory)")
         s.add_argument("--link", default="model.gguf")
+    for s in (url, hf):
+        s.add_argument("--cache", type=Path, default=None,
+                       help="where fetched files are kept, possibly shared by many pods "
+                       "(default: --dest)")
     return p
 
 
@@ -59,9 +65,12 @@ def run(args: argparse.Namespace) -> Path:
     dest: Path = args.dest
     dest.mkdir(parents=True, exist_ok=True)
     if args.source == "url":
-        target = _fetch_spec_url(args.url, args.sha256.lower(), dest)
+        sha256 = args.sha256.lower()
+        with exclusive(args.cache or dest, url_key(sha256)) as entry:
+            target = _fetch_spec_url(args.url, sha256, entry)
     elif args.source == "hf":
-        target = fetch_hf(args.repo, args.file, args.revision, dest)
+        with exclusive(args.cache or dest, hf_key(args.repo, args.revision)) as entry:
+            target = fetch_hf(args.repo, args.file, args.revision, entry)
     else:
         path: Path = args.path
         if not path.is_file():

@@ -27,12 +27,11 @@ def pick_model_file(files: list[str], pattern: str) -> str:
     return matches[0]
 
 
-def fetch_hf(repo: str, pattern: str, revision: str, dest: Path) -> Path:
-    """Download into dest/hf/<repo> and return the path of the model file."""
+def fetch_hf(repo: str, pattern: str, revision: str, local: Path) -> Path:
+    """Download into the directory ``local`` and return the path of the model file."""
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 
-    local = dest / "hf" / repo.replace("/", "--")
     token = os.environ.get("HF_TOKEN") or None
     try:
         if not is_glob(pattern):

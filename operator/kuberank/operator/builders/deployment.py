@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from kuberank.crd.rerankmodel import RerankModelSpec
-from kuberank.operator.builders.fetch import MODELS_DIR, SOURCE_DIR, fetch_args, fetch_env
+from kuberank.operator.builders.fetch import (
+    CACHE_DIR,
+    MODELS_DIR,
+    SOURCE_DIR,
+    fetch_args,
+    fetch_env,
+    uses_cache,
+)
+from kuberank.operator.builders.fetch import cache_volume as build_cache_volume
 from kuberank.operator.builders.fetch import source_volume as build_source_volume
 from kuberank.operator.builders.meta import (
     HTTP_PORT,
@@ -80,13 +88,16 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         if spec.source.pvc is not None
         else []
     )
+    cached = uses_cache(spec.source, spec.cache)
+    cache = [{"name": "cache", "mountPath": CACHE_DIR}] if cached else []
     init = {
         "name": "fetch-model",
         "image": image,
         "command": ["kuberank-fetch"],
-        "args": fetch_args(spec.source),
+        "args": fetch_args(spec.source, spec.cache),
         "env": fetch_env(spec.source),
-        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, _tmp_mount(), *source],
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, _tmp_mount(), *source,
+                         *cache],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -101,11 +112,13 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         "startupProbe": _probe(max(1, settings.startup_timeout_s // PROBE_PERIOD_S)),
         "readinessProbe": _probe(3, period_s=5),
         "livenessProbe": _probe(6),
-        # The fetcher symlinks a PVC file rather than copying it, so the runtime mounts it too.
+        # The fetcher symlinks a PVC or cached file rather than copying it, so the runtime
+        # mounts that volume too.
         "volumeMounts": [
             {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
             _tmp_mount(),
             *source,
+            *({**mount, "readOnly": True} for mount in cache),
         ],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -136,9 +149,8 @@ def build_deployment(
         {"name": "models", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    source = build_source_volume(spec.source)
-    if source is not None:
-        volumes.append(source)
+    volumes += [v for v in (build_source_volume(spec.source),
+                            build_cache_volume(spec.source, spec.cache)) if v is not None]
     pod_spec: dict[str, Any] = {
         **_containers(owner.name, spec, settings),
         "volumes": volumes,

@@ -1,26 +1,37 @@
-"""The init container that puts the model file at /models/model.gguf (kuberank-fetch)."""
+"""The init container that puts the model file at /models/model.gguf (kuberank-fetch).
+
+With ``spec.cache`` the files go to the shared claim mounted at /cache and /models only holds
+the pod's link to them; without it /models (an emptyDir) holds both.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kuberank.crd.rerankmodel import ModelSource
+from kuberank.crd.rerankmodel import ModelCache, ModelSource
 
 MODELS_DIR = "/models"
 SOURCE_DIR = "/source"
+CACHE_DIR = "/cache"
 LINK_NAME = "model.gguf"
 
 
-def fetch_args(source: ModelSource) -> list[str]:
+def fetch_args(source: ModelSource, cache: ModelCache | None = None) -> list[str]:
     """kuberank-fetch arguments for the one source that is set."""
     common = ["--dest", MODELS_DIR, "--link", LINK_NAME]
+    cached = [*common, "--cache", CACHE_DIR] if uses_cache(source, cache) else common
     if source.url is not None:
-        return ["url", "--url", source.url.url, "--sha256", source.url.sha256, *common]
+        return ["url", "--url", source.url.url, "--sha256", source.url.sha256, *cached]
     if source.hugging_face is not None:
         hf = source.hugging_face
-        return ["hf", "--repo", hf.repo, "--file", hf.file, "--revision", hf.revision, *common]
+        return ["hf", "--repo", hf.repo, "--file", hf.file, "--revision", hf.revision, *cached]
     assert source.pvc is not None
     return ["pvc", "--path", f"{SOURCE_DIR}/{source.pvc.path}", *common]
+
+
+def uses_cache(source: ModelSource, cache: ModelCache | None) -> bool:
+    """A cache claim matters only to sources that are fetched (a pvc source is read in place)."""
+    return cache is not None and source.pvc is None
 
 
 def fetch_env(source: ModelSource) -> list[dict[str, Any]]:
@@ -36,6 +47,13 @@ def fetch_env(source: ModelSource) -> list[dict[str, Any]]:
             }
         )
     return env
+
+
+def cache_volume(source: ModelSource, cache: ModelCache | None) -> dict[str, Any] | None:
+    """The shared claim fetched files are kept on, when the model has one."""
+    if cache is None or not uses_cache(source, cache):
+        return None
+    return {"name": "cache", "persistentVolumeClaim": {"claimName": cache.claim_name}}
 
 
 def source_volume(source: ModelSource) -> dict[str, Any] | None:
