@@ -221,12 +221,10 @@ async def _rerank(
 
     assert gateway.upstream is not None, "upstream is created in the lifespan"
     # A client that leaves closes the upstream connection too, so the runtime stops scoring.
-    answer = await unless_client_leaves(
-        request,
-        gateway.upstream.forward(
-            route, endpoints, dialect.value, body, request_id(request)
-        ),
+    forwarding = gateway.upstream.forward(
+        route, endpoints, dialect.value, body, request_id(request)
     )
+    answer = await unless_client_leaves(request, forwarding)
     if answer.status == 200:
         tokens = usage_tokens(answer.body, answer.usage_header)
         if tokens:
