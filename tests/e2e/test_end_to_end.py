@@ -90,7 +90,8 @@ def gateway_url(kubectl: Kubectl) -> str:
     ready = [
         p
         for p in pods
-        if any(
+        if "deletionTimestamp" not in p["metadata"]  # one an upgrade replaced is on its way out
+        and any(
             c["type"] == "Ready" and c["status"] == "True"
             for c in p["status"].get("conditions", [])
         )
@@ -239,6 +240,34 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
         "patch", "apikey", "app", "-n", ns, "--type=merge", "-p", '{"spec": {"disabled": false}}'
     )
     wait_for("200 again", lambda: post_json(url, body, key)[0] == 200, timeout=30)
+
+    # Upgrading as README says: CRDs first (Helm installs them once and never upgrades them),
+    # then the release. The gateway rolls (new log level) and the same key is answered again.
+    kubectl.run("apply", "--server-side", "--force-conflicts",
+                "-f", str(REPO / "charts" / "kuberank" / "crds"))
+    began = time.monotonic()
+    proc = subprocess.run(
+        [release, "upgrade", RELEASE, str(REPO / "charts" / "kuberank"), "-n", SYSTEM_NS,
+         f"--kubeconfig={kubectl.kubeconfig}", "--reuse-values", "--set", "gateway.logLevel=debug",
+         "--wait", "--timeout=180s"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr + "\n" + agent_node.pod_logs()
+    log(f"helm upgrade --wait: {time.monotonic() - began:.1f}s")
+    gateway = kubectl.json("get", "deployment", "-n", SYSTEM_NS, "-l",
+                           "app.kubernetes.io/component=gateway")["items"][0]
+    env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]
+           .get("env", [])}
+    assert "debug" in env.values(), env
+
+    def answered_after_upgrade() -> str | None:
+        try:
+            upgraded = gateway_url(kubectl) + "/v1/rerank"
+            return upgraded if post_json(upgraded, body, key)[0] == 200 else None
+        except (AssertionError, OSError):
+            return None  # no ready gateway pod yet
+
+    url = wait_for("200 after the upgrade", answered_after_upgrade, timeout=60)
 
     # Deleting the model: 404 at the gateway, its pods gone.
     kubectl.run("delete", "rerankmodel", "minilm", "-n", ns, "--wait=false")
