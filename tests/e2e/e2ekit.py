@@ -132,6 +132,11 @@ def agent_node(
 class FileServer:
     url: str
     directory: Path
+    access_log: Path
+
+    def downloads(self, name: str) -> int:
+        """Full GETs of ``name`` so far (http.server logs each request line to stderr)."""
+        return self.access_log.read_text(errors="replace").count(f'"GET /{name} HTTP')
 
     def sha256(self, name: str) -> str:
         h = hashlib.sha256()
@@ -142,10 +147,13 @@ class FileServer:
 
 
 @pytest.fixture(scope="session")
-def model_server(agent_node: AgentNode) -> Iterator[FileServer]:
+def model_server(
+    agent_node: AgentNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FileServer]:
     """Serves the model cache, with the default model built, on the bridge address that pod
     namespaces can reach."""
     models = paths.models_dir()
+    access_log = tmp_path_factory.mktemp("model-server") / "access.log"
     build_default_model(models)  # cached: returns at once when the model is already there
     with socket.socket() as s:
         s.bind((BRIDGE_IP, 0))
@@ -162,7 +170,7 @@ def model_server(agent_node: AgentNode) -> Iterator[FileServer]:
             str(models),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=access_log.open("wb"),
     )
     url = f"http://{BRIDGE_IP}:{port}"
 
@@ -175,7 +183,7 @@ def model_server(agent_node: AgentNode) -> Iterator[FileServer]:
 
     wait_for("the model file server", up, timeout=20)
     try:
-        yield FileServer(url, models)
+        yield FileServer(url, models, access_log)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

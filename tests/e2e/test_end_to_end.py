@@ -83,6 +83,23 @@ def release(cluster: Any, kubectl: Kubectl, agent_node: AgentNode) -> Iterator[s
         kubectl.run("delete", "namespace", SYSTEM_NS, "--wait=false", check=False)
 
 
+def shared_cache(kubectl: Kubectl, ns: str) -> None:
+    """Claim "model-cache", bound to a volume made for it (the node agent keeps a claim's files
+    per namespace and claim on its node, for every pod that mounts it)."""
+    kubectl.apply({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"cache-{ns}"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "manual",
+                 "hostPath": {"path": f"/tmp/cache-{ns}"},
+                 "claimRef": {"namespace": ns, "name": "model-cache"}},
+    }, ns)
+    kubectl.apply({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "model-cache"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual",
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }, ns)
+
+
 def gateway_url(kubectl: Kubectl) -> str:
     pods = kubectl.json(
         "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=gateway"
@@ -146,8 +163,11 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
             "resources": {"gpus": 1},
             "scheduling": {"nodeSelector": NODE_SELECTOR},
             "engine": {"threads": 1, "contextSize": 512, "batchSize": 512},
+            "cache": {"claimName": "model-cache"},
         },
     }
+    shared_cache(kubectl, ns)
+    downloads = model_server.downloads(MODEL_FILE)
     began = time.monotonic()
     kubectl.apply(model, ns)
     kubectl.apply(
@@ -228,6 +248,8 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
         return all(served_requests(ip) > before[ip] for ip in ips)
 
     wait_for("both replicas to serve through the gateway", both_served, timeout=60)
+    # The second replica found the file on the shared cache claim: one download for two pods.
+    assert model_server.downloads(MODEL_FILE) - downloads == 1
 
     # Disabling the key takes effect within seconds.
     kubectl.run(
