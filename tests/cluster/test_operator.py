@@ -220,6 +220,15 @@ def test_model_with_a_cache_claim_runs_with_the_claim_mounted(
         kubectl.run("delete", "pv", volume, "--wait=false", check=False)
 
 
+def test_missing_cache_claim_is_named_in_the_conditions(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply(model("nocache", resources={"gpus": 0}, cache={"claimName": "absent"}))
+    obj = wait_condition(wait_for, kubectl, "rrm", "nocache", "Ready", "False", "ClaimNotReady")
+    message = condition(obj, "Ready")["message"]
+    assert '"absent"' in message and "spec.cache" in message, message
+
+
 def test_spec_update_rolls_the_deployment(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:

@@ -80,9 +80,20 @@ def test_gpu_shortage_explains_itself_in_ready_and_degraded() -> None:
     assert other is not None and other.reason == "Unschedulable"
 
 
+def _unschedulable(message: str) -> dict[str, Any]:
+    return {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}
+
+
 @pytest.mark.parametrize(
     ("status", "reason"),
     [
+        (_unschedulable('0/3 nodes are available: persistentvolumeclaim "absent" not found.'),
+         "ClaimNotReady"),
+        (_unschedulable("0/3 nodes are available: pod has unbound immediate "
+                        "PersistentVolumeClaims."), "ClaimNotReady"),
+        (_unschedulable("0/3 nodes are available: 3 node(s) didn't match Pod's node "
+                        "affinity/selector."), "Unschedulable"),
         (
             {
                 "initContainerStatuses": [

@@ -30,6 +30,12 @@ def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | Non
                 f"({unscheduled.strip()}). Free or add GPUs, or lower spec.resources.gpus "
                 "or spec.replicas.",
             )
+        if "persistentvolumeclaim" in unscheduled.lower():
+            return PodProblem(
+                "ClaimNotReady",
+                f"Pod {name} is Pending: {unscheduled.strip()} The claims named in spec.cache "
+                "and spec.source.pvc must exist in this namespace and be bound (kubectl get pvc).",
+            )
         return PodProblem(
             "Unschedulable",
             f"Pod {name} is Pending: {unscheduled.strip()} "
