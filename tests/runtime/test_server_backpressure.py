@@ -1,4 +1,5 @@
-"""Back-pressure of the real runtime: a full queue answers 429, a client that leaves frees it.
+"""Back-pressure of the real runtime: a full queue answers 429, a client that leaves frees it
+(and one that leaves mid-upload is no server error).
 
 The MiniLM model on one thread scores a few dozen pairs a second, so a 300-document request
 keeps the engine busy for seconds: long enough to observe its queue from outside.
@@ -90,3 +91,18 @@ def test_client_that_leaves_has_its_queued_pairs_skipped(busy_server: Server) ->
     assert metric(busy_server, gone) == left_before + 1
     answer = busy_server.client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
     assert answer.status_code == 200
+
+
+def test_client_that_leaves_during_the_upload_is_a_499_not_a_server_error(
+    busy_server: Server,
+) -> None:
+    gone = 'kuberank_runtime_requests_total{path="/v1/rerank",status="499"}'
+    crashed = 'kuberank_runtime_requests_total{path="/v1/rerank",status="500"}'
+    left_before = metric(busy_server, gone)
+    sock = socket.create_connection(("127.0.0.1", busy_server.port))
+    sock.sendall(b"POST /v1/rerank HTTP/1.1\r\nHost: runtime\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: 1000\r\n\r\n{\"query\": \"q\", ")
+    sock.close()  # 976 bytes of the body never come
+    wait_for("the request to count as 499", lambda: metric(busy_server, gone) == left_before + 1,
+             timeout=30)
+    assert metric(busy_server, crashed) == 0
