@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from kuberank.fetcher.cache import hf_entry, url_entry
 from kuberank.fetcher.cli import main
 from kuberank.fetcher.download import fetch_url, file_name
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
@@ -201,6 +202,12 @@ def test_missing_pvc_file_fails_with_the_path(
     assert main(["pvc", "--path", str(tmp_path / "nope.gguf"), "--dest", str(tmp_path)]) == 1
     assert "nope.gguf not found" in capsys.readouterr().err
     assert termination_log.read_text().endswith("check spec.source.pvc.path")
+
+
+def test_cache_entries_never_collide_across_sources() -> None:
+    assert hf_entry("a/b-c", "main") != hf_entry("a/b", "c-main")
+    assert hf_entry("org/model", "refs/pr/1") == Path("hf/org--model@refs--pr--1")
+    assert url_entry(SHA.upper()) == Path("url") / SHA
 
 
 def test_names_and_globs() -> None:

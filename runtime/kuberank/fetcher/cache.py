@@ -25,33 +25,29 @@ def _safe(part: str) -> str:
     return _UNSAFE.sub("--", part).strip(".-") or "_"
 
 
-def url_key(sha256: str) -> str:
-    return f"url-{_safe(sha256.lower())}"
+def url_entry(sha256: str) -> Path:
+    """The cache entry of a URL source: its file is named by content."""
+    return Path("url") / _safe(sha256.lower())
 
 
-def hf_key(repo: str, revision: str) -> str:
-    return f"hf-{_safe(repo)}-{_safe(revision)}"
-
-
-def entry_dir(cache: Path, key: str) -> Path:
-    """The directory holding one key's files."""
-    kind, _, name = key.partition("-")
-    return cache / kind / name
+def hf_entry(repo: str, revision: str) -> Path:
+    """The cache entry of a Hugging Face source ('@' cannot occur in either safe part)."""
+    return Path("hf") / f"{_safe(repo)}@{_safe(revision)}"
 
 
 @contextmanager
-def exclusive(cache: Path, key: str) -> Iterator[Path]:
-    """Hold ``key``'s lock (waiting, with a log line, while another pod holds it); yields the
-    key's directory."""
+def exclusive(cache: Path, entry: Path) -> Iterator[Path]:
+    """Hold ``entry``'s lock (waiting, with a log line, while another pod holds it); yields the
+    entry's directory."""
     locks = cache / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(locks / f"{key}.lock")
+    lock = FileLock(locks / f"{entry.parent.name}-{entry.name}.lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info("another pod is fetching %s into the shared cache; waiting for it", key)
+        log.info("another pod is fetching %s into the shared cache; waiting for it", entry)
         lock.acquire()
     try:
-        yield entry_dir(cache, key)
+        yield cache / entry
     finally:
         lock.release()

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from kuberank.fetcher.cache import exclusive, hf_key, url_key
+from kuberank.fetcher.cache import exclusive, hf_entry, url_entry
 from kuberank.fetcher.download import fetch_url
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
 from kuberank.fetcher.files import copy_into, point_link
@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     if args.source == "url":
         sha256 = args.sha256.lower()
-        with exclusive(args.cache or dest, url_key(sha256)) as entry:
+        with exclusive(args.cache or dest, url_entry(sha256)) as entry:
             target = _fetch_spec_url(args.url, sha256, entry)
     elif args.source == "hf":
-        with exclusive(args.cache or dest, hf_key(args.repo, args.revision)) as entry:
+        with exclusive(args.cache or dest, hf_entry(args.repo, args.revision)) as entry:
             target = fetch_hf(args.repo, args.file, args.revision, entry)
     else:
         path: Path = args.path
