@@ -58,8 +58,9 @@ def queue_depth(srv: Server) -> float:
 def test_full_queue_gets_429_with_retry_after_and_then_serves_again(busy_server: Server) -> None:
     first = send_without_waiting(busy_server, BIG)
     try:
+        # Refused while more than 50 of the first request's pairs wait (300 + 50 > 350).
         wait_for("the first request to fill the queue",
-                 lambda: queue_depth(busy_server) >= 100, timeout=60, interval=0.05)
+                 lambda: queue_depth(busy_server) >= 200, timeout=60, interval=0.05)
         refused = busy_server.client.post("/v1/rerank", json=BIG)
     finally:
         first.close()
