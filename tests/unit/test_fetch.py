@@ -16,6 +16,7 @@ from kuberank.fetcher.cli import main
 from kuberank.fetcher.download import fetch_url, file_name
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
 from kuberank.fetcher.huggingface import is_glob, pick_model_file
+from polling import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -105,15 +106,20 @@ def test_url_fetch_downloads_verifies_and_links(server: FileServer, tmp_path: Pa
 def test_pods_sharing_a_cache_fetch_each_file_once(server: FileServer, tmp_path: Path) -> None:
     """Two pods start together on one cache volume: one downloads, the other waits for it; a
     pod started later (or of another model with the same file) downloads nothing."""
-    server.delay_s = 1.0  # the second pod starts while the first is still downloading
+    server.delay_s = 3.0  # the first pod's download takes this long to start sending
     cache = tmp_path / "cache"
     fetch = str(Path(sys.executable).with_name("kuberank-fetch"))
-    pods = [subprocess.Popen([fetch, "url", "--url", _url(server), "--sha256", SHA,
-                              "--dest", str(tmp_path / f"pod{i}"), "--cache", str(cache)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for i in range(2)]
-    outputs = [pod.communicate(timeout=60)[0] for pod in pods]
-    assert [pod.returncode for pod in pods] == [0, 0], outputs
+
+    def pod(i: int) -> subprocess.Popen[str]:
+        return subprocess.Popen([fetch, "url", "--url", _url(server), "--sha256", SHA,
+                                 "--dest", str(tmp_path / f"pod{i}"), "--cache", str(cache)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    pods = [pod(0)]
+    wait_for("the first pod's request", lambda: server.ranges, timeout=30, interval=0.02)
+    pods.append(pod(1))  # starts while the first one holds the lock and downloads
+    outputs = [p.communicate(timeout=60)[0] for p in pods]
+    assert [p.returncode for p in pods] == [0, 0], outputs
     assert server.ranges == [None], "the file was downloaded more than once"
     assert sum("waiting for it" in out for out in outputs) == 1
     for i in range(2):
