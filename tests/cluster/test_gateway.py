@@ -585,11 +585,18 @@ def test_rotated_key_replaces_the_old_one(tenant: Tenant) -> None:
 
 def test_requests_over_the_per_minute_limit_get_429_with_retry_after(tenant: Tenant) -> None:
     key = served_tenant(tenant, rateLimit={"requestsPerMinute": 3})  # one request spent
-    assert [tenant.post(key).status_code for _ in range(2)] == [200, 200]
+    answers = [tenant.post(key) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    # Clients can pace themselves: what is left is on every answer (refills may round up).
+    assert [a.headers["x-ratelimit-limit-requests"] for a in answers] == ["3", "3"]
+    assert [int(a.headers["x-ratelimit-remaining-requests"]) for a in answers] == [1, 0]
+    assert "x-ratelimit-limit-tokens" not in answers[0].headers
     response = tenant.post(key)
     assert response.status_code == 429
     assert response.json()["error"]["type"] == "rate_limit_error"
     assert 1 <= int(response.headers["retry-after"]) <= 20
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= int(response.headers["x-ratelimit-reset-requests"].removesuffix("s")) <= 60
 
 
 def test_tokens_over_the_per_minute_limit_get_429(tenant: Tenant) -> None:
@@ -597,6 +604,7 @@ def test_tokens_over_the_per_minute_limit_get_429(tenant: Tenant) -> None:
     response = tenant.post(key)
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["x-ratelimit-remaining-tokens"] == "0"
 
 
 def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> None:

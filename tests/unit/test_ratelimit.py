@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from kuberank.gateway.ratelimit import Limits, RateLimiter, TokenBucket, retry_after_seconds
+from kuberank.gateway.ratelimit import (
+    Allowance,
+    Limits,
+    Quota,
+    RateLimiter,
+    TokenBucket,
+    quota_headers,
+    retry_after_seconds,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -136,3 +144,33 @@ def test_sweeping_never_changes_what_a_key_is_allowed() -> None:
 @pytest.mark.parametrize(("wait", "header"), [(0.01, 1), (1.0, 1), (1.2, 2), (59.5, 60)])
 def test_retry_after_is_whole_seconds_rounded_up(wait: float, header: int) -> None:
     assert retry_after_seconds(wait) == header
+
+
+def test_quota_reports_what_is_left_and_when_it_is_full_again() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(requests_per_minute=3, tokens_per_minute=600)
+    assert limiter.quota("k", limits) == Quota(Allowance(3, 3, 0.0), Allowance(600, 600, 0.0))
+    assert limiter.admit("k", limits) == 0.0
+    limiter.charge_tokens("k", 150)
+    quota = limiter.quota("k", limits)
+    assert quota.requests == Allowance(3, 2, pytest.approx(20.0))  # one request per 20 s
+    assert quota.tokens == Allowance(600, 450, pytest.approx(15.0))  # 10 tokens per second
+    assert quota_headers(quota) == {
+        "x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "2",
+        "x-ratelimit-reset-requests": "20s", "x-ratelimit-limit-tokens": "600",
+        "x-ratelimit-remaining-tokens": "450", "x-ratelimit-reset-tokens": "15s",
+    }
+
+
+def test_quota_in_token_debt_shows_nothing_remaining() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(tokens_per_minute=60)
+    limiter.admit("k", limits)
+    limiter.charge_tokens("k", 90)
+    quota = limiter.quota("k", limits)
+    assert quota.requests is None
+    assert quota.tokens == Allowance(60, 0, pytest.approx(90.0))
+    assert "x-ratelimit-limit-requests" not in quota_headers(quota)
+    assert quota_headers(Quota()) == {}

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from kuberank.gateway.balancer import Balancer
 from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
 from kuberank.gateway.metrics import GatewayMetrics
-from kuberank.gateway.ratelimit import Limits, RateLimiter, retry_after_seconds
+from kuberank.gateway.ratelimit import Limits, RateLimiter, quota_headers, retry_after_seconds
 from kuberank.gateway.routing import ModelRoute, RoutingTable
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
@@ -67,8 +67,11 @@ class Gateway:
 
 @dataclass
 class _Labels:
+    """What a request resolved to, for its metrics and its rate-limit headers."""
+
     key_id: str = ""
     model: str = ""
+    limits: Limits = field(default_factory=Limits)
 
 
 def default_source(settings: GatewaySettings) -> Source:
@@ -158,6 +161,9 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
                     request_id(request),
                     err.message,
                 )
+        if labels.limits.requests_per_minute or labels.limits.tokens_per_minute:
+            quota = gateway.limiter.quota(labels.key_id, labels.limits)
+            response.headers.update(quota_headers(quota))
         gateway.metrics.observe_request(
             labels.key_id, labels.model, label, response.status_code, time.perf_counter() - started
         )
@@ -200,13 +206,14 @@ async def _rerank(
     settings = gateway.settings
     key = _authenticate(gateway, request)
     labels.key_id = key.key_id
+    labels.limits = Limits(key.requests_per_minute, key.tokens_per_minute)
     body = await read_body(request, settings.max_body_bytes)
     parsed = parse_request(dialect, body, max_documents=settings.max_documents)
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
     check_document_count(len(parsed.documents), route.max_documents)
 
-    wait = gateway.limiter.admit(key.key_id, Limits(key.requests_per_minute, key.tokens_per_minute))
+    wait = gateway.limiter.admit(key.key_id, labels.limits)
     if wait > 0:
         raise RateLimited(
             "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)

@@ -76,6 +76,40 @@ class _KeyBuckets:
         return all(b is None or b.level >= b.capacity for b in (self.requests, self.tokens))
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """What is left of one per-minute limit: whole units now, seconds until full again."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+    @classmethod
+    def of(cls, bucket: TokenBucket) -> Allowance:
+        level = bucket.level
+        return cls(int(bucket.capacity), max(0, math.floor(level)),
+                   max(0.0, bucket.capacity - level) / bucket.rate)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A key's allowances (None where the key has no such limit)."""
+
+    requests: Allowance | None = None
+    tokens: Allowance | None = None
+
+
+def quota_headers(quota: Quota) -> dict[str, str]:
+    """OpenAI-style ``x-ratelimit-*`` headers, so clients can pace themselves before a 429."""
+    headers: dict[str, str] = {}
+    for kind, allowance in (("requests", quota.requests), ("tokens", quota.tokens)):
+        if allowance is not None:
+            headers[f"x-ratelimit-limit-{kind}"] = str(allowance.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(allowance.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = f"{math.ceil(allowance.reset_s)}s"
+    return headers
+
+
 def retry_after_seconds(wait: float) -> int:
     """A Retry-After header value: whole seconds, at least 1."""
     return max(1, math.ceil(wait))
@@ -139,6 +173,15 @@ class RateLimiter:
             if entry.requests is not None:
                 return entry.requests.try_take(1.0)
             return 0.0
+
+    def quota(self, key_id: str, limits: Limits) -> Quota:
+        """The key's allowances now (full ones for a key not seen lately)."""
+        with self._lock:
+            entry = self._buckets(key_id, limits)
+            return Quota(
+                requests=Allowance.of(entry.requests) if entry.requests is not None else None,
+                tokens=Allowance.of(entry.tokens) if entry.tokens is not None else None,
+            )
 
     def charge_tokens(self, key_id: str, tokens: int) -> None:
         """Debit the tokens a finished request used."""
