@@ -247,6 +247,11 @@ def test_metrics_count_requests_tokens_and_truncations(server: Server) -> None:
     assert float(truncations[0].split()[-1]) >= 1
 
 
+def test_health_answers_head_as_well_as_get(server: Server) -> None:
+    assert server.client.head("/health").status_code == 200
+    assert server.client.get("/health").json() == {"status": "ok"}
+
+
 def test_unknown_route_and_method_are_json_errors(server: Server) -> None:
     assert_error(server.client.get("/nope"), 404)
     assert_error(server.client.get("/v1/rerank"), 405)

@@ -199,3 +199,8 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
         assert operation["requestBody"]["required"] is True
         assert set(operation["responses"]) == {
             "200", "400", "401", "403", "404", "413", "422", "429", "503", "504"}
+
+
+def test_probes_answer_head_as_well_as_get(client: TestClient) -> None:
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/readyz").status_code == 200

@@ -114,11 +114,11 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
         return {"object": "list", "data": [_model_card(gateway, r) for r in usable]}
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
     async def readyz() -> JSONResponse:
         if not gateway.source.synced():
             return error_response(Unavailable("caches not yet synced", retry_after=1))

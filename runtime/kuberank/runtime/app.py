@@ -100,7 +100,7 @@ def _rerank_router() -> APIRouter:
 def _ops_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health")
+    @router.api_route("/health", methods=["GET", "HEAD"])  # some load balancers probe with HEAD
     async def health(request: Request) -> Response:
         engine = _engine(request)
         if engine.state == "ready":
