@@ -123,6 +123,9 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
 ) -> None:
     document = server.client.get("/openapi.json").json()
     validate(document)
+    operation_ids = [op["operationId"] for item in document["paths"].values()
+                     for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
 
     def schema_of(path: str, status: int | None = None) -> jsonschema.Draft202012Validator:
         operation = document["paths"][path]["post"]

@@ -194,6 +194,9 @@ def test_metrics_count_requests_by_key_id_model_dialect_and_status(client: TestC
 def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     validate(document)
+    operation_ids = [op["operationId"] for item in document["paths"].values()
+                     for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
     for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
         operation = document["paths"][path]["post"]
         assert operation["requestBody"]["required"] is True

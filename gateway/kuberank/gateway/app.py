@@ -114,15 +114,19 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
         return {"object": "list", "data": [_model_card(gateway, r) for r in usable]}
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"])
+    @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"])
+    @app.get("/readyz")
     async def readyz() -> JSONResponse:
         if not gateway.source.synced():
             return error_response(Unavailable("caches not yet synced", retry_after=1))
         return JSONResponse({"status": "ready"})
+
+    # Some load balancers probe with HEAD; kept out of the schema (one operation per path).
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -100,7 +100,7 @@ def _rerank_router() -> APIRouter:
 def _ops_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.api_route("/health", methods=["GET", "HEAD"])  # some load balancers probe with HEAD
+    @router.get("/health")
     async def health(request: Request) -> Response:
         engine = _engine(request)
         if engine.state == "ready":
@@ -110,6 +110,9 @@ def _ops_router() -> APIRouter:
         err = Unavailable(message, code="model_loading" if engine.state == "loading"
                           else "model_unavailable")
         return JSONResponse(error_body(err), status_code=503)
+
+    # Some load balancers probe with HEAD; kept out of the schema (one operation per path).
+    router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     @router.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
