@@ -3,6 +3,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from kuberank.protocol.body import read_body
 from kuberank.protocol.errors import RateLimited, install_error_handlers
+from kuberank.protocol.requestid import RequestIdMiddleware
 from pydantic import BaseModel
 
 pytestmark = pytest.mark.unit
@@ -15,6 +16,7 @@ class Item(BaseModel):
 def make_app() -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/limited")
     async def limited() -> None:
@@ -49,9 +51,15 @@ def test_api_error_becomes_json_with_retry_after(client: TestClient) -> None:
 
 
 def test_unhandled_exception_becomes_500_json(client: TestClient) -> None:
-    r = client.get("/boom")
+    r = client.get("/boom", headers={"x-request-id": "crash-1"})
     assert r.status_code == 500
     assert r.json()["error"]["type"] == "server_error"
+    assert r.headers["x-request-id"] == "crash-1"  # answered outside the middleware, still named
+
+
+def test_every_error_answer_names_its_request(client: TestClient) -> None:
+    for response in (client.get("/limited"), client.get("/nope"), client.post("/typed", json={})):
+        assert len(response.headers["x-request-id"]) == 32
 
 
 def test_unknown_route_is_404_json(client: TestClient) -> None:

@@ -154,8 +154,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_from_validation_error(exc))
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(InternalError("internal server error"))
+        request_id = (request.scope.get("state") or {}).get("request_id")
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path,
+                      request_id or "-")
+        response = error_response(InternalError("internal server error"))
+        if request_id:  # this answer is made outside every middleware, RequestIdMiddleware too
+            response.headers["x-request-id"] = request_id
+        return response
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
