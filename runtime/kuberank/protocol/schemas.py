@@ -87,7 +87,9 @@ class DocumentText(TypedDict):
 
 
 @closed
-class JinaResult(TypedDict):
+class RankedDocument(TypedDict):
+    """One result of the Jina/GPUStack and Cohere v2 answers (the same shape in both)."""
+
     index: int
     relevance_score: float
     document: NotRequired[DocumentText]
@@ -105,7 +107,7 @@ class JinaResponse(TypedDict):
 
     model: str
     object: Literal["list"]
-    results: list[JinaResult]
+    results: list[RankedDocument]
     usage: Usage
 
 
@@ -140,18 +142,11 @@ class CohereMeta(TypedDict):
 
 
 @closed
-class CohereResult(TypedDict):
-    index: int
-    relevance_score: float
-    document: NotRequired[DocumentText]
-
-
-@closed
 class CohereResponse(TypedDict):
     """`id` is the request's x-request-id."""
 
     id: str
-    results: list[CohereResult]
+    results: list[RankedDocument]
     meta: CohereMeta
 
 
