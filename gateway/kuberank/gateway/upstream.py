@@ -19,6 +19,7 @@ from kuberank.gateway.balancer import Balancer
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute
 from kuberank.protocol.errors import Unavailable, UpstreamTimeout
+from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
 
 # Response headers a runtime sets that the client should see; hop-by-hop ones are dropped
 # (x-request-id is the gateway's own, set on every answer by RequestIdMiddleware).
@@ -73,7 +74,7 @@ class Upstream:
         """Send ``body`` to ``path`` on the least busy replica; one retry elsewhere if the
         connection cannot be made."""
         tried: frozenset[str] = frozenset()
-        headers = {"content-type": "application/json", "x-request-id": request_id}
+        headers = {"content-type": "application/json", REQUEST_ID_HEADER: request_id}
         for _attempt in range(2):
             endpoint = self._balancer.pick(endpoints, exclude=tried)
             if endpoint is None:

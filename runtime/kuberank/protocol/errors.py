@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
+from kuberank.protocol.requestid import chosen_request_id
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -154,12 +156,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_from_validation_error(exc))
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        request_id = (request.scope.get("state") or {}).get("request_id")
+        request_id = chosen_request_id(request)
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path,
                       request_id or "-")
         response = error_response(InternalError("internal server error"))
         if request_id:  # this answer is made outside every middleware, RequestIdMiddleware too
-            response.headers["x-request-id"] = request_id
+            response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
     app.add_exception_handler(ApiError, on_api_error)

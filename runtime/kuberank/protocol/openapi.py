@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from kuberank.protocol.dialects import Dialect
 from kuberank.protocol.errors import ApiError
+from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
 from kuberank.protocol.schemas import (
     CohereRequest,
     CohereResponse,
@@ -40,7 +41,7 @@ ERRORS = {
     503: "The model is loading or has no ready replica; see Retry-After.",
     504: "The model did not answer in time.",
 }
-REQUEST_ID = {"x-request-id": {
+REQUEST_ID = {REQUEST_ID_HEADER: {
     "description": "The client's request id when it sent a usable one, else a new one.",
     "schema": {"type": "string"},
 }}

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
+_STATE_KEY = "request_id"  # in scope["state"], where error handlers outside the middleware see it
 _USABLE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
@@ -27,7 +28,15 @@ def choose_request_id(presented: str | None) -> str:
 
 def request_id(request: Request) -> str:
     """The id RequestIdMiddleware chose for this request."""
-    return str(request.scope["state"]["request_id"])
+    chosen = chosen_request_id(request)
+    assert chosen is not None, "RequestIdMiddleware runs before every route"
+    return chosen
+
+
+def chosen_request_id(request: Request) -> str | None:
+    """The chosen id, or None where the middleware has not run (a crash handler outside it)."""
+    chosen = (request.scope.get("state") or {}).get(_STATE_KEY)
+    return str(chosen) if chosen is not None else None
 
 
 class RequestIdMiddleware:
@@ -43,7 +52,7 @@ class RequestIdMiddleware:
         presented = next((value.decode("latin-1") for name, value in scope["headers"]
                           if name == HEADER.encode()), None)
         chosen = choose_request_id(presented)
-        scope.setdefault("state", {})["request_id"] = chosen
+        scope.setdefault("state", {})[_STATE_KEY] = chosen
         header = (HEADER.encode(), chosen.encode())
 
         async def send_with_id(message: Message) -> None:
