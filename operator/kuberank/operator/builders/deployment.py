@@ -88,8 +88,8 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         if spec.source.pvc is not None
         else []
     )
-    cached = uses_cache(spec.source, spec.cache)
-    cache = [{"name": "cache", "mountPath": CACHE_DIR}] if cached else []
+    cache = ([{"name": "cache", "mountPath": CACHE_DIR}] if uses_cache(spec.source, spec.cache)
+             else [])
     init = {
         "name": "fetch-model",
         "image": image,
