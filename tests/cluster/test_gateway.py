@@ -35,6 +35,7 @@ from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_tiny
 from kubernetes import client
+from promtext import sample
 
 pytestmark = pytest.mark.cluster
 
@@ -389,15 +390,6 @@ def status_of(expected: int, send: Callable[[], httpx.Response]) -> Callable[[],
     return check
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one series in a Prometheus text page (0 when absent)."""
-    wanted = [f'{k}="{v}"' for k, v in labels.items()]
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(w in line for w in wanted):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def served_tenant(tenant: Tenant, *addresses: str, **key_spec: Any) -> str:
     """Model 'tiny' on ``addresses`` (default: both replicas) and a key with ``key_spec``.
 
@@ -486,7 +478,7 @@ def test_usage_and_requests_are_exported_by_key_id_and_model(tenant: Tenant) -> 
     tokens = tenant.post(key).json()["usage"]["total_tokens"]
     text = tenant.gateway.metrics()
     assert (
-        metric(
+        sample(
             text,
             "kuberank_gateway_requests_total",
             key_id=parsed.key_id,
@@ -497,7 +489,7 @@ def test_usage_and_requests_are_exported_by_key_id_and_model(tenant: Tenant) -> 
         == 2
     )
     assert (
-        metric(text, "kuberank_gateway_usage_tokens_total", key_id=parsed.key_id, model=SERVED)
+        sample(text, "kuberank_gateway_usage_tokens_total", key_id=parsed.key_id, model=SERVED)
         == 2 * tokens
     )
 
@@ -618,7 +610,7 @@ def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> No
 
 
 def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> None:
-    before = metric(
+    before = sample(
         tenant.gateway.metrics(),
         "kuberank_gateway_upstream_errors_total",
         model=SERVED,
@@ -626,7 +618,7 @@ def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> Non
     )
     key = served_tenant(tenant, REFUSING, REPLICA_1)
     assert [tenant.post(key).status_code for _ in range(6)] == [200] * 6
-    after = metric(
+    after = sample(
         tenant.gateway.metrics(),
         "kuberank_gateway_upstream_errors_total",
         model=SERVED,
@@ -684,7 +676,7 @@ def test_client_that_leaves_ends_the_upstream_call(
 
         eventually(upstream_closed, timeout=30)
         page = httpx.get(f"{url}/metrics").text
-        assert metric(page, "kuberank_gateway_requests_total", model=SERVED, status="499") == 1
+        assert sample(page, "kuberank_gateway_requests_total", model=SERVED, status="499") == 1
         proc.alive()
     finally:
         proc.stop()

@@ -4,7 +4,6 @@ its Secret -> POST /v1/rerank through the gateway; then scale, disable, delete, 
 from __future__ import annotations
 
 import base64
-import re
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from e2ekit import (
     wait_for,
 )
 from kuberank.modelkit import paths
+from promtext import sample
 
 pytestmark = pytest.mark.e2e
 
@@ -126,12 +126,7 @@ def runtime_pods(kubectl: Kubectl, ns: str, model: str) -> list[dict[str, Any]]:
 
 def served_requests(ip: str) -> float:
     text = get_text(f"http://{ip}:8080/metrics")
-    return sum(
-        float(m.group(1))
-        for m in re.finditer(
-            r'^kuberank_runtime_requests_total\{[^}]*status="200"[^}]*\} (\S+)$', text, re.M
-        )
-    )
+    return sample(text, "kuberank_runtime_requests_total", status="200")
 
 
 def test_helm_install_to_ranked_results_and_back_to_nothing(

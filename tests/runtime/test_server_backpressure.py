@@ -8,18 +8,19 @@ keeps the engine busy for seconds: long enough to observe its queue from outside
 from __future__ import annotations
 
 import json
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from polling import wait_for
+from promtext import sample
 from serverkit import Server
 
 pytestmark = pytest.mark.runtime
 
 MAX_DOCUMENTS = 300
+REQUESTS = "kuberank_runtime_requests_total"
 BIG = {"query": "What is a panda?",
        "documents": [f"Passage {i}: the giant panda is a bear of the bamboo forests of China, "
                      "with a black and white coat." for i in range(MAX_DOCUMENTS)]}
@@ -36,10 +37,8 @@ def busy_server(minilm_model: Path) -> Iterator[Server]:
         srv.stop()
 
 
-def metric(srv: Server, name: str, labels: str = "") -> float:
-    text = srv.client.get("/metrics").text
-    found = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+def metric(srv: Server, name: str, **labels: str) -> float:
+    return sample(srv.client.get("/metrics").text, name, **labels)
 
 
 def send_without_waiting(srv: Server, body: object) -> socket.socket:
@@ -76,8 +75,7 @@ def test_full_queue_gets_429_with_retry_after_and_then_serves_again(busy_server:
 def test_client_that_leaves_has_its_queued_pairs_skipped(busy_server: Server) -> None:
     decoded_before = metric(busy_server, "kuberank_runtime_batch_pairs_count")
     skipped_before = metric(busy_server, "kuberank_runtime_skipped_pairs_total")
-    gone = 'kuberank_runtime_requests_total{path="/v1/rerank",status="499"}'
-    left_before = metric(busy_server, gone)
+    left_before = metric(busy_server, REQUESTS, path="/v1/rerank", status="499")
 
     leaving = send_without_waiting(busy_server, BIG)
     wait_for("the request's pairs to be queued",
@@ -89,7 +87,7 @@ def test_client_that_leaves_has_its_queued_pairs_skipped(busy_server: Server) ->
     skipped = metric(busy_server, "kuberank_runtime_skipped_pairs_total") - skipped_before
     assert decoded + skipped == MAX_DOCUMENTS
     assert skipped >= 1, "every pair was scored for a client that had left"
-    assert metric(busy_server, gone) == left_before + 1
+    assert metric(busy_server, REQUESTS, path="/v1/rerank", status="499") == left_before + 1
     answer = busy_server.client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
     assert answer.status_code == 200
 
@@ -97,13 +95,11 @@ def test_client_that_leaves_has_its_queued_pairs_skipped(busy_server: Server) ->
 def test_client_that_leaves_during_the_upload_is_a_499_not_a_server_error(
     busy_server: Server,
 ) -> None:
-    gone = 'kuberank_runtime_requests_total{path="/v1/rerank",status="499"}'
-    crashed = 'kuberank_runtime_requests_total{path="/v1/rerank",status="500"}'
-    left_before = metric(busy_server, gone)
+    left_before = metric(busy_server, REQUESTS, path="/v1/rerank", status="499")
     sock = socket.create_connection(("127.0.0.1", busy_server.port))
     sock.sendall(b"POST /v1/rerank HTTP/1.1\r\nHost: runtime\r\nContent-Type: application/json"
                  b"\r\nContent-Length: 1000\r\n\r\n{\"query\": \"q\", ")
     sock.close()  # 976 bytes of the body never come
-    wait_for("the request to count as 499", lambda: metric(busy_server, gone) == left_before + 1,
-             timeout=30)
-    assert metric(busy_server, crashed) == 0
+    wait_for("the request to count as 499", lambda: metric(
+        busy_server, REQUESTS, path="/v1/rerank", status="499") == left_before + 1, timeout=30)
+    assert metric(busy_server, REQUESTS, path="/v1/rerank", status="500") == 0
