@@ -82,6 +82,7 @@ class Engine:
         self.builder: PairBuilder | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._queued = 0
+        self._stopping = False  # the stop signal was taken: finish what is pending, then return
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="llama-owner", daemon=True)
         self._decode_seconds = 0.1  # running estimate for Retry-After
@@ -183,9 +184,10 @@ class Engine:
     def _serve(self, ctx: RankContext) -> None:
         pending: deque[tuple[_Job, int]] = deque()
         while True:
-            if not pending and not self._take(pending, block=True):
+            if not pending and (self._stopping or not self._take(pending, block=True)):
                 return
-            while len(pending) < ctx.max_seqs and self._take(pending, block=False):
+            while (len(pending) < ctx.max_seqs and not self._stopping
+                   and self._take(pending, block=False)):
                 pass
             batch = self._next_batch(pending, ctx)
             if batch:
@@ -197,6 +199,7 @@ class Engine:
         except queue.Empty:
             return False
         if job is None:
+            self._stopping = True
             return False
         pending.extend((job, i) for i in range(len(job.pairs)))
         return True
