@@ -146,9 +146,9 @@ class RankContext:
 
     def __init__(self, model: RankModel, params: ContextParams) -> None:
         cp = llama_cpp.llama_context_default_params()
-        # Each sequence gets n_ctx / n_seq_max positions; rank models keep no KV cache, so
-        # giving every packed pair the full window costs nothing.
-        cp.n_ctx = max(params.ctx_size, params.batch_size) * params.max_seqs
+        # Each sequence gets n_ctx / n_seq_max positions: the context size, so no packed pair
+        # is told it may outgrow what the model was trained on (rank models keep no KV cache).
+        cp.n_ctx = params.ctx_size * params.max_seqs
         # Non-causal models cannot split a sequence over micro-batches: ubatch must equal batch.
         cp.n_batch = cp.n_ubatch = params.batch_size
         cp.n_seq_max = params.max_seqs

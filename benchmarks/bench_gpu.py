@@ -1,0 +1,289 @@
+"""The runtime on a GPU: pairs packed per decode against throughput and latency, and transformers.
+
+    python benchmarks/bench_gpu.py --tokenizer DIR [--shapes minilm-l6,bert-large]
+        [--packs 1,8,32,64] [--seconds 3] [--gpu-layers -1] [--work DIR] [--json FILE]
+
+For each model shape it writes a seeded random BertForSequenceClassification (an HF directory
+and an f16 GGUF made by the project's own converter; speed does not depend on the weights'
+values) and measures, on the same documents (~120-137 tokens per pair):
+  engine     RankContext.score in-process on pre-tokenized pairs, N pairs per llama_decode: the
+             ceiling of that packing
+  runtime    the real runtime over loopback HTTP with --max-batch-pairs N, 32 documents per
+             request: 8 clients (throughput, p50/p99 under load), then 1 client (latency alone)
+  hf         transformers on the same weights in padded batches of 32, fp16 on a GPU (what
+             sentence-transformers and TEI do there), fp32 on a CPU
+and the largest |score difference| between the runtime and transformers in fp32.
+--tokenizer is a directory with MiniLM's vocab.txt and tokenizer files (any HF twin the model
+builder wrote, e.g. ~/.cache/kuberank/models/minilm-l6-reranker-hf).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import llama_cpp
+import numpy as np
+from bench_runtime import QUERY, Result, documents, start_runtime
+from kuberank.modelkit.build import classifier_config, random_encoder, random_head, write_hf_dir
+from kuberank.modelkit.convert import convert_hf_dir
+from kuberank.runtime.model import ContextParams, RankContext, RankModel
+from kuberank.runtime.pairs import Limits, PairBuilder
+
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+             "intermediate_size": 128},
+    "minilm-l6": {"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12,
+                  "intermediate_size": 1536},
+    "bert-base": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12,
+                  "intermediate_size": 3072},
+    "bert-large": {"num_hidden_layers": 24, "hidden_size": 1024, "num_attention_heads": 16,
+                   "intermediate_size": 4096},
+}
+PER_REQUEST = 32
+
+
+@dataclass
+class Row:
+    shape: str
+    pack: int
+    flash: str
+    batch_tokens: int
+    engine_pairs_s: float | None = None
+    runtime8_pairs_s: float | None = None
+    runtime8_p50_ms: float | None = None
+    runtime8_p99_ms: float | None = None
+    runtime1_p50_ms: float | None = None
+    error: str | None = None
+
+
+def build_model(shape: str, tokenizer: Path, work: Path) -> tuple[Path, Path]:
+    """Seeded random cross-encoder of the given shape: its HF directory and an f16 GGUF."""
+    hf_dir, gguf = work / f"{shape}-hf", work / f"{shape}.gguf"
+    if not gguf.is_file():
+        base = json.loads((tokenizer / "config.json").read_text())
+        config = classifier_config({**base, **SHAPES[shape], "max_position_embeddings": 512,
+                                    "type_vocab_size": 2}, f"random/{shape}")
+        rng = np.random.default_rng(11)
+        weights = random_encoder(rng, config)
+        weights.update(random_head(rng, config["hidden_size"]))
+        hf_dir.mkdir(parents=True, exist_ok=True)
+        write_hf_dir(hf_dir, config, weights, tokenizer)
+        convert_hf_dir(hf_dir, gguf, dtype="f16")
+    return hf_dir, gguf
+
+
+def tokenized_pairs(model: RankModel, docs: list[str]) -> list[list[int]]:
+    builder = PairBuilder(model.layout(), model.tokenize, Limits(max_pair_tokens=512))
+    query = builder.query(QUERY, truncate=True)
+    return [builder.pair(query, d, truncate=True).tokens for d in docs]
+
+
+def for_seconds(seconds: float, step: Callable[[], int]) -> float:
+    """Pairs per second of `step` (which returns the pairs it scored), repeated for `seconds`."""
+    step()  # warm-up: first-use allocations and kernel selection
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        done += step()
+    return done / (time.perf_counter() - started)
+
+
+def bench_engine(gguf: Path, pairs: list[list[int]], pack: int, batch_tokens: int,
+                 gpu_layers: int, flash: str, seconds: float) -> float:
+    model = RankModel(gguf, gpu_layers=gpu_layers)
+    ctx = RankContext(model, ContextParams(ctx_size=512, batch_size=batch_tokens,
+                                           gpu_layers=gpu_layers, flash_attn=flash,  # type: ignore[arg-type]
+                                           max_seqs=pack))
+    chunks = [pairs[i:i + pack] for i in range(0, len(pairs), pack)]
+    at = 0
+
+    def step() -> int:
+        nonlocal at
+        chunk = chunks[at % len(chunks)]
+        at += 1
+        ctx.score(chunk)
+        return len(chunk)
+
+    try:
+        return for_seconds(seconds, step)
+    finally:
+        ctx.close()
+        model.close()
+
+
+def bench_http(url: str, docs: list[str], clients: int, seconds: float) -> Result:
+    requests = [docs[i:i + PER_REQUEST] for i in range(0, len(docs), PER_REQUEST)]
+    with httpx.Client(base_url=url, timeout=600,
+                      limits=httpx.Limits(max_connections=clients)) as http:
+        def post(batch: list[str]) -> float:
+            t = time.perf_counter()
+            http.post("/v1/rerank", json={"query": QUERY, "documents": batch,
+                                          "return_documents": False}).raise_for_status()
+            return time.perf_counter() - t
+
+        def client(offset: int, deadline: float) -> list[float]:
+            latencies, at = [], offset
+            while time.perf_counter() < deadline:
+                latencies.append(post(requests[at % len(requests)]))
+                at += 1
+            return latencies
+
+        post(requests[0])
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            parts = list(pool.map(client, range(clients), [started + seconds] * clients))
+        elapsed = time.perf_counter() - started
+    latencies = [x for part in parts for x in part]
+    return Result(f"runtime, {clients} client(s)", len(latencies) * PER_REQUEST, elapsed,
+                  latencies)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def runtime_scores(url: str, docs: list[str]) -> list[float]:
+    body = httpx.post(url + "/v1/rerank", timeout=600, json={
+        "query": QUERY, "documents": docs, "return_documents": False}).json()
+    by_index = {r["index"]: r["relevance_score"] for r in body["results"]}
+    return [by_index[i] for i in range(len(docs))]
+
+
+def bench_row(row: Row, gguf: Path, docs: list[str], pairs: list[list[int]], gpu_layers: int,
+              seconds: float, work: Path) -> list[float] | None:
+    """Fill `row`; returns the runtime's scores of the first request, for the accuracy check."""
+    row.engine_pairs_s = bench_engine(gguf, pairs, row.pack, row.batch_tokens, gpu_layers,
+                                      row.flash, seconds)
+    log = work / f"{row.shape}-{row.pack}-{row.flash}.log"
+    proc, url = start_runtime(gguf, "--ctx-size", "512", "--batch-size", str(row.batch_tokens),
+                              "--max-batch-pairs", str(row.pack), "--gpu-layers", str(gpu_layers),
+                              "--flash-attn", row.flash, log=log)
+    try:
+        eight = bench_http(url, docs, 8, seconds)
+        row.runtime8_pairs_s = eight.rate
+        row.runtime8_p50_ms = percentile(eight.latencies, 0.5)
+        row.runtime8_p99_ms = percentile(eight.latencies, 0.99)
+        row.runtime1_p50_ms = percentile(bench_http(url, docs, 1, seconds / 2).latencies, 0.5)
+        return runtime_scores(url, docs[:PER_REQUEST])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def bench_transformers(hf_dir: Path, docs: list[str], seconds: float,
+                       ) -> tuple[str, float, Callable[[list[str]], list[float]]]:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    fp32 = AutoModelForSequenceClassification.from_pretrained(hf_dir).eval().to(device)
+    fast = (AutoModelForSequenceClassification.from_pretrained(hf_dir, dtype=torch.float16)
+            .eval().to(device) if device == "cuda" else fp32)
+
+    def scores(model: Any, batch: list[str]) -> list[float]:
+        enc = tok([QUERY] * len(batch), batch, padding=True, truncation=True, max_length=512,
+                  return_tensors="pt").to(device)
+        enc["token_type_ids"] = torch.zeros_like(enc["token_type_ids"])  # as llama.cpp does
+        with torch.inference_mode():
+            out = [float(x) for x in model(**enc).logits[:, 0]]
+        return out
+
+    requests = [docs[i:i + PER_REQUEST] for i in range(0, len(docs), PER_REQUEST)]
+    at = 0
+
+    def step() -> int:
+        nonlocal at
+        batch = requests[at % len(requests)]
+        at += 1
+        scores(fast, batch)
+        return len(batch)
+
+    rate = for_seconds(seconds, step)
+    name = "transformers fp16" if device == "cuda" else "transformers fp32 (CPU)"
+    return name, rate, lambda batch: scores(fp32, batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", type=Path, required=True)
+    parser.add_argument("--shapes", default="minilm-l6,bert-large")
+    parser.add_argument("--packs", default="1,8,32,64", help="pairs per decode to measure")
+    parser.add_argument("--flash-off-pack", type=int, default=32,
+                        help="also measure this packing with flash attention off (0: skip)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--gpu-layers", type=int, default=-1)
+    parser.add_argument("--documents", type=int, default=512)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="kuberank-bench-gpu-"))
+    work.mkdir(parents=True, exist_ok=True)
+    docs = documents(args.documents, vocab_file=args.tokenizer / "vocab.txt")
+    print(f"llama.cpp GPU offload: {bool(llama_cpp.llama_supports_gpu_offload())}, "
+          f"gpu layers {args.gpu_layers}, {args.seconds:.1f} s per measurement, "
+          f"{PER_REQUEST} documents per request", flush=True)
+
+    rows: list[Row] = []
+    report: dict[str, Any] = {"rows": rows, "transformers": {}, "max_score_difference": {}}
+    for shape in args.shapes.split(","):
+        started = time.perf_counter()
+        hf_dir, gguf = build_model(shape, args.tokenizer, work)
+        probe = RankModel(gguf)
+        pairs = tokenized_pairs(probe, docs)
+        probe.close()
+        longest = max(map(len, pairs))
+        print(f"\n{shape}: built in {time.perf_counter() - started:.0f} s, pairs of "
+              f"{min(map(len, pairs))}-{longest} tokens", flush=True)
+        configs = [(n, "on") for n in map(int, args.packs.split(","))]
+        if args.flash_off_pack:
+            configs.append((args.flash_off_pack, "off"))
+        served: list[float] | None = None
+        for pack, flash in configs:
+            row = Row(shape, pack, flash, batch_tokens=max(512, pack * longest))
+            rows.append(row)
+            try:
+                served = bench_row(row, gguf, docs, pairs, args.gpu_layers, args.seconds,
+                                   work) or served
+            except Exception as exc:  # one failed setting must not end the run
+                row.error = f"{type(exc).__name__}: {exc}"
+            print(format_row(row), flush=True)
+        try:
+            name, rate, fp32_scores = bench_transformers(hf_dir, docs, args.seconds)
+            report["transformers"][shape] = {"name": name, "pairs_s": rate}
+            print(f"  {name}, batch {PER_REQUEST}: {rate:9.1f} pairs/s", flush=True)
+            if served is not None:
+                diff = max(abs(a - b) for a, b in
+                           zip(served, fp32_scores(docs[:PER_REQUEST]), strict=True))
+                report["max_score_difference"][shape] = diff
+                print(f"  max |runtime - transformers fp32| score: {diff:.2e}", flush=True)
+        except Exception as exc:  # the rows above stand on their own
+            print(f"  transformers failed: {type(exc).__name__}: {exc}", flush=True)
+    if args.json:
+        report["rows"] = [asdict(r) for r in rows]
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def format_row(r: Row) -> str:
+    head = f"  {r.pack:>3} pairs/decode, flash {r.flash:<3} (batch {r.batch_tokens:>5} tokens): "
+    if r.error:
+        return head + "FAILED " + r.error
+    ratio = (r.runtime8_pairs_s or 0) / (r.engine_pairs_s or 1)
+    return (head + f"engine {r.engine_pairs_s:9.1f} pairs/s | runtime 8 clients "
+            f"{r.runtime8_pairs_s:9.1f} pairs/s ({ratio:.2f}x engine), p50 "
+            f"{r.runtime8_p50_ms:7.1f} ms, p99 {r.runtime8_p99_ms:7.1f} ms | 1 client p50 "
+            f"{r.runtime1_p50_ms:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
