@@ -1,7 +1,8 @@
 """The runtime on a GPU: pairs packed per decode against throughput and latency, and transformers.
 
     python benchmarks/bench_gpu.py --tokenizer DIR [--shapes minilm-l6,bert-large]
-        [--packs 1,8,32,64] [--seconds 3] [--gpu-layers -1] [--work DIR] [--json FILE]
+        [--packs 1,4,8,16,32] [--flash auto,on,off] [--seconds 3] [--gpu-layers -1]
+        [--work DIR] [--json FILE]
 
 For each model shape it writes a seeded random BertForSequenceClassification (an HF directory
 and an f16 GGUF made by the project's own converter; speed does not depend on the weights'
@@ -10,8 +11,9 @@ values) and measures, on the same documents (~120-137 tokens per pair):
              ceiling of that packing
   runtime    the real runtime over loopback HTTP with --max-batch-pairs N, 32 documents per
              request: 8 clients (throughput, p50/p99 under load), then 1 client (latency alone)
-  hf         transformers on the same weights in padded batches of 32, fp16 on a GPU (what
-             sentence-transformers and TEI do there), fp32 on a CPU
+  hf         transformers on the same weights in padded batches of 32 and 128, fp16 on a GPU
+             (what sentence-transformers and TEI run there), fp32 on a CPU, in a process of
+             its own (transformers_rate.py)
 and the largest |score difference| between the runtime and transformers in fp32.
 --tokenizer is a directory with MiniLM's vocab.txt and tokenizer files (any HF twin the model
 builder wrote, e.g. ~/.cache/kuberank/models/minilm-l6-reranker-hf).
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -179,38 +183,17 @@ def bench_row(row: Row, gguf: Path, docs: list[str], pairs: list[list[int]], gpu
         proc.wait(30)
 
 
-def bench_transformers(hf_dir: Path, docs: list[str], seconds: float,
-                       ) -> tuple[str, float, Callable[[list[str]], list[float]]]:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    tok = AutoTokenizer.from_pretrained(hf_dir)
-    fp32 = AutoModelForSequenceClassification.from_pretrained(hf_dir).eval().to(device)
-    fast = (AutoModelForSequenceClassification.from_pretrained(hf_dir, dtype=torch.float16)
-            .eval().to(device) if device == "cuda" else fp32)
-
-    def scores(model: Any, batch: list[str]) -> list[float]:
-        enc = tok([QUERY] * len(batch), batch, padding=True, truncation=True, max_length=512,
-                  return_tensors="pt").to(device)
-        enc["token_type_ids"] = torch.zeros_like(enc["token_type_ids"])  # as llama.cpp does
-        with torch.inference_mode():
-            out = [float(x) for x in model(**enc).logits[:, 0]]
-        return out
-
-    requests = [docs[i:i + PER_REQUEST] for i in range(0, len(docs), PER_REQUEST)]
-    at = 0
-
-    def step() -> int:
-        nonlocal at
-        batch = requests[at % len(requests)]
-        at += 1
-        scores(fast, batch)
-        return len(batch)
-
-    rate = for_seconds(seconds, step)
-    name = "transformers fp16" if device == "cuda" else "transformers fp32 (CPU)"
-    return name, rate, lambda batch: scores(fp32, batch)
+def bench_transformers(hf_dir: Path, docs: list[str], seconds: float, work: Path,
+                       ) -> dict[str, Any]:
+    """transformers_rate.py in a process of its own (see there why)."""
+    docs_file = work / "documents.json"
+    docs_file.write_text(json.dumps(docs))
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("transformers_rate.py")), str(hf_dir),
+         str(docs_file), "--seconds", str(seconds), "--score-count", str(PER_REQUEST)],
+        capture_output=True, text=True, timeout=600, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -218,9 +201,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", type=Path, required=True)
     parser.add_argument("--shapes", default="minilm-l6,bert-large")
-    parser.add_argument("--packs", default="1,8,32,64", help="pairs per decode to measure")
-    parser.add_argument("--flash-off-pack", type=int, default=32,
-                        help="also measure this packing with flash attention off (0: skip)")
+    parser.add_argument("--packs", default="1,4,8,16,32", help="pairs per decode to measure")
+    parser.add_argument("--flash", default="auto", help="flash attention settings to measure "
+                        "at each packing (on, off, auto)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--gpu-layers", type=int, default=-1)
     parser.add_argument("--documents", type=int, default=512)
@@ -245,9 +228,8 @@ def main() -> None:
         longest = max(map(len, pairs))
         print(f"\n{shape}: built in {time.perf_counter() - started:.0f} s, pairs of "
               f"{min(map(len, pairs))}-{longest} tokens", flush=True)
-        configs = [(n, "on") for n in map(int, args.packs.split(","))]
-        if args.flash_off_pack:
-            configs.append((args.flash_off_pack, "off"))
+        configs = [(n, flash) for flash in args.flash.split(",")
+                   for n in map(int, args.packs.split(","))]
         served: list[float] | None = None
         for pack, flash in configs:
             row = Row(shape, pack, flash, batch_tokens=max(512, pack * longest))
@@ -259,15 +241,15 @@ def main() -> None:
                 row.error = f"{type(exc).__name__}: {exc}"
             print(format_row(row), flush=True)
         try:
-            name, rate, fp32_scores = bench_transformers(hf_dir, docs, args.seconds)
-            report["transformers"][shape] = {"name": name, "pairs_s": rate}
-            print(f"  {name}, batch {PER_REQUEST}: {rate:9.1f} pairs/s", flush=True)
+            hf = bench_transformers(hf_dir, docs, args.seconds, work)
+            report["transformers"][shape] = hf
+            for size, rate in hf["pairs_s_by_batch"].items():
+                print(f"  {hf['name']}, batch {size}: {rate:9.1f} pairs/s", flush=True)
             if served is not None:
-                diff = max(abs(a - b) for a, b in
-                           zip(served, fp32_scores(docs[:PER_REQUEST]), strict=True))
+                diff = max(abs(a - b) for a, b in zip(served, hf["fp32_scores"], strict=True))
                 report["max_score_difference"][shape] = diff
                 print(f"  max |runtime - transformers fp32| score: {diff:.2e}", flush=True)
-        except Exception as exc:  # the rows above stand on their own
+        except (subprocess.SubprocessError, ValueError) as exc:
             print(f"  transformers failed: {type(exc).__name__}: {exc}", flush=True)
     if args.json:
         report["rows"] = [asdict(r) for r in rows]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -181,3 +184,17 @@ def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Pat
     assert len(scores) == 402
     assert engine.state == "stopped"
     assert stop_seconds < 5
+
+
+@pytest.mark.parametrize(("cuda_graphs", "expected"), [(False, "1"), (True, "None")])
+def test_cuda_graphs_are_off_unless_asked_for(tiny_model: Path, cuda_graphs: bool,
+                                              expected: str) -> None:
+    """ggml reads GGML_CUDA_DISABLE_GRAPHS once per process, so each case gets a fresh one."""
+    code = ("import os, sys; from pathlib import Path;"
+            " from kuberank.runtime.model import RankModel;"
+            f" RankModel(Path(sys.argv[1]), cuda_graphs={cuda_graphs}).close();"
+            " print(os.environ.get('GGML_CUDA_DISABLE_GRAPHS'))")
+    env = {k: v for k, v in os.environ.items() if k != "GGML_CUDA_DISABLE_GRAPHS"}
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_model)], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == expected

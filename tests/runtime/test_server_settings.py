@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from kuberank.runtime.cli import parse_settings
-from kuberank.runtime.settings import load_settings
+from kuberank.runtime.settings import EngineChoices, engine_choices, load_settings
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.runtime
@@ -37,8 +37,27 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 def test_defaults_serve_the_file_name_with_batch_equal_to_context() -> None:
     s = load_settings(["--model", "/m/bge-reranker.gguf"])
     assert s.effective_served_name == "bge-reranker"
-    assert s.effective_batch_size == s.ctx_size == 512
+    assert engine_choices(s, offloaded=False).batch_size == s.ctx_size == 512
     assert s.overflow == "truncate" and s.normalize is False
+
+
+def test_engine_defaults_are_the_measured_ones_for_cpu_and_gpu() -> None:
+    s = load_settings([])
+    assert engine_choices(s, offloaded=False) == EngineChoices("on", 1, 512)
+    # GPU: 8 pairs per decode, with room for 8 pairs of a full context each.
+    assert engine_choices(s, offloaded=True) == EngineChoices("auto", 8, 4096)
+    long_context = load_settings(["--ctx-size", "8192"])
+    assert engine_choices(long_context, offloaded=True) == EngineChoices("auto", 8, 8192)
+
+
+def test_explicit_engine_settings_win_over_the_defaults() -> None:
+    s = load_settings(["--flash-attn", "off", "--max-batch-pairs", "4"])
+    assert engine_choices(s, offloaded=True) == EngineChoices("off", 4, 2048)
+    assert engine_choices(s, offloaded=False) == EngineChoices("off", 4, 2048)
+    sized = load_settings(["--max-batch-pairs", "4", "--batch-size", "1000"])
+    assert engine_choices(sized, offloaded=True) == EngineChoices("auto", 4, 1000)
+    single = load_settings(["--max-batch-pairs", "1", "--flash-attn", "on"])
+    assert engine_choices(single, offloaded=True) == EngineChoices("on", 1, 512)
 
 
 def test_queue_holds_the_largest_request_by_default() -> None:
@@ -50,7 +69,8 @@ def test_queue_holds_the_largest_request_by_default() -> None:
 
 @pytest.mark.parametrize("argv", [["--overflow", "drop"], ["--port", "http"],
                                   ["--flash-attn", "maybe"], ["--max-documents", "0"],
-                                  ["--max-queued-pairs", "10", "--max-documents", "11"]])
+                                  ["--max-queued-pairs", "10", "--max-documents", "11"],
+                                  ["--max-batch-pairs", "257"]])
 def test_invalid_settings_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValidationError):
         load_settings(argv)

@@ -16,12 +16,30 @@ were built on, while other jobs kept it busy (load average 6-8), pairs/s:
 
 Packing several sequences into one decode never paid on CPU (attention over the packed batch
 grows quadratically and the matrix products are already large enough to keep cores busy), and
-flash attention always helped, so the default is one pair per decode with flash attention on.
+flash attention always helped, so the CPU default is one pair per decode with flash attention on.
 Threads above the CPUs really available collapse throughput (llama.cpp threads spin at
 barriers): with the machine at load average 11-12, bench_runtime.py measured the raw loop at
 1.0 pairs/s with 2 threads and 14.1 pairs/s with 1. Hence `default_threads()` reads the cgroup
-quota, and `--threads` should not exceed the CPUs a pod is guaranteed. `--max-batch-pairs`
-stays for GPUs, where packing sequences is what fills the device.
+quota, and `--threads` should not exceed the CPUs a pod is guaranteed.
+
+On a GPU (H200, llama.cpp built for CUDA 13, f16 GGUFs, same pairs; bench_gpu.py), pairs/s of
+the engine alone:
+
+    model        flash   1 pair/decode   4      8      16     32     64
+    MiniLM-L6    on      214             -      327    -      178    105
+    MiniLM-L6    off     538             1558   1420   1185   634    284
+    MiniLM-L6    auto    -               1487   1584   1214   -      -
+    BERT-large   on      124             473    501    530    265    239
+    BERT-large   off     118             -      394    -      244    181
+    BERT-large   auto    -               487    598    537    -      -
+
+A decode is cheap on a GPU and its fixed cost dominates one pair, so packing pays up to ~8 pairs;
+beyond that llama.cpp's attention over the whole packed batch (its square) wins. Flash attention
+is 2.5-4x slower for MiniLM's 32-wide heads and faster for BERT-large's 64-wide ones; llama.cpp's
+auto picks right for both. Hence the GPU defaults (settings.engine_choices): 8 pairs per decode,
+flash attention auto. CUDA graphs stay off: a decode's shape changes with its pairs' lengths,
+and updating the graph aborted the process for BERT-large (GGML_ASSERT in
+cudaGraphExecUpdate), while MiniLM measured the same with them or without.
 """
 
 from __future__ import annotations
@@ -41,9 +59,14 @@ import anyio
 from kuberank.protocol.dialects import RerankRequest
 from kuberank.protocol.errors import InternalError, RateLimited, Unavailable
 from kuberank.runtime.metrics import RuntimeMetrics
-from kuberank.runtime.model import ContextParams, RankContext, RankModel
+from kuberank.runtime.model import (
+    ContextParams,
+    RankContext,
+    RankModel,
+    gpu_offload_supported,
+)
 from kuberank.runtime.pairs import Limits, PairBuilder
-from kuberank.runtime.settings import RuntimeSettings
+from kuberank.runtime.settings import RuntimeSettings, engine_choices
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +172,15 @@ class Engine:
 
     def _load(self) -> tuple[RankModel, RankContext]:
         s = self.settings
-        model = RankModel(s.model, gpu_layers=s.gpu_layers)
-        params = ContextParams(ctx_size=s.ctx_size, batch_size=s.effective_batch_size,
+        offloaded = s.gpu_layers != 0 and gpu_offload_supported()
+        if s.gpu_layers != 0 and not offloaded:
+            log.warning("gpu_layers is %d but this llama.cpp build has no GPU backend: "
+                        "running on the CPU", s.gpu_layers)
+        choices = engine_choices(s, offloaded)
+        model = RankModel(s.model, gpu_layers=s.gpu_layers, cuda_graphs=s.cuda_graphs)
+        params = ContextParams(ctx_size=s.ctx_size, batch_size=choices.batch_size,
                                threads=s.threads, gpu_layers=s.gpu_layers,
-                               flash_attn=s.flash_attn, max_seqs=s.max_batch_pairs)
+                               flash_attn=choices.flash_attn, max_seqs=choices.max_batch_pairs)
         ctx = RankContext(model, params)
         longest = min(ctx.n_batch, s.ctx_size, model.n_ctx_train or ctx.n_batch)
         self.builder = PairBuilder(
@@ -160,6 +188,9 @@ class Engine:
             Limits(max_pair_tokens=longest, max_query_tokens=s.max_query_tokens,
                    max_document_tokens=s.max_document_tokens),
         )
+        log.info("engine on the %s: flash attention %s, at most %d pair(s) and %d tokens per "
+                 "decode", "GPU" if offloaded else "CPU", choices.flash_attn,
+                 choices.max_batch_pairs, ctx.n_batch)
         return model, ctx
 
     def _run(self) -> None:

@@ -75,12 +75,20 @@ class ContextParams:
     max_seqs: int = 1
 
 
+def gpu_offload_supported() -> bool:
+    """Whether this llama.cpp build has a GPU backend (CUDA here) to offload layers to."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 class RankModel:
     """A loaded GGUF with its vocabulary; refuses models without a rank (classification) head."""
 
-    def __init__(self, path: Path, gpu_layers: int = 0) -> None:
+    def __init__(self, path: Path, gpu_layers: int = 0, cuda_graphs: bool = False) -> None:
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist")
+        if not cuda_graphs:
+            # ggml reads this once, at the first graph it computes: set before any decode.
+            os.environ.setdefault("GGML_CUDA_DISABLE_GRAPHS", "1")
         _init_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = gpu_layers

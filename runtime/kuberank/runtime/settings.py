@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAX_QUEUED_PAIRS = 8192
+GPU_MAX_BATCH_PAIRS = 8  # best of 1-64 for MiniLM-L6 and BERT-large on an H200 (engine.py)
+PACKED_BATCH_TOKENS = 8192  # attention over a packed batch grows with its square
 
 
 class RuntimeSettings(BaseSettings):
@@ -34,11 +37,13 @@ class RuntimeSettings(BaseSettings):
                           description="Context size in tokens; a query+document pair must fit.")
     batch_size: int | None = Field(
         default=None, ge=16, description="Tokens per decode (physical batch = logical batch for "
-        "non-causal models); default: ctx-size. Caps the longest pair.")
+        "non-causal models); caps the longest pair. Default: ctx-size, or room for every packed "
+        f"pair at ctx-size up to {PACKED_BATCH_TOKENS} tokens when packing.")
     gpu_layers: int = Field(default=0, ge=-1,
                             description="Layers to offload to the GPU (-1: all, 0: CPU only).")
-    flash_attn: Literal["on", "off", "auto"] = Field(
-        default="on", description="Flash attention: on, off or auto (measured faster on CPU).")
+    flash_attn: Literal["on", "off", "auto"] | None = Field(
+        default=None, description="Flash attention: on, off or auto (default: on for the CPU, "
+        "where it measured faster; auto with GPU offload, where llama.cpp picks per model).")
     max_documents: int = Field(default=1000, ge=1,
                                description="Most documents in one request (more is a 422).")
     max_query_tokens: int | None = Field(default=None, ge=1,
@@ -50,8 +55,14 @@ class RuntimeSettings(BaseSettings):
         "limit: truncate (keeps the pair's closing tokens) or reject (413).")
     normalize: bool = Field(default=False, description="Return sigmoid(score) in [0, 1] instead "
                             "of the raw classifier output, unless a request says otherwise.")
-    max_batch_pairs: int = Field(default=1, ge=1,
-                                 description="Most query+document pairs packed into one decode.")
+    max_batch_pairs: int | None = Field(
+        default=None, ge=1, le=256,  # llama.cpp's LLAMA_MAX_SEQ
+        description="Most query+document pairs packed into one decode (default: 1 on the CPU, "
+        f"{GPU_MAX_BATCH_PAIRS} with GPU offload; both measured best).")
+    cuda_graphs: bool = Field(
+        default=False, description="Let llama.cpp capture CUDA graphs. Off by default: pairs of "
+        "varying length change the graph at nearly every decode, and updating it aborted the "
+        "process on an H200.")
     max_queued_pairs: int | None = Field(
         default=None, ge=1, description="Pairs waiting for the engine before 429s (default: "
         "8192, or max-documents when larger; never less, or a full request could not queue).")
@@ -81,12 +92,27 @@ class RuntimeSettings(BaseSettings):
         return self.max_queued_pairs or max(DEFAULT_MAX_QUEUED_PAIRS, self.max_documents)
 
     @property
-    def effective_batch_size(self) -> int:
-        return self.batch_size or self.ctx_size
-
-    @property
     def effective_served_name(self) -> str:
         return self.served_name or self.model.name.removesuffix(".gguf")
+
+
+@dataclass(frozen=True)
+class EngineChoices:
+    """The engine settings in force once it is known where llama.cpp runs."""
+
+    flash_attn: Literal["on", "off", "auto"]
+    max_batch_pairs: int
+    batch_size: int
+
+
+def engine_choices(settings: RuntimeSettings, offloaded: bool) -> EngineChoices:
+    """Explicit settings win; otherwise the defaults measured for the CPU or for a GPU."""
+    pairs = settings.max_batch_pairs or (GPU_MAX_BATCH_PAIRS if offloaded else 1)
+    batch = settings.batch_size or (
+        settings.ctx_size if pairs == 1
+        else max(settings.ctx_size, min(settings.ctx_size * pairs, PACKED_BATCH_TOKENS)))
+    return EngineChoices(flash_attn=settings.flash_attn or ("auto" if offloaded else "on"),
+                         max_batch_pairs=pairs, batch_size=batch)
 
 
 def _flag(name: str) -> str:
