@@ -280,3 +280,19 @@ def test_runtime_image_builds_cuda_by_default_with_a_cpu_variant() -> None:
     assert "ARG ACCEL=cuda" in text and "nvidia/cuda" in text and "-devel-" in text
     assert "USER 65532" in text
     assert text.count("FROM ") == 2  # builder stage, then the slim runtime stage
+
+
+def test_runtime_image_compiles_llama_cpp_for_any_node_not_the_builder() -> None:
+    """An image built with -march=native on an AVX-512 host dies of SIGILL on older nodes."""
+    assert "KUBERANK_PORTABLE=1 bash images/install.sh" in (
+        REPO / "images" / "Dockerfile.runtime").read_text()
+    proc = subprocess.run(["bash", "images/install.sh", "--print-cmake-args"], cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "KUBERANK_PORTABLE": "1"},
+                          capture_output=True, text=True, check=True)
+    flags = proc.stdout.split()
+    assert "-DGGML_NATIVE=OFF" in flags and "-DGGML_AVX2=ON" in flags
+    assert "-DLLAVA_BUILD=OFF" in flags
+    local = subprocess.run(["bash", "images/install.sh", "--print-cmake-args"], cwd=REPO,
+                           env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert "-DGGML_NATIVE=OFF" not in local  # scripts/setup.sh builds for this machine
