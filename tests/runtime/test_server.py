@@ -14,6 +14,7 @@ import httpx
 import jsonschema
 import pytest
 from openapi_spec_validator import validate
+from promtext import sample
 from serverkit import RUNTIME, Server
 
 pytestmark = pytest.mark.runtime
@@ -245,6 +246,8 @@ def test_metrics_count_requests_tokens_and_truncations(server: Server) -> None:
                  "kuberank_runtime_queue_depth", "kuberank_runtime_batch_pairs_bucket"]:
         assert name in text
     assert 'kuberank_runtime_requests_total{path="/v1/rerank",status="200"}' in text
+    assert sample(text, "kuberank_runtime_engine_info", device="cpu", flash_attn="on",
+                  max_batch_pairs="1", batch_tokens="512") == 1
     truncations = [line for line in text.splitlines()
                    if line.startswith("kuberank_runtime_truncations_total")]
     assert float(truncations[0].split()[-1]) >= 1
@@ -283,3 +286,20 @@ def test_python_dash_m_runs_the_same_cli() -> None:
                          capture_output=True, text=True, check=True).stdout
     assert "kuberank-runtime" in out
     assert json.dumps("--overflow")[1:-1] in out
+
+
+def test_gpu_layers_on_a_build_without_gpu_backend_runs_on_the_cpu_and_says_so(
+        tiny_model: Path) -> None:
+    """A pod given a GPU but an image built for the CPU must be visible, not just slow."""
+    srv = Server(tiny_model, "--gpu-layers", "-1")
+    try:
+        srv.wait_healthy()
+        assert rerank(srv, {"query": "q", "documents": ["a", "b"]}).status_code == 200
+        metrics = srv.client.get("/metrics").text
+        # The CPU's defaults, not the GPU's, since nothing is offloaded.
+        assert sample(metrics, "kuberank_runtime_engine_info", device="cpu", flash_attn="on",
+                      max_batch_pairs="1") == 1
+        log = srv.output()
+    finally:
+        srv.stop()
+    assert "gpu_layers is -1 but this llama.cpp build has no GPU backend" in log

@@ -188,6 +188,9 @@ class Engine:
             Limits(max_pair_tokens=longest, max_query_tokens=s.max_query_tokens,
                    max_document_tokens=s.max_document_tokens),
         )
+        self.metrics.engine.info({
+            "device": "gpu" if offloaded else "cpu", "flash_attn": choices.flash_attn,
+            "max_batch_pairs": str(choices.max_batch_pairs), "batch_tokens": str(ctx.n_batch)})
         log.info("engine on the %s: flash attention %s, at most %d pair(s) and %d tokens per "
                  "decode", "GPU" if offloaded else "CPU", choices.flash_attn,
                  choices.max_batch_pairs, ctx.n_batch)

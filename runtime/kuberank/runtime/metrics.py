@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DOCS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
@@ -34,3 +34,6 @@ class RuntimeMetrics:
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.decode_seconds = Histogram("kuberank_runtime_decode_seconds",
                                         "Time of one llama_decode", buckets=_LATENCY, registry=r)
+        # A pod given a GPU but running a CPU build of llama.cpp is slow, not broken: say where.
+        self.engine = Info("kuberank_runtime_engine", "Where llama.cpp scores pairs (device: cpu "
+                           "or gpu) and the packing and flash attention in force", registry=r)
