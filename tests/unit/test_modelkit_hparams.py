@@ -66,6 +66,8 @@ def test_defaults_apply_when_optional_keys_are_absent() -> None:
         ({"num_attention_heads": 5}, "divisible"),
         ({"vocab_size": 0}, "vocab_size"),
         ({"hidden_size": "384"}, "hidden_size"),
+        ({"model_type": "xlm-roberta", "pad_token_id": -1}, "pad_token_id"),
+        ({"model_type": "xlm-roberta", "max_position_embeddings": 2}, "no positions"),
     ],
 )
 def test_configs_llama_cpp_cannot_reproduce_are_refused_by_name(
@@ -79,3 +81,11 @@ def test_missing_dimension_is_refused() -> None:
     config = {k: v for k, v in MINILM.items() if k != "num_hidden_layers"}
     with pytest.raises(UnsupportedModelError, match="num_hidden_layers"):
         bert_hparams(config)
+
+
+def test_xlm_roberta_drops_the_position_rows_before_its_first_position() -> None:
+    """bge-reranker-v2-m3: 8194 position rows, pad id 1, so positions start at row 2."""
+    hp = bert_hparams({**MINILM, "model_type": "xlm-roberta", "max_position_embeddings": 8194,
+                       "pad_token_id": 1, "type_vocab_size": 1})
+    assert (hp.family, hp.position_offset, hp.max_position_embeddings) == ("xlm-roberta", 2, 8192)
+    assert bert_hparams(MINILM).position_offset == 0

@@ -103,3 +103,20 @@ def test_check_tensors_refuses_shapes_that_contradict_the_config() -> None:
     found = {**expected_shapes(HP), "cls.output.weight": (2, 8)}
     with pytest.raises(UnsupportedModelError, match=r"cls\.output\.weight"):
         check_tensors(HP, found.items())
+
+
+@pytest.mark.parametrize(("hf_name", "gguf_name"), [
+    ("roberta.embeddings.word_embeddings.weight", "token_embd.weight"),
+    ("roberta.encoder.layer.23.attention.self.query.bias", "blk.23.attn_q.bias"),
+    ("classifier.dense.weight", "cls.weight"),
+    ("classifier.out_proj.bias", "cls.output.bias"),
+    ("roberta.pooler.dense.weight", None),  # never run by XLMRobertaForSequenceClassification
+])
+def test_xlm_roberta_names_map_onto_the_same_rank_graph(hf_name: str,
+                                                        gguf_name: str | None) -> None:
+    assert gguf_tensor_name(hf_name, "xlm-roberta") == gguf_name
+
+
+def test_a_bert_classifier_does_not_take_xlm_roberta_head_names() -> None:
+    with pytest.raises(UnsupportedModelError, match="unexpected tensor"):
+        gguf_tensor_name("classifier.out_proj.weight")

@@ -100,20 +100,20 @@ class PairComparison:
 def transformers_scores(
     hf_dir: Path | str, pairs: Sequence[tuple[str, str]], *, zero_token_types: bool = True
 ) -> list[tuple[list[int], float]]:
-    """(input ids, score) per pair from BertForSequenceClassification in ``hf_dir``."""
+    """(input ids, score) per pair from the sequence classifier (BERT or XLM-R) in ``hf_dir``."""
     import torch
-    from transformers import BertForSequenceClassification, BertTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer: Any = BertTokenizer.from_pretrained(str(hf_dir))
-    model: Any = BertForSequenceClassification.from_pretrained(str(hf_dir))
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(hf_dir))
+    model: Any = AutoModelForSequenceClassification.from_pretrained(str(hf_dir))
     model.eval()
     results: list[tuple[list[int], float]] = []
     with torch.no_grad():
         for query, document in pairs:
             enc = tokenizer(query, document, return_tensors="pt")
-            types = enc["token_type_ids"]
-            if zero_token_types:
-                types = torch.zeros_like(types)
+            types = enc.get("token_type_ids")  # XLM-R tokenizers give none: one type only
+            if types is None or zero_token_types:
+                types = torch.zeros_like(enc["input_ids"])
             logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                            token_type_ids=types).logits
             results.append((enc["input_ids"][0].tolist(), float(logits[0, 0])))

@@ -46,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build the test and default models (skips existing files)")
     b.add_argument("--out", type=Path, default=None,
                    help="output directory (default: $KUBERANK_CACHE/models)")
-    c = sub.add_parser("convert", help="convert an HF BertForSequenceClassification dir to GGUF")
+    c = sub.add_parser("convert", help="convert an HF Bert- or XLMRobertaForSequenceClassification "
+                       "dir (one label) to a rank GGUF")
     c.add_argument("hf_dir", type=Path)
     c.add_argument("out", type=Path)
     c.add_argument("--dtype", choices=DTYPES, default="f32")

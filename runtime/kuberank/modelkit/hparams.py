@@ -1,4 +1,4 @@
-"""Map a Hugging Face BERT config onto llama.cpp's ``bert`` GGUF hyper-parameters.
+"""Map a Hugging Face BERT or XLM-RoBERTa config onto llama.cpp's ``bert`` GGUF hyper-parameters.
 
 Pure: takes the parsed ``config.json`` and returns typed metadata entries, so the mapping is
 table-testable and the writer stays a thin I/O edge. Anything llama.cpp's ``bert`` graph cannot
@@ -15,6 +15,7 @@ from typing import Any
 from gguf import GGUFValueType, PoolingType
 
 ARCH = "bert"
+FAMILIES = ("bert", "xlm-roberta")  # llama.cpp runs both with its bert graph
 
 
 class UnsupportedModelError(ValueError):
@@ -23,7 +24,11 @@ class UnsupportedModelError(ValueError):
 
 @dataclass(frozen=True)
 class BertHparams:
-    """The BERT dimensions a GGUF needs; names follow HF ``BertConfig``."""
+    """The BERT dimensions a GGUF needs; names follow HF ``BertConfig``.
+
+    XLM-RoBERTa numbers positions from ``pad_token_id + 1``: its first ``position_offset`` rows of
+    position embeddings are never used and are left out, as llama.cpp's converter does.
+    """
 
     vocab_size: int
     hidden_size: int
@@ -33,6 +38,8 @@ class BertHparams:
     max_position_embeddings: int
     type_vocab_size: int
     layer_norm_eps: float
+    family: str = "bert"
+    position_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,17 @@ def _require_int(config: Mapping[str, Any], key: str) -> int:
 
 
 def bert_hparams(config: Mapping[str, Any]) -> BertHparams:
-    """Validate ``config.json`` of a single-label BertForSequenceClassification."""
-    if config.get("model_type") != "bert":
-        raise UnsupportedModelError(f"model_type must be 'bert', got {config.get('model_type')!r}")
+    """Validate ``config.json`` of a single-label Bert/XLMRobertaForSequenceClassification."""
+    family = config.get("model_type")
+    if family not in FAMILIES:
+        raise UnsupportedModelError(
+            f"model_type must be one of {', '.join(map(repr, FAMILIES))}, got {family!r}")
+    offset = 0
+    if family == "xlm-roberta":
+        pad = config.get("pad_token_id", 1)
+        if not isinstance(pad, int) or pad < 0:
+            raise UnsupportedModelError(f"config.json: pad_token_id must be an id, got {pad!r}")
+        offset = pad + 1
     # llama.cpp's bert graph uses GELU; the tanh approximation differs from erf by < 1e-3.
     act = config.get("hidden_act", "gelu")
     if act not in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
@@ -72,10 +87,15 @@ def bert_hparams(config: Mapping[str, Any]) -> BertHparams:
         intermediate_size=_require_int(config, "intermediate_size"),
         num_hidden_layers=_require_int(config, "num_hidden_layers"),
         num_attention_heads=_require_int(config, "num_attention_heads"),
-        max_position_embeddings=_require_int(config, "max_position_embeddings"),
+        max_position_embeddings=_require_int(config, "max_position_embeddings") - offset,
         type_vocab_size=int(config.get("type_vocab_size", 2)),
         layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        family=family,
+        position_offset=offset,
     )
+    if hp.max_position_embeddings < 1:
+        raise UnsupportedModelError(
+            f"max_position_embeddings leaves no positions after the offset of {offset}")
     if hp.hidden_size % hp.num_attention_heads:
         raise UnsupportedModelError(
             f"hidden_size {hp.hidden_size} is not divisible by "

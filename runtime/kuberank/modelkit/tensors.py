@@ -1,4 +1,4 @@
-"""Name mapping from HF BertForSequenceClassification tensors to llama.cpp ``bert`` tensors.
+"""Name mapping from HF Bert/XLMRobertaForSequenceClassification tensors to llama.cpp ``bert``.
 
 Pure. The rank head is the point of this module: llama.cpp's RANK pooling applies ``cls``
 (dense + tanh) then ``cls.output``, which is exactly BERT's pooler followed by its classifier.
@@ -19,10 +19,26 @@ _GLOBAL = {
     "embeddings.position_embeddings.weight": "position_embd.weight",
     "embeddings.LayerNorm.weight": "token_embd_norm.weight",
     "embeddings.LayerNorm.bias": "token_embd_norm.bias",
-    "pooler.dense.weight": "cls.weight",
-    "pooler.dense.bias": "cls.bias",
-    "classifier.weight": "cls.output.weight",
-    "classifier.bias": "cls.output.bias",
+}
+
+# The rank head, per family: llama.cpp applies ``cls`` (dense + tanh), then ``cls.output``.
+_HEADS: dict[str, dict[str, str | None]] = {
+    "bert": {
+        "pooler.dense.weight": "cls.weight",
+        "pooler.dense.bias": "cls.bias",
+        "classifier.weight": "cls.output.weight",
+        "classifier.bias": "cls.output.bias",
+    },
+    # XLM-RoBERTa's head is dense + tanh + projection already; it never runs a pooler, so one
+    # left in its checkpoint is dropped rather than mapped.
+    "xlm-roberta": {
+        "classifier.dense.weight": "cls.weight",
+        "classifier.dense.bias": "cls.bias",
+        "classifier.out_proj.weight": "cls.output.weight",
+        "classifier.out_proj.bias": "cls.output.bias",
+        "pooler.dense.weight": None,
+        "pooler.dense.bias": None,
+    },
 }
 
 _LAYER = {
@@ -41,7 +57,7 @@ _IGNORED_PREFIXES = ("embeddings.position_ids", "cls.predictions.", "cls.seq_rel
 
 
 def _canonical(hf_name: str) -> str:
-    name = hf_name.removeprefix("bert.")
+    name = hf_name.removeprefix("bert.").removeprefix("roberta.")
     if name.endswith(".gamma"):
         name = name.removesuffix(".gamma") + ".weight"
     elif name.endswith(".beta"):
@@ -49,13 +65,16 @@ def _canonical(hf_name: str) -> str:
     return name
 
 
-def gguf_tensor_name(hf_name: str) -> str | None:
+def gguf_tensor_name(hf_name: str, family: str = "bert") -> str | None:
     """GGUF name for an HF tensor name; None for tensors llama.cpp does not use."""
     name = _canonical(hf_name)
     if name.startswith(_IGNORED_PREFIXES):
         return None
     if name in _GLOBAL:
         return _GLOBAL[name]
+    head = _HEADS[family]
+    if name in head:
+        return head[name]
     parts = name.split(".")
     if len(parts) >= 5 and parts[:2] == ["encoder", "layer"] and parts[2].isdigit():
         module, param = ".".join(parts[3:-1]), parts[-1]

@@ -1,4 +1,4 @@
-"""Write a BERT cross-encoder as a llama.cpp ``bert`` GGUF with rank pooling (the I/O edge)."""
+"""Write a BERT or XLM-R cross-encoder as a llama.cpp ``bert`` GGUF with rank pooling (I/O edge)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ def write_bert_gguf(
             writer.add_key_value(entry.key, entry.value, entry.vtype)
         writer.add_token_list(vocab.tokens)
         writer.add_token_types(vocab.token_types)
+        if vocab.scores is not None:
+            writer.add_token_scores(vocab.scores)
+        if vocab.precompiled_charsmap:
+            writer.add_precompiled_charsmap(vocab.precompiled_charsmap)
         for tensor_name, array in tensors:
             writer.add_tensor(tensor_name, cast_tensor(tensor_name, array, dtype))
         writer.write_header_to_file()
