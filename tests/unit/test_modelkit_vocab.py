@@ -157,6 +157,7 @@ def test_unigram_vocab_reads_the_newer_transformers_layout() -> None:
 @pytest.mark.parametrize(("data", "size", "message"), [
     (xlmr_tokenizer_json(model={"type": "WordPiece", "vocab": {}}), 9, "Unigram"),
     (xlmr_tokenizer_json(), 5, "embedding has 5 rows"),
+    (xlmr_tokenizer_json(model={"type": "Unigram", "vocab": [["<s>"]]}), 9, r"\[text, score\]"),
     (xlmr_tokenizer_json(normalizer={"type": "Precompiled", "precompiled_charsmap": "%%"}), 9,
      "not base64"),
 ])

@@ -140,6 +140,9 @@ def unigram_vocab(
     pieces = model.get("vocab")
     if model.get("type") != "Unigram" or not isinstance(pieces, list):
         raise UnsupportedModelError("tokenizer.json does not hold a Unigram (SentencePiece) model")
+    if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[1], (int, float))
+               for p in pieces):
+        raise UnsupportedModelError("tokenizer.json: Unigram pieces must be [text, score] pairs")
     if len(pieces) > vocab_size:
         raise UnsupportedModelError(
             f"vocabulary has {len(pieces)} tokens but the embedding has {vocab_size} rows")
