@@ -198,3 +198,35 @@ def test_cuda_graphs_are_off_unless_asked_for(tiny_model: Path, cuda_graphs: boo
     done = subprocess.run([sys.executable, "-c", code, str(tiny_model)], env=env,
                           capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(("schedule", "overtakes"), [("shortest", True), ("fifo", False)])
+def test_a_small_request_overtakes_a_large_one_unless_fifo(tiny_model: Path, schedule: str,
+                                                           overtakes: bool) -> None:
+    """How much of the large request is still waiting when the small one is answered."""
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, schedule=schedule,
+                                    max_documents=4000))
+    engine.start()
+    try:
+        assert engine.wait_ready(30)
+        big = RerankRequest(dialect=Dialect.JINA, query="panda",
+                            documents=[f"document number {i}" for i in range(4000)])
+        small = RerankRequest(dialect=Dialect.JINA, query="panda", documents=["a bear"])
+
+        def queued() -> float:
+            return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0
+
+        async def small_then_queue_depth() -> float:
+            await engine.rerank(small)
+            return queued()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            big_done = pool.submit(asyncio.run, engine.rerank(big))
+            wait_for("the large request to be queued", lambda: queued() >= 3900, timeout=30,
+                     interval=0.001)
+            left_of_big = asyncio.run(small_then_queue_depth())
+            assert len(big_done.result(timeout=60).scores) == 4000
+        assert (left_of_big > 1000) is overtakes, left_of_big
+        assert overtakes or left_of_big == 0
+    finally:
+        engine.stop()

@@ -70,7 +70,7 @@ def test_queue_holds_the_largest_request_by_default() -> None:
 @pytest.mark.parametrize("argv", [["--overflow", "drop"], ["--port", "http"],
                                   ["--flash-attn", "maybe"], ["--max-documents", "0"],
                                   ["--max-queued-pairs", "10", "--max-documents", "11"],
-                                  ["--max-batch-pairs", "257"]])
+                                  ["--max-batch-pairs", "257"], ["--schedule", "random"]])
 def test_invalid_settings_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValidationError):
         load_settings(argv)

@@ -1,9 +1,10 @@
 """The scoring engine: one owner thread per llama context, fed by a queue of tokenized pairs.
 
 Requests are parsed and tokenized on worker threads (tokenizing only reads the vocabulary), then
-their pairs join one FIFO queue. The owner thread takes up to `max_batch_pairs` pairs whose
-tokens fit `n_batch` into each `llama_decode` and settles each request's future when its last
-pair is scored.
+join one queue. The owner thread moves every queued request into its scheduler (schedule.py:
+fewest pairs left first, by default), takes up to `max_batch_pairs` pairs whose tokens fit
+`n_batch` into each `llama_decode`, and settles each request's future when its last pair is
+scored.
 
 Batching policy, measured with MiniLM-L6 (f32, pairs of ~137 tokens) on the 2-core machine these
 were built on, while other jobs kept it busy (load average 6-8), pairs/s:
@@ -50,7 +51,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -66,6 +66,7 @@ from kuberank.runtime.model import (
     gpu_offload_supported,
 )
 from kuberank.runtime.pairs import Limits, PairBuilder
+from kuberank.runtime.schedule import PairScheduler
 from kuberank.runtime.settings import RuntimeSettings, engine_choices
 
 log = logging.getLogger(__name__)
@@ -216,18 +217,20 @@ class Engine:
             model.close()
 
     def _serve(self, ctx: RankContext) -> None:
-        pending: deque[tuple[_Job, int]] = deque()
+        waiting: PairScheduler[_Job] = PairScheduler(self.settings.schedule)
         while True:
-            if not pending and (self._stopping or not self._take(pending, block=True)):
+            if not waiting and (self._stopping or not self._take(waiting, block=True)):
                 return
-            while (len(pending) < ctx.max_seqs and not self._stopping
-                   and self._take(pending, block=False)):
-                pass
-            batch = self._next_batch(pending, ctx)
-            if batch:
-                self._decode(ctx, batch)
+            while not self._stopping and self._take(waiting, block=False):
+                pass  # every queued request gets its place in line before the next decode
+            batch = waiting.next_batch(ctx.max_seqs, ctx.n_batch, _dropped)
+            if batch.skipped:
+                self._dequeued(batch.skipped)
+                self.metrics.skipped_pairs.inc(batch.skipped)
+            if batch.pairs:
+                self._decode(ctx, batch.pairs)
 
-    def _take(self, pending: deque[tuple[_Job, int]], *, block: bool) -> bool:
+    def _take(self, waiting: PairScheduler[_Job], *, block: bool) -> bool:
         try:
             job = self._queue.get(block=block)
         except queue.Empty:
@@ -235,25 +238,8 @@ class Engine:
         if job is None:
             self._stopping = True
             return False
-        pending.extend((job, i) for i in range(len(job.pairs)))
+        waiting.add(job)
         return True
-
-    def _next_batch(self, pending: deque[tuple[_Job, int]],
-                    ctx: RankContext) -> list[tuple[_Job, int]]:
-        batch: list[tuple[_Job, int]] = []
-        tokens = 0
-        while pending and len(batch) < ctx.max_seqs:
-            job, i = pending[0]
-            if job.abandoned or job.future.done():
-                pending.popleft()
-                self._dequeued(1)
-                self.metrics.skipped_pairs.inc()
-                continue
-            if batch and tokens + len(job.pairs[i]) > ctx.n_batch:
-                break
-            batch.append(pending.popleft())
-            tokens += len(job.pairs[i])
-        return batch
 
     def _decode(self, ctx: RankContext, batch: list[tuple[_Job, int]]) -> None:
         started = time.perf_counter()
@@ -281,6 +267,11 @@ class Engine:
         with self._lock:
             self._queued -= n
             self.metrics.queue_depth.set(self._queued)
+
+
+def _dropped(job: _Job) -> bool:
+    """The client left, or the request already failed: its remaining pairs are not decoded."""
+    return job.abandoned or job.future.done()
 
 
 def _settle(job: _Job, *, result: list[float] | None = None,

@@ -59,6 +59,10 @@ class RuntimeSettings(BaseSettings):
         default=None, ge=1, le=256,  # llama.cpp's LLAMA_MAX_SEQ
         description="Most query+document pairs packed into one decode (default: 1 on the CPU, "
         f"{GPU_MAX_BATCH_PAIRS} with GPU offload; both measured best).")
+    schedule: Literal["shortest", "fifo"] = Field(
+        default="shortest", description="Which waiting request the engine serves first: the one "
+        "with the fewest pairs left (a small request does not wait behind a large one), or "
+        "arrival order.")
     cuda_graphs: bool = Field(
         default=False, description="Let llama.cpp capture CUDA graphs. Off by default: pairs of "
         "varying length change the graph at nearly every decode, and updating it aborted the "
