@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gguf import GGUFValueType, Keys, TokenType
@@ -103,6 +103,11 @@ def wordpiece_vocab(
         else:
             tokens.append(_phantom(hf_tokens[i]))
             types.append(int(TokenType.NORMAL))
+    return _with_specials(tokens, types, special_ids)
+
+
+def _with_specials(tokens: list[str], types: list[int],
+                   special_ids: Mapping[str, int]) -> GgufVocab:
     return GgufVocab(
         tokens=tokens,
         token_types=types,
@@ -172,14 +177,8 @@ def unigram_vocab(
     charsmap = next((n.get("precompiled_charsmap") for n in normalizers
                      if n.get("type") == "Precompiled"), None)
     metaspace = next((p for p in pre_tokenizers if p.get("type") == "Metaspace"), {})
-    return GgufVocab(
-        tokens=tokens,
-        token_types=types,
-        cls_id=special_ids["cls_token"],
-        sep_id=special_ids["sep_token"],
-        pad_id=special_ids["pad_token"],
-        unk_id=unk_id,
-        mask_id=special_ids.get("mask_token"),
+    return replace(
+        _with_specials(tokens, types, {**special_ids, "unk_token": unk_id}),
         model="t5",
         add_sep=True,
         scores=scores,
