@@ -238,8 +238,11 @@ def test_concurrent_clients_get_the_sequential_answers(server: Server) -> None:
 
 
 def test_metrics_count_requests_tokens_and_truncations(server: Server) -> None:
-    rerank(server, {"query": "q", "documents": ["w " * 2000]})
+    waits = "kuberank_runtime_queue_wait_seconds_count"
+    waited_before = sample(server.client.get("/metrics").text, waits)
+    rerank(server, {"query": "q", "documents": ["w " * 2000, "x"]})
     text = server.client.get("/metrics").text
+    assert sample(text, waits) == waited_before + 1  # one wait per request, not per pair
     for name in ["kuberank_runtime_requests_total", "kuberank_runtime_request_seconds_bucket",
                  "kuberank_runtime_documents_per_request_bucket",
                  "kuberank_runtime_tokens_evaluated_total", "kuberank_runtime_truncations_total",

@@ -89,6 +89,8 @@ class _Job:
     scores: list[float] = field(default_factory=list)
     left: int = 0
     abandoned: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+    started: bool = False
 
 
 class Engine:
@@ -242,6 +244,10 @@ class Engine:
         return True
 
     def _decode(self, ctx: RankContext, batch: list[tuple[_Job, int]]) -> None:
+        for job, _ in batch:
+            if not job.started:
+                job.started = True
+                self.metrics.queue_wait.observe(time.monotonic() - job.queued_at)
         started = time.perf_counter()
         try:
             scores = ctx.score([job.pairs[i] for job, i in batch])

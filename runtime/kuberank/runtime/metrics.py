@@ -32,6 +32,10 @@ class RuntimeMetrics:
         self.batch_pairs = Histogram("kuberank_runtime_batch_pairs",
                                      "Pairs packed into one llama_decode",
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.queue_wait = Histogram("kuberank_runtime_queue_wait_seconds",
+                                    "Time a request waited for its first decode (the scheduling "
+                                    "delay, before any of its pairs is scored)", buckets=_LATENCY,
+                                    registry=r)
         self.decode_seconds = Histogram("kuberank_runtime_decode_seconds",
                                         "Time of one llama_decode", buckets=_LATENCY, registry=r)
         # A pod given a GPU but running a CPU build of llama.cpp is slow, not broken: say where.
