@@ -200,12 +200,15 @@ def test_cuda_graphs_are_off_unless_asked_for(tiny_model: Path, cuda_graphs: boo
     assert done.stdout.strip() == expected
 
 
-@pytest.mark.parametrize(("schedule", "overtakes"), [("shortest", True), ("fifo", False)])
-def test_a_small_request_overtakes_a_large_one_unless_fifo(tiny_model: Path, schedule: str,
-                                                           overtakes: bool) -> None:
+@pytest.mark.parametrize(("schedule", "max_wait", "overtakes"),
+                         [("shortest", 10.0, True), ("fifo", 10.0, False),
+                          ("shortest", 0.001, False)],  # the large one is overdue at once
+                         ids=["shortest", "fifo", "shortest-large-one-overdue"])
+def test_a_small_request_overtakes_a_large_one_unless_fifo_or_overdue(
+        tiny_model: Path, schedule: str, max_wait: float, overtakes: bool) -> None:
     """How much of the large request is still waiting when the small one is answered."""
     engine = Engine(RuntimeSettings(model=tiny_model, threads=1, schedule=schedule,
-                                    max_documents=4000))
+                                    max_wait_seconds=max_wait, max_documents=4000))
     engine.start()
     try:
         assert engine.wait_ready(30)

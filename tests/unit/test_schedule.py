@@ -91,3 +91,39 @@ def test_a_job_without_pairs_is_never_scheduled() -> None:
     s: PairScheduler[Job] = PairScheduler()
     s.add(job("empty", 0))
     assert len(s) == 0 and s.next_batch(1, 512, lambda j: False).pairs == []
+
+
+def served_over_time(s: PairScheduler[Job], big: Job, steps: int) -> list[str]:
+    """A one-pair request arrives every second while the engine scores one pair per second."""
+    served = []
+    for t in range(steps):
+        s.add(job(f"s{t}-", 1), now=float(t))
+        served += [f"{j.name}{i}" for j, i in
+                   s.next_batch(1, 512, lambda j: False, now=float(t)).pairs]
+    return served
+
+
+def test_a_large_request_is_not_starved_by_a_stream_of_small_ones() -> None:
+    s: PairScheduler[Job] = PairScheduler(max_wait=5)
+    big = job("big", 3)
+    s.add(big, now=0.0)
+    served = served_over_time(s, big, 12)
+    # Small ones first while big waits; once it has waited over 5 s it is served to the end.
+    assert served[:6] == [f"s{t}-0" for t in range(6)]
+    assert served[6:9] == ["big0", "big1", "big2"]
+
+
+def test_without_a_wait_bound_shortest_first_would_starve_it() -> None:
+    s: PairScheduler[Job] = PairScheduler()
+    big = job("big", 3)
+    s.add(big, now=0.0)
+    assert not any(name.startswith("big") for name in served_over_time(s, big, 12))
+
+
+def test_overdue_requests_go_first_in_arrival_order() -> None:
+    s: PairScheduler[Job] = PairScheduler(max_wait=1)
+    s.add(job("old", 3), now=0.0)
+    s.add(job("second", 2), now=0.5)  # arrived later: after "old"
+    s.add(job("fresh", 1), now=9.0)
+    order = [f"{j.name}{i}" for j, i in s.next_batch(9, 512, lambda j: False, now=9.0).pairs]
+    assert order == ["old0", "old1", "old2", "second0", "second1", "fresh0"]

@@ -219,13 +219,14 @@ class Engine:
             model.close()
 
     def _serve(self, ctx: RankContext) -> None:
-        waiting: PairScheduler[_Job] = PairScheduler(self.settings.schedule)
+        waiting: PairScheduler[_Job] = PairScheduler(self.settings.schedule,
+                                                     self.settings.max_wait_seconds)
         while True:
             if not waiting and (self._stopping or not self._take(waiting, block=True)):
                 return
             while not self._stopping and self._take(waiting, block=False):
                 pass  # every queued request gets its place in line before the next decode
-            batch = waiting.next_batch(ctx.max_seqs, ctx.n_batch, _dropped)
+            batch = waiting.next_batch(ctx.max_seqs, ctx.n_batch, _dropped, time.monotonic())
             if batch.skipped:
                 self._dequeued(batch.skipped)
                 self.metrics.skipped_pairs.inc(batch.skipped)
@@ -240,7 +241,7 @@ class Engine:
         if job is None:
             self._stopping = True
             return False
-        waiting.add(job)
+        waiting.add(job, job.queued_at)
         return True
 
     def _decode(self, ctx: RankContext, batch: list[tuple[_Job, int]]) -> None:

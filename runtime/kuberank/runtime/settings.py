@@ -63,6 +63,10 @@ class RuntimeSettings(BaseSettings):
         default="shortest", description="Which waiting request the engine serves first: the one "
         "with the fewest pairs left (a small request does not wait behind a large one), or "
         "arrival order.")
+    max_wait_seconds: float = Field(
+        default=10.0, gt=0, description="With --schedule shortest, a request that has waited "
+        "this long is served next whatever its size, so a stream of small requests cannot "
+        "starve a large one.")
     cuda_graphs: bool = Field(
         default=False, description="Let llama.cpp capture CUDA graphs. Off by default: pairs of "
         "varying length change the graph at nearly every decode, and updating it aborted the "
