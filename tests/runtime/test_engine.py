@@ -14,7 +14,13 @@ import pytest
 from kuberank.protocol.dialects import Dialect, RerankRequest
 from kuberank.protocol.errors import PayloadTooLarge
 from kuberank.runtime.engine import Engine
-from kuberank.runtime.model import ContextParams, ModelLoadError, RankContext, RankModel
+from kuberank.runtime.model import (
+    ContextParams,
+    ModelLoadError,
+    PairBatch,
+    RankContext,
+    RankModel,
+)
 from kuberank.runtime.pairs import Limits, PairBuilder, template_layout
 from kuberank.runtime.settings import RuntimeSettings
 from polling import wait_for
@@ -233,3 +239,21 @@ def test_a_small_request_overtakes_a_large_one_unless_fifo_or_overdue(
         assert overtakes or left_of_big == 0
     finally:
         engine.stop()
+
+
+def test_pair_batch_lays_pairs_out_as_llama_decode_reads_them() -> None:
+    """Read back through the llama_batch struct itself, as llama.cpp sees it."""
+    batch = PairBatch(16, 4)
+    try:
+        for pairs in ([[7, 8, 9], [5, 6]], [[1, 2], [3], [4, 5, 6, 7]]):
+            total = sum(map(len, pairs))
+            batch.fill(pairs, total)
+            raw = batch.raw
+            assert raw.n_tokens == total
+            assert [raw.token[i] for i in range(total)] == [t for p in pairs for t in p]
+            assert [raw.pos[i] for i in range(total)] == [i for p in pairs for i in range(len(p))]
+            assert [raw.seq_id[i][0] for i in range(total)] == [
+                s for s, p in enumerate(pairs) for _ in p]
+            assert all(raw.n_seq_id[i] == 1 and raw.logits[i] for i in range(total))
+    finally:
+        batch.free()  # hands llama.cpp back its own seq_id arrays: no double free, no abort
