@@ -200,13 +200,13 @@ class RankContext:
 
 class PairBatch:
     """A llama_batch written through numpy views: a few slice writes per pair instead of five
-    ctypes writes per token, which cost ~100 µs of GIL-holding Python per 150-token pair (a
-    sixth of a GPU decode's time; bench_batch_fill.py).
+    ctypes writes per token, which cost 50-100 µs of GIL-holding Python per 150-token pair on
+    these CPUs, a tenth to a sixth of a MiniLM pair's decode on an H200 (bench_batch_fill.py).
 
-    Every token is an output of sequence 1 of 1 (embeddings need them all), so `n_seq_id` and
-    `logits` are written once. llama_batch_init gives each token its own one-id `seq_id` array;
-    those are swapped for views of one contiguous array while the batch lives, and put back before
-    llama_batch_free releases them.
+    Every token belongs to exactly one sequence and is an output (rank pooling reads them all),
+    so `n_seq_id` and `logits` are written once. llama_batch_init gives each token its own one-id
+    `seq_id` array; those are swapped for views of one contiguous array while the batch lives, and
+    put back before llama_batch_free releases them.
     """
 
     def __init__(self, n_batch: int, max_seqs: int) -> None:
