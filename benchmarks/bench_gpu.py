@@ -36,7 +36,8 @@ from typing import Any
 import httpx
 import llama_cpp
 import numpy as np
-from bench_runtime import QUERY, Result, documents, start_runtime
+from bench_runtime import Result, runtime_scores, start_runtime
+from benchkit import QUERY, documents, percentile_ms
 from kuberank.modelkit.build import classifier_config, random_encoder, random_head, write_hf_dir
 from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.runtime.model import ContextParams, RankContext, RankModel
@@ -150,18 +151,6 @@ def bench_http(url: str, docs: list[str], clients: int, seconds: float) -> Resul
                   latencies)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
-
-
-def runtime_scores(url: str, docs: list[str]) -> list[float]:
-    body = httpx.post(url + "/v1/rerank", timeout=600, json={
-        "query": QUERY, "documents": docs, "return_documents": False}).json()
-    by_index = {r["index"]: r["relevance_score"] for r in body["results"]}
-    return [by_index[i] for i in range(len(docs))]
-
-
 def bench_row(row: Row, gguf: Path, docs: list[str], pairs: list[list[int]], gpu_layers: int,
               seconds: float, work: Path) -> list[float] | None:
     """Fill `row`; returns the runtime's scores of the first request, for the accuracy check."""
@@ -174,9 +163,9 @@ def bench_row(row: Row, gguf: Path, docs: list[str], pairs: list[list[int]], gpu
     try:
         eight = bench_http(url, docs, 8, seconds)
         row.runtime8_pairs_s = eight.rate
-        row.runtime8_p50_ms = percentile(eight.latencies, 0.5)
-        row.runtime8_p99_ms = percentile(eight.latencies, 0.99)
-        row.runtime1_p50_ms = percentile(bench_http(url, docs, 1, seconds / 2).latencies, 0.5)
+        row.runtime8_p50_ms = percentile_ms(eight.latencies, 0.5)
+        row.runtime8_p99_ms = percentile_ms(eight.latencies, 0.99)
+        row.runtime1_p50_ms = percentile_ms(bench_http(url, docs, 1, seconds / 2).latencies, 0.5)
         return runtime_scores(url, docs[:PER_REQUEST])
     finally:
         proc.terminate()

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import random
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -29,12 +27,11 @@ from pathlib import Path
 
 import httpx
 import llama_cpp
+from benchkit import QUERY, documents, percentile_ms
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm
 from kuberank.runtime.model import RankModel, default_threads
 from kuberank.runtime.pairs import Limits, PairBuilder
-
-QUERY = "which animals live in the bamboo forests of central china"
 
 
 @dataclass
@@ -49,18 +46,8 @@ class Result:
         return self.pairs / self.seconds
 
     def row(self) -> str:
-        lat = sorted(self.latencies)
-        p50 = statistics.median(lat) * 1000
-        p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] * 1000
+        p50, p99 = percentile_ms(self.latencies, 0.5), percentile_ms(self.latencies, 0.99)
         return f"{self.name:<26} {self.rate:8.1f} pairs/s   p50 {p50:8.1f} ms   p99 {p99:8.1f} ms"
-
-
-def documents(n: int, words: int = 90, vocab_file: Path | None = None) -> list[str]:
-    """Seeded word soup from MiniLM's vocabulary: ~120-137 tokens per pair at 90 words."""
-    rng = random.Random(7)
-    vocab_file = vocab_file or paths.models_dir() / paths.MINILM_HF / "vocab.txt"
-    vocab = vocab_file.read_text().split()[2000:12000]
-    return [" ".join(rng.choice(vocab) for _ in range(words)) for _ in range(n)]
 
 
 def requests_of(docs: list[str], per_request: int) -> list[list[str]]:

@@ -18,18 +18,14 @@ import threading
 import time
 
 import httpx
-from bench_runtime import QUERY, documents, start_runtime
+from bench_runtime import start_runtime
+from benchkit import QUERY, documents, percentile_ms
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm
 from kuberank.runtime.model import default_threads
 from prometheus_client.parser import text_string_to_metric_families
 
 POLICIES = ("fifo", "shortest")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def pairs_decoded(url: str) -> float:
@@ -93,7 +89,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
-        p50, p99 = percentile(small, 0.5), percentile(small, 0.99)
+        p50, p99 = percentile_ms(small, 0.5), percentile_ms(small, 0.99)
         results[policy] = (p50, p99, rate)
         print(f"{policy:<9} small requests: n={len(small):3d} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms"
               f"  (mean {statistics.mean(small) * 1000:.1f} ms) | pairs decoded: {rate:6.1f}/s"

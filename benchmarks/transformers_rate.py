@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchkit import QUERY
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-QUERY = "which animals live in the bamboo forests of central china"  # bench_runtime.QUERY
 
 
 def main() -> None:
