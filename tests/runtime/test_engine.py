@@ -168,6 +168,10 @@ def test_engine_answers_concurrent_requests_like_sequential_ones(tiny_model: Pat
 
 
 
+def queue_depth(engine: Engine) -> float:
+    return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0.0
+
+
 def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Path) -> None:
     """Stop arrives while a packed batch is being filled (402 pairs leave 2 for the last one):
     the request is still answered and the owner thread ends at once, not 10 s later."""
@@ -177,12 +181,10 @@ def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Pat
     request = RerankRequest(dialect=Dialect.JINA, query="panda",
                             documents=[f"document number {i}" for i in range(402)])
 
-    def queued() -> float:
-        return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0.0
-
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         answer = pool.submit(asyncio.run, engine.rerank(request))
-        wait_for("the request to be queued", queued, timeout=30, interval=0.001)
+        wait_for("the request to be queued", lambda: queue_depth(engine), timeout=30,
+                 interval=0.001)
         started = time.monotonic()
         engine.stop(timeout=10)
         stop_seconds = time.monotonic() - started
@@ -222,17 +224,14 @@ def test_a_small_request_overtakes_a_large_one_unless_fifo_or_overdue(
                             documents=[f"document number {i}" for i in range(4000)])
         small = RerankRequest(dialect=Dialect.JINA, query="panda", documents=["a bear"])
 
-        def queued() -> float:
-            return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0
-
         async def small_then_queue_depth() -> float:
             await engine.rerank(small)
-            return queued()
+            return queue_depth(engine)
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             big_done = pool.submit(asyncio.run, engine.rerank(big))
-            wait_for("the large request to be queued", lambda: queued() >= 3900, timeout=30,
-                     interval=0.001)
+            wait_for("the large request to be queued", lambda: queue_depth(engine) >= 3900,
+                     timeout=30, interval=0.001)
             left_of_big = asyncio.run(small_then_queue_depth())
             assert len(big_done.result(timeout=60).scores) == 4000
         assert (left_of_big > 1000) is overtakes, left_of_big

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kuberank.modelkit.build import random_encoder, write_hf_dir
+from kuberank.modelkit.build import random_encoder, random_head, write_hf_dir
 from kuberank.modelkit.heldout import load_heldout
 
 SEED = 20261126
@@ -68,13 +68,11 @@ def build_tiny_xlmr(out_dir: Path) -> Path:
     rng = np.random.default_rng(SEED)
     weights = {name.replace("bert.", "roberta.", 1): array
                for name, array in random_encoder(rng, config).items()}
-    h = config["hidden_size"]
-    weights.update({
-        "classifier.dense.weight": rng.normal(0.0, 1.0 / np.sqrt(h), (h, h)),
-        "classifier.dense.bias": rng.normal(0.0, 0.1, (h,)),
-        "classifier.out_proj.weight": rng.normal(0.0, 1.0 / np.sqrt(h), (1, h)),
-        "classifier.out_proj.bias": rng.normal(0.0, 0.1, (1,)),
-    })
+    # BERT's pooler + classifier is XLM-R's classifier.dense + out_proj: the same random head.
+    xlmr_head = {"bert.pooler.dense": "classifier.dense", "classifier": "classifier.out_proj"}
+    for name, array in random_head(rng, config["hidden_size"]).items():
+        module, param = name.rsplit(".", 1)
+        weights[f"{xlmr_head[module]}.{param}"] = array
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tokenizer_dir:
         tokenizer.save_pretrained(tokenizer_dir)
