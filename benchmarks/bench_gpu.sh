@@ -27,8 +27,10 @@ export PYTHONPATH="$site:$here/runtime:$here/operator:$here/gateway:$here/benchm
 
 started=$SECONDS
 echo "building llama-cpp-python with CUDA (arch ${CUDA_ARCH:-90}; log: $out/build.log)"
-CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90} -DGGML_NATIVE=OFF \
--DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+# The flags the images use (images/install.sh), for this GPU's architecture only.
+cmake_args="$(KUBERANK_ACCEL=cuda bash "$here/images/install.sh" --print-cmake-args)"
+CMAKE_ARGS="$cmake_args -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90}" \
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
   python3 -m pip wheel --no-index --no-deps --no-build-isolation -w /tmp/kuberank-llama-wheel \
   "$wheels"/llama_cpp_python-*.tar.gz >"$out/build.log" 2>&1 \
   || { tail -40 "$out/build.log"; exit 1; }
