@@ -209,13 +209,20 @@ def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:
     assert roles.count(("Role", "team-a")) == 2 and roles.count(("Role", "team-b")) == 1
 
 
-def test_gateway_rbac_is_read_only(helm: str) -> None:
+def test_gateway_rbac_reads_and_writes_only_model_scale_and_status(helm: str) -> None:
     docs = render(helm)
     role = next(
         d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("gateway")
     )
-    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert verbs == {"get", "list", "watch"}
+    writes = {
+        (resource, verb)
+        for rule in role["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        if verb not in ("get", "list", "watch")
+    }
+    # scaleToZero: wake a model (scale subresource), stamp status.lastRequestTime
+    assert writes == {("rerankmodels/scale", "update"), ("rerankmodels/status", "patch")}
     assert all(
         "*" not in rule["resources"]
         for d in docs

@@ -8,6 +8,7 @@ import pytest
 from kuberank.gateway.routing import (
     ModelRoute,
     RoutingTable,
+    WakePolicy,
     route_from_rerankmodel,
     slice_from_endpointslice,
 )
@@ -62,6 +63,20 @@ def test_served_name_defaults_to_the_object_name() -> None:
     assert route_from_rerankmodel(rerankmodel("bge", served="BAAI/bge")) == ModelRoute(
         "ns1", "bge", "BAAI/bge"
     )
+
+
+def test_scale_to_zero_becomes_a_wake_policy_with_defaults_for_missing_fields() -> None:
+    plain = route_from_rerankmodel(rerankmodel("bge"))
+    assert plain is not None and plain.wake is None and plain.replicas == 1
+    obj = rerankmodel("bge")
+    obj["spec"].update(replicas=0, scaleToZero={"afterIdleSeconds": 120, "wakeReplicas": "x"})
+    route = route_from_rerankmodel(obj)
+    assert route is not None and route.replicas == 0
+    assert route.wake == WakePolicy(after_idle_seconds=120, wake_replicas=1,
+                                    wake_timeout_seconds=300)
+    # requests are recorded often enough for the operator's idle clock, at most once a minute
+    assert route.wake.record_interval == 30
+    assert WakePolicy(after_idle_seconds=3600).record_interval == 60
 
 
 def test_models_resolve_only_in_the_keys_namespace() -> None:

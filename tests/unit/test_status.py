@@ -146,6 +146,14 @@ def test_scaled_to_zero_and_missing_deployment() -> None:
         compute_status(zero, _dep(replicas=0, ready=0, updated=0, available=0), [], None, T0)
     )
     assert conds["Ready"]["status"] == "False" and conds["Available"]["reason"] == "ScaledToZero"
+    assert "scale up to serve" in conds["Available"]["message"]
+    idle = ModelFacts(name="bge", namespace="ns", generation=1, replicas=0, served_name="bge",
+                      scales_to_zero=True)
+    conds = _by_type(
+        compute_status(idle, _dep(replicas=0, ready=0, updated=0, available=0), [], None, T0)
+    )
+    assert conds["Available"]["reason"] == "ScaledToZero"
+    assert "next request through the gateway wakes it" in conds["Ready"]["message"]
     conds = _by_type(compute_status(FACTS, None, [], None, T0))
     assert conds["Available"]["reason"] == "DeploymentMissing"
 

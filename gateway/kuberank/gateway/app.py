@@ -24,6 +24,7 @@ from kuberank.gateway.routing import ModelRoute, RoutingTable
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
+from kuberank.gateway.waking import Waker
 from kuberank.protocol.body import read_body
 from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
@@ -63,6 +64,7 @@ class Gateway:
     balancer: Balancer = field(default_factory=Balancer)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     upstream: Upstream | None = None
+    waker: Waker | None = None
 
 
 @dataclass
@@ -88,6 +90,9 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         http = new_client(settings.upstream_timeout, settings.connect_timeout)
         gateway.upstream = Upstream(http, gateway.balancer, gateway.metrics, settings.retry_after)
         gateway.source.start(gateway.keys, gateway.routes)
+        gateway.waker = Waker(
+            gateway.source.scaler(), gateway.routes, gateway.metrics, settings.retry_after
+        )
         try:
             yield
         finally:
@@ -222,7 +227,12 @@ async def _rerank(
         raise RateLimited(
             "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
         )
+    assert gateway.upstream is not None and gateway.waker is not None, "made in the lifespan"
     endpoints = gateway.routes.endpoints(route)
+    if route.wake is not None:
+        gateway.waker.note_request(route)
+        if not endpoints:  # asleep or starting: wake it and hold the request until it is ready
+            endpoints = await unless_client_leaves(request, gateway.waker.ready_endpoints(route))
     if not endpoints:
         raise Unavailable(
             f"model {route.served_name!r} has no ready replica",
@@ -230,7 +240,6 @@ async def _rerank(
             retry_after=settings.retry_after,
         )
 
-    assert gateway.upstream is not None, "upstream is created in the lifespan"
     # A client that leaves closes the upstream connection too, so the runtime stops scoring.
     forwarding = gateway.upstream.forward(
         route, endpoints, dialect.value, body, request_id(request)

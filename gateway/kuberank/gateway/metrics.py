@@ -40,6 +40,12 @@ class GatewayMetrics:
             ["key_id", "model"],
             registry=self.registry,
         )
+        self.wakeups = Counter(
+            "kuberank_gateway_wakeups",
+            "Models this gateway scaled up from zero replicas because a request came.",
+            ["model"],
+            registry=self.registry,
+        )
         self.keys = Gauge(
             "kuberank_gateway_api_keys",
             "API keys currently known to the gateway.",

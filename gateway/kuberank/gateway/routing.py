@@ -17,11 +17,28 @@ PORT_NAME = "http"
 
 
 @dataclass(frozen=True)
+class WakePolicy:
+    """spec.scaleToZero as the gateway uses it: when to record requests, how to wake."""
+
+    after_idle_seconds: int = 900
+    wake_replicas: int = 1
+    wake_timeout_seconds: int = 300
+
+    @property
+    def record_interval(self) -> float:
+        """Seconds between two writes of status.lastRequestTime: a quarter of the idle spell
+        (so the operator's view is never more than that stale), at most a minute."""
+        return min(self.after_idle_seconds / 4, 60.0)
+
+
+@dataclass(frozen=True)
 class ModelRoute:
     namespace: str
     name: str
     served_name: str
     max_documents: int | None = None  # spec.limits.maxDocuments, refused here before forwarding
+    replicas: int = 1  # spec.replicas as last watched
+    wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
 
     @property
     def service_name(self) -> str:
@@ -43,8 +60,28 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
     if not name or not namespace:
         return None
     limit = (spec.get("limits") or {}).get("maxDocuments")
+    replicas = spec.get("replicas", 1)
     return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name,
-                      max_documents=limit if isinstance(limit, int) and limit > 0 else None)
+                      max_documents=limit if isinstance(limit, int) and limit > 0 else None,
+                      replicas=replicas if isinstance(replicas, int) else 1,
+                      wake=_wake_policy(spec.get("scaleToZero")))
+
+
+def _wake_policy(raw: Any) -> WakePolicy | None:
+    """The policy from spec.scaleToZero; defaults for fields the API server left out."""
+    if not isinstance(raw, Mapping):
+        return None
+    default = WakePolicy()
+
+    def whole(field: str, fallback: int) -> int:
+        value = raw.get(field)
+        return value if isinstance(value, int) and value > 0 else fallback
+
+    return WakePolicy(
+        after_idle_seconds=whole("afterIdleSeconds", default.after_idle_seconds),
+        wake_replicas=whole("wakeReplicas", default.wake_replicas),
+        wake_timeout_seconds=whole("wakeTimeoutSeconds", default.wake_timeout_seconds),
+    )
 
 
 def _port(ports: Iterable[Mapping[str, Any]]) -> int | None:

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import yaml
 from kuberank.gateway.keytable import KeyTable
 from kuberank.gateway.routing import RoutingTable
+from kuberank.gateway.scaler import KubeScaler
+from kuberank.gateway.waking import Scaler
 from kuberank.gateway.watch import ApiKeySink, ModelSink, SliceSink, Watchers, api_client
 
 
@@ -23,6 +25,11 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
+    def scaler(self) -> Scaler | None:
+        """What wakes ``scaleToZero`` models and records their requests; None when this
+        source cannot write (a fixed file of objects)."""
+        ...
+
 
 class KubeSource:
     """Watches the API server (the normal mode)."""
@@ -31,11 +38,16 @@ class KubeSource:
         self._kubeconfig = kubeconfig
         self._namespaces = namespaces
         self._watchers: Watchers | None = None
+        self._scaler: KubeScaler | None = None
 
     def start(self, keys: KeyTable, routes: RoutingTable) -> None:
         api = api_client(self._kubeconfig)
+        self._scaler = KubeScaler(api)
         self._watchers = Watchers(api, self._namespaces, keys, routes)
         self._watchers.start()
+
+    def scaler(self) -> Scaler | None:
+        return self._scaler
 
     def synced(self) -> bool:
         return self._watchers is not None and self._watchers.synced()
@@ -74,6 +86,9 @@ class StaticSource:
 
     def synced(self) -> bool:
         return self._started
+
+    def scaler(self) -> Scaler | None:
+        return None
 
     def stop(self) -> None:
         self._started = False

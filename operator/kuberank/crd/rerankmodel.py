@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from kuberank.crd.common import (
@@ -203,6 +204,23 @@ class Scoring(CrdModel):
     )
 
 
+class ScaleToZero(CrdModel):
+    """Free the GPUs of an idle model: the operator scales it to 0 replicas after a quiet
+    spell, and the next request through the gateway scales it back up and waits for it."""
+
+    after_idle_seconds: int = Field(
+        default=900, ge=60, le=604800,
+        description="Scale to 0 replicas after this long without a request through the gateway.",
+    )
+    wake_replicas: int = Field(
+        default=1, ge=1, le=1000, description="Replicas the first request after idling starts."
+    )
+    wake_timeout_seconds: int = Field(
+        default=300, ge=1, le=3600,
+        description="How long the gateway holds requests while a woken replica starts; then 503.",
+    )
+
+
 _EMPTY: dict[str, Any] = {"default": {}}  # lets the API server fill nested defaults
 
 SERVED_NAME_RULE = (
@@ -235,6 +253,11 @@ class RerankModelSpec(CrdModel):
         "own emptyDir). Not used by pvc sources, which are read in place.",
     )
     replicas: int = Field(default=1, ge=0, le=1000, description="Number of runtime pods.")
+    scale_to_zero: ScaleToZero | None = Field(
+        default=None,
+        description="Scale to 0 replicas when idle and back up on the next request (default: "
+        "replicas stay as set).",
+    )
     resources: Resources = Field(
         default_factory=Resources, json_schema_extra=_EMPTY, description="Compute per replica."
     )
@@ -273,6 +296,11 @@ class RerankModelStatus(CrdModel):
     selector: str | None = Field(default=None, description="Label selector of the pods.")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the Service.")
     served_name: str | None = Field(default=None, description="Effective served name.")
+    last_request_time: datetime | None = Field(
+        default=None,
+        description="When the gateway last forwarded a request to a model with scaleToZero "
+        "(written by the gateway, at most once per a quarter of afterIdleSeconds).",
+    )
 
 
 def parse_spec(spec: Any) -> RerankModelSpec:

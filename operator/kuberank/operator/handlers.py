@@ -29,8 +29,10 @@ from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
 from kuberank.operator.kube import FIELD_MANAGER, Kube, KubeError
 from kuberank.operator.reconcilers import apikey as apikeys
 from kuberank.operator.reconcilers import rerankmodel as models
+from kuberank.operator.reconcilers.idle import scale_down_if_idle
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.apikey import seconds_until_expiry
+from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
 
 log = logging.getLogger("kuberank.operator")
 
@@ -338,3 +340,42 @@ async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, 
             log.warning("expiry status update failed: %s", err.message)
             continue
         _announce(snapshot, changed, "Active")
+
+
+def _scales_to_zero(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("scaleToZero") is not None
+
+
+@kopf.daemon(GROUP, VERSION, MODEL_PLURAL, id="idle", cancellation_timeout=1.0,
+             when=_scales_to_zero)
+async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Scale a ``scaleToZero`` model to 0 replicas once no request came for afterIdleSeconds."""
+    meta = body["metadata"]
+    up_since: datetime | None = None  # when this operator first saw it with replicas
+    while not stopped:
+        try:
+            spec = models.parse_spec(body.get("spec"))
+        except models.InvalidSpecError:
+            await stopped.wait(60)
+            continue
+        up_since = None if spec.replicas == 0 else (up_since or _now())
+        activity = [last_request_time(body), up_since, created_time(body)]
+        until = seconds_until_scale_down(spec, activity, _now())
+        if until is None or until > 0:
+            # Short naps: a request recorded or a spec edit is honoured within seconds.
+            await stopped.wait(min(until + 0.05, 5.0) if until is not None else 5.0)
+            continue
+        try:
+            had = await asyncio.to_thread(
+                scale_down_if_idle, _kube(memo), meta["namespace"], meta["name"], up_since, _now()
+            )
+        except KubeError as err:
+            log.warning("scaling idle model %s down failed: %s", meta["name"], err.message)
+            await stopped.wait(5.0)
+            continue
+        if had:
+            idle = spec.scale_to_zero.after_idle_seconds if spec.scale_to_zero else 0
+            kopf.event(body, type="Normal", reason="ScaledToZero",
+                       message=f"No request for {idle} s: scaled from {had} to 0 replicas.")
+            up_since = None
+        await stopped.wait(1.0)  # let the watch deliver the scaled object

@@ -137,6 +137,20 @@ class Kube:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         return self._call("DELETE", ref.path(), body) is not None
 
+    def scale(self, ref: Ref, replicas: int, resource_version: str) -> None:
+        """Set replicas through the scale subresource; 409 when the object changed since
+        ``resource_version`` was read."""
+        scale = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                "name": ref.name, "namespace": ref.namespace, "resourceVersion": resource_version,
+            },
+            "spec": {"replicas": replicas},
+        }
+        if self._call("PUT", ref.path("scale"), scale) is None:
+            raise KubeError(404, f"{ref.kind} {ref.name} is gone")
+
     def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
         self._call(

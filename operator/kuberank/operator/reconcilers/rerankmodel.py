@@ -92,6 +92,7 @@ def desired_status(
     gpu_name = "nvidia.com/gpu"
     served = raw_spec.get("servedName") or meta["name"]
     replicas = int(raw_spec.get("replicas", 1) or 0)
+    scales_to_zero = raw_spec.get("scaleToZero") is not None
     if invalid is None:
         spec = parse_spec(raw_spec)
         gpu_name, served, replicas = (
@@ -105,6 +106,7 @@ def desired_status(
         generation=int(meta.get("generation") or 0),
         replicas=replicas,
         served_name=served,
+        scales_to_zero=scales_to_zero,
     )
     problems = [p for p in (pod_problem(pod, gpu_name) for pod in pods) if p is not None]
     dep = DeploymentState.from_object(deployment) if deployment else None

@@ -49,6 +49,7 @@ class ModelFacts:
     generation: int
     replicas: int
     served_name: str
+    scales_to_zero: bool = False  # spec.scaleToZero is set: 0 replicas means idle, not off
 
 
 def compute_status(
@@ -108,6 +109,11 @@ def _rolled_out(facts: ModelFacts, dep: DeploymentState) -> bool:
 def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
     if dep is None:
         return Cond("Available", "False", "DeploymentMissing", "The runtime Deployment is missing.")
+    if facts.replicas == 0 and facts.scales_to_zero:
+        return Cond(
+            "Available", "False", "ScaledToZero",
+            "Idle, so scaled to 0 replicas; the next request through the gateway wakes it.",
+        )
     if facts.replicas == 0:
         return Cond("Available", "False", "ScaledToZero", "spec.replicas is 0; scale up to serve.")
     if dep.available > 0:

@@ -1,0 +1,64 @@
+"""The gateway's two writes to the API server, both for ``scaleToZero`` models: wake a model
+at 0 replicas (scale subresource) and record when it last had a request (status)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.rerankmodel import PLURAL
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+
+class WakeError(Exception):
+    """The model could not be scaled up; the message says why, for the 503 and the log."""
+
+
+class KubeScaler:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api)
+
+    def wake(self, namespace: str, name: str, replicas: int) -> bool:
+        """Scale the model to ``replicas`` if it is at 0 now; True when this call scaled it.
+
+        Read-then-replace with the read's resourceVersion: a model someone scaled meanwhile
+        (another gateway replica, a person, an autoscaler) is left as they set it.
+        """
+        for _ in range(3):
+            try:
+                scale: Any = self._custom.get_namespaced_custom_object_scale(
+                    GROUP, VERSION, namespace, PLURAL, name
+                )
+                if int((scale.get("spec") or {}).get("replicas") or 0) > 0:
+                    return False
+                scale["spec"] = {"replicas": replicas}
+                self._custom.replace_namespaced_custom_object_scale(
+                    GROUP, VERSION, namespace, PLURAL, name, scale
+                )
+                return True
+            except ApiException as err:
+                if err.status == 409:
+                    continue
+                raise WakeError(_reason(err, namespace, name)) from None
+        return False
+
+    def record_request(self, namespace: str, name: str, at: datetime) -> None:
+        """Merge-patch status.lastRequestTime (the operator's idle clock reads it)."""
+        stamp = at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": {"lastRequestTime": stamp}}
+            )
+        except ApiException as err:
+            raise WakeError(_reason(err, namespace, name)) from None
+
+
+def _reason(err: ApiException, namespace: str, name: str) -> str:
+    what = f"RerankModel {namespace}/{name}"
+    if err.status == 403:
+        return f"the gateway may not scale {what} (RBAC: rerankmodels/scale, rerankmodels/status)"
+    if err.status == 404:
+        return f"{what} is gone"
+    return f"API server answered {err.status} for {what}: {err.reason}"

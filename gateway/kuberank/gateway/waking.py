@@ -1,0 +1,126 @@
+"""Scale-from-zero at the gateway: wake a ``scaleToZero`` model that has no replica, hold its
+requests until one is ready, and tell the operator when the model last had a request.
+
+A burst of requests for a sleeping model scales it up once (one shared wake per model) and each
+waits, up to the model's wakeTimeoutSeconds, for the EndpointSlice watch to show a ready
+replica. ``status.lastRequestTime`` is written in the background at most once per
+``WakePolicy.record_interval`` per model, so traffic costs the API server next to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Protocol
+
+from kuberank.gateway.metrics import GatewayMetrics
+from kuberank.gateway.routing import ModelRoute, RoutingTable
+from kuberank.gateway.scaler import WakeError
+from kuberank.protocol.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+class Scaler(Protocol):
+    def wake(self, namespace: str, name: str, replicas: int) -> bool: ...
+
+    def record_request(self, namespace: str, name: str, at: datetime) -> None: ...
+
+
+class Waker:
+    def __init__(
+        self,
+        scaler: Scaler | None,
+        routes: RoutingTable,
+        metrics: GatewayMetrics,
+        retry_after: int,
+        poll_seconds: float = 0.05,
+    ) -> None:
+        self._scaler = scaler
+        self._routes = routes
+        self._metrics = metrics
+        self._retry_after = retry_after
+        self._poll = poll_seconds
+        self._recorded: dict[Key, float] = {}
+        self._waking: dict[Key, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    def note_request(self, route: ModelRoute) -> None:
+        """Record the request in the model's status unless one was recorded lately."""
+        if route.wake is None or self._scaler is None:
+            return
+        key, now = (route.namespace, route.name), asyncio.get_running_loop().time()
+        last = self._recorded.get(key)
+        if last is not None and now - last < route.wake.record_interval:
+            return
+        self._recorded[key] = now
+        task = asyncio.create_task(self._record(route))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def ready_endpoints(self, route: ModelRoute) -> list[str]:
+        """The model's ready endpoints, waking it first when it is at 0 replicas; 503 when
+        none is ready within its wakeTimeoutSeconds."""
+        assert route.wake is not None, "only scaleToZero models are woken"
+        if self._scaler is None:
+            raise self._unavailable(route, "cannot be woken by a gateway without an API server",
+                                    "wake_failed")
+        if route.replicas == 0:
+            await asyncio.shield(self._wake(route))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + route.wake.wake_timeout_seconds
+        while not (endpoints := self._routes.endpoints(route)):
+            if loop.time() >= deadline:
+                raise self._unavailable(
+                    route,
+                    f"is waking up from zero replicas; none was ready within "
+                    f"{route.wake.wake_timeout_seconds} s",
+                    "model_waking",
+                )
+            await asyncio.sleep(self._poll)
+        return endpoints
+
+    def _wake(self, route: ModelRoute) -> asyncio.Task[None]:
+        key = (route.namespace, route.name)
+        task = self._waking.get(key)
+        if task is None:
+            task = asyncio.create_task(self._scale_up(route))
+            self._waking[key] = task
+            task.add_done_callback(lambda done: self._forget_wake(key, done))
+        return task
+
+    def _forget_wake(self, key: Key, done: asyncio.Task[None]) -> None:
+        self._waking.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have left already
+
+    async def _scale_up(self, route: ModelRoute) -> None:
+        assert self._scaler is not None and route.wake is not None
+        replicas = route.wake.wake_replicas
+        try:
+            woke = await asyncio.to_thread(
+                self._scaler.wake, route.namespace, route.name, replicas
+            )
+        except WakeError as err:
+            log.warning("could not wake model %s/%s: %s", route.namespace, route.name, err)
+            raise self._unavailable(route, f"could not be woken: {err}", "wake_failed") from None
+        if woke:
+            self._metrics.wakeups.labels(route.served_name).inc()
+            log.info("woke model %s/%s: 0 → %d replicas", route.namespace, route.name, replicas)
+
+    async def _record(self, route: ModelRoute) -> None:
+        assert self._scaler is not None
+        try:
+            await asyncio.to_thread(
+                self._scaler.record_request, route.namespace, route.name, datetime.now(UTC)
+            )
+        except WakeError as err:
+            log.warning("could not record a request of %s/%s: %s",
+                        route.namespace, route.name, err)
+
+    def _unavailable(self, route: ModelRoute, what: str, code: str) -> Unavailable:
+        return Unavailable(f"model {route.served_name!r} {what}", code=code,
+                           retry_after=self._retry_after)

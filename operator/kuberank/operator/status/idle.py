@@ -1,0 +1,45 @@
+"""When a model with ``scaleToZero`` has been idle long enough to go to 0 replicas (pure).
+
+Idle time counts from the latest of: the last request the gateway recorded, the moment the
+operator saw the model with replicas (a manual ``kubectl scale`` up gets a full idle spell), and
+the model's creation. An operator restart restarts that clock, so it can only scale down later,
+never early.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from kuberank.crd.rerankmodel import RerankModelSpec
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def last_request_time(body: dict[str, Any]) -> datetime | None:
+    """``status.lastRequestTime`` as the gateway wrote it; None when absent or unreadable."""
+    return _parse_time((body.get("status") or {}).get("lastRequestTime"))
+
+
+def created_time(body: dict[str, Any]) -> datetime | None:
+    return _parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+
+
+def seconds_until_scale_down(
+    spec: RerankModelSpec, activity: list[datetime | None], now: datetime
+) -> float | None:
+    """Seconds left before the model should be scaled to 0 (≤ 0: now); None when it never
+    should be from here: no ``scaleToZero``, or already at 0 replicas."""
+    if spec.scale_to_zero is None or spec.replicas == 0:
+        return None
+    known = [t for t in activity if t is not None]
+    quiet_since = max(known) if known else now
+    deadline = quiet_since + timedelta(seconds=spec.scale_to_zero.after_idle_seconds)
+    return (deadline - now).total_seconds()
