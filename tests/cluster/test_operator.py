@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,54 @@ def test_horizontal_pod_autoscaler_scales_the_model_through_its_scale_subresourc
     assert able.get("status") == "True", hpa.get("status")
     assert hpa["status"]["currentReplicas"] >= 1
     assert wait_for("PDB", lambda: kubectl.get("pdb", "rrm-auto"))["spec"]["maxUnavailable"] == 1
+
+
+def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    idle = {"afterIdleSeconds": 10}
+    kubectl.apply(model("idle", resources={"gpus": 0}, replicas=2, scaleToZero=idle))
+    wait_for("Deployment", lambda: kubectl.get("deployment", "rrm-idle"))
+
+    def record_request() -> None:  # what the gateway writes for each model it forwards to
+        stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        patch = json.dumps({"status": {"lastRequestTime": stamp}})
+        kubectl.run("patch", "rrm", "idle", "--subresource=status", "--type=merge", "-p", patch)
+
+    # Requests every 2 s keep it up well past its 10 s idle spell.
+    busy_until = time.monotonic() + 16
+    while time.monotonic() < busy_until:
+        record_request()
+        obj = kubectl.get("rrm", "idle")
+        assert obj is not None and obj["spec"]["replicas"] == 2
+        time.sleep(2)  # the pace of a client, not a wait for a result
+    last_request = time.monotonic() - 2
+
+    obj = wait_condition(wait_for, kubectl, "rrm", "idle", "Available", "False", "ScaledToZero")
+    assert obj["spec"]["replicas"] == 0
+    assert time.monotonic() - last_request >= 9, "scaled down before its idle spell ended"
+    assert "next request through the gateway wakes it" in condition(obj, "Ready")["message"]
+    assert obj["status"]["lastRequestTime"], "the operator's status writes keep the gateway's field"
+    dep = wait_for("Deployment at 0", lambda: (d := kubectl.get("deployment", "rrm-idle"))
+                   and d["spec"]["replicas"] == 0 and d)
+    assert dep["spec"]["replicas"] == 0
+    events = kubectl.run(
+        "get", "events", "--field-selector", "involvedObject.name=idle", "-o", "json"
+    )
+    messages = sorted(e["message"] for e in json.loads(events.stdout)["items"]
+                      if e["reason"] == "ScaledToZero")
+    # one Event for the scale-down, one for the Ready transition (not one per child event)
+    assert messages == [
+        "Idle, so scaled to 0 replicas; the next request through the gateway wakes it.",
+        "No request for 10 s: scaled from 2 to 0 replicas.",
+    ]
+
+    # Scaled up by hand, it gets a whole idle spell again before going back to zero.
+    kubectl.run("scale", "rrm", "idle", "--replicas=1")
+    scaled_up = time.monotonic()
+    wait_for("Deployment at 1", lambda: kubectl.get("deployment", "rrm-idle")["spec"]["replicas"])
+    wait_for("back to zero", lambda: kubectl.get("rrm", "idle")["spec"]["replicas"] == 0)
+    assert time.monotonic() - scaled_up >= 9
 
 
 def test_model_with_a_cache_claim_runs_with_the_claim_mounted(

@@ -209,7 +209,7 @@ class ScaleToZero(CrdModel):
     spell, and the next request through the gateway scales it back up and waits for it."""
 
     after_idle_seconds: int = Field(
-        default=900, ge=60, le=604800,
+        default=900, ge=10, le=604800,
         description="Scale to 0 replicas after this long without a request through the gateway.",
     )
     wake_replicas: int = Field(

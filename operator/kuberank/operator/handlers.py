@@ -113,6 +113,7 @@ def _refresh(
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     with _status_locks[key]:
+        body = models.with_written_status(body)
         try:
             status = models.desired_status(
                 body, _one(deployment_index, key), list(pod_index.get(key) or []), _now()

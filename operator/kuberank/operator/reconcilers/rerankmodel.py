@@ -113,6 +113,9 @@ def desired_status(
     return compute_status(facts, dep, problems, body.get("status"), now, invalid)
 
 
+with_written_status = publish.with_written_status
+
+
 def publish_status(
     kube: Kube, body: dict[str, Any], status: dict[str, Any]
 ) -> list[dict[str, Any]]:
