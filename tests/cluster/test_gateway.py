@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -275,10 +276,11 @@ class Tenant:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
-    def model(self, name: str, served: str | None = SERVED) -> None:
+    def model(self, name: str, served: str | None = SERVED, **more: Any) -> None:
         spec: dict[str, Any] = {
             "source": {"url": {"url": "https://models.invalid/tiny.gguf", "sha256": "0" * 64}},
             "resources": {"gpus": 0},
+            **more,
         }
         if served:
             spec["servedName"] = served
@@ -349,6 +351,12 @@ class Tenant:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, "apikeys", name, {"spec": spec}
         )
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "rerankmodels", name
+        )
+        return obj
 
     def delete_key(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "apikeys", name)
@@ -607,6 +615,67 @@ def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> No
     assert response.headers["retry-after"] == "3"
     tenant.endpoints("tiny", REPLICA_2, slice_name="rrm-tiny-ready")
     eventually(status_of(200, lambda: tenant.post(key)))
+
+
+def known_to_the_gateway(tenant: Tenant, key: str) -> None:
+    """Wait until the gateway has the key and model 'tiny' (without sending it a request)."""
+
+    def listed() -> None:
+        response = httpx.get(f"{tenant.gateway.url}/v1/models",
+                             headers={"authorization": f"Bearer {key}"})
+        assert [m["id"] for m in response.json().get("data", [])] == [SERVED], response.text
+
+    eventually(listed)
+
+
+def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_ready(
+    tenant: Tenant,
+) -> None:
+    wake = {"afterIdleSeconds": 600, "wakeReplicas": 2, "wakeTimeoutSeconds": 60}
+    tenant.model("tiny", replicas=0, scaleToZero=wake)
+    key = tenant.apikey("app")
+    known_to_the_gateway(tenant, key)
+    before = sample(tenant.gateway.metrics(), "kuberank_gateway_wakeups_total", model=SERVED)
+
+    with ThreadPoolExecutor(3) as pool:
+        held = [pool.submit(tenant.post, key) for _ in range(3)]
+        def scaled_up() -> dict[str, Any]:
+            model = tenant.get_model("tiny")
+            assert model["spec"]["replicas"] == 2, model["spec"]
+            return model
+
+        woken = eventually(scaled_up)
+        assert woken["status"]["lastRequestTime"], "the request was recorded for the idle clock"
+        assert not any(f.done() for f in held), "held while no replica is ready"
+        tenant.endpoints("tiny", REPLICA_1)  # what the Deployment's first ready pod brings
+        answers = [f.result(timeout=30) for f in held]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert answers[0].json()["results"][0]["index"] == 1
+    after = sample(tenant.gateway.metrics(), "kuberank_gateway_wakeups_total", model=SERVED)
+    assert after - before == 1, "three requests, one wake"
+
+
+def test_a_model_that_does_not_wake_in_time_gets_503_and_stays_scaled_up(tenant: Tenant) -> None:
+    tenant.model("tiny", replicas=0, scaleToZero={"wakeTimeoutSeconds": 1})
+    key = tenant.apikey("app")
+    known_to_the_gateway(tenant, key)
+    started = time.monotonic()
+    response = tenant.post(key)
+    assert response.status_code == 503, response.text
+    assert time.monotonic() - started >= 1
+    assert response.json()["error"]["code"] == "model_waking"
+    assert response.headers["retry-after"] == "3"
+    assert tenant.get_model("tiny")["spec"]["replicas"] == 1  # still starting for the retry
+
+
+def test_a_model_at_zero_replicas_without_scale_to_zero_is_not_woken(tenant: Tenant) -> None:
+    tenant.model("tiny", replicas=0)
+    key = tenant.apikey("app")
+    known_to_the_gateway(tenant, key)
+    response = tenant.post(key)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "no_ready_replica"
+    model = tenant.get_model("tiny")
+    assert model["spec"]["replicas"] == 0 and "lastRequestTime" not in model.get("status", {})
 
 
 def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> None:
