@@ -286,6 +286,22 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
 
     url = wait_for("200 after the upgrade", answered_after_upgrade, timeout=60)
 
+    # Idle with scaleToZero, it goes to zero replicas (the operator); the next request wakes it
+    # and is held until the new replica answers (the gateway), both through the chart's RBAC.
+    kubectl.run("patch", "rerankmodel", "minilm", "-n", ns, "--type=merge",
+                "-p", '{"spec": {"scaleToZero": {"afterIdleSeconds": 10}}}')
+    began = time.monotonic()
+    wait_for("scaled to zero when idle", lambda: runtime_pods(kubectl, ns, "minilm") == [],
+             timeout=120)
+    log(f"idle model at zero pods after {time.monotonic() - began:.1f}s")
+    began = time.monotonic()
+    status, answer = post_json(url, body, key, timeout=240)
+    assert status == 200, answer
+    assert answer["results"][0]["index"] == RELEVANT
+    log(f"request to a model at zero replicas answered in {time.monotonic() - began:.1f}s")
+    rrm = kubectl.json("get", "rerankmodel", "minilm", "-n", ns)
+    assert rrm["spec"]["replicas"] == 1 and rrm["status"]["lastRequestTime"]
+
     # Deleting the model: 404 at the gateway, its pods gone.
     kubectl.run("delete", "rerankmodel", "minilm", "-n", ns, "--wait=false")
     wait_for("404 for the deleted model", lambda: post_json(url, body, key)[0] == 404, timeout=60)
