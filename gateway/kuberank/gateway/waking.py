@@ -66,19 +66,21 @@ class Waker:
         none is ready within its wakeTimeoutSeconds."""
         assert route.wake is not None, "only scaleToZero models are woken"
         if self._scaler is None:
-            raise self._unavailable(route, "cannot be woken by a gateway without an API server",
-                                    "wake_failed")
+            raise Unavailable(
+                f"model {route.served_name!r} is at zero replicas and this gateway, serving a "
+                "fixed file of objects, cannot wake it",
+                code="wake_failed", retry_after=self._retry_after,
+            )
         if route.replicas == 0:
             await asyncio.shield(self._wake(route))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + route.wake.wake_timeout_seconds
         while not (endpoints := self._routes.endpoints(route)):
             if loop.time() >= deadline:
-                raise self._unavailable(
-                    route,
-                    f"is waking up from zero replicas; none was ready within "
-                    f"{route.wake.wake_timeout_seconds} s",
-                    "model_waking",
+                raise Unavailable(
+                    f"model {route.served_name!r} is waking up from zero replicas; none was "
+                    f"ready within {route.wake.wake_timeout_seconds} s",
+                    code="model_waking", retry_after=self._retry_after,
                 )
             await asyncio.sleep(self._poll)
         return endpoints
@@ -106,7 +108,10 @@ class Waker:
             )
         except WakeError as err:
             log.warning("could not wake model %s/%s: %s", route.namespace, route.name, err)
-            raise self._unavailable(route, f"could not be woken: {err}", "wake_failed") from None
+            raise Unavailable(
+                f"model {route.served_name!r} could not be woken: {err}",
+                code="wake_failed", retry_after=self._retry_after,
+            ) from None
         if woke:
             self._metrics.wakeups.labels(route.served_name).inc()
             log.info("woke model %s/%s: 0 → %d replicas", route.namespace, route.name, replicas)
@@ -120,7 +125,3 @@ class Waker:
         except WakeError as err:
             log.warning("could not record a request of %s/%s: %s",
                         route.namespace, route.name, err)
-
-    def _unavailable(self, route: ModelRoute, what: str, code: str) -> Unavailable:
-        return Unavailable(f"model {route.served_name!r} {what}", code=code,
-                           retry_after=self._retry_after)
