@@ -668,6 +668,46 @@ def test_a_model_that_does_not_wake_in_time_gets_503_and_stays_scaled_up(tenant:
     assert tenant.get_model("tiny")["spec"]["replicas"] == 1  # still starting for the retry
 
 
+def test_a_waking_model_whose_pods_fail_is_answered_at_once_with_the_reason(
+    tenant: Tenant,
+) -> None:
+    """Held while its pods may still start (no GPU free yet), not while they crash."""
+    tenant.model("tiny", replicas=1, scaleToZero={"wakeTimeoutSeconds": 2})
+    key = tenant.apikey("app")
+    known_to_the_gateway(tenant, key)
+
+    def degraded(reason: str) -> None:  # as the operator reports its pods
+        conditions = [{"type": "Degraded", "status": "True", "reason": reason,
+                       "message": f"Pod rrm-tiny-x: {reason}.",
+                       "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+        tenant.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, tenant.namespace, "rerankmodels", "tiny",
+            {"status": {"conditions": conditions}},
+        )
+
+    degraded("CrashLoop")
+
+    def refused_at_once() -> httpx.Response:
+        started = time.monotonic()
+        response = tenant.post(key)
+        assert response.status_code == 503 and time.monotonic() - started < 1, response.text
+        return response
+
+    response = eventually(refused_at_once)
+    assert response.json()["error"]["code"] == "no_ready_replica"
+    assert "CrashLoop: Pod rrm-tiny-x: CrashLoop." in response.json()["error"]["message"]
+
+    degraded("InsufficientGPU")
+
+    def held_until_timeout() -> None:
+        started = time.monotonic()
+        response = tenant.post(key)
+        assert response.json()["error"]["code"] == "model_waking", response.text
+        assert time.monotonic() - started >= 2
+
+    eventually(held_until_timeout)
+
+
 def test_a_model_at_zero_replicas_without_scale_to_zero_is_not_woken(tenant: Tenant) -> None:
     tenant.model("tiny", replicas=0)
     key = tenant.apikey("app")

@@ -79,6 +79,29 @@ def test_scale_to_zero_becomes_a_wake_policy_with_defaults_for_missing_fields() 
     assert WakePolicy(after_idle_seconds=3600).record_interval == 60
 
 
+def degraded(reason: str, status: str = "True") -> dict[str, Any]:
+    obj = rerankmodel("bge")
+    obj["status"] = {"conditions": [
+        {"type": "Ready", "status": "False", "reason": reason, "message": "m"},
+        {"type": "Degraded", "status": status, "reason": reason, "message": "Pod p keeps crashing"},
+    ]}
+    return obj
+
+
+def test_a_degraded_model_is_failing_unless_its_pods_may_still_be_scheduled() -> None:
+    failing = route_from_rerankmodel(degraded("CrashLoop"))
+    assert failing is not None and failing.failing == "CrashLoop: Pod p keeps crashing"
+    for reason in ("InsufficientGPU", "ClaimNotReady", "Unschedulable"):
+        pending = route_from_rerankmodel(degraded(reason))
+        assert pending is not None and pending.failing is None, reason
+    healthy = route_from_rerankmodel(degraded("AsExpected", status="False"))
+    assert healthy is not None and healthy.failing is None
+    odd = rerankmodel("bge")
+    odd["status"] = {"conditions": ["junk", {"type": "Degraded"}]}
+    route = route_from_rerankmodel(odd)
+    assert route is not None and route.failing is None
+
+
 def test_models_resolve_only_in_the_keys_namespace() -> None:
     routes = table(rerankmodel("bge", "ns1"), rerankmodel("other", "ns2", served="bge2"))
     assert routes.resolve("ns1", "bge") == ModelRoute("ns1", "bge", "bge")

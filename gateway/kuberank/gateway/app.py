@@ -234,8 +234,9 @@ async def _rerank(
         if not endpoints:  # asleep or starting: wake it and hold the request until it is ready
             endpoints = await unless_client_leaves(request, gateway.waker.ready_endpoints(route))
     if not endpoints:
+        why = f": {route.failing}" if route.failing else ""
         raise Unavailable(
-            f"model {route.served_name!r} has no ready replica",
+            f"model {route.served_name!r} has no ready replica{why}",
             code="no_ready_replica",
             retry_after=settings.retry_after,
         )

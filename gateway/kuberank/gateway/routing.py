@@ -39,6 +39,7 @@ class ModelRoute:
     max_documents: int | None = None  # spec.limits.maxDocuments, refused here before forwarding
     replicas: int = 1  # spec.replicas as last watched
     wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
+    failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
 
     @property
     def service_name(self) -> str:
@@ -64,7 +65,24 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
     return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name,
                       max_documents=limit if isinstance(limit, int) and limit > 0 else None,
                       replicas=replicas if isinstance(replicas, int) else 1,
-                      wake=_wake_policy(spec.get("scaleToZero")))
+                      wake=_wake_policy(spec.get("scaleToZero")),
+                      failing=_failing(obj.get("status")))
+
+
+# Pods Pending for these reasons may still start (a node autoscaler adds a GPU node, a claim
+# binds), so requests for a waking model are held through them; other Degraded reasons
+# (CrashLoop, FetchFailed, ImagePullFailed, ...) are answered at once.
+PENDING_REASONS = frozenset({"InsufficientGPU", "ClaimNotReady", "Unschedulable"})
+
+
+def _failing(status: Any) -> str | None:
+    """The operator's Degraded condition, when it names a failure that waiting will not fix."""
+    conditions = (status or {}).get("conditions") if isinstance(status, Mapping) else None
+    for cond in conditions or []:
+        if (isinstance(cond, Mapping) and cond.get("type") == "Degraded"
+                and cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS):
+            return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
+    return None
 
 
 def _wake_policy(raw: Any) -> WakePolicy | None:
@@ -165,6 +183,11 @@ class RoutingTable:
         for route in routes:
             chosen.setdefault(route.served_name, route)
         return sorted(chosen.values(), key=lambda r: r.served_name)
+
+    def model(self, namespace: str, name: str) -> ModelRoute | None:
+        """The route of RerankModel ``name`` as last watched."""
+        with self._lock:
+            return self._models.get((namespace, name))
 
     def resolve(self, namespace: str, served_name: str) -> ModelRoute | None:
         for route in self.models_in(namespace):

@@ -63,7 +63,8 @@ class Waker:
 
     async def ready_endpoints(self, route: ModelRoute) -> list[str]:
         """The model's ready endpoints, waking it first when it is at 0 replicas; 503 when
-        none is ready within its wakeTimeoutSeconds."""
+        none is ready within its wakeTimeoutSeconds, or at once when the operator reports a
+        failure that waiting will not fix (``ModelRoute.failing``)."""
         assert route.wake is not None, "only scaleToZero models are woken"
         if self._scaler is None:
             raise Unavailable(
@@ -76,6 +77,12 @@ class Waker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + route.wake.wake_timeout_seconds
         while not (endpoints := self._routes.endpoints(route)):
+            latest = self._routes.model(route.namespace, route.name) or route
+            if latest.failing:
+                raise Unavailable(
+                    f"model {route.served_name!r} has no ready replica: {latest.failing}",
+                    code="no_ready_replica", retry_after=self._retry_after,
+                )
             if loop.time() >= deadline:
                 raise Unavailable(
                     f"model {route.served_name!r} is waking up from zero replicas; none was "
