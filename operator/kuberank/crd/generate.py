@@ -94,6 +94,8 @@ def rerankmodel_crd() -> dict[str, Any]:
         {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
         {"name": "Status", "type": "string", "jsonPath": f"{_READY}.status"},
         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "priority": 1},
+        {"name": "Last Request", "type": "date", "jsonPath": ".status.lastRequestTime",
+         "priority": 1},
     ]
     version = _version(
         rerankmodel.RerankModelSpec,
