@@ -668,6 +668,27 @@ def test_a_model_that_does_not_wake_in_time_gets_503_and_stays_scaled_up(tenant:
     assert tenant.get_model("tiny")["spec"]["replicas"] == 1  # still starting for the retry
 
 
+def test_a_model_deleted_while_waking_gets_404(tenant: Tenant) -> None:
+    tenant.model("tiny", replicas=0, scaleToZero={"wakeTimeoutSeconds": 60})
+    key = tenant.apikey("app")
+    known_to_the_gateway(tenant, key)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(tenant.post, key)
+
+        def woken() -> None:
+            assert tenant.get_model("tiny")["spec"]["replicas"] == 1
+
+        eventually(woken)
+        started = time.monotonic()
+        tenant.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, tenant.namespace, "rerankmodels", "tiny"
+        )
+        response = held.result(timeout=30)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "model_not_found"
+    assert time.monotonic() - started < 15, "answered when the deletion was seen, not at timeout"
+
+
 def test_a_waking_model_whose_pods_fail_is_answered_at_once_with_the_reason(
     tenant: Tenant,
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Protocol
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute, RoutingTable
 from kuberank.gateway.scaler import WakeError
-from kuberank.protocol.errors import Unavailable
+from kuberank.protocol.errors import ModelNotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,9 @@ class Waker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + route.wake.wake_timeout_seconds
         while not (endpoints := self._routes.endpoints(route)):
-            latest = self._routes.model(route.namespace, route.name) or route
+            latest = self._routes.model(route.namespace, route.name)
+            if latest is None:
+                raise ModelNotFound(f"model {route.served_name!r} was deleted while waking")
             if latest.failing:
                 raise Unavailable(
                     f"model {route.served_name!r} has no ready replica: {latest.failing}",

@@ -38,7 +38,7 @@ ERRORS = {
     413: "Body over the size limit, or a pair too long where truncation is refused.",
     422: "A field of the wrong type or value, or more documents than allowed.",
     429: "Rate limit of the key, or the model's queue, is full; see Retry-After.",
-    503: "The model is loading or has no ready replica; see Retry-After.",
+    503: "The model is loading, has no ready replica or is waking up; see Retry-After.",
     504: "The model did not answer in time.",
 }
 REQUEST_ID = {REQUEST_ID_HEADER: {
