@@ -45,6 +45,7 @@ VENV_BIN = Path(sys.executable).parent
 BRIDGE, HOST_IP = "krgw0", "10.251.0.1"
 REPLICA_1, REPLICA_2 = "10.251.0.2", "10.251.0.3"
 REFUSING, HANGING = "10.251.0.4", "10.251.0.5"  # nothing listens / accepts and never answers
+BUSY = "10.251.0.6"  # answers every rerank as a runtime whose queue is full
 SERVED = "tiny"
 MAX_DOCUMENTS, MAX_BODY = 8, 64 * 1024
 MINTED: list[str] = []  # every key these tests created, checked against the gateway's log
@@ -109,7 +110,7 @@ def net() -> Iterator[Net]:
     try:
         created.add("krgw-r1", REPLICA_1)
         created.add("krgw-r2", REPLICA_2)
-        created.add("krgw-aux", REFUSING, HANGING)
+        created.add("krgw-aux", REFUSING, HANGING, BUSY)
         yield created
     finally:
         created.teardown()
@@ -181,10 +182,32 @@ while True:
 """
 
 
+# What a kuberank-runtime answers when its queue is full, for every request (a real runtime is
+# full only while other requests keep it busy, which no test can hold steady).
+BUSY_SERVER = f"""
+import http.server, json
+
+class Busy(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = json.dumps({{"error": {{"message": "engine queue is full (8192 pairs waiting)",
+                                      "type": "rate_limit_error", "code": "queue_full"}}}}).encode()
+        self.send_response(429)
+        self.send_header("content-type", "application/json")
+        self.send_header("retry-after", "7")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.ThreadingHTTPServer(("{BUSY}", 8080), Busy).serve_forever()
+"""
+
+
 @pytest.fixture(scope="module")
 def runtimes(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Process]]:
-    """Two tiny-model runtimes (10.251.0.2 and .3) and a socket that accepts but never answers
-    (10.251.0.5); 10.251.0.4 has no listener, so connections to it are refused."""
+    """Two tiny-model runtimes (10.251.0.2 and .3), a socket that accepts but never answers
+    (10.251.0.5) and a replica whose queue is always full (10.251.0.6); 10.251.0.4 has no
+    listener, so connections to it are refused."""
     model = ensure_tiny(paths.models_dir(), lambda _msg: None)
     logs = tmp_path_factory.mktemp("runtimes")
     procs: list[Process] = []
@@ -216,6 +239,12 @@ def runtimes(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[lis
             Process(
                 ["ip", "netns", "exec", "krgw-aux", sys.executable, "-c", HANGING_SERVER],
                 logs / "hang.log",
+            )
+        )
+        procs.append(
+            Process(
+                ["ip", "netns", "exec", "krgw-aux", sys.executable, "-c", BUSY_SERVER],
+                logs / "busy.log",
             )
         )
         for address, proc in ((REPLICA_1, procs[0]), (REPLICA_2, procs[1])):
@@ -758,6 +787,29 @@ def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> Non
     assert 1 <= after - before <= 3
 
 
+def test_a_replica_that_refuses_the_work_is_passed_over_for_one_that_does(
+    tenant: Tenant,
+) -> None:
+    def refused() -> float:
+        return sample(tenant.gateway.metrics(), "kuberank_gateway_upstream_errors_total",
+                      model=SERVED, kind="refused")
+
+    before = refused()
+    key = served_tenant(tenant, BUSY, REPLICA_1)
+    assert [tenant.post(key).status_code for _ in range(6)] == [200] * 6
+    # Ties between idle replicas go round-robin, so the full one was asked about half the time.
+    assert refused() - before >= 3
+
+
+def test_when_every_replica_is_full_the_runtimes_429_reaches_the_client(tenant: Tenant) -> None:
+    tenant.model("tiny")
+    tenant.endpoints("tiny", BUSY)
+    key = tenant.apikey("app")
+    response = eventually(status_of(429, lambda: tenant.post(key)))
+    assert response.json()["error"]["code"] == "queue_full"
+    assert response.headers["retry-after"] == "7"
+
+
 def test_only_unreachable_replicas_get_503(tenant: Tenant) -> None:
     tenant.model("tiny")
     tenant.endpoints("tiny", REFUSING)
@@ -799,7 +851,7 @@ def test_client_that_leaves_ends_the_upstream_call(
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/v1/rerank", json=body,
                        headers={**auth, "x-request-id": request_id}, timeout=1)
-        hanging_log = runtimes[-1].log
+        hanging_log = next(p.log for p in runtimes if p.log.name == "hang.log")
 
         def upstream_closed() -> None:
             assert f"closed {request_id}" in hanging_log.read_text()

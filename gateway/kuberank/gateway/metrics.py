@@ -30,7 +30,8 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "kuberank_gateway_upstream_errors",
-            "Failed attempts to reach a runtime replica, by kind (connect, timeout, protocol).",
+            "Failed attempts to reach a runtime replica, by kind (connect, timeout, protocol, "
+            "refused: the runtime answered 429 or 503 without scoring).",
             ["model", "kind"],
             registry=self.registry,
         )
