@@ -864,6 +864,43 @@ def test_client_that_leaves_ends_the_upstream_call(
         proc.stop()
 
 
+def test_aliases_reach_the_model_and_change_without_touching_it(tenant: Tenant) -> None:
+    tenant.model("tiny", aliases=["rerank-english-v3.0", "old-tiny"])
+    tenant.endpoints("tiny", REPLICA_1)
+    anyone = tenant.apikey("anyone")
+    by_served = tenant.apikey("served", models=[SERVED])
+    by_alias = tenant.apikey("alias", models=["old-tiny"])
+    eventually(status_of(200, lambda: tenant.post(by_served)))
+
+    def asking(model: str) -> dict[str, Any]:
+        return {"model": model, "query": "what is a panda?",
+                "documents": ["hi", "the giant panda is a bear native to China"]}
+
+    for path in ("/v1/rerank", "/v2/rerank"):
+        answer = tenant.post(by_served, asking("rerank-english-v3.0"), path=path)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["results"][0]["index"] == 1
+    assert tenant.post(by_served, asking("old-tiny")).json()["model"] == SERVED
+    assert tenant.post(by_alias, asking("old-tiny")).status_code == 200
+    assert tenant.post(by_alias, asking(SERVED)).status_code == 403
+    assert tenant.post(by_alias, asking("rerank-english-v3.0")).status_code == 403
+
+    def listed(key: str) -> list[tuple[str, str]]:
+        cards = httpx.get(f"{tenant.gateway.url}/v1/models",
+                          headers={"authorization": f"Bearer {key}"}).json()["data"]
+        return [(c["id"], c["root"]) for c in cards]
+
+    assert listed(by_served) == [("old-tiny", SERVED), ("rerank-english-v3.0", SERVED),
+                                 (SERVED, SERVED)]
+    assert listed(by_alias) == [("old-tiny", SERVED)]
+
+    tenant.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, tenant.namespace, "rerankmodels", "tiny", {"spec": {"aliases": ["v2"]}}
+    )
+    eventually(status_of(404, lambda: tenant.post(anyone, asking("old-tiny"))))
+    assert tenant.post(anyone, asking("v2")).status_code == 200
+
+
 def test_models_lists_what_the_key_may_use(tenant: Tenant) -> None:
     key = served_tenant(tenant, models=[SERVED])
     tenant.model("other", served="other")

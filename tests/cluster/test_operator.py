@@ -410,6 +410,10 @@ def test_rollout_restart_is_kept_when_other_edits_are_reverted(
             "overflow",
         ),
         ({"source": {"pvc": {"claimName": "c", "path": "m"}}, "resources": {"gpus": -1}}, "gpus"),
+        ({"source": {"pvc": {"claimName": "c", "path": "m"}}, "aliases": ["a", "a"]}, "aliases"),
+        ({"source": {"pvc": {"claimName": "c", "path": "m"}}, "aliases": ["-x"]}, "aliases"),
+        ({"source": {"pvc": {"claimName": "c", "path": "m"}},
+          "scaleToZero": {"afterIdleSeconds": 5}}, "afterIdleSeconds"),
     ],
 )
 def test_invalid_models_are_rejected_by_the_api_server(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from kuberank.gateway.routing import (
     WakePolicy,
     route_from_rerankmodel,
     slice_from_endpointslice,
+    with_model,
 )
 
 pytestmark = pytest.mark.unit
@@ -113,6 +115,35 @@ def test_duplicate_served_names_resolve_to_the_same_object_every_time() -> None:
     routes = table(rerankmodel("zeta", served="m"), rerankmodel("alpha", served="m"))
     assert routes.resolve("ns1", "m") == ModelRoute("ns1", "alpha", "m")
     assert [r.served_name for r in routes.models_in("ns1")] == ["m"]
+
+
+def aliased(name: str, *aliases: str, served: str | None = None) -> dict[str, Any]:
+    obj = rerankmodel(name, served=served)
+    obj["spec"]["aliases"] = list(aliases)
+    return obj
+
+
+def test_aliases_reach_their_model_but_never_shadow_a_served_name() -> None:
+    routes = table(
+        aliased("bge", "rerank-english-v3.0", "old-bge", "shared"),
+        aliased("jina", "shared", "bge"),  # "bge" is another model's served name
+    )
+    resolved = {n: routes.resolve("ns1", n) for n in ("rerank-english-v3.0", "old-bge", "bge")}
+    assert {n: r.name for n, r in resolved.items() if r} == {
+        "rerank-english-v3.0": "bge", "old-bge": "bge", "bge": "bge"}
+    shared = routes.resolve("ns1", "shared")
+    assert shared is not None and shared.name == "bge"  # the alphabetically first object
+    assert routes.resolve("ns1", "nothing") is None
+    assert routes.resolve("ns2", "old-bge") is None
+    assert [(n, r.name) for n, r in routes.names_in("ns1")] == [
+        ("bge", "bge"), ("jina", "jina"), ("old-bge", "bge"), ("rerank-english-v3.0", "bge"),
+        ("shared", "bge")]
+
+
+def test_a_request_under_an_alias_is_forwarded_under_the_served_name() -> None:
+    body = '{"model":"old-bge","query":"q","documents":["ü",{"text":"b"}],"top_n":1}'.encode()
+    forwarded = json.loads(with_model(body, "bge"))
+    assert forwarded == {**json.loads(body), "model": "bge"}
 
 
 def test_only_ready_endpoints_of_the_models_service_are_used() -> None:

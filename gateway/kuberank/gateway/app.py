@@ -20,7 +20,7 @@ from kuberank.gateway.balancer import Balancer
 from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.ratelimit import Limits, RateLimiter, quota_headers, retry_after_seconds
-from kuberank.gateway.routing import ModelRoute, RoutingTable
+from kuberank.gateway.routing import ModelRoute, RoutingTable, with_model
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
@@ -116,8 +116,10 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         key = _authenticate(gateway, request)
-        usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
-        return {"object": "list", "data": [_model_card(gateway, r) for r in usable]}
+        cards = [_model_card(gateway, name, route)
+                 for name, route in gateway.routes.names_in(key.namespace)
+                 if _may_use(key, name, route)]
+        return {"object": "list", "data": cards}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -142,13 +144,21 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     return app
 
 
-def _model_card(gateway: Gateway, route: ModelRoute) -> dict[str, Any]:
+def _model_card(gateway: Gateway, name: str, route: ModelRoute) -> dict[str, Any]:
+    """An OpenAI-style model object; an alias names its model in ``root`` (as vLLM does)."""
     return {
-        "id": route.served_name,
+        "id": name,
         "object": "model",
         "owned_by": route.namespace,
+        "root": route.served_name,
         "ready": bool(gateway.routes.endpoints(route)),
     }
+
+
+def _may_use(key: KeyRecord, name: str, route: ModelRoute) -> bool:
+    """A key listing a model's served name may use its aliases too, and one listing an alias
+    may use that alias."""
+    return key.allows(route.served_name) or key.allows(name)
 
 
 def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
@@ -192,8 +202,9 @@ def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
 
 
 def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> ModelRoute:
-    """The route for the requested model; 403 before 404 so a key learns nothing about models
-    it may not use. Without a model (TEI clients send none) the key's only model is used."""
+    """The route for the requested model (a served name or an alias); 403 before 404 so a key
+    learns nothing about models it may not use. Without a model (TEI clients send none) the
+    key's only model is used."""
     if not requested:
         usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
         if len(usable) != 1:
@@ -201,10 +212,10 @@ def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mo
                 "model: required (this key may use more than one model)", code="model_required"
             )
         return usable[0]
-    if not key.allows(requested):
-        raise Forbidden(f"this API key may not use model {requested!r}")
     route = gateway.routes.resolve(key.namespace, requested)
-    if route is None:
+    if route is None or not _may_use(key, requested, route):
+        if not key.allows(requested):
+            raise Forbidden(f"this API key may not use model {requested!r}")
         raise ModelNotFound(f"model {requested!r} is not served here")
     return route
 
@@ -242,6 +253,8 @@ async def _rerank(
         )
 
     # A client that leaves closes the upstream connection too, so the runtime stops scoring.
+    if parsed.model and parsed.model != route.served_name:  # an alias
+        body = with_model(body, route.served_name)
     forwarding = gateway.upstream.forward(
         route, endpoints, dialect.value, body, request_id(request)
     )

@@ -1,4 +1,4 @@
-"""Where a request goes: (key namespace, served model name) → RerankModel → ready endpoints.
+"""Where a request goes: (key namespace, model name or alias) → RerankModel → ready endpoints.
 
 Fed by the RerankModel and EndpointSlice watches. A RerankModel ``<name>`` is served by Service
 ``rrm-<name>``; its replicas are the ready endpoints of the EndpointSlices labelled
@@ -7,6 +7,7 @@ Fed by the RerankModel and EndpointSlice watches. A RerankModel ``<name>`` is se
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class ModelRoute:
     replicas: int = 1  # spec.replicas as last watched
     wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
     failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
+    aliases: tuple[str, ...] = ()  # spec.aliases: more names that reach this model
 
     @property
     def service_name(self) -> str:
@@ -66,7 +68,13 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       max_documents=limit if isinstance(limit, int) and limit > 0 else None,
                       replicas=replicas if isinstance(replicas, int) else 1,
                       wake=_wake_policy(spec.get("scaleToZero")),
-                      failing=_failing(obj.get("status")))
+                      failing=_failing(obj.get("status")),
+                      aliases=_aliases(spec.get("aliases")))
+
+
+def _aliases(raw: Any) -> tuple[str, ...]:
+    names = raw if isinstance(raw, list) else []
+    return tuple(sorted({n for n in names if isinstance(n, str) and n}))
 
 
 # Pods Pending for these reasons may still start (a node autoscaler adds a GPU node, a claim
@@ -189,11 +197,26 @@ class RoutingTable:
         with self._lock:
             return self._models.get((namespace, name))
 
-    def resolve(self, namespace: str, served_name: str) -> ModelRoute | None:
-        for route in self.models_in(namespace):
-            if route.served_name == served_name:
+    def resolve(self, namespace: str, name: str) -> ModelRoute | None:
+        """The model a client's ``model`` value names: a served name first, else an alias (the
+        alphabetically first object declaring it), so an alias never shadows a served name."""
+        routes = self.models_in(namespace)
+        for route in routes:
+            if route.served_name == name:
+                return route
+        for route in sorted(routes, key=lambda r: r.name):
+            if name in route.aliases:
                 return route
         return None
+
+    def names_in(self, namespace: str) -> list[tuple[str, ModelRoute]]:
+        """Every name a client may send in the namespace (served names and the aliases they do
+        not shadow), each with the model it reaches, sorted by name."""
+        names = {r.served_name: r for r in self.models_in(namespace)}
+        for route in sorted(self.models_in(namespace), key=lambda r: r.name):
+            for alias in route.aliases:
+                names.setdefault(alias, route)
+        return sorted(names.items())
 
     def endpoints(self, route: ModelRoute) -> list[str]:
         with self._lock:
@@ -208,3 +231,12 @@ class RoutingTable:
 
 def _kept(key: tuple[str, str], namespace: str | None) -> bool:
     return namespace is not None and key[0] != namespace
+
+
+def with_model(body: bytes, model: str) -> bytes:
+    """The JSON body with its ``model`` field set to ``model``: a request that named an alias
+    is forwarded under the served name, the only name its runtime answers to. The body was
+    already parsed as a JSON object by the dialect parser."""
+    payload = json.loads(body)
+    payload["model"] = model
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

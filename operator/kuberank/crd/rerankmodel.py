@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from kuberank.crd.common import (
     Condition,
@@ -11,7 +11,7 @@ from kuberank.crd.common import (
     PreservedObject,
     Quantity,
 )
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 KIND = "RerankModel"
 PLURAL = "rerankmodels"
@@ -245,6 +245,16 @@ class RerankModelSpec(CrdModel):
         description="Model name clients send; defaults to metadata.name. Immutable.",
         pattern=SERVED_NAME,
         max_length=200,
+    )
+    aliases: list[Annotated[str, StringConstraints(pattern=SERVED_NAME, max_length=200)]] | None = (
+        Field(
+            default=None,
+            max_length=16,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+            description="More names clients may send as `model` (resolved by the gateway, which "
+            "forwards the request under servedName). Unlike servedName they may change at any "
+            "time, e.g. to keep an old name working or to answer a name clients hard-code.",
+        )
     )
     source: ModelSource = Field(description="Where the model file comes from.")
     cache: ModelCache | None = Field(
