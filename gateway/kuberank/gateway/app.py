@@ -6,10 +6,11 @@ the runtime would) and then forwarded unchanged, on the same path, to one replic
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +19,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from kuberank.gateway.balancer import Balancer
 from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
+from kuberank.gateway.load import LoadMeter
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.ratelimit import Limits, RateLimiter, quota_headers, retry_after_seconds
+from kuberank.gateway.reporting import LoadReporter
 from kuberank.gateway.routing import ModelRoute, RoutingTable, with_model
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
@@ -65,6 +68,7 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     upstream: Upstream | None = None
     waker: Waker | None = None
+    load: LoadMeter = field(default_factory=LoadMeter)
 
 
 @dataclass
@@ -90,12 +94,18 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         http = new_client(settings.upstream_timeout, settings.connect_timeout)
         gateway.upstream = Upstream(http, gateway.balancer, gateway.metrics, settings.retry_after)
         gateway.source.start(gateway.keys, gateway.routes)
-        gateway.waker = Waker(
-            gateway.source.scaler(), gateway.routes, gateway.metrics, settings.retry_after
-        )
+        scaler = gateway.source.scaler()
+        gateway.waker = Waker(scaler, gateway.routes, gateway.metrics, settings.retry_after)
+        reporting = None
+        if scaler is not None:
+            reporter = LoadReporter(scaler, gateway.routes, gateway.load, settings.instance,
+                                    settings.load_report_seconds)
+            reporting = asyncio.create_task(reporter.run())
         try:
             yield
         finally:
+            if reporting is not None:
+                reporting.cancel()
             gateway.source.stop()
             await http.close()
 
@@ -238,7 +248,26 @@ async def _rerank(
         raise RateLimited(
             "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
         )
+    with _in_flight(gateway.load, route):
+        return await _forward(gateway, dialect, request, key, route, parsed.model, body)
+
+
+@contextmanager
+def _in_flight(meter: LoadMeter, route: ModelRoute) -> Iterator[None]:
+    """Count the request as in flight for its model (the autoscaler's load) while it runs."""
+    loop, key = asyncio.get_running_loop(), (route.namespace, route.name)
+    meter.enter(key, loop.time())
+    try:
+        yield
+    finally:
+        meter.leave(key, loop.time())
+
+
+async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: KeyRecord,
+                   route: ModelRoute, requested: str | None, body: bytes) -> Response:
+    """Wake the model if need be, send the request to one of its replicas, charge the key."""
     assert gateway.upstream is not None and gateway.waker is not None, "made in the lifespan"
+    settings = gateway.settings
     endpoints = gateway.routes.endpoints(route)
     if route.wake is not None:
         gateway.waker.note_request(route)
@@ -252,9 +281,9 @@ async def _rerank(
             retry_after=settings.retry_after,
         )
 
-    # A client that leaves closes the upstream connection too, so the runtime stops scoring.
-    if parsed.model and parsed.model != route.served_name:  # an alias
+    if requested and requested != route.served_name:  # an alias
         body = with_model(body, route.served_name)
+    # A client that leaves closes the upstream connection too, so the runtime stops scoring.
     forwarding = gateway.upstream.forward(
         route, endpoints, dialect.value, body, request_id(request)
     )

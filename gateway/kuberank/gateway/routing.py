@@ -42,6 +42,7 @@ class ModelRoute:
     wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
     failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
     aliases: tuple[str, ...] = ()  # spec.aliases: more names that reach this model
+    autoscaled: bool = False  # spec.autoscaling is set: report this model's load
 
     @property
     def service_name(self) -> str:
@@ -69,7 +70,8 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       replicas=replicas if isinstance(replicas, int) else 1,
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
-                      aliases=_aliases(spec.get("aliases")))
+                      aliases=_aliases(spec.get("aliases")),
+                      autoscaled=isinstance(spec.get("autoscaling"), Mapping))
 
 
 def _aliases(raw: Any) -> tuple[str, ...]:
@@ -191,6 +193,11 @@ class RoutingTable:
         for route in routes:
             chosen.setdefault(route.served_name, route)
         return sorted(chosen.values(), key=lambda r: r.served_name)
+
+    def autoscaled(self) -> list[ModelRoute]:
+        """Every model with ``autoscaling``, in any namespace."""
+        with self._lock:
+            return [r for r in self._models.values() if r.autoscaled]
 
     def model(self, namespace: str, name: str) -> ModelRoute | None:
         """The route of RerankModel ``name`` as last watched."""

@@ -1,10 +1,11 @@
-"""The gateway's two writes to the API server, both for ``scaleToZero`` models: wake a model
-at 0 replicas (scale subresource) and record when it last had a request (status)."""
+"""The gateway's writes to the API server, all about RerankModels: wake one at 0 replicas
+(scale subresource), record when it last had a request (``scaleToZero``) and report its load
+(``autoscaling``), both in status."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL
@@ -13,7 +14,19 @@ from kubernetes.client.exceptions import ApiException
 
 
 class WakeError(Exception):
-    """The model could not be scaled up; the message says why, for the 503 and the log."""
+    """A write about the model failed; the message says why, for the 503 and the log."""
+
+
+class Scaler(Protocol):
+    """The writes, as the gateway's request path uses them (off the event loop)."""
+
+    def wake(self, namespace: str, name: str, replicas: int) -> bool: ...
+
+    def record_request(self, namespace: str, name: str, at: datetime) -> None: ...
+
+    def report_load(
+        self, namespace: str, name: str, instance: str, in_flight: float, at: datetime
+    ) -> None: ...
 
 
 class KubeScaler:
@@ -44,15 +57,28 @@ class KubeScaler:
                 raise WakeError(_reason(err, namespace, name)) from None
         return False
 
+    def report_load(
+        self, namespace: str, name: str, instance: str, in_flight: float, at: datetime
+    ) -> None:
+        """Merge-patch status.gatewayLoad[instance] (the operator's autoscaler sums them)."""
+        report = {"inFlight": round(in_flight, 3), "time": _stamp(at)}
+        self._patch_status(namespace, name, {"gatewayLoad": {instance: report}})
+
     def record_request(self, namespace: str, name: str, at: datetime) -> None:
         """Merge-patch status.lastRequestTime (the operator's idle clock reads it)."""
-        stamp = at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        self._patch_status(namespace, name, {"lastRequestTime": _stamp(at)})
+
+    def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": {"lastRequestTime": stamp}}
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
             )
         except ApiException as err:
             raise WakeError(_reason(err, namespace, name)) from None
+
+
+def _stamp(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _reason(err: ApiException, namespace: str, name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -46,6 +48,17 @@ class GatewaySettings(BaseSettings):
         "instead of watching the API server (benchmarks, local runs).",
     )
     log_level: str = Field(default="info", description="Log level of the gateway and uvicorn.")
+    instance: str = Field(
+        default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname(),
+        description="This gateway replica's name in the load it reports for autoscaled models "
+        "(default: $POD_NAME, else the host name).",
+        min_length=1,
+    )
+    load_report_seconds: float = Field(
+        default=10.0, ge=0.5, le=300,
+        description="Period over which the requests in flight of each autoscaled model are "
+        "averaged and reported.",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -13,8 +13,7 @@ from typing import Any, Protocol
 import yaml
 from kuberank.gateway.keytable import KeyTable
 from kuberank.gateway.routing import RoutingTable
-from kuberank.gateway.scaler import KubeScaler
-from kuberank.gateway.waking import Scaler
+from kuberank.gateway.scaler import KubeScaler, Scaler
 from kuberank.gateway.watch import ApiKeySink, ModelSink, SliceSink, Watchers, api_client
 
 
@@ -26,8 +25,8 @@ class Source(Protocol):
     def stop(self) -> None: ...
 
     def scaler(self) -> Scaler | None:
-        """What wakes ``scaleToZero`` models and records their requests; None when this
-        source cannot write (a fixed file of objects)."""
+        """What wakes ``scaleToZero`` models, records their requests and reports the load of
+        autoscaled ones; None when this source cannot write (a fixed file of objects)."""
         ...
 
 

@@ -12,22 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Protocol
 
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute, RoutingTable
-from kuberank.gateway.scaler import WakeError
+from kuberank.gateway.scaler import Scaler, WakeError
 from kuberank.protocol.errors import ModelNotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-
-
-class Scaler(Protocol):
-    def wake(self, namespace: str, name: str, replicas: int) -> bool: ...
-
-    def record_request(self, namespace: str, name: str, at: datetime) -> None: ...
 
 
 class Waker:

@@ -221,6 +221,46 @@ class ScaleToZero(CrdModel):
     )
 
 
+class Autoscaling(CrdModel):
+    """Replicas follow the requests in flight that the gateways report, without an HPA or a
+    metrics adapter (the gateways measure it; the operator scales)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.minReplicas <= self.maxReplicas",
+                 "message": "minReplicas must not exceed maxReplicas"}
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas while "
+                              "up (scaleToZero, when set, still takes an idle model to 0).")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    target_in_flight: float = Field(
+        default=4.0, ge=0.1, le=10000,
+        description="Requests in flight per replica to aim for, averaged over the last "
+        "report period of every gateway.",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=300, ge=0, le=86400,
+        description="Scale down only once fewer replicas were enough for this long.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class GatewayLoad(CrdModel):
+    """What one gateway replica measured for this model over its last report period."""
+
+    in_flight: float = Field(ge=0, description="Average requests in flight.")
+    time: datetime = Field(description="End of the period.")
+
+
 _EMPTY: dict[str, Any] = {"default": {}}  # lets the API server fill nested defaults
 
 SERVED_NAME_RULE = (
@@ -268,6 +308,11 @@ class RerankModelSpec(CrdModel):
         description="Scale to 0 replicas when idle and back up on the next request (default: "
         "replicas stay as set).",
     )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale between minReplicas and maxReplicas on the load the gateways see "
+        "(default: replicas stay as set; do not combine with an HPA).",
+    )
     resources: Resources = Field(
         default_factory=Resources, json_schema_extra=_EMPTY, description="Compute per replica."
     )
@@ -306,6 +351,11 @@ class RerankModelStatus(CrdModel):
     selector: str | None = Field(default=None, description="Label selector of the pods.")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the Service.")
     served_name: str | None = Field(default=None, description="Effective served name.")
+    gateway_load: dict[str, GatewayLoad] | None = Field(
+        default=None,
+        description="Per gateway replica, the load it last reported for a model with "
+        "autoscaling (written by the gateways).",
+    )
     last_request_time: datetime | None = Field(
         default=None,
         description="When the gateway last forwarded a request to a model with scaleToZero "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,13 @@ from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.idle import scale_down_if_idle
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.apikey import seconds_until_expiry
+from kuberank.operator.status.autoscale import (
+    Sample,
+    current_load,
+    forgotten_reporters,
+    next_replicas,
+    wanted_replicas,
+)
 from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
 
 log = logging.getLogger("kuberank.operator")
@@ -380,3 +387,51 @@ async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
                        message=f"No request for {idle} s: scaled from {had} to 0 replicas.")
             up_since = None
         await stopped.wait(1.0)  # let the watch deliver the scaled object
+
+
+AUTOSCALE_PERIOD = 5.0  # seconds between two looks at the reported load
+
+
+def _autoscales(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("autoscaling") is not None
+
+
+@kopf.daemon(GROUP, VERSION, MODEL_PLURAL, id="autoscale", cancellation_timeout=1.0,
+             when=_autoscales)
+async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Scale a model with ``autoscaling`` on the requests in flight its gateways report."""
+    meta = body["metadata"]
+    ref = models.ref_of(meta["namespace"], meta["name"])
+    samples: deque[Sample] = deque()
+    while not stopped:
+        await stopped.wait(AUTOSCALE_PERIOD)
+        snapshot = dict(body)  # spec, status and resourceVersion of one moment
+        try:
+            spec = models.parse_spec(snapshot.get("spec"))
+        except models.InvalidSpecError:
+            continue
+        if stopped or spec.autoscaling is None:
+            continue
+        now, status = _now(), snapshot.get("status") or {}
+        load = current_load(status, now)
+        samples.append((now, wanted_replicas(load, spec.autoscaling)))
+        horizon = spec.autoscaling.scale_down_delay_seconds + 2 * AUTOSCALE_PERIOD
+        while (now - samples[0][0]).total_seconds() > horizon:
+            samples.popleft()
+        target = next_replicas(spec.replicas, list(samples), now, spec.autoscaling)
+        kube = _kube(memo)
+        try:
+            if target != spec.replicas:
+                version = snapshot["metadata"]["resourceVersion"]
+                await asyncio.to_thread(kube.scale, ref, target, version)
+                per = spec.autoscaling.target_in_flight
+                kopf.event(body, type="Normal", reason="Autoscaled",
+                           message=f"{load:.1f} requests in flight ({per:g} per replica wanted): "
+                           f"{spec.replicas} -> {target} replicas.")
+            if gone := forgotten_reporters(status, now):
+                await asyncio.to_thread(
+                    kube.patch_status, ref, {"gatewayLoad": dict.fromkeys(gone)}
+                )
+        except KubeError as err:
+            if err.status != 409:  # 409: the model changed since read; next round decides
+                log.warning("autoscaling %s failed: %s", meta["name"], err.message)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kuberank.crd.common import API_VERSION
-from kuberank.crd.rerankmodel import KIND
-from kuberank.operator.kube import Kube, KubeError, Ref
-from kuberank.operator.reconcilers.rerankmodel import InvalidSpecError, parse_spec
+from kuberank.operator.kube import Kube, KubeError
+from kuberank.operator.reconcilers.rerankmodel import InvalidSpecError, parse_spec, ref_of
 from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
 
 
@@ -19,7 +17,7 @@ def scale_down_if_idle(
     The write carries the resourceVersion of that read, so a request the gateway recorded (or a
     scale someone made) in between turns it into a conflict, and nothing is scaled down.
     """
-    ref = Ref(API_VERSION, KIND, namespace, name)
+    ref = ref_of(namespace, name)
     live = kube.get(ref)
     if live is None or live["metadata"].get("deletionTimestamp"):
         return None

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from kuberank.crd.common import API_VERSION
 from kuberank.crd.rerankmodel import KIND, RerankModelSpec
 from kuberank.operator.builders.deployment import build_deployment
 from kuberank.operator.builders.meta import Owner, child_name
@@ -36,6 +37,10 @@ def parse_spec(raw: Any) -> RerankModelSpec:
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
         raise InvalidSpecError(fields or str(err)) from err
+
+
+def ref_of(namespace: str, name: str) -> Ref:
+    return Ref(API_VERSION, KIND, namespace, name)
 
 
 def owner_of(body: dict[str, Any]) -> Owner:

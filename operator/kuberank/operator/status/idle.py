@@ -14,7 +14,7 @@ from typing import Any
 from kuberank.crd.rerankmodel import RerankModelSpec
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -25,11 +25,11 @@ def _parse_time(value: Any) -> datetime | None:
 
 def last_request_time(body: dict[str, Any]) -> datetime | None:
     """``status.lastRequestTime`` as the gateway wrote it; None when absent or unreadable."""
-    return _parse_time((body.get("status") or {}).get("lastRequestTime"))
+    return parse_time((body.get("status") or {}).get("lastRequestTime"))
 
 
 def created_time(body: dict[str, Any]) -> datetime | None:
-    return _parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+    return parse_time((body.get("metadata") or {}).get("creationTimestamp"))
 
 
 def seconds_until_scale_down(

@@ -1,0 +1,68 @@
+"""How many replicas the load that the gateways report asks for (pure).
+
+Each gateway replica writes the requests it had in flight for a model, averaged over its report
+period, under its own name in ``status.gatewayLoad``. The operator sums the fresh reports, asks
+for ``ceil(load / targetInFlight)`` replicas within the bounds, scales up at once and scales down
+only to the most that was asked for during the last ``scaleDownDelaySeconds`` (as an HPA's
+stabilization window does), so a lull between bursts does not drop capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from kuberank.crd.rerankmodel import Autoscaling
+from kuberank.operator.status.idle import parse_time
+
+# A report older than this counts as no load: its gateway stopped reporting (gone, or idle).
+STALE_AFTER = timedelta(seconds=30)
+# Reports older than this are removed from the status (gateway replicas that went away).
+FORGET_AFTER = timedelta(minutes=10)
+
+Sample = tuple[datetime, int]  # when, replicas wanted then
+
+
+def _reports(status: Mapping[str, Any] | None) -> dict[str, tuple[float, datetime | None]]:
+    raw = (status or {}).get("gatewayLoad")
+    if not isinstance(raw, Mapping):
+        return {}
+    reports: dict[str, tuple[float, datetime | None]] = {}
+    for gateway, report in raw.items():
+        if isinstance(report, Mapping) and isinstance(report.get("inFlight"), int | float):
+            reports[str(gateway)] = (float(report["inFlight"]), parse_time(report.get("time")))
+    return reports
+
+
+def current_load(status: Mapping[str, Any] | None, now: datetime) -> float:
+    """Requests in flight over all gateways, from the reports younger than STALE_AFTER."""
+    return sum(load for load, at in _reports(status).values()
+               if at is not None and now - at <= STALE_AFTER)
+
+
+def forgotten_reporters(status: Mapping[str, Any] | None, now: datetime) -> list[str]:
+    """Gateways whose last report is older than FORGET_AFTER (or has no readable time)."""
+    return sorted(g for g, (_, at) in _reports(status).items()
+                  if at is None or now - at > FORGET_AFTER)
+
+
+def wanted_replicas(load: float, policy: Autoscaling) -> int:
+    wanted = math.ceil(load / policy.target_in_flight - 1e-9)
+    return max(policy.min_replicas, min(policy.max_replicas, wanted))
+
+
+def next_replicas(current: int, samples: Sequence[Sample], now: datetime,
+                  policy: Autoscaling) -> int:
+    """The replicas to run now, from the wanted counts sampled so far (oldest first, the last
+    one just taken). 0 stays 0: a scaled-to-zero model is woken by requests, not by load."""
+    if current == 0 or not samples:
+        return current
+    latest = samples[-1][1]
+    if latest >= current:
+        return latest
+    window = now - timedelta(seconds=policy.scale_down_delay_seconds)
+    if samples[0][0] > window:
+        return current  # not watched for a whole delay yet (e.g. the operator just started)
+    return min(current, max(wanted for at, wanted in samples if at >= window))
