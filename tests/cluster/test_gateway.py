@@ -646,6 +646,12 @@ def test_no_ready_replica_gets_503_until_one_becomes_ready(tenant: Tenant) -> No
     eventually(status_of(200, lambda: tenant.post(key)))
 
 
+def routed_at(gateway_url: str, key: str) -> None:
+    """The gateway at ``gateway_url`` knows the key and a ready replica of its model."""
+    models = httpx.get(f"{gateway_url}/v1/models", headers={"authorization": f"Bearer {key}"})
+    assert models.json().get("data") and models.json()["data"][0]["ready"], models.text
+
+
 def known_to_the_gateway(tenant: Tenant, key: str) -> None:
     """Wait until the gateway has the key and model 'tiny' (without sending it a request)."""
 
@@ -840,12 +846,7 @@ def test_client_that_leaves_ends_the_upstream_call(
     auth = {"authorization": f"Bearer {key}"}
     try:
         wait_http_ok(f"{url}/readyz", proc, timeout=60)
-
-        def routed() -> None:
-            models = httpx.get(f"{url}/v1/models", headers=auth).json()
-            assert models.get("data") and models["data"][0]["ready"], models
-
-        eventually(routed)
+        eventually(lambda: routed_at(url, key))
         request_id = uuid.uuid4().hex
         body = {"model": SERVED, "query": "q", "documents": ["a"]}
         with pytest.raises(httpx.ReadTimeout):
@@ -899,6 +900,46 @@ def test_aliases_reach_the_model_and_change_without_touching_it(tenant: Tenant) 
     )
     eventually(status_of(404, lambda: tenant.post(anyone, asking("old-tiny"))))
     assert tenant.post(anyone, asking("v2")).status_code == 200
+
+
+def test_gateway_reports_the_requests_in_flight_of_an_autoscaled_model(
+    tenant: Tenant, kubeconfig: Path, tmp_path: Path
+) -> None:
+    tenant.model("tiny", autoscaling={"maxReplicas": 3})
+    tenant.endpoints("tiny", HANGING)  # every request stays in flight until its client leaves
+    key = tenant.apikey("app")
+    proc, url = gateway_process(kubeconfig, tmp_path / "reporting.log", "--instance", "gw-test",
+                                "--load-report-seconds", "1", "--upstream-timeout", "300")
+
+    def reported() -> float:
+        load = (tenant.get_model("tiny").get("status") or {}).get("gatewayLoad") or {}
+        return float(load["gw-test"]["inFlight"]) if "gw-test" in load else -1.0
+
+    try:
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        eventually(lambda: routed_at(url, key))
+        body = {"model": SERVED, "query": "q", "documents": ["a"]}
+
+        def hold() -> None:
+            with contextlib.suppress(httpx.ReadTimeout):
+                httpx.post(f"{url}/v1/rerank", json=body,
+                           headers={"authorization": f"Bearer {key}"}, timeout=6)
+
+        with ThreadPoolExecutor(3) as pool:
+            for _ in range(3):
+                pool.submit(hold)
+
+            def three_in_flight() -> None:
+                assert reported() >= 2.5, reported()
+
+            eventually(three_in_flight, timeout=5)
+
+        def idle() -> None:  # the clients left: the next report says so
+            assert reported() == 0.0, reported()
+
+        eventually(idle, timeout=5)
+    finally:
+        proc.stop()
 
 
 def test_models_lists_what_the_key_may_use(tenant: Tenant) -> None:

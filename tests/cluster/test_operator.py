@@ -237,6 +237,49 @@ def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
     assert time.monotonic() - scaled_up >= 9
 
 
+def test_autoscaling_follows_the_load_the_gateways_report(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    policy = {"minReplicas": 1, "maxReplicas": 4, "targetInFlight": 2,
+              "scaleDownDelaySeconds": 10}
+    kubectl.apply(model("auto", resources={"gpus": 0}, autoscaling=policy))
+    wait_for("Deployment", lambda: kubectl.get("deployment", "rrm-auto"))
+
+    def report(**loads: float) -> None:  # what each gateway replica writes for its own traffic
+        now = datetime.now(UTC)
+        entries = {gateway: {"inFlight": load, "time": now.isoformat().replace("+00:00", "Z")}
+                   for gateway, load in loads.items()}
+        entries["gw-long-gone"] = {"inFlight": 50, "time": "2026-01-01T00:00:00Z"}
+        patch = json.dumps({"status": {"gatewayLoad": entries}})
+        kubectl.run("patch", "rrm", "auto", "--subresource=status", "--type=merge", "-p", patch)
+
+    def replicas() -> int:
+        obj = kubectl.get("rrm", "auto")
+        assert obj is not None
+        return int(obj["spec"]["replicas"])
+
+    report(**{"gw-a": 3.5, "gw-b": 2.0})  # 5.5 in flight, 2 per replica wanted: 3 replicas
+    wait_for("scaled up to 3", lambda: replicas() == 3, timeout=30)
+    obj = kubectl.get("rrm", "auto")
+    assert obj is not None and "gw-long-gone" not in obj["status"].get("gatewayLoad", {}), (
+        "a gateway silent for 10 minutes is forgotten")
+    dep = wait_for("Deployment at 3", lambda: (d := kubectl.get("deployment", "rrm-auto"))
+                   and d["spec"]["replicas"] == 3 and d)
+    assert dep["spec"]["replicas"] == 3
+
+    report(**{"gw-a": 0.0, "gw-b": 0.0})
+    quiet = time.monotonic()
+    wait_for("back to 1", lambda: replicas() == 1, timeout=60)
+    assert time.monotonic() - quiet >= 8, "scaled down before scaleDownDelaySeconds"
+    events = kubectl.run(
+        "get", "events", "--field-selector", "involvedObject.name=auto", "-o", "json"
+    )
+    messages = [e["message"] for e in json.loads(events.stdout)["items"]
+                if e["reason"] == "Autoscaled"]
+    assert "5.5 requests in flight (2 per replica wanted): 1 -> 3 replicas." in messages
+    assert any(m.endswith("3 -> 1 replicas.") for m in messages), messages
+
+
 def test_model_with_a_cache_claim_runs_with_the_claim_mounted(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess, namespace: str
 ) -> None:
