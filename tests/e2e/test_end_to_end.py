@@ -4,10 +4,13 @@ its Secret -> POST /v1/rerank through the gateway; then scale, disable, delete, 
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +304,36 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     log(f"request to a model at zero replicas answered in {time.monotonic() - began:.1f}s")
     rrm = kubectl.json("get", "rerankmodel", "minilm", "-n", ns)
     assert rrm["spec"]["replicas"] == 1 and rrm["status"]["lastRequestTime"]
+
+    # Autoscaling on the load the gateway reports (scaleToZero off again): under four clients
+    # that always have a request open, up to two replicas; idle again, back down to one.
+    policy = {"minReplicas": 1, "maxReplicas": 2, "targetInFlight": 1, "scaleDownDelaySeconds": 10}
+    kubectl.run("patch", "rerankmodel", "minilm", "-n", ns, "--type=merge",
+                "-p", json.dumps({"spec": {"autoscaling": policy, "scaleToZero": None}}))
+
+    def desired() -> int:
+        return int(kubectl.json("get", "rerankmodel", "minilm", "-n", ns)["spec"]["replicas"])
+
+    loaded = threading.Event()
+
+    def client() -> None:
+        while not loaded.is_set():
+            post_json(url, body, key)
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(client)
+        try:
+            began = time.monotonic()
+            wait_for("autoscaled up to 2 replicas", lambda: desired() == 2, timeout=90)
+            log(f"loaded: autoscaled to 2 replicas after {time.monotonic() - began:.1f}s")
+        finally:
+            loaded.set()
+    load = kubectl.json("get", "rerankmodel", "minilm", "-n", ns)["status"]["gatewayLoad"]
+    assert any(name.startswith(f"{RELEASE}-") for name in load), load  # the gateway pod's name
+    began = time.monotonic()
+    wait_for("autoscaled down to 1 replica", lambda: desired() == 1, timeout=90)
+    log(f"idle: autoscaled to 1 replica after {time.monotonic() - began:.1f}s")
 
     # Deleting the model: 404 at the gateway, its pods gone.
     kubectl.run("delete", "rerankmodel", "minilm", "-n", ns, "--wait=false")

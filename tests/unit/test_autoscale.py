@@ -35,6 +35,8 @@ def test_fresh_reports_of_every_gateway_add_up_and_stale_ones_count_nothing() ->
     assert current_load(status, T0) == pytest.approx(9.5)
     assert forgotten_reporters(status, T0) == ["gw-old", "gw-untimed"]
     assert current_load({}, T0) == 0 and current_load(None, T0) == 0
+    # a model that just woke from 0 replicas counts only what was measured since
+    assert current_load(status, T0, not_before=T0 - timedelta(seconds=10)) == pytest.approx(6.5)
     assert forgotten_reporters({"gatewayLoad": "junk"}, T0) == []
 
 

@@ -403,6 +403,8 @@ async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
     meta = body["metadata"]
     ref = models.ref_of(meta["namespace"], meta["name"])
     samples: deque[Sample] = deque()
+    replicas_seen: int | None = None
+    woke_at: datetime | None = None  # when it last came up from 0 replicas
     while not stopped:
         await stopped.wait(AUTOSCALE_PERIOD)
         snapshot = dict(body)  # spec, status and resourceVersion of one moment
@@ -413,7 +415,10 @@ async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
         if stopped or spec.autoscaling is None:
             continue
         now, status = _now(), snapshot.get("status") or {}
-        load = current_load(status, now)
+        if replicas_seen == 0 and spec.replicas > 0:
+            woke_at = now
+        replicas_seen = spec.replicas
+        load = current_load(status, now, not_before=woke_at)
         samples.append((now, wanted_replicas(load, spec.autoscaling)))
         horizon = spec.autoscaling.scale_down_delay_seconds + 2 * AUTOSCALE_PERIOD
         while (now - samples[0][0]).total_seconds() > horizon:

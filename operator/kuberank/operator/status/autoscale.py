@@ -36,10 +36,13 @@ def _reports(status: Mapping[str, Any] | None) -> dict[str, tuple[float, datetim
     return reports
 
 
-def current_load(status: Mapping[str, Any] | None, now: datetime) -> float:
-    """Requests in flight over all gateways, from the reports younger than STALE_AFTER."""
-    return sum(load for load, at in _reports(status).values()
-               if at is not None and now - at <= STALE_AFTER)
+def current_load(status: Mapping[str, Any] | None, now: datetime,
+                 not_before: datetime | None = None) -> float:
+    """Requests in flight over all gateways, from the reports younger than STALE_AFTER and,
+    when ``not_before`` is given (the model came up from 0 replicas then), made after it: load
+    measured before a model slept says nothing about the one request that woke it."""
+    oldest = max(now - STALE_AFTER, not_before) if not_before else now - STALE_AFTER
+    return sum(load for load, at in _reports(status).values() if at is not None and at >= oldest)
 
 
 def forgotten_reporters(status: Mapping[str, Any] | None, now: datetime) -> list[str]:
