@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kuberank.crd.rerankmodel import Autoscaling
 from kuberank.operator.status.autoscale import (
+    Autoscaler,
     current_load,
     forgotten_reporters,
     next_replicas,
@@ -63,3 +64,18 @@ def test_scale_up_is_immediate_and_scale_down_waits_out_the_delay() -> None:
 def test_bounds_must_be_in_order() -> None:
     with pytest.raises(ValidationError, match="minReplicas"):
         Autoscaling(min_replicas=3, max_replicas=2)
+
+
+def test_the_daemons_memory_samples_trims_and_forgets_load_from_before_a_wake() -> None:
+    memory = Autoscaler()
+    busy = {"gatewayLoad": {"gw": {"inFlight": 9, "time": stamp(0)}}}
+    assert memory.look(1, POLICY, busy, T0, 5.0) == (3, 9.0)
+    # scaled to zero meanwhile: left there whatever the load
+    later = T0 + timedelta(seconds=5)
+    assert memory.look(0, POLICY, busy, later, 5.0)[0] == 0
+    # woken: the report from before does not count
+    woke = T0 + timedelta(seconds=10)
+    assert memory.look(1, POLICY, busy, woke, 5.0) == (1, 0.0)
+    # samples older than the delay and two periods are dropped
+    memory.look(1, POLICY, {}, T0 + timedelta(seconds=200), 5.0)
+    assert [at for at, _ in memory.samples] == [T0 + timedelta(seconds=200)]

@@ -84,7 +84,8 @@ def _stamp(at: datetime) -> str:
 def _reason(err: ApiException, namespace: str, name: str) -> str:
     what = f"RerankModel {namespace}/{name}"
     if err.status == 403:
-        return f"the gateway may not scale {what} (RBAC: rerankmodels/scale, rerankmodels/status)"
+        return (f"the gateway may not write {what} (RBAC: rerankmodels/scale get+update, "
+                "rerankmodels/status patch)")
     if err.status == 404:
         return f"{what} is gone"
     return f"API server answered {err.status} for {what}: {err.reason}"

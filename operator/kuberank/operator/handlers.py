@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,13 +32,7 @@ from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.idle import scale_down_if_idle
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.apikey import seconds_until_expiry
-from kuberank.operator.status.autoscale import (
-    Sample,
-    current_load,
-    forgotten_reporters,
-    next_replicas,
-    wanted_replicas,
-)
+from kuberank.operator.status.autoscale import Autoscaler, forgotten_reporters
 from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
 
 log = logging.getLogger("kuberank.operator")
@@ -350,12 +344,17 @@ async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, 
         _announce(snapshot, changed, "Active")
 
 
-def _scales_to_zero(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("scaleToZero") is not None
+def _spec_has(field: str) -> Callable[..., bool]:
+    """A daemon filter: run only for models whose spec sets ``field``."""
+
+    def when(spec: kopf.Spec, **_: Any) -> bool:
+        return spec.get(field) is not None
+
+    return when
 
 
 @kopf.daemon(GROUP, VERSION, MODEL_PLURAL, id="idle", cancellation_timeout=1.0,
-             when=_scales_to_zero)
+             when=_spec_has("scaleToZero"))
 async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Scale a ``scaleToZero`` model to 0 replicas once no request came for afterIdleSeconds."""
     meta = body["metadata"]
@@ -392,19 +391,13 @@ async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
 AUTOSCALE_PERIOD = 5.0  # seconds between two looks at the reported load
 
 
-def _autoscales(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("autoscaling") is not None
-
-
 @kopf.daemon(GROUP, VERSION, MODEL_PLURAL, id="autoscale", cancellation_timeout=1.0,
-             when=_autoscales)
+             when=_spec_has("autoscaling"))
 async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Scale a model with ``autoscaling`` on the requests in flight its gateways report."""
     meta = body["metadata"]
     ref = models.ref_of(meta["namespace"], meta["name"])
-    samples: deque[Sample] = deque()
-    replicas_seen: int | None = None
-    woke_at: datetime | None = None  # when it last came up from 0 replicas
+    memory = Autoscaler()
     while not stopped:
         await stopped.wait(AUTOSCALE_PERIOD)
         snapshot = dict(body)  # spec, status and resourceVersion of one moment
@@ -415,15 +408,7 @@ async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
         if stopped or spec.autoscaling is None:
             continue
         now, status = _now(), snapshot.get("status") or {}
-        if replicas_seen == 0 and spec.replicas > 0:
-            woke_at = now
-        replicas_seen = spec.replicas
-        load = current_load(status, now, not_before=woke_at)
-        samples.append((now, wanted_replicas(load, spec.autoscaling)))
-        horizon = spec.autoscaling.scale_down_delay_seconds + 2 * AUTOSCALE_PERIOD
-        while (now - samples[0][0]).total_seconds() > horizon:
-            samples.popleft()
-        target = next_replicas(spec.replicas, list(samples), now, spec.autoscaling)
+        target, load = memory.look(spec.replicas, spec.autoscaling, status, now, AUTOSCALE_PERIOD)
         kube = _kube(memo)
         try:
             if target != spec.replicas:

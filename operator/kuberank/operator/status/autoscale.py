@@ -10,7 +10,9 @@ stabilization window does), so a lull between bursts does not drop capacity.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,3 +71,26 @@ def next_replicas(current: int, samples: Sequence[Sample], now: datetime,
     if samples[0][0] > window:
         return current  # not watched for a whole delay yet (e.g. the operator just started)
     return min(current, max(wanted for at, wanted in samples if at >= window))
+
+
+@dataclass
+class Autoscaler:
+    """One model's memory between looks: the wanted counts of the last delay, and when the
+    model last came up from 0 replicas. Kept by the operator's daemon for that model."""
+
+    samples: deque[Sample] = field(default_factory=deque)
+    replicas_seen: int | None = None
+    woke_at: datetime | None = None
+
+    def look(self, replicas: int, policy: Autoscaling, status: Mapping[str, Any] | None,
+             now: datetime, period: float) -> tuple[int, float]:
+        """The replicas to run now and the load that asked for them."""
+        if self.replicas_seen == 0 and replicas > 0:
+            self.woke_at = now
+        self.replicas_seen = replicas
+        load = current_load(status, now, not_before=self.woke_at)
+        self.samples.append((now, wanted_replicas(load, policy)))
+        horizon = timedelta(seconds=policy.scale_down_delay_seconds + 2 * period)
+        while now - self.samples[0][0] > horizon:
+            self.samples.popleft()
+        return next_replicas(replicas, list(self.samples), now, policy), load
