@@ -703,6 +703,33 @@ def test_a_model_that_does_not_wake_in_time_gets_503_and_stays_scaled_up(tenant:
     assert tenant.get_model("tiny")["spec"]["replicas"] == 1  # still starting for the retry
 
 
+def test_a_model_scaled_to_zero_while_a_request_waits_is_woken_again(tenant: Tenant) -> None:
+    """The request came while the model still had a replica (starting, no endpoint yet); the
+    operator's idle clock took it to 0 before any became ready."""
+    tenant.model("tiny", replicas=1, scaleToZero={"wakeTimeoutSeconds": 60})
+    key = tenant.apikey("app")
+    known_to_the_gateway(tenant, key)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(tenant.post, key)
+
+        def arrived() -> None:  # the gateway records each request before it waits
+            assert (tenant.get_model("tiny").get("status") or {}).get("lastRequestTime")
+
+        eventually(arrived)
+        scale = {"spec": {"replicas": 0}}
+        tenant.custom.patch_namespaced_custom_object_scale(
+            GROUP, VERSION, tenant.namespace, "rerankmodels", "tiny", scale
+        )
+
+        def woken_again() -> None:
+            assert tenant.get_model("tiny")["spec"]["replicas"] == 1
+
+        eventually(woken_again)
+        tenant.endpoints("tiny", REPLICA_1)
+        response = held.result(timeout=30)
+    assert response.status_code == 200, response.text
+
+
 def test_a_model_deleted_while_waking_gets_404(tenant: Tenant) -> None:
     tenant.model("tiny", replicas=0, scaleToZero={"wakeTimeoutSeconds": 60})
     key = tenant.apikey("app")

@@ -21,6 +21,7 @@ from kuberank.protocol.errors import ModelNotFound, Unavailable
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+WAKE_EVERY = 1.0  # seconds between two wakes of one model (the watch lags behind our own)
 
 
 class Waker:
@@ -38,7 +39,8 @@ class Waker:
         self._retry_after = retry_after
         self._poll = poll_seconds
         self._recorded: dict[Key, float] = {}
-        self._waking: dict[Key, asyncio.Task[None]] = {}
+        self._waking: dict[Key, asyncio.Task[None]] = {}  # in flight, shared by its waiters
+        self._woken: dict[Key, float] = {}  # when a wake was last started
         self._background: set[asyncio.Task[None]] = set()
 
     def note_request(self, route: ModelRoute) -> None:
@@ -65,14 +67,16 @@ class Waker:
                 "fixed file of objects, cannot wake it",
                 code="wake_failed", retry_after=self._retry_after,
             )
-        if route.replicas == 0:
-            await asyncio.shield(self._wake(route))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + route.wake.wake_timeout_seconds
         while not (endpoints := self._routes.endpoints(route)):
             latest = self._routes.model(route.namespace, route.name)
             if latest is None:
                 raise ModelNotFound(f"model {route.served_name!r} was deleted while waking")
+            # At 0 replicas now, even if it had replicas when the request came (the operator
+            # scaled it down in between): wake it, at most once a second per model.
+            if latest.replicas == 0 and self._wake_due(latest, loop.time()):
+                await asyncio.shield(self._wake(latest))
             if latest.failing:
                 raise Unavailable(
                     f"model {route.served_name!r} has no ready replica: {latest.failing}",
@@ -86,6 +90,13 @@ class Waker:
                 )
             await asyncio.sleep(self._poll)
         return endpoints
+
+    def _wake_due(self, route: ModelRoute, now: float) -> bool:
+        key = (route.namespace, route.name)
+        if key in self._waking or now - self._woken.get(key, -WAKE_EVERY) >= WAKE_EVERY:
+            self._woken[key] = now
+            return True
+        return False
 
     def _wake(self, route: ModelRoute) -> asyncio.Task[None]:
         key = (route.namespace, route.name)
