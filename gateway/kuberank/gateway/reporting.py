@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from kuberank.gateway.load import LoadMeter
 from kuberank.gateway.routing import RoutingTable
-from kuberank.gateway.scaler import Scaler, WakeError
+from kuberank.gateway.scaler import ModelWriteError, Scaler
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,10 @@ class LoadReporter:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._period)
-            await self.report(loop.time())
+            try:
+                await self.report(loop.time())
+            except Exception:  # a bug must not end reporting for the gateway's lifetime
+                log.exception("load report failed")
 
     async def report(self, now: float) -> None:
         for route in self._routes.autoscaled():
@@ -43,7 +46,7 @@ class LoadReporter:
             try:
                 await asyncio.to_thread(self._scaler.report_load, route.namespace, route.name,
                                         self._instance, load, datetime.now(UTC))
-            except WakeError as err:
+            except ModelWriteError as err:
                 log.warning("could not report the load of %s/%s: %s",
                             route.namespace, route.name, err)
                 continue

@@ -11,9 +11,12 @@ from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+TIMEOUT = 10.0  # seconds per API call: a stuck API server must not hold a wake forever
 
 
-class WakeError(Exception):
+class ModelWriteError(Exception):
     """A write about the model failed; the message says why, for the 503 and the log."""
 
 
@@ -42,19 +45,21 @@ class KubeScaler:
         for _ in range(3):
             try:
                 scale: Any = self._custom.get_namespaced_custom_object_scale(
-                    GROUP, VERSION, namespace, PLURAL, name
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=TIMEOUT
                 )
                 if int((scale.get("spec") or {}).get("replicas") or 0) > 0:
                     return False
                 scale["spec"] = {"replicas": replicas}
                 self._custom.replace_namespaced_custom_object_scale(
-                    GROUP, VERSION, namespace, PLURAL, name, scale
+                    GROUP, VERSION, namespace, PLURAL, name, scale, _request_timeout=TIMEOUT
                 )
                 return True
             except ApiException as err:
                 if err.status == 409:
                     continue
-                raise WakeError(_reason(err, namespace, name)) from None
+                raise ModelWriteError(_reason(err, namespace, name)) from None
+            except (HTTPError, OSError) as err:
+                raise ModelWriteError(f"API server unreachable: {err}") from None
         return False
 
     def report_load(
@@ -71,10 +76,13 @@ class KubeScaler:
     def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                _request_timeout=TIMEOUT,
             )
         except ApiException as err:
-            raise WakeError(_reason(err, namespace, name)) from None
+            raise ModelWriteError(_reason(err, namespace, name)) from None
+        except (HTTPError, OSError) as err:
+            raise ModelWriteError(f"API server unreachable: {err}") from None
 
 
 def _stamp(at: datetime) -> str:

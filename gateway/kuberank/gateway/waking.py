@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute, RoutingTable
-from kuberank.gateway.scaler import Scaler, WakeError
+from kuberank.gateway.scaler import ModelWriteError, Scaler
 from kuberank.protocol.errors import ModelNotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class Waker:
             woke = await asyncio.to_thread(
                 self._scaler.wake, route.namespace, route.name, replicas
             )
-        except WakeError as err:
+        except ModelWriteError as err:
             log.warning("could not wake model %s/%s: %s", route.namespace, route.name, err)
             raise Unavailable(
                 f"model {route.served_name!r} could not be woken: {err}",
@@ -135,6 +135,6 @@ class Waker:
             await asyncio.to_thread(
                 self._scaler.record_request, route.namespace, route.name, datetime.now(UTC)
             )
-        except WakeError as err:
+        except ModelWriteError as err:
             log.warning("could not record a request of %s/%s: %s",
                         route.namespace, route.name, err)
