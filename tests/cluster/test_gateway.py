@@ -671,6 +671,8 @@ def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_r
     key = tenant.apikey("app")
     known_to_the_gateway(tenant, key)
     before = sample(tenant.gateway.metrics(), "kuberank_gateway_wakeups_total", model=SERVED)
+    held_before = sample(tenant.gateway.metrics(), "kuberank_gateway_wake_wait_seconds_count",
+                         model=SERVED)
 
     with ThreadPoolExecutor(3) as pool:
         held = [pool.submit(tenant.post, key) for _ in range(3)]
@@ -688,6 +690,9 @@ def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_r
     assert answers[0].json()["results"][0]["index"] == 1
     after = sample(tenant.gateway.metrics(), "kuberank_gateway_wakeups_total", model=SERVED)
     assert after - before == 1, "three requests, one wake"
+    waits = sample(tenant.gateway.metrics(), "kuberank_gateway_wake_wait_seconds_count",
+                   model=SERVED)
+    assert waits - held_before == 3, "each held request's wait is recorded"
 
 
 def test_a_model_that_does_not_wake_in_time_gets_503_and_stays_scaled_up(tenant: Tenant) -> None:

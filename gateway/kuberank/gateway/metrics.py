@@ -47,6 +47,14 @@ class GatewayMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.wake_wait = Histogram(
+            "kuberank_gateway_wake_wait_seconds",
+            "How long requests for a scaleToZero model without a ready replica were held "
+            "until one was ready (tune wakeTimeoutSeconds with it).",
+            ["model"],
+            buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+            registry=self.registry,
+        )
         self.keys = Gauge(
             "kuberank_gateway_api_keys",
             "API keys currently known to the gateway.",

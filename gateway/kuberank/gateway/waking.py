@@ -68,7 +68,8 @@ class Waker:
                 code="wake_failed", retry_after=self._retry_after,
             )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + route.wake.wake_timeout_seconds
+        started = loop.time()
+        deadline = started + route.wake.wake_timeout_seconds
         while not (endpoints := self._routes.endpoints(route)):
             latest = self._routes.model(route.namespace, route.name)
             if latest is None:
@@ -89,6 +90,7 @@ class Waker:
                     code="model_waking", retry_after=self._retry_after,
                 )
             await asyncio.sleep(self._poll)
+        self._metrics.wake_wait.labels(route.served_name).observe(loop.time() - started)
         return endpoints
 
     def _wake_due(self, route: ModelRoute, now: float) -> bool:
