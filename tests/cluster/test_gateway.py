@@ -628,6 +628,45 @@ def test_requests_over_the_per_minute_limit_get_429_with_retry_after(tenant: Ten
     assert 1 <= int(response.headers["x-ratelimit-reset-requests"].removesuffix("s")) <= 60
 
 
+def test_each_gateway_replica_enforces_its_share_of_a_keys_limit(
+    tenant: Tenant, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Two ready replicas behind the gateway's Service: this one admits half the key's limit.
+    The Service lives in a namespace the gateway does not watch for keys and models."""
+    core = client.CoreV1Api(tenant.api)
+    system = f"gw-system-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=system)))
+    gateways = Tenant(tenant.api, system, tenant.gateway)
+    tenant.model("tiny")
+    tenant.endpoints("tiny", REPLICA_1)
+    key = tenant.apikey("app", rateLimit={"requestsPerMinute": 10})
+    proc, url = gateway_process(kubeconfig, tmp_path / "shared.log", "--namespaces",
+                                tenant.namespace, "--peers", f"{system}/gw")
+    try:
+        gateways.endpoints("gw-never-matches", "10.251.0.9")  # another Service: not counted
+        body: Any = {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "gw-a", "labels": {"kubernetes.io/service-name": "gw"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [a]} for a in ("10.251.0.7", "10.251.0.8")],
+        }
+        client.DiscoveryV1Api(tenant.api).create_namespaced_endpoint_slice(system, body)
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        eventually(lambda: routed_at(url, key))  # spends no request of the key's budget
+
+        def post() -> httpx.Response:
+            return httpx.post(f"{url}/v1/rerank", headers={"authorization": f"Bearer {key}"},
+                              json={"model": SERVED, "query": "q", "documents": ["a"]})
+
+        answers = [post() for _ in range(6)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429]
+        assert answers[0].headers["x-ratelimit-limit-requests"] == "10"
+        assert answers[-1].headers["retry-after"] == "12"  # 5 a minute here: one per 12 s
+    finally:
+        proc.stop()
+        core.delete_namespace(system)
+
+
 def test_tokens_over_the_per_minute_limit_get_429(tenant: Tenant) -> None:
     key = served_tenant(tenant, rateLimit={"tokensPerMinute": 5})  # one request overdraws it
     response = tenant.post(key)

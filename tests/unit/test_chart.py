@@ -207,6 +207,15 @@ def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:
     )
     assert ("ClusterRole", "") not in roles
     assert roles.count(("Role", "team-a")) == 2 and roles.count(("Role", "team-b")) == 1
+    # the gateway reads its own Service's slices in the release namespace (its replica count)
+    peers = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("peers")]
+    assert [(r["metadata"]["namespace"], r["rules"][0]["resources"]) for r in peers] == [
+        ("kuberank-system", ["endpointslices"])]
+    gateway = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"].endswith("gateway"))
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBERANK_GATEWAY_PEERS"] == "kuberank-system/kr-kuberank-gateway"
 
 
 def test_gateway_rbac_reads_and_writes_only_model_scale_and_status(helm: str) -> None:

@@ -174,3 +174,32 @@ def test_quota_in_token_debt_shows_nothing_remaining() -> None:
     assert quota.tokens == Allowance(60, 0, pytest.approx(90.0))
     assert "x-ratelimit-limit-requests" not in quota_headers(quota)
     assert quota_headers(Quota()) == {}
+
+
+def test_each_of_two_gateway_replicas_enforces_half_a_keys_limit() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(requests_per_minute=10).shared(2)
+    assert [limiter.admit("k", limits) for _ in range(5)] == [0.0] * 5
+    assert limiter.admit("k", limits) == pytest.approx(12.0)  # 5 a minute here: one per 12 s
+    # the headers speak for the key's whole limit, as the other replica is about as far
+    assert limiter.quota("k", limits).requests == Allowance(10, 0, pytest.approx(60.0))
+    clock.now += 24
+    assert limiter.quota("k", limits).requests == Allowance(10, 4, pytest.approx(36.0))
+
+
+def test_a_share_below_one_request_a_minute_still_admits_at_its_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(requests_per_minute=1).shared(3)
+    assert limiter.admit("k", limits) == 0.0
+    assert limiter.admit("k", limits) == pytest.approx(180.0)
+    assert limiter.quota("k", limits).requests == Allowance(1, 0, pytest.approx(180.0))
+
+
+def test_a_change_in_gateway_replicas_takes_effect_at_once() -> None:
+    limiter = RateLimiter(FakeClock())
+    base = Limits(requests_per_minute=4)
+    assert [limiter.admit("k", base.shared(4)) for _ in range(2)] == [0.0, pytest.approx(60.0)]
+    assert limiter.admit("k", base.shared(1)) == 0.0  # buckets rebuilt for the new share
+    assert Limits().shared(0).share == 1.0

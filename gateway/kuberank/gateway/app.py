@@ -83,7 +83,20 @@ class _Labels:
 def default_source(settings: GatewaySettings) -> Source:
     if settings.objects_file:
         return StaticSource.from_file(settings.objects_file)
-    return KubeSource(settings.kubeconfig, settings.namespaces)
+    return KubeSource(settings.kubeconfig, settings.namespaces, _peers(settings))
+
+
+def _peers(settings: GatewaySettings) -> tuple[str, str] | None:
+    if not settings.peers:
+        return None
+    namespace, _, service = settings.peers.partition("/")
+    return namespace, service
+
+
+def _gateway_replicas(gateway: Gateway) -> int:
+    """Ready replicas behind the gateway's Service (1 when not configured or none seen yet)."""
+    peers = _peers(gateway.settings)
+    return max(1, len(gateway.routes.service_endpoints(*peers))) if peers else 1
 
 
 def create_app(settings: GatewaySettings, source: Source | None = None) -> FastAPI:
@@ -236,7 +249,9 @@ async def _rerank(
     settings = gateway.settings
     key = _authenticate(gateway, request)
     labels.key_id = key.key_id
-    labels.limits = Limits(key.requests_per_minute, key.tokens_per_minute)
+    labels.limits = Limits(key.requests_per_minute, key.tokens_per_minute).shared(
+        _gateway_replicas(gateway)
+    )
     body = await read_body(request, settings.max_body_bytes)
     parsed = parse_request(dialect, body, max_documents=settings.max_documents)
     route = _choose_model(gateway, key, parsed.model)

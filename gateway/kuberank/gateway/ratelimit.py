@@ -1,5 +1,10 @@
 """Per-key token buckets for requests/minute and tokens/minute.
 
+With several gateway replicas each enforces its share of every key's limits (``Limits.share``,
+1 / the number of ready gateway replicas), so a key gets its limit in all, not once per replica,
+as long as the Service spreads its requests evenly; the ``x-ratelimit-*`` headers report the
+key's whole limit, scaled back up from this replica's share.
+
 Pure: the clock is injected, nothing here sleeps or does I/O. A request costs one request token
 up front. Its token cost is only known from the runtime's usage after it ran, so the token bucket
 is checked before (it must not be in debt) and debited after, possibly into debt; the debt then
@@ -12,7 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 Clock = Callable[[], float]
 
@@ -63,6 +68,10 @@ class TokenBucket:
 class Limits:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    share: float = 1.0  # this gateway replica's part of them: 1 / ready gateway replicas
+
+    def shared(self, replicas: int) -> Limits:
+        return replace(self, share=1.0 / max(1, replicas))
 
 
 @dataclass
@@ -85,9 +94,10 @@ class Allowance:
     reset_s: float
 
     @classmethod
-    def of(cls, bucket: TokenBucket) -> Allowance:
+    def of(cls, bucket: TokenBucket, limit: int, share: float) -> Allowance:
+        """The key's whole allowance, estimated from this replica's ``share`` of it."""
         level = bucket.level
-        return cls(int(bucket.capacity), max(0, math.floor(level)),
+        return cls(limit, min(limit, max(0, math.floor(level / share + 1e-9))),
                    max(0.0, bucket.capacity - level) / bucket.rate)
 
 
@@ -149,14 +159,20 @@ class RateLimiter:
         if entry is None or entry.limits != limits:
             entry = _KeyBuckets(
                 limits=limits,
-                requests=self._bucket(limits.requests_per_minute),
-                tokens=self._bucket(limits.tokens_per_minute),
+                requests=self._bucket(limits.requests_per_minute, limits.share),
+                tokens=self._bucket(limits.tokens_per_minute, limits.share),
             )
             self._keys[key_id] = entry
         return entry
 
-    def _bucket(self, per_minute: int | None) -> TokenBucket | None:
-        return TokenBucket(per_minute, 60.0, self._clock) if per_minute else None
+    def _bucket(self, per_minute: int | None, share: float) -> TokenBucket | None:
+        """Refills this replica's share per minute; holds at least one unit, so a share below
+        one request a minute still admits a request now and then instead of never."""
+        if not per_minute:
+            return None
+        rate = per_minute * share
+        capacity = max(1.0, rate)
+        return TokenBucket(capacity, 60.0 * capacity / rate, self._clock)
 
     def admit(self, key_id: str, limits: Limits) -> float:
         """Admit one request (consuming a request token) and return 0, or return seconds to wait.
@@ -178,9 +194,12 @@ class RateLimiter:
         """The key's allowances now (full ones for a key not seen lately)."""
         with self._lock:
             entry = self._buckets(key_id, limits)
+            share = limits.share
             return Quota(
-                requests=Allowance.of(entry.requests) if entry.requests is not None else None,
-                tokens=Allowance.of(entry.tokens) if entry.tokens is not None else None,
+                requests=(Allowance.of(entry.requests, limits.requests_per_minute or 0, share)
+                          if entry.requests is not None else None),
+                tokens=(Allowance.of(entry.tokens, limits.tokens_per_minute or 0, share)
+                        if entry.tokens is not None else None),
             )
 
     def charge_tokens(self, key_id: str, tokens: int) -> None:

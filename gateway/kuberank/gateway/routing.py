@@ -226,11 +226,15 @@ class RoutingTable:
         return sorted(names.items())
 
     def endpoints(self, route: ModelRoute) -> list[str]:
+        return self.service_endpoints(route.namespace, route.service_name)
+
+    def service_endpoints(self, namespace: str, service: str) -> list[str]:
+        """The ready endpoints of a Service, from the EndpointSlices watched."""
         with self._lock:
             found = {
                 endpoint
                 for (ns, _), record in self._slices.items()
-                if ns == route.namespace and record.service_name == route.service_name
+                if ns == namespace and record.service_name == service
                 for endpoint in record.endpoints
             }
         return sorted(found)

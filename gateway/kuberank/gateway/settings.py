@@ -54,6 +54,13 @@ class GatewaySettings(BaseSettings):
         "(default: $POD_NAME, else the host name).",
         min_length=1,
     )
+    peers: str | None = Field(
+        default=None,
+        description="namespace/name of the Service in front of the gateway replicas: each "
+        "enforces 1/N of every key's rate limits, N being that Service's ready endpoints "
+        "(default: this replica alone enforces them whole).",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    )
     load_report_seconds: float = Field(
         default=10.0, ge=0.5, le=300,
         description="Period over which the requests in flight of each autoscaled model are "

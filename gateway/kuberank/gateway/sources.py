@@ -33,16 +33,18 @@ class Source(Protocol):
 class KubeSource:
     """Watches the API server (the normal mode)."""
 
-    def __init__(self, kubeconfig: str | None, namespaces: list[str]) -> None:
+    def __init__(self, kubeconfig: str | None, namespaces: list[str],
+                 peers: tuple[str, str] | None = None) -> None:
         self._kubeconfig = kubeconfig
         self._namespaces = namespaces
+        self._peers = peers
         self._watchers: Watchers | None = None
         self._scaler: KubeScaler | None = None
 
     def start(self, keys: KeyTable, routes: RoutingTable) -> None:
         api = api_client(self._kubeconfig)
         self._scaler = KubeScaler(api)
-        self._watchers = Watchers(api, self._namespaces, keys, routes)
+        self._watchers = Watchers(api, self._namespaces, keys, routes, self._peers)
         self._watchers.start()
 
     def scaler(self) -> Scaler | None:

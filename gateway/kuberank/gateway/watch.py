@@ -202,10 +202,12 @@ def api_client(kubeconfig: str | None) -> client.ApiClient:
 
 
 class Watchers:
-    """All reflectors of one gateway: three resources for each watched namespace (or all)."""
+    """All reflectors of one gateway: three resources for each watched namespace (or all), and
+    the slices of the gateway's own Service (``peers``) when its namespace is not watched."""
 
     def __init__(
-        self, api: client.ApiClient, namespaces: list[str], keys: KeyTable, routes: RoutingTable
+        self, api: client.ApiClient, namespaces: list[str], keys: KeyTable, routes: RoutingTable,
+        peers: tuple[str, str] | None = None,
     ) -> None:
         custom = client.CustomObjectsApi(api)
         discovery = client.DiscoveryV1Api(api)
@@ -268,6 +270,17 @@ class Watchers:
                     namespace=ns,
                     **slice_filter,
                 )
+
+        if peers is not None and namespaces and peers[0] not in namespaces:
+            # The gateway's own Service lives outside the watched namespaces: its slices alone.
+            self._add(
+                "gateway endpointslices",
+                discovery.list_namespaced_endpoint_slice,
+                SliceSink(routes),
+                peers[0],
+                namespace=peers[0],
+                label_selector=f"{SERVICE_NAME_LABEL}={peers[1]}",
+            )
 
     def _add(self, what: str, fn: ListFn, sink: Sink, ns: str | None, **kwargs: Any) -> None:
         self.reflectors.append(Reflector(what, fn, sink, ns, **kwargs))
