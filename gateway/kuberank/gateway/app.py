@@ -1,7 +1,8 @@
 """The gateway's HTTP surface: authenticate, check, route and forward rerank requests.
 
 The body is parsed with the runtime's own dialect parser (so the gateway refuses exactly what
-the runtime would) and then forwarded unchanged, on the same path, to one replica.
+the runtime would) and then forwarded unchanged, on the same path, to one replica (only a
+``model`` that named an alias is replaced by the served name, the one name runtimes answer to).
 """
 
 from __future__ import annotations
