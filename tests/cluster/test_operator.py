@@ -221,8 +221,9 @@ def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
     events = kubectl.run(
         "get", "events", "--field-selector", "involvedObject.name=idle", "-o", "json"
     )
-    messages = sorted(e["message"] for e in json.loads(events.stdout)["items"]
-                      if e["reason"] == "ScaledToZero")
+    scaled = [e for e in json.loads(events.stdout)["items"] if e["reason"] == "ScaledToZero"]
+    assert {e["type"] for e in scaled} == {"Normal"}, "an idle model is not a warning"
+    messages = sorted(e["message"] for e in scaled)
     # one Event for the scale-down, one for the Ready transition (not one per child event)
     assert messages == [
         "Idle, so scaled to 0 replicas; the next request through the gateway wakes it.",

@@ -73,7 +73,9 @@ def _announce(body: dict[str, Any], changed: list[dict[str, Any]], summary: str)
     """One Kubernetes Event per condition transition of the summary condition."""
     for cond in changed:
         if cond["type"] == summary:
-            kind = "Normal" if cond["status"] == "True" else "Warning"
+            # Scaled to zero is a state someone chose (or scaleToZero did), not a problem.
+            fine = cond["status"] == "True" or cond["reason"] == "ScaledToZero"
+            kind = "Normal" if fine else "Warning"
             kopf.event(body, type=kind, reason=cond["reason"], message=cond["message"])
 
 
