@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything kuberank needs on a fresh machine of this kind:
 # the Python environment (llama-cpp-python compiled once, then reused from pip's wheel cache),
-# the Go-built control plane + kwok + helm, and the generated test and default models.
+# the Go-built control plane + kwok + helm, promtool, and the generated test and default models.
 # Caches live outside the repo in $KUBERANK_CACHE (default ~/.cache/kuberank).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,9 @@ fi
 
 step "Control plane binaries (kube-apiserver, etcd, controller-manager, scheduler, kwok, helm)"
 bash tools/controlplane/build.sh
+
+step "promtool (checks and unit-tests the chart's alerting rules)"
+bash tools/promtool/build.sh >/dev/null
 
 step "Generated models (tiny test reranker, MiniLM cross-encoders)"
 .venv/bin/kuberank-models build --out "$KUBERANK_CACHE/models"

@@ -1,9 +1,10 @@
 """The chart's prometheus-operator objects against that project's own CRDs on a real API server.
 
 The CRDs come from the prometheus-operator Go module (the Go module proxy serves it; nothing
-else is fetched), so the ServiceMonitor and PodMonitor the chart renders are checked by the
-schemas Prometheus users run, with kubectl's strict field validation: an unknown or misplaced
-field is an error, not silently pruned.
+else is fetched), so the ServiceMonitor, PodMonitor and PrometheusRule the chart renders are
+checked by the schemas Prometheus users run, with kubectl's strict field validation: an unknown
+or misplaced field is an error, not silently pruned. (promtool tests the rules themselves:
+tests/unit/test_alert_rules.py.)
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
-MONITOR_CRDS = ("servicemonitors", "podmonitors")
+MONITOR_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
 
 
 @pytest.fixture(scope="module")
 def monitoring_crds(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """ServiceMonitor and PodMonitor CRDs of the pinned prometheus-operator release, installed."""
+    """ServiceMonitor, PodMonitor and PrometheusRule CRDs of the pinned prometheus-operator
+    release, installed."""
     proc = subprocess.run(
         ["go", "mod", "download", "-json", PROMETHEUS_OPERATOR],
         cwd=tmp_path_factory.mktemp("gomod"), capture_output=True, text=True, timeout=300,
@@ -53,7 +55,8 @@ def rendered_monitors(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
         [str(Path(cluster.bin_dir) / "helm"), "template", "kr", str(REPO / "charts" / "kuberank"),
          "--namespace", namespace, "--set", "metrics.serviceMonitor.enabled=true",
          "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.podMonitor.interval=15s",
-         "--set", "metrics.serviceMonitor.labels.release=prometheus"],
+         "--set", "metrics.serviceMonitor.labels.release=prometheus",
+         "--set", "metrics.prometheusRule.enabled=true"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -65,7 +68,7 @@ def test_chart_monitors_are_valid_prometheus_operator_objects(
     monitoring_crds: None, cluster: Cluster, kubectl: Kubectl, namespace: str
 ) -> None:
     monitors = rendered_monitors(cluster, namespace)
-    assert sorted(d["kind"] for d in monitors) == ["PodMonitor", "ServiceMonitor"]
+    assert sorted(d["kind"] for d in monitors) == ["PodMonitor", "PrometheusRule", "ServiceMonitor"]
     for doc in monitors:
         kubectl.run("apply", "--validate=strict", "-f", "-", stdin=json.dumps(doc))
         stored = kubectl.get(doc["kind"], doc["metadata"]["name"])

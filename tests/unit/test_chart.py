@@ -32,6 +32,8 @@ ALL_FEATURES = [
     "metrics.serviceMonitor.enabled=true",
     "--set",
     "metrics.podMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true",
 ]
 PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 

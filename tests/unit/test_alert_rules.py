@@ -1,0 +1,111 @@
+"""The chart's alerting rules, checked and unit-tested by Prometheus' own promtool.
+
+promtool is built from the Prometheus Go module (tools/promtool/build.sh, cached after the first
+build); `promtool test rules` evaluates the rules on synthetic series with Prometheus' rule engine,
+so an alert that never fires, fires for the wrong model or renders a broken annotation fails here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    built = subprocess.run(["bash", str(REPO / "tools" / "promtool" / "build.sh")],
+                           capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stderr
+    return built.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bin_dir = subprocess.run(["bash", str(REPO / "tools" / "controlplane" / "build.sh")],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    helm = Path(bin_dir) / "helm"
+    rendered = subprocess.run(
+        [str(helm), "template", "kr", str(REPO / "charts" / "kuberank"), "--namespace", "ops",
+         "--set", "metrics.prometheusRule.enabled=true",
+         "--set", "metrics.prometheusRule.labels.release=prometheus"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    rules = [d for d in yaml.safe_load_all(rendered.stdout)
+             if d and d["kind"] == "PrometheusRule"]
+    assert len(rules) == 1 and rules[0]["metadata"]["labels"]["release"] == "prometheus"
+    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}))
+    return path
+
+
+def test_rules_pass_promtool_check(promtool: str, rules_file: Path) -> None:
+    checked = subprocess.run([promtool, "check", "rules", str(rules_file)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 4 rules found" in checked.stdout
+
+
+def _series(name: str, values: str, **labels: str) -> dict[str, str]:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+def _alerts(name: str, at: str, *alerts: dict[str, Any]) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": name, "exp_alerts": list(alerts)}
+
+
+def test_each_alert_fires_for_the_model_in_trouble_only(
+    promtool: str, rules_file: Path, tmp_path: Path
+) -> None:
+    requests, errors = "kuberank_gateway_requests_total", "kuberank_gateway_upstream_errors_total"
+    latency = "kuberank_gateway_request_duration_seconds_bucket"
+    series = [
+        # "bad": 10 % of its requests fail, all take 10-30 s, replicas refuse 0.1 a second
+        _series(requests, "0+90x40", model="bad", status="200", dialect="jina", key_id="k"),
+        _series(requests, "0+10x40", model="bad", status="503", dialect="jina", key_id="k"),
+        _series(latency, "0x40", model="bad", dialect="jina", le="10"),
+        _series(latency, "0+100x40", model="bad", dialect="jina", le="30"),
+        _series(latency, "0+100x40", model="bad", dialect="jina", le="+Inf"),
+        _series(errors, "0+6x40", model="bad", kind="refused"),
+        # "good": 1 % errors, fast, one connect error at the start and none since
+        _series(requests, "0+99x40", model="good", status="200", dialect="jina", key_id="k"),
+        _series(requests, "0+1x40", model="good", status="500", dialect="jina", key_id="k"),
+        _series(latency, "0+100x40", model="good", dialect="jina", le="0.1"),
+        _series(latency, "0+100x40", model="good", dialect="jina", le="+Inf"),
+        _series(errors, "1x40", model="good", kind="connect"),
+    ]
+    bad = {"model": "bad", "severity": "warning"}
+    cases = [
+        _alerts("KuberankRerankErrors", "8m"),  # pending: not yet held for 10m
+        _alerts("KuberankRerankErrors", "20m", {"exp_labels": bad, "exp_annotations": {
+            "summary": "Rerank requests for bad fail with 5xx",
+            "description": "10% of the requests for model bad got 5xx at the gateway: no ready "
+            "replica, waking too slowly, a replica failing mid-request or timing out. kubectl "
+            "describe rrm shows the reason."}}),
+        _alerts("KuberankRerankSlow", "20m", {"exp_labels": bad, "exp_annotations": {
+            "summary": "Rerank requests for bad are slow",
+            "description": "99% of the requests for model bad took up to 29.8s at the gateway. "
+            "Add replicas (or spec.autoscaling), or send fewer or shorter documents."}}),
+        _alerts("KuberankReplicasRefuseWork", "20m", {"exp_labels": bad, "exp_annotations": {
+            "summary": "Replicas of bad keep turning requests away",
+            "description": "Runtime replicas of model bad answer 429 (queue full) or 503 (not "
+            "loaded) before scoring, 0.10 times a second. Add replicas or set "
+            "spec.autoscaling."}}),
+        _alerts("KuberankReplicasUnreachable", "20m"),
+    ]
+    spec = {"rule_files": [str(rules_file)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
+    test_file = tmp_path / "alerts_test.yaml"
+    test_file.write_text(yaml.safe_dump(spec, width=1000))
+    tested = subprocess.run([promtool, "test", "rules", str(test_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
