@@ -667,6 +667,54 @@ def test_each_gateway_replica_enforces_its_share_of_a_keys_limit(
         core.delete_namespace(system)
 
 
+def test_a_key_at_its_cap_of_requests_in_flight_gets_429_until_one_ends(
+    tenant: Tenant, kubeconfig: Path, tmp_path: Path
+) -> None:
+    tenant.model("tiny")
+    tenant.endpoints("tiny", HANGING)  # a request stays in flight until its client leaves
+    key = tenant.apikey("app", rateLimit={"concurrentRequests": 1})
+    proc, url = gateway_process(kubeconfig, tmp_path / "capped.log", "--upstream-timeout", "300")
+
+    def send(timeout: float) -> httpx.Response:
+        return httpx.post(f"{url}/v1/rerank", headers={"authorization": f"Bearer {key}"},
+                          json={"model": SERVED, "query": "q", "documents": ["a"]},
+                          timeout=timeout)
+
+    def refused() -> httpx.Response:
+        response = send(5)
+        assert response.status_code == 429, response.text
+        return response
+
+    def admitted_for(seconds: float) -> None:
+        with pytest.raises(httpx.ReadTimeout):  # held by the upstream, so it was let through
+            send(seconds)
+
+    def admitted() -> None:
+        try:
+            admitted_for(0.5)
+        except pytest.fail.Exception as refused_again:  # still at the cap: try again
+            raise AssertionError(str(refused_again)) from None
+
+    try:
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        eventually(lambda: routed_at(url, key))
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(admitted_for, 3.0)
+
+            def first_in_flight() -> None:
+                page = httpx.get(f"{url}/metrics").text
+                assert sample(page, "kuberank_gateway_requests_in_flight", model=SERVED) == 1
+
+            eventually(first_in_flight)
+            response = refused()
+            assert response.json()["error"]["code"] == "concurrency_limited"
+            assert response.headers["retry-after"] == "1"
+            first.result(timeout=10)
+        eventually(admitted)  # the first client left: its slot is free again
+    finally:
+        proc.stop()
+
+
 def test_tokens_over_the_per_minute_limit_get_429(tenant: Tenant) -> None:
     key = served_tenant(tenant, rateLimit={"tokensPerMinute": 5})  # one request overdraws it
     response = tenant.post(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from kuberank.gateway.ratelimit import (
     Allowance,
+    InFlight,
     Limits,
     Quota,
     RateLimiter,
@@ -203,3 +204,22 @@ def test_a_change_in_gateway_replicas_takes_effect_at_once() -> None:
     assert [limiter.admit("k", base.shared(4)) for _ in range(2)] == [0.0, pytest.approx(60.0)]
     assert limiter.admit("k", base.shared(1)) == 0.0  # buckets rebuilt for the new share
     assert Limits().shared(0).share == 1.0
+
+
+def test_requests_in_flight_are_capped_per_key_and_freed_on_leaving() -> None:
+    flight = InFlight()
+    assert flight.enter("k", 2) and flight.enter("k", 2)
+    assert not flight.enter("k", 2)  # at the cap: refused, nothing counted
+    assert flight.enter("other", 1) and flight.enter("free", None) and flight.enter("free", None)
+    flight.leave("k")
+    assert flight.enter("k", 2)
+    for key in ("k", "k", "other", "free", "free"):
+        flight.leave(key)
+    assert len(flight) == 0
+
+
+def test_each_gateway_replica_admits_its_share_of_the_cap_rounded_up() -> None:
+    assert Limits(concurrent_requests=10).shared(3).concurrent_here == 4
+    assert Limits(concurrent_requests=10).shared(2).concurrent_here == 5
+    assert Limits(concurrent_requests=1).shared(4).concurrent_here == 1
+    assert Limits().shared(2).concurrent_here is None

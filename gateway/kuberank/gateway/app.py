@@ -22,7 +22,13 @@ from kuberank.gateway.balancer import Balancer
 from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
 from kuberank.gateway.load import LoadMeter
 from kuberank.gateway.metrics import GatewayMetrics
-from kuberank.gateway.ratelimit import Limits, RateLimiter, quota_headers, retry_after_seconds
+from kuberank.gateway.ratelimit import (
+    InFlight,
+    Limits,
+    RateLimiter,
+    quota_headers,
+    retry_after_seconds,
+)
 from kuberank.gateway.reporting import LoadReporter
 from kuberank.gateway.routing import ModelRoute, RoutingTable, with_model
 from kuberank.gateway.settings import GatewaySettings
@@ -70,6 +76,7 @@ class Gateway:
     upstream: Upstream | None = None
     waker: Waker | None = None
     load: LoadMeter = field(default_factory=LoadMeter)
+    in_flight: InFlight = field(default_factory=InFlight)  # per key, for concurrentRequests
 
 
 @dataclass
@@ -250,33 +257,46 @@ async def _rerank(
     settings = gateway.settings
     key = _authenticate(gateway, request)
     labels.key_id = key.key_id
-    labels.limits = Limits(key.requests_per_minute, key.tokens_per_minute).shared(
-        _gateway_replicas(gateway)
-    )
+    labels.limits = Limits(
+        key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
+    ).shared(_gateway_replicas(gateway))
     body = await read_body(request, settings.max_body_bytes)
     parsed = parse_request(dialect, body, max_documents=settings.max_documents)
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
     check_document_count(len(parsed.documents), route.max_documents)
 
-    wait = gateway.limiter.admit(key.key_id, labels.limits)
-    if wait > 0:
+    cap = labels.limits.concurrent_here
+    if not gateway.in_flight.enter(key.key_id, cap):
         raise RateLimited(
-            "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
+            f"this API key already has {cap} requests in flight at this gateway replica "
+            f"(its limit: {key.concurrent_requests} at once)",
+            code="concurrency_limited", retry_after=1,
         )
-    with _in_flight(gateway.load, route):
-        return await _forward(gateway, dialect, request, key, route, parsed.model, body)
+    try:
+        wait = gateway.limiter.admit(key.key_id, labels.limits)
+        if wait > 0:
+            raise RateLimited(
+                "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
+            )
+        with _in_flight(gateway, route):
+            return await _forward(gateway, dialect, request, key, route, parsed.model, body)
+    finally:
+        gateway.in_flight.leave(key.key_id)
 
 
 @contextmanager
-def _in_flight(meter: LoadMeter, route: ModelRoute) -> Iterator[None]:
-    """Count the request as in flight for its model (the autoscaler's load) while it runs."""
+def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
+    """Count the request as in flight for its model (the autoscaler's load, the gauge)."""
     loop, key = asyncio.get_running_loop(), (route.namespace, route.name)
-    meter.enter(key, loop.time())
+    gauge = gateway.metrics.in_flight.labels(route.served_name)
+    gateway.load.enter(key, loop.time())
+    gauge.inc()
     try:
         yield
     finally:
-        meter.leave(key, loop.time())
+        gateway.load.leave(key, loop.time())
+        gauge.dec()
 
 
 async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: KeyRecord,

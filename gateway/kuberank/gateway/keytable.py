@@ -40,6 +40,7 @@ class KeyRecord:
     disabled: bool = False
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
 
     def allows(self, served_name: str) -> bool:
         return ALL_MODELS in self.models or served_name in self.models
@@ -77,6 +78,7 @@ def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:
         disabled=spec.disabled,
         requests_per_minute=limits.requests_per_minute if limits else None,
         tokens_per_minute=limits.tokens_per_minute if limits else None,
+        concurrent_requests=limits.concurrent_requests if limits else None,
     )
 
 

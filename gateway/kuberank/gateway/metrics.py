@@ -41,6 +41,12 @@ class GatewayMetrics:
             ["key_id", "model"],
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "kuberank_gateway_requests_in_flight",
+            "Rerank requests the gateway is handling now (waking, forwarding), per model.",
+            ["model"],
+            registry=self.registry,
+        )
         self.wakeups = Counter(
             "kuberank_gateway_wakeups",
             "Models this gateway scaled up from zero replicas because a request came.",

@@ -68,10 +68,44 @@ class TokenBucket:
 class Limits:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
     share: float = 1.0  # this gateway replica's part of them: 1 / ready gateway replicas
 
     def shared(self, replicas: int) -> Limits:
         return replace(self, share=1.0 / max(1, replicas))
+
+    @property
+    def concurrent_here(self) -> int | None:
+        """This replica's part of the cap on requests in flight, rounded up (a cap below the
+        number of replicas would otherwise admit nothing anywhere)."""
+        if self.concurrent_requests is None:
+            return None
+        return max(1, math.ceil(self.concurrent_requests * self.share - 1e-9))
+
+
+class InFlight:
+    """Requests in flight per key id, against each key's cap. Event loop only."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def enter(self, key_id: str, cap: int | None) -> bool:
+        """Count one more request of ``key_id``; False (and nothing counted) at its cap."""
+        count = self._counts.get(key_id, 0)
+        if cap is not None and count >= cap:
+            return False
+        self._counts[key_id] = count + 1
+        return True
+
+    def leave(self, key_id: str) -> None:
+        left = self._counts.get(key_id, 0) - 1
+        if left > 0:
+            self._counts[key_id] = left
+        else:
+            self._counts.pop(key_id, None)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 @dataclass

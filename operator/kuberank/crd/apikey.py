@@ -23,13 +23,19 @@ def secret_name(apikey_name: str) -> str:
 
 
 class RateLimit(CrdModel):
-    """Per-key budgets the gateway enforces (token bucket per minute)."""
+    """Per-key budgets the gateway enforces (token buckets per minute, a cap on requests in
+    flight)."""
 
     requests_per_minute: int | None = Field(
         default=None, ge=1, le=1_000_000, description="Requests per minute."
     )
     tokens_per_minute: int | None = Field(
         default=None, ge=1, le=1_000_000_000, description="Prompt tokens per minute."
+    )
+    concurrent_requests: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="Requests in flight at once, so one client cannot fill every replica's "
+        "queue (each of N gateway replicas admits ceil(limit / N)).",
     )
 
 
