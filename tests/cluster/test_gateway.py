@@ -739,15 +739,18 @@ def routed_at(gateway_url: str, key: str) -> None:
     assert models.json().get("data") and models.json()["data"][0]["ready"], models.text
 
 
-def known_to_the_gateway(tenant: Tenant, key: str) -> None:
-    """Wait until the gateway has the key and model 'tiny' (without sending it a request)."""
+def known_to_the_gateway(tenant: Tenant, key: str) -> dict[str, Any]:
+    """Wait until the gateway has the key and model 'tiny' (without sending it a request);
+    its model card."""
 
-    def listed() -> None:
+    def listed() -> dict[str, Any]:
         response = httpx.get(f"{tenant.gateway.url}/v1/models",
                              headers={"authorization": f"Bearer {key}"})
         assert [m["id"] for m in response.json().get("data", [])] == [SERVED], response.text
+        card: dict[str, Any] = response.json()["data"][0]
+        return card
 
-    eventually(listed)
+    return eventually(listed)
 
 
 def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_ready(
@@ -756,7 +759,7 @@ def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_r
     wake = {"afterIdleSeconds": 600, "wakeReplicas": 2, "wakeTimeoutSeconds": 60}
     tenant.model("tiny", replicas=0, scaleToZero=wake)
     key = tenant.apikey("app")
-    known_to_the_gateway(tenant, key)
+    assert known_to_the_gateway(tenant, key)["state"] == "scaled_to_zero"
     before = sample(tenant.gateway.metrics(), "kuberank_gateway_wakeups_total", model=SERVED)
     held_before = sample(tenant.gateway.metrics(), "kuberank_gateway_wake_wait_seconds_count",
                          model=SERVED)
@@ -773,6 +776,7 @@ def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_r
         assert not any(f.done() for f in held), "held while no replica is ready"
         tenant.endpoints("tiny", REPLICA_1)  # what the Deployment's first ready pod brings
         answers = [f.result(timeout=30) for f in held]
+    assert known_to_the_gateway(tenant, key)["state"] == "ready"
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
     assert answers[0].json()["results"][0]["index"] == 1
     after = sample(tenant.gateway.metrics(), "kuberank_gateway_wakeups_total", model=SERVED)
@@ -849,7 +853,7 @@ def test_a_waking_model_whose_pods_fail_is_answered_at_once_with_the_reason(
     """Held while its pods may still start (no GPU free yet), not while they crash."""
     tenant.model("tiny", replicas=1, scaleToZero={"wakeTimeoutSeconds": 2})
     key = tenant.apikey("app")
-    known_to_the_gateway(tenant, key)
+    assert known_to_the_gateway(tenant, key)["state"] == "starting"
 
     def degraded(reason: str) -> None:  # as the operator reports its pods
         conditions = [{"type": "Degraded", "status": "True", "reason": reason,
@@ -871,6 +875,7 @@ def test_a_waking_model_whose_pods_fail_is_answered_at_once_with_the_reason(
     response = eventually(refused_at_once)
     assert response.json()["error"]["code"] == "no_ready_replica"
     assert "CrashLoop: Pod rrm-tiny-x: CrashLoop." in response.json()["error"]["message"]
+    assert known_to_the_gateway(tenant, key)["state"] == "failing"
 
     degraded("InsufficientGPU")
 
@@ -886,7 +891,7 @@ def test_a_waking_model_whose_pods_fail_is_answered_at_once_with_the_reason(
 def test_a_model_at_zero_replicas_without_scale_to_zero_is_not_woken(tenant: Tenant) -> None:
     tenant.model("tiny", replicas=0)
     key = tenant.apikey("app")
-    known_to_the_gateway(tenant, key)
+    assert known_to_the_gateway(tenant, key)["state"] == "stopped"
     response = tenant.post(key)
     assert response.status_code == 503 and response.json()["error"]["code"] == "no_ready_replica"
     model = tenant.get_model("tiny")

@@ -176,14 +176,25 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
 
 
 def _model_card(gateway: Gateway, name: str, route: ModelRoute) -> dict[str, Any]:
-    """An OpenAI-style model object; an alias names its model in ``root`` (as vLLM does)."""
+    """An OpenAI-style model object; an alias names its model in ``root`` (as vLLM does), and
+    ``state`` tells a client what its next request meets."""
+    ready = bool(gateway.routes.endpoints(route))
     return {
         "id": name,
         "object": "model",
         "owned_by": route.namespace,
         "root": route.served_name,
-        "ready": bool(gateway.routes.endpoints(route)),
+        "ready": ready,
+        "state": _state(route, ready),
     }
+
+
+def _state(route: ModelRoute, ready: bool) -> str:
+    if ready:
+        return "ready"
+    if route.replicas == 0:
+        return "scaled_to_zero" if route.wake is not None else "stopped"
+    return "failing" if route.failing else "starting"
 
 
 def _may_use(key: KeyRecord, name: str, route: ModelRoute) -> bool:
