@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.common import GROUP, VERSION, timestamp
 from kuberank.crd.rerankmodel import PLURAL
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -66,12 +66,12 @@ class KubeScaler:
         self, namespace: str, name: str, instance: str, in_flight: float, at: datetime
     ) -> None:
         """Merge-patch status.gatewayLoad[instance] (the operator's autoscaler sums them)."""
-        report = {"inFlight": round(in_flight, 3), "time": _stamp(at)}
+        report = {"inFlight": round(in_flight, 3), "time": timestamp(at)}
         self._patch_status(namespace, name, {"gatewayLoad": {instance: report}})
 
     def record_request(self, namespace: str, name: str, at: datetime) -> None:
         """Merge-patch status.lastRequestTime (the operator's idle clock reads it)."""
-        self._patch_status(namespace, name, {"lastRequestTime": _stamp(at)})
+        self._patch_status(namespace, name, {"lastRequestTime": timestamp(at)})
 
     def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
@@ -83,10 +83,6 @@ class KubeScaler:
             raise ModelWriteError(_reason(err, namespace, name)) from None
         except (HTTPError, OSError) as err:
             raise ModelWriteError(f"API server unreachable: {err}") from None
-
-
-def _stamp(at: datetime) -> str:
-    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _reason(err: ApiException, namespace: str, name: str) -> str:

@@ -8,7 +8,7 @@ operator and gateway parse API objects with the same classes.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -21,6 +21,23 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Kubernetes quantities arrive as YAML ints ("cpu: 4") or strings ("500m", "16Gi"). The CRD
 # schema can only say "int or string"; the pattern is checked here so the operator can name the
 # field in a Degraded condition instead of failing to apply a Deployment.
+def timestamp(when: datetime) -> str:
+    """A time as our objects store it (RFC 3339, UTC, whole seconds)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """A time read from an object (``timestamp``'s form or any ISO 8601 with a zone); None when
+    absent or unreadable, so a malformed field written by hand is ignored, not fatal."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 _QUANTITY_RE = re.compile(
     r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[mkMGTPE]|[KMGTPE]i)?$"
 )

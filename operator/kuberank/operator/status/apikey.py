@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kuberank.crd.apikey import ApiKeySpec
-from kuberank.operator.status.conditions import Cond, stamp, timestamp
+from kuberank.crd.common import timestamp
+from kuberank.operator.status.conditions import Cond, stamp
 
 
 def is_expired(spec: ApiKeySpec, now: datetime) -> bool:

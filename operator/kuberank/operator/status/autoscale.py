@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from kuberank.crd.common import parse_timestamp
 from kuberank.crd.rerankmodel import Autoscaling
-from kuberank.operator.status.idle import parse_time
 
 # A report older than this counts as no load: its gateway stopped reporting (gone, or idle).
 STALE_AFTER = timedelta(seconds=30)
@@ -34,7 +34,7 @@ def _reports(status: Mapping[str, Any] | None) -> dict[str, tuple[float, datetim
     reports: dict[str, tuple[float, datetime | None]] = {}
     for gateway, report in raw.items():
         if isinstance(report, Mapping) and isinstance(report.get("inFlight"), int | float):
-            reports[str(gateway)] = (float(report["inFlight"]), parse_time(report.get("time")))
+            reports[str(gateway)] = (float(report["inFlight"]), parse_timestamp(report.get("time")))
     return reports
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
+
+from kuberank.crd.common import timestamp
 
 
 @dataclass(frozen=True)
@@ -15,10 +17,6 @@ class Cond:
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str
-
-
-def timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def stamp(

@@ -11,25 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from kuberank.crd.common import parse_timestamp
 from kuberank.crd.rerankmodel import RerankModelSpec
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def last_request_time(body: dict[str, Any]) -> datetime | None:
     """``status.lastRequestTime`` as the gateway wrote it; None when absent or unreadable."""
-    return parse_time((body.get("status") or {}).get("lastRequestTime"))
+    return parse_timestamp((body.get("status") or {}).get("lastRequestTime"))
 
 
 def created_time(body: dict[str, Any]) -> datetime | None:
-    return parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+    return parse_timestamp((body.get("metadata") or {}).get("creationTimestamp"))
 
 
 def seconds_until_scale_down(
