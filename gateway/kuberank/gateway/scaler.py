@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,24 +44,23 @@ class KubeScaler:
         Read-then-replace with the read's resourceVersion: a model someone scaled meanwhile
         (another gateway replica, a person, an autoscaler) is left as they set it.
         """
-        for _ in range(3):
-            try:
+        with _writing(namespace, name):
+            for _ in range(3):
                 scale: Any = self._custom.get_namespaced_custom_object_scale(
                     GROUP, VERSION, namespace, PLURAL, name, _request_timeout=TIMEOUT
                 )
                 if int((scale.get("spec") or {}).get("replicas") or 0) > 0:
                     return False
                 scale["spec"] = {"replicas": replicas}
-                self._custom.replace_namespaced_custom_object_scale(
-                    GROUP, VERSION, namespace, PLURAL, name, scale, _request_timeout=TIMEOUT
-                )
+                try:
+                    self._custom.replace_namespaced_custom_object_scale(
+                        GROUP, VERSION, namespace, PLURAL, name, scale, _request_timeout=TIMEOUT
+                    )
+                except ApiException as err:
+                    if err.status == 409:  # changed since read: read again
+                        continue
+                    raise
                 return True
-            except ApiException as err:
-                if err.status == 409:
-                    continue
-                raise ModelWriteError(_reason(err, namespace, name)) from None
-            except (HTTPError, OSError) as err:
-                raise ModelWriteError(f"API server unreachable: {err}") from None
         return False
 
     def report_load(
@@ -74,15 +75,22 @@ class KubeScaler:
         self._patch_status(namespace, name, {"lastRequestTime": timestamp(at)})
 
     def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        try:
+        with _writing(namespace, name):
             self._custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status},
                 _request_timeout=TIMEOUT,
             )
-        except ApiException as err:
-            raise ModelWriteError(_reason(err, namespace, name)) from None
-        except (HTTPError, OSError) as err:
-            raise ModelWriteError(f"API server unreachable: {err}") from None
+
+
+@contextmanager
+def _writing(namespace: str, name: str) -> Iterator[None]:
+    """Turn the client's failures into one ModelWriteError that says what went wrong."""
+    try:
+        yield
+    except ApiException as err:
+        raise ModelWriteError(_reason(err, namespace, name)) from None
+    except (HTTPError, OSError) as err:
+        raise ModelWriteError(f"API server unreachable: {err}") from None
 
 
 def _reason(err: ApiException, namespace: str, name: str) -> str:
