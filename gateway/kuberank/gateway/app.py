@@ -77,6 +77,7 @@ class Gateway:
     waker: Waker | None = None
     load: LoadMeter = field(default_factory=LoadMeter)
     in_flight: InFlight = field(default_factory=InFlight)  # per key, for concurrentRequests
+    peers: tuple[str, str] | None = None  # the gateway's own Service (namespace, name)
 
 
 @dataclass
@@ -103,12 +104,13 @@ def _peers(settings: GatewaySettings) -> tuple[str, str] | None:
 
 def _gateway_replicas(gateway: Gateway) -> int:
     """Ready replicas behind the gateway's Service (1 when not configured or none seen yet)."""
-    peers = _peers(gateway.settings)
+    peers = gateway.peers
     return max(1, len(gateway.routes.service_endpoints(*peers))) if peers else 1
 
 
 def create_app(settings: GatewaySettings, source: Source | None = None) -> FastAPI:
-    gateway = Gateway(settings=settings, source=source or default_source(settings))
+    gateway = Gateway(settings=settings, source=source or default_source(settings),
+                      peers=_peers(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -301,12 +303,15 @@ def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
     """Count the request as in flight for its model (the autoscaler's load, the gauge)."""
     loop, key = asyncio.get_running_loop(), (route.namespace, route.name)
     gauge = gateway.metrics.in_flight.labels(route.served_name)
-    gateway.load.enter(key, loop.time())
+    metered = route.autoscaled  # only autoscaled models' load is ever reported
+    if metered:
+        gateway.load.enter(key, loop.time())
     gauge.inc()
     try:
         yield
     finally:
-        gateway.load.leave(key, loop.time())
+        if metered:
+            gateway.load.leave(key, loop.time())
         gauge.dec()
 
 
