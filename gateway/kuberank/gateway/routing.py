@@ -219,8 +219,9 @@ class RoutingTable:
     def names_in(self, namespace: str) -> list[tuple[str, ModelRoute]]:
         """Every name a client may send in the namespace (served names and the aliases they do
         not shadow), each with the model it reaches, sorted by name."""
-        names = {r.served_name: r for r in self.models_in(namespace)}
-        for route in sorted(self.models_in(namespace), key=lambda r: r.name):
+        routes = self.models_in(namespace)
+        names = {r.served_name: r for r in routes}
+        for route in sorted(routes, key=lambda r: r.name):
             for alias in route.aliases:
                 names.setdefault(alias, route)
         return sorted(names.items())
