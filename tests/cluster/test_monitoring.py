@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from polling import wait_for
 
 if TYPE_CHECKING:
     from conftest import Kubectl
@@ -40,14 +41,24 @@ def monitoring_crds(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) 
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folder = Path(json.loads(proc.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    def kubectl(*argv: str) -> str:
+        done = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *argv],
+                              capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def established(name: str) -> bool:
+        # Polled here: `kubectl wait` errors out on a CRD whose status is not written yet.
+        conditions = json.loads(kubectl("get", "crd", name, "-o", "json")).get("status", {})
+        return any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in conditions.get("conditions") or [])
+
     for plural in MONITOR_CRDS:
         crd = folder / f"monitoring.coreos.com_{plural}.yaml"
-        for argv in (["apply", "--server-side", "-f", str(crd)],
-                     ["wait", "--for=condition=Established", f"crd/{plural}.monitoring.coreos.com",
-                      "--timeout=60s"]):
-            done = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *argv],
-                                  capture_output=True, text=True, timeout=90)
-            assert done.returncode == 0, done.stderr
+        kubectl("apply", "--server-side", "-f", str(crd))
+    for plural in MONITOR_CRDS:
+        name = f"{plural}.monitoring.coreos.com"
+        wait_for(f"CRD {name} established", lambda: established(name))  # noqa: B023
 
 
 def rendered_monitors(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
