@@ -508,7 +508,7 @@ def test_x_api_key_header_authenticates_like_bearer(tenant: Tenant) -> None:
     assert tenant.post(key, header="x-api-key").status_code == 200
 
 
-def test_usage_and_requests_are_exported_by_key_id_and_model(tenant: Tenant) -> None:
+def test_usage_and_requests_are_exported_by_key_id_tenant_and_model(tenant: Tenant) -> None:
     key = served_tenant(tenant)
     parsed = parse_key(key)
     assert parsed is not None
@@ -519,6 +519,7 @@ def test_usage_and_requests_are_exported_by_key_id_and_model(tenant: Tenant) -> 
             text,
             "kuberank_gateway_requests_total",
             key_id=parsed.key_id,
+            namespace=tenant.namespace,
             model=SERVED,
             dialect="jina",
             status="200",
@@ -526,7 +527,8 @@ def test_usage_and_requests_are_exported_by_key_id_and_model(tenant: Tenant) -> 
         == 2
     )
     assert (
-        sample(text, "kuberank_gateway_usage_tokens_total", key_id=parsed.key_id, model=SERVED)
+        sample(text, "kuberank_gateway_usage_tokens_total", key_id=parsed.key_id,
+               namespace=tenant.namespace, model=SERVED)
         == 2 * tokens
     )
 

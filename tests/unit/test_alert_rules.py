@@ -63,41 +63,44 @@ def _alerts(name: str, at: str, *alerts: dict[str, Any]) -> dict[str, Any]:
     return {"eval_time": at, "alertname": name, "exp_alerts": list(alerts)}
 
 
-def test_each_alert_fires_for_the_model_in_trouble_only(
+def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
     promtool: str, rules_file: Path, tmp_path: Path
 ) -> None:
     requests, errors = "kuberank_gateway_requests_total", "kuberank_gateway_upstream_errors_total"
     latency = "kuberank_gateway_request_duration_seconds_bucket"
+    # The same served name in two tenants' namespaces: only team-a's is in trouble.
+    team_a = {"namespace": "team-a", "model": "bge"}
+    team_b = {"namespace": "team-b", "model": "bge"}
     series = [
-        # "bad": 10 % of its requests fail, all take 10-30 s, replicas refuse 0.1 a second
-        _series(requests, "0+90x40", model="bad", status="200", dialect="jina", key_id="k"),
-        _series(requests, "0+10x40", model="bad", status="503", dialect="jina", key_id="k"),
-        _series(latency, "0x40", model="bad", dialect="jina", le="10"),
-        _series(latency, "0+100x40", model="bad", dialect="jina", le="30"),
-        _series(latency, "0+100x40", model="bad", dialect="jina", le="+Inf"),
-        _series(errors, "0+6x40", model="bad", kind="refused"),
-        # "good": 1 % errors, fast, one connect error at the start and none since
-        _series(requests, "0+99x40", model="good", status="200", dialect="jina", key_id="k"),
-        _series(requests, "0+1x40", model="good", status="500", dialect="jina", key_id="k"),
-        _series(latency, "0+100x40", model="good", dialect="jina", le="0.1"),
-        _series(latency, "0+100x40", model="good", dialect="jina", le="+Inf"),
-        _series(errors, "1x40", model="good", kind="connect"),
+        # team-a: 10 % of its requests fail, all take 10-30 s, replicas refuse 0.1 a second
+        _series(requests, "0+90x40", **team_a, status="200", dialect="jina", key_id="k"),
+        _series(requests, "0+10x40", **team_a, status="503", dialect="jina", key_id="k"),
+        _series(latency, "0x40", **team_a, dialect="jina", le="10"),
+        _series(latency, "0+100x40", **team_a, dialect="jina", le="30"),
+        _series(latency, "0+100x40", **team_a, dialect="jina", le="+Inf"),
+        _series(errors, "0+6x40", **team_a, kind="refused"),
+        # team-b: 1 % errors, fast, one connect error at the start and none since
+        _series(requests, "0+99x40", **team_b, status="200", dialect="jina", key_id="k"),
+        _series(requests, "0+1x40", **team_b, status="500", dialect="jina", key_id="k"),
+        _series(latency, "0+100x40", **team_b, dialect="jina", le="0.1"),
+        _series(latency, "0+100x40", **team_b, dialect="jina", le="+Inf"),
+        _series(errors, "1x40", **team_b, kind="connect"),
     ]
-    bad = {"model": "bad", "severity": "warning"}
+    bad = {**team_a, "severity": "warning"}
     cases = [
         _alerts("KuberankRerankErrors", "8m"),  # pending: not yet held for 10m
         _alerts("KuberankRerankErrors", "20m", {"exp_labels": bad, "exp_annotations": {
-            "summary": "Rerank requests for bad fail with 5xx",
-            "description": "10% of the requests for model bad got 5xx at the gateway: no ready "
+            "summary": "Rerank requests for bge in team-a fail with 5xx",
+            "description": "10% of the requests for model bge got 5xx at the gateway: no ready "
             "replica, waking too slowly, a replica failing mid-request or timing out. kubectl "
-            "describe rrm shows the reason."}}),
+            "get rrm -n team-a shows the reason."}}),
         _alerts("KuberankRerankSlow", "20m", {"exp_labels": bad, "exp_annotations": {
-            "summary": "Rerank requests for bad are slow",
-            "description": "99% of the requests for model bad took up to 29.8s at the gateway. "
+            "summary": "Rerank requests for bge in team-a are slow",
+            "description": "99% of the requests for model bge took up to 29.8s at the gateway. "
             "Add replicas (or spec.autoscaling), or send fewer or shorter documents."}}),
         _alerts("KuberankReplicasRefuseWork", "20m", {"exp_labels": bad, "exp_annotations": {
-            "summary": "Replicas of bad keep turning requests away",
-            "description": "Runtime replicas of model bad answer 429 (queue full) or 503 (not "
+            "summary": "Replicas of bge in team-a keep turning requests away",
+            "description": "Runtime replicas of model bge answer 429 (queue full) or 503 (not "
             "loaded) before scoring, 0.10 times a second. Add replicas or set "
             "spec.autoscaling."}}),
         _alerts("KuberankReplicasUnreachable", "20m"),

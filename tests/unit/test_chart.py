@@ -156,7 +156,9 @@ def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm:
     assert monitor["metadata"]["labels"]["release"] == "prom"
     selected = monitor["spec"]["selector"]["matchLabels"]
     assert selected.items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    # honorLabels: the gateway's per-model series keep the tenant's namespace label
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True}]
     pods = next(d for d in docs if d["kind"] == "PodMonitor")["spec"]
     assert pods["namespaceSelector"] == {"any": True}
     assert pods["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]

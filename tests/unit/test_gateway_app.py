@@ -57,6 +57,7 @@ OBJECTS = [
     rerankmodel("minilm"),
     rerankmodel("small", limits={"maxDocuments": 2}),
     rerankmodel("elsewhere", namespace="ns2"),
+    rerankmodel("bge", namespace="ns2"),  # another tenant serving the same name
 ]
 
 
@@ -167,7 +168,7 @@ def test_models_lists_only_what_the_key_may_use_in_its_namespace(client: TestCli
 
     assert ids(KEY_ALL) == ["bge", "minilm", "small"]
     assert ids(KEY_BGE_ONLY) == ["bge"]
-    assert ids(KEY_OTHER_NS) == ["elsewhere"]
+    assert ids(KEY_OTHER_NS) == ["bge", "elsewhere"]
     assert client.get("/v1/models").status_code == 401
 
 
@@ -176,19 +177,34 @@ def test_health_and_readiness_once_objects_are_loaded(client: TestClient) -> Non
     assert client.get("/readyz").status_code == 200
 
 
-def test_metrics_count_requests_by_key_id_model_dialect_and_status(client: TestClient) -> None:
+def test_metrics_count_requests_by_key_id_tenant_model_dialect_and_status(
+    client: TestClient,
+) -> None:
     rerank(client, KEY_BGE_ONLY)
+    rerank(client, KEY_OTHER_NS)
+    rerank(client, KEY_OTHER_NS)
     rerank(client, None)
     text = client.get("/metrics").text
-    parsed = parse_key(KEY_BGE_ONLY)
-    assert parsed is not None
+    mine, theirs = parse_key(KEY_BGE_ONLY), parse_key(KEY_OTHER_NS)
+    assert mine is not None and theirs is not None
+    # Two tenants serving the same name keep series of their own.
     assert (
-        f'kuberank_gateway_requests_total{{dialect="jina",key_id="{parsed.key_id}",'
-        f'model="bge",status="503"}} 1.0'
+        f'kuberank_gateway_requests_total{{dialect="jina",key_id="{mine.key_id}",'
+        f'model="bge",namespace="ns1",status="503"}} 1.0'
     ) in text
-    assert 'kuberank_gateway_requests_total{dialect="jina",key_id="",model="",status="401"}' in text
-    assert "kuberank_gateway_request_duration_seconds_bucket" in text
-    assert parsed.secret not in text
+    assert (
+        f'kuberank_gateway_requests_total{{dialect="jina",key_id="{theirs.key_id}",'
+        f'model="bge",namespace="ns2",status="503"}} 2.0'
+    ) in text
+    assert (
+        'kuberank_gateway_request_duration_seconds_count{dialect="jina",model="bge",'
+        'namespace="ns2"} 2.0'
+    ) in text
+    assert (
+        'kuberank_gateway_requests_total{dialect="jina",key_id="",model="",namespace="",'
+        'status="401"}'
+    ) in text
+    assert mine.secret not in text and theirs.secret not in text
 
 
 def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: TestClient) -> None:

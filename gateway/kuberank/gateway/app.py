@@ -85,6 +85,7 @@ class _Labels:
     """What a request resolved to, for its metrics and its rate-limit headers."""
 
     key_id: str = ""
+    namespace: str = ""  # the key's: known from authentication on, before any model is
     model: str = ""
     limits: Limits = field(default_factory=Limits)
 
@@ -228,7 +229,8 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
             quota = gateway.limiter.quota(labels.key_id, labels.limits)
             response.headers.update(quota_headers(quota))
         gateway.metrics.observe_request(
-            labels.key_id, labels.model, label, response.status_code, time.perf_counter() - started
+            labels.key_id, labels.namespace, labels.model, label, response.status_code,
+            time.perf_counter() - started,
         )
         return response
 
@@ -269,7 +271,7 @@ async def _rerank(
 ) -> Response:
     settings = gateway.settings
     key = _authenticate(gateway, request)
-    labels.key_id = key.key_id
+    labels.key_id, labels.namespace = key.key_id, key.namespace
     labels.limits = Limits(
         key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
     ).shared(_gateway_replicas(gateway))
@@ -302,7 +304,7 @@ async def _rerank(
 def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
     """Count the request as in flight for its model (the autoscaler's load, the gauge)."""
     loop, key = asyncio.get_running_loop(), (route.namespace, route.name)
-    gauge = gateway.metrics.in_flight.labels(route.served_name)
+    gauge = gateway.metrics.requests_in_flight(route)
     metered = route.autoscaled  # only autoscaled models' load is ever reported
     if metered:
         gateway.load.enter(key, loop.time())
@@ -344,5 +346,5 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
         tokens = usage_tokens(answer.body, answer.usage_header)
         if tokens:
             gateway.limiter.charge_tokens(key.key_id, tokens)
-            gateway.metrics.tokens.labels(key.key_id, route.served_name).inc(tokens)
+            gateway.metrics.used_tokens(key.key_id, route, tokens)
     return Response(answer.body, status_code=answer.status, headers=answer.headers)

@@ -2,11 +2,15 @@
 
 Labels carry the public key id, never key material. The ``model`` label is the served name of a
 model the request was routed to, or ``""``: client-chosen strings that matched nothing must not
-create new series.
+create new series. ``namespace`` is the tenant (the key's namespace, which is the model's): two
+teams may serve the same name, and their series, dashboards and alerts must stay apart. It takes
+precedence over the scrape target's own ``namespace`` (the chart's ServiceMonitor honours labels),
+so gateway series line up with the runtime pods' series of the same model.
 """
 
 from __future__ import annotations
 
+from kuberank.gateway.routing import ModelRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -18,13 +22,13 @@ class GatewayMetrics:
         self.requests = Counter(
             "kuberank_gateway_requests",
             "Rerank requests answered by the gateway.",
-            ["key_id", "model", "dialect", "status"],
+            ["key_id", "namespace", "model", "dialect", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "kuberank_gateway_request_duration_seconds",
             "Time from request received to response ready, in seconds.",
-            ["model", "dialect"],
+            ["namespace", "model", "dialect"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -32,32 +36,32 @@ class GatewayMetrics:
             "kuberank_gateway_upstream_errors",
             "Failed attempts to reach a runtime replica, by kind (connect, timeout, protocol, "
             "refused: the runtime answered 429 or 503 without scoring).",
-            ["model", "kind"],
+            ["namespace", "model", "kind"],
             registry=self.registry,
         )
         self.tokens = Counter(
             "kuberank_gateway_usage_tokens",
             "Tokens the runtimes reported as used, per key and model.",
-            ["key_id", "model"],
+            ["key_id", "namespace", "model"],
             registry=self.registry,
         )
         self.in_flight = Gauge(
             "kuberank_gateway_requests_in_flight",
             "Rerank requests the gateway is handling now (waking, forwarding), per model.",
-            ["model"],
+            ["namespace", "model"],
             registry=self.registry,
         )
         self.wakeups = Counter(
             "kuberank_gateway_wakeups",
             "Models this gateway scaled up from zero replicas because a request came.",
-            ["model"],
+            ["namespace", "model"],
             registry=self.registry,
         )
         self.wake_wait = Histogram(
             "kuberank_gateway_wake_wait_seconds",
             "How long requests for a scaleToZero model without a ready replica were held "
             "until one was ready (tune wakeTimeoutSeconds with it).",
-            ["model"],
+            ["namespace", "model"],
             buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
             registry=self.registry,
         )
@@ -68,10 +72,25 @@ class GatewayMetrics:
         )
 
     def observe_request(
-        self, key_id: str, model: str, dialect: str, status: int, seconds: float
+        self, key_id: str, namespace: str, model: str, dialect: str, status: int, seconds: float
     ) -> None:
-        self.requests.labels(key_id, model, dialect, str(status)).inc()
-        self.latency.labels(model, dialect).observe(seconds)
+        self.requests.labels(key_id, namespace, model, dialect, str(status)).inc()
+        self.latency.labels(namespace, model, dialect).observe(seconds)
+
+    def upstream_error(self, route: ModelRoute, kind: str) -> None:
+        self.upstream_errors.labels(route.namespace, route.served_name, kind).inc()
+
+    def used_tokens(self, key_id: str, route: ModelRoute, tokens: int) -> None:
+        self.tokens.labels(key_id, route.namespace, route.served_name).inc(tokens)
+
+    def requests_in_flight(self, route: ModelRoute) -> Gauge:
+        return self.in_flight.labels(route.namespace, route.served_name)
+
+    def woke(self, route: ModelRoute) -> None:
+        self.wakeups.labels(route.namespace, route.served_name).inc()
+
+    def waited_for_wake(self, route: ModelRoute, seconds: float) -> None:
+        self.wake_wait.labels(route.namespace, route.served_name).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

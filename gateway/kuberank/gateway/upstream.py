@@ -94,16 +94,16 @@ class Upstream:
                     ) as response:
                         content = await response.read()
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError):
-                self._metrics.upstream_errors.labels(route.served_name, "connect").inc()
+                self._metrics.upstream_error(route, "connect")
                 self._balancer.mark_failed(endpoint)
                 continue
             except TimeoutError:
-                self._metrics.upstream_errors.labels(route.served_name, "timeout").inc()
+                self._metrics.upstream_error(route, "timeout")
                 raise UpstreamTimeout(
                     f"model {route.served_name!r} did not answer in time"
                 ) from None
             except aiohttp.ClientError:
-                self._metrics.upstream_errors.labels(route.served_name, "protocol").inc()
+                self._metrics.upstream_error(route, "protocol")
                 raise Unavailable(
                     f"model {route.served_name!r} replica failed mid-request",
                     retry_after=self._retry_after,
@@ -114,7 +114,7 @@ class Upstream:
             )
             if answer.status not in (BUSY, NOT_LOADED):
                 return answer
-            self._metrics.upstream_errors.labels(route.served_name, "refused").inc()
+            self._metrics.upstream_error(route, "refused")
             if answer.status == NOT_LOADED:
                 self._balancer.mark_failed(endpoint)  # rests like an unreachable one
             refused = answer

@@ -90,7 +90,7 @@ class Waker:
                     code="model_waking", retry_after=self._retry_after,
                 )
             await asyncio.sleep(self._poll)
-        self._metrics.wake_wait.labels(route.served_name).observe(loop.time() - started)
+        self._metrics.waited_for_wake(route, loop.time() - started)
         return endpoints
 
     def _wake_due(self, route: ModelRoute, now: float) -> bool:
@@ -128,7 +128,7 @@ class Waker:
                 code="wake_failed", retry_after=self._retry_after,
             ) from None
         if woke:
-            self._metrics.wakeups.labels(route.served_name).inc()
+            self._metrics.woke(route)
             log.info("woke model %s/%s: 0 → %d replicas", route.namespace, route.name, replicas)
 
     async def _record(self, route: ModelRoute) -> None:
