@@ -127,6 +127,14 @@ def runtime_pods(kubectl: Kubectl, ns: str, model: str) -> list[dict[str, Any]]:
     return items
 
 
+def lease_holder(kubectl: Kubectl) -> str | None:
+    """The operator replica holding the leader-election Lease, if any holds it."""
+    found = kubectl.json("get", "leases", "-n", SYSTEM_NS,
+                         f"--field-selector=metadata.name={RELEASE}-kuberank-operator")
+    holders = [(item.get("spec") or {}).get("holderIdentity") for item in found["items"]]
+    return str(holders[0]) if holders and holders[0] else None
+
+
 def served_requests(ip: str) -> float:
     text = get_text(f"http://{ip}:8080/metrics")
     return sample(text, "kuberank_runtime_requests_total", status="200")
@@ -142,6 +150,9 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
             "get", "pods", "-n", SYSTEM_NS, "-l", f"app.kubernetes.io/component={comp}"
         )["items"]
         assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == agent_node.name
+    # The operator acts only while it holds the leader-election Lease (granted by the chart's Role).
+    operator_pod = wait_for("operator to lead", lambda: lease_holder(kubectl))
+    assert operator_pod.startswith(f"{RELEASE}-kuberank-operator-"), operator_pod
 
     # The examples are valid against the installed CRDs.
     for example in sorted((REPO / "examples").glob("*.yaml")):
@@ -269,7 +280,7 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     proc = subprocess.run(
         [release, "upgrade", RELEASE, str(REPO / "charts" / "kuberank"), "-n", SYSTEM_NS,
          f"--kubeconfig={kubectl.kubeconfig}", "--reuse-values", "--set", "gateway.logLevel=debug",
-         "--wait", "--timeout=180s"],
+         "--set", "operator.verbose=true", "--wait", "--timeout=180s"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr + "\n" + agent_node.pod_logs()
@@ -288,6 +299,16 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
             return None  # no ready gateway pod yet
 
     url = wait_for("200 after the upgrade", answered_after_upgrade, timeout=60)
+    # The new operator pod stood by until the old one handed the Lease over; it leads now (what
+    # follows, scale to zero and autoscaling, is its work).
+    def new_leader() -> str | None:
+        holder = lease_holder(kubectl)
+        return holder if holder not in (None, operator_pod) else None
+
+    successor = wait_for("the new operator to lead", new_leader, timeout=60)
+    operators = kubectl.json("get", "pods", "-n", SYSTEM_NS, "-l",
+                             "app.kubernetes.io/component=operator")["items"]
+    assert [p["metadata"]["name"] for p in operators] == [successor]
 
     # Idle with scaleToZero, it goes to zero replicas (the operator); the next request wakes it
     # and is held until the new replica answers (the gateway), both through the chart's RBAC.

@@ -100,6 +100,8 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("gateway.autoscaling.targetCPUUtilizationPercentage=150", "maximum"),
         ("metrics.scrapeFrom[0].namespace=monitoring", "additional properties"),
         ("metrics.serviceMonitor.interval=soon", "pattern"),
+        ("operator.replicas=0", "minimum"),
+        ("operator.leaderElection.leaseSeconds=1", "minimum"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:
@@ -173,7 +175,7 @@ def test_scrape_from_reaches_the_operator_and_the_narrowed_gateway_policy(helm: 
                   "--set-json", 'networkPolicy.gatewayFrom=[{"podSelector": {}}]')
     operator = next(d for d in docs if d["kind"] == "Deployment" and "operator" in
                     d["metadata"]["name"])
-    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]
            ["env"]}
     assert OperatorSettings(metrics_from=json.loads(env["KUBERANK_METRICS_FROM"])).metrics_from == [
         PROMETHEUS]
@@ -196,6 +198,60 @@ def test_defaults_render_no_ingress_no_hpa_and_one_operator(helm: str) -> None:
         if d["metadata"]["name"] == "kr-kuberank-operator" and d["kind"] == "Deployment"
     )
     assert operator["spec"]["replicas"] == 1
+
+
+def _operator_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == "Deployment"
+                and d["metadata"]["name"] == "kr-kuberank-operator")
+
+
+def test_operator_replicas_elect_a_leader_through_a_lease_in_the_release_namespace(
+    helm: str,
+) -> None:
+    docs = render(helm, "--set", "operator.replicas=2", "--set",
+                  "operator.leaderElection.leaseSeconds=20")
+    deployment = _operator_deployment(docs)
+    assert deployment["spec"]["replicas"] == 2
+    # the new pod stands by until the old one hands the Lease over on SIGTERM
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    values = {name: e.get("value") for name, e in env.items()}
+    settings = OperatorSettings(
+        leader_elect=values["KUBERANK_LEADER_ELECT"],
+        lease_namespace=values["KUBERANK_LEASE_NAMESPACE"],
+        lease_name=values["KUBERANK_LEASE_NAME"],
+        lease_seconds=values["KUBERANK_LEASE_SECONDS"],
+    )
+    assert (settings.leader_elect, settings.lease_namespace, settings.lease_name,
+            settings.lease_seconds) == (True, "kuberank-system", "kr-kuberank-operator", 20)
+    assert env["KUBERANK_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role = next(d for d in docs if d["kind"] == "Role"
+                and d["metadata"]["name"] == "kr-kuberank-operator-lease")
+    assert role["metadata"]["namespace"] == "kuberank-system"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = next(d for d in docs if d["kind"] == "RoleBinding"
+                   and d["metadata"]["name"] == "kr-kuberank-operator-lease")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kr-kuberank-operator",
+                                    "namespace": "kuberank-system"}]
+
+
+def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreate(
+    helm: str,
+) -> None:
+    docs = render(helm, "--set", "operator.leaderElection.enabled=false")
+    deployment = _operator_deployment(docs)
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not any(name.startswith("KUBERANK_LEASE") for name in env)
+    assert not any(d["metadata"]["name"].endswith("operator-lease") for d in docs)
+    refused = subprocess.run(
+        [helm, "template", "kr", str(CHART), "--set", "operator.leaderElection.enabled=false",
+         "--set", "operator.replicas=2"], capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "operator.replicas > 1 needs operator.leaderElection.enabled=true" in refused.stderr
 
 
 def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:

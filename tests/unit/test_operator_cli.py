@@ -28,11 +28,29 @@ def test_metrics_from_flag_is_a_json_list_of_peers() -> None:
          "metrics_from: metrics_from[0] must be a NetworkPolicyPeer"),
         ([], {"KUBERANK_STARTUP_TIMEOUT_S": "5"},
          "startup_timeout_s: Input should be greater than or equal to 60"),
+        (["--leader-elect"], {}, "error: leader_elect needs lease_namespace"),
+        (["--leader-elect", "--lease-namespace", "ops", "--lease-seconds", "2"], {},
+         "lease_seconds: Input should be greater than or equal to 3"),
     ],
-    ids=["flag-not-json", "flag-not-a-list", "env-not-a-peer", "env-out-of-range"],
+    ids=["flag-not-json", "flag-not-a-list", "env-not-a-peer", "env-out-of-range",
+         "lease-without-namespace", "lease-too-short"],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_setting(
     argv: list[str], env: dict[str, str], message: str, settings_refusal: Callable[..., str]
 ) -> None:
     error = settings_refusal(parse_args, argv, env)
     assert error.startswith("kuberank-operator: error: ") and message in error
+
+
+def test_leader_election_is_off_unless_asked_and_reads_the_charts_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert parse_args([]).leader_elect is False
+    for name, value in {"KUBERANK_LEADER_ELECT": "true", "KUBERANK_LEASE_NAMESPACE": "ops",
+                        "KUBERANK_LEASE_NAME": "kr-kuberank-operator",
+                        "KUBERANK_LEASE_SECONDS": "20", "KUBERANK_IDENTITY": "pod-a"}.items():
+        monkeypatch.setenv(name, value)
+    settings = parse_args([])
+    assert (settings.leader_elect, settings.lease_namespace, settings.lease_name,
+            settings.lease_seconds, settings.identity) == (
+        True, "ops", "kr-kuberank-operator", 20, "pod-a")

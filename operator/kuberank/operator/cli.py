@@ -1,7 +1,7 @@
 """kuberank-operator: run the kopf operator with kuberank's handlers.
 
 Flags mirror KUBERANK_* environment variables (flags win). SIGTERM/SIGINT stop it gracefully:
-kopf finishes running handlers, then exits.
+kopf finishes running handlers, then exits (handing the leader-election Lease back, if held).
 """
 
 from __future__ import annotations
@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
+import uuid
 from typing import Any
 
 import kopf
 from kuberank.operator.kube import Kube, load_client
+from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
 from kuberank.operator.settings import OperatorSettings
 from pydantic import ValidationError
 
@@ -36,7 +40,9 @@ def _json_list(text: str) -> list[Any]:
 
 
 def _problem(loc: tuple[int | str, ...], msg: str) -> str:
-    return f"{'.'.join(str(x) for x in loc)}: {msg.removeprefix('Value error, ')}"
+    where = ".".join(str(x) for x in loc)
+    msg = msg.removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
 
 
 def parse_args(argv: list[str] | None) -> OperatorSettings:
@@ -51,6 +57,12 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     p.add_argument("--metrics-from", type=_json_list, help=_help("metrics_from"))
     p.add_argument("--json-logs", action="store_true", default=None, help=_help("json_logs"))
     p.add_argument("--verbose", "-v", action="store_true", default=None, help=_help("verbose"))
+    p.add_argument("--leader-elect", action="store_true", default=None,
+                   help=_help("leader_elect"))
+    p.add_argument("--lease-namespace", help=_help("lease_namespace"))
+    p.add_argument("--lease-name", help=_help("lease_name"))
+    p.add_argument("--lease-seconds", type=int, help=_help("lease_seconds"))
+    p.add_argument("--identity", help=_help("identity"))
     given = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     try:
         return OperatorSettings(**given)
@@ -86,15 +98,39 @@ def main(argv: list[str] | None = None) -> int:
         configure(operator_settings, settings)
 
     operator_settings = settings
-    memo = kopf.Memo(kube=Kube(load_client()), settings=settings)
-    kopf.run(
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=settings.liveness_endpoint or None,
-        memo=memo,
-    )
+    api = load_client()
+    leadership = _lead(settings, api) if settings.leader_elect else None
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=settings.liveness_endpoint or None,
+            memo=kopf.Memo(kube=Kube(api), settings=settings),
+        )
+    finally:
+        if leadership is not None:
+            leadership.release()
     return 0
+
+
+def _lead(settings: OperatorSettings, api: Any) -> Leadership:
+    """Wait (healthy) until this replica holds the Lease, then keep it renewed; losing it ends
+    the process at once, before another leader's handlers could race this one's."""
+    identity = settings.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    leadership = Leadership(api, settings.lease_namespace, settings.lease_name, identity,
+                            LeaseTiming.for_lease(settings.lease_seconds))
+    with standby_health(settings.liveness_endpoint):
+        leadership.acquire()
+
+    def deposed() -> None:
+        logging.getLogger(__name__).error(
+            "lost lease %s/%s (not renewed in time); exiting so that only the new leader acts",
+            settings.lease_namespace, settings.lease_name)
+        os._exit(1)
+
+    leadership.keep(on_lost=deposed)
+    return leadership
 
 
 if __name__ == "__main__":

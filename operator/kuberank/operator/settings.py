@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VERSION = "0.1.0"
@@ -42,6 +42,29 @@ class OperatorSettings(BaseSettings):
         description="NetworkPolicy peers (JSON list, e.g. the Prometheus namespace) that may "
         "scrape the runtime pods' /metrics; empty admits only the gateway.",
     )
+
+    leader_elect: bool = Field(
+        default=False,
+        description="Run handlers only while holding a Lease, so more replicas can stand by.",
+    )
+    lease_namespace: str = Field(
+        default="", description="Namespace of the leader-election Lease (the operator's own)."
+    )
+    lease_name: str = Field(default="kuberank-operator", description="Name of that Lease.")
+    lease_seconds: int = Field(
+        default=15, ge=3, description="How long a leader that stops renewing keeps the Lease."
+    )
+    identity: str = Field(
+        default="",
+        description="This replica's name in the Lease (the pod's); empty means host name plus "
+        "a random suffix.",
+    )
+
+    @model_validator(mode="after")
+    def _lease_has_a_namespace(self) -> OperatorSettings:
+        if self.leader_elect and not self.lease_namespace:
+            raise ValueError("leader_elect needs lease_namespace (the operator's own namespace)")
+        return self
 
     @field_validator("metrics_from")
     @classmethod

@@ -1,0 +1,156 @@
+"""Leader election on a coordination.k8s.io Lease, so operator replicas can stand by.
+
+kopf handlers must never run in two processes on the same objects, which kept the operator at one
+replica: a lost node then stopped reconciling, scaling to zero and autoscaling for the minutes it
+takes Kubernetes to reschedule the pod. With a Lease, a second replica waits and takes over within
+a lease duration. The kubernetes client's own ``leaderelection`` runs the protocol (expiry judged
+by the follower's own clock since it last saw the record change, so clock skew between nodes does
+not matter); this module adapts it to a process that runs kopf in its main thread:
+
+- ``acquire`` blocks until this process leads (``standby_health`` keeps a standby's probe green);
+- ``keep`` renews in a daemon thread and calls ``on_lost`` when a renewal misses its deadline; the
+  caller exits at once, as controller-runtime does, because a deposed leader must not keep writing;
+- ``release`` hands the lease back on a graceful stop, so a rolling update does not wait it out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """How long a lease lasts, how long the leader keeps trying to renew it, how often it tries.
+
+    Derived from the lease duration alone with client-go's proportions (15 s → 10 s → 2 s).
+    """
+
+    lease_seconds: int
+    renew_deadline_seconds: int
+    retry_seconds: int
+
+    @classmethod
+    def for_lease(cls, lease_seconds: int) -> LeaseTiming:
+        if lease_seconds < 3:
+            raise ValueError(f"a lease must last at least 3 seconds, got {lease_seconds}")
+        return cls(lease_seconds, lease_seconds * 2 // 3, max(1, lease_seconds // 7))
+
+
+class _Election(leaderelection.LeaderElection):
+    """The library's election, which stops renewing (without writing) once released, and takes
+    a failed call (API server unreachable) for a failed attempt instead of dying with it."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)  # type: ignore[no-untyped-call]
+        self.releasing = threading.Event()
+
+    def try_acquire_or_renew(self) -> bool:
+        if self.releasing.is_set():
+            return False
+        try:
+            return bool(super().try_acquire_or_renew())  # type: ignore[no-untyped-call]
+        except Exception as err:  # any failure is a missed attempt, retried
+            log.warning("lease %s: %s", self.election_config.lock.name, err)
+            return False
+
+
+class Leadership:
+    """This process's claim on the Lease ``namespace/name`` under ``identity``."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str,
+                 timing: LeaseTiming) -> None:
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self._leases = client.CoordinationV1Api(api)
+        lock = LeaseLock(name, namespace, identity)  # type: ignore[no-untyped-call]
+        lock.api_instance = self._leases  # the operator's client, not the library's default
+        config = electionconfig.Config(  # type: ignore[no-untyped-call]
+            lock, timing.lease_seconds, timing.renew_deadline_seconds, timing.retry_seconds,
+            onstarted_leading=lambda: None, onstopped_leading=None,
+        )
+        self._election = _Election(config)
+
+    def acquire(self) -> None:
+        """Block until this process holds the lease."""
+        log.info("waiting to lead: lease %s/%s, identity %s", self.namespace, self.name,
+                 self.identity)
+        self._election.acquire()  # type: ignore[no-untyped-call]
+        log.info("leading: lease %s/%s held by %s", self.namespace, self.name, self.identity)
+
+    def keep(self, on_lost: Callable[[], None]) -> None:
+        """Renew in the background; ``on_lost`` runs if a renewal misses its deadline."""
+
+        def renew() -> None:
+            try:
+                self._election.renew_loop()  # type: ignore[no-untyped-call]
+            finally:
+                if not self._election.releasing.is_set():
+                    on_lost()
+
+        threading.Thread(target=renew, name="lease-renewal", daemon=True).start()
+
+    def release(self) -> None:
+        """Stop renewing and clear the holder, so a standby takes over without waiting."""
+        self._election.releasing.set()
+        for _ in range(3):  # a renewal racing this write makes it a 409: read again
+            try:
+                lease = self._leases.read_namespaced_lease(self.name, self.namespace)
+                if lease.spec is None or lease.spec.holder_identity != self.identity:
+                    return
+                lease.spec.holder_identity = None
+                self._leases.replace_namespaced_lease(self.name, self.namespace, lease)
+                log.info("released lease %s/%s", self.namespace, self.name)
+                return
+            except ApiException as err:
+                if err.status != 409:
+                    log.warning("could not release lease %s/%s: %s", self.namespace, self.name,
+                                err.reason)
+                    return
+
+
+class _HealthServer(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], path: str) -> None:
+        super().__init__(address, _Healthy)
+        self.health_path = path
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        assert isinstance(self.server, _HealthServer)
+        self.send_response(200 if urlsplit(self.path).path == self.server.health_path else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes every few seconds are not worth a log line."""
+
+
+@contextmanager
+def standby_health(endpoint: str | None) -> Iterator[None]:
+    """Answer the liveness endpoint while waiting to lead, so the probe does not restart a
+    healthy standby; the port is freed before kopf serves the same endpoint."""
+    if not endpoint:
+        yield
+        return
+    url = urlsplit(endpoint)
+    server = _HealthServer((url.hostname or "0.0.0.0", url.port or 80), url.path or "/")
+    thread = threading.Thread(target=server.serve_forever, name="standby-health", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
