@@ -54,6 +54,7 @@ def test_standby_takes_over_from_a_stalled_leader_which_then_exits(
         kubectl.apply(model("before"))
         wait_for("leader reconciles", lambda: kubectl.get("deployment", "rrm-before"))
         assert holder(kubectl) == "first"
+        assert "waiting to lead" in second.logs()
         assert "reconcile" not in second.logs(), "the standby acted"
 
         first.proc.send_signal(signal.SIGSTOP)

@@ -32,6 +32,18 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 log = logging.getLogger(__name__)
 
 
+class _OnlyTrouble(logging.Filter):
+    """The library logs every renewal and every follower poll at INFO (one line every couple of
+    seconds, forever); keep its failures and leader changes, drop the routine."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.getMessage().startswith(
+            ("Error", "Failed", "Leader has switched"))
+
+
+logging.getLogger("leaderelection").addFilter(_OnlyTrouble())
+
+
 @dataclass(frozen=True)
 class LeaseTiming:
     """How long a lease lasts, how long the leader keeps trying to renew it, how often it tries.
