@@ -238,6 +238,25 @@ def test_operator_replicas_elect_a_leader_through_a_lease_in_the_release_namespa
                                     "namespace": "kuberank-system"}]
 
 
+def test_gateway_and_operator_replicas_spread_over_nodes_softly_unless_turned_off(
+    helm: str,
+) -> None:
+    deployments = {d["metadata"]["name"]: d for d in render(helm) if d["kind"] == "Deployment"}
+    for component in ("gateway", "operator"):
+        pod = deployments[f"kr-kuberank-{component}"]["spec"]["template"]
+        [spread] = pod["spec"]["topologySpreadConstraints"]
+        # soft: a single-node cluster still schedules every replica
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        selector = spread["labelSelector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items()
+        assert selector["app.kubernetes.io/component"] == component
+    off = render(helm, "--set", "gateway.spreadOverNodes=false",
+                 "--set", "operator.spreadOverNodes=false")
+    assert not any("topologySpreadConstraints" in d["spec"]["template"]["spec"]
+                   for d in off if d["kind"] == "Deployment")
+
+
 def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreate(
     helm: str,
 ) -> None:

@@ -85,3 +85,15 @@ checkov.io/skip1: CKV_K8S_43=Images are pinned by release tag (the chart's appVe
 checkov.io/skip2: CKV_K8S_15=Release tags are immutable, so IfNotPresent is safe and keeps air-gapped clusters working; pullPolicy is a value.
 checkov.io/skip3: CKV_K8S_38=Both the operator and the gateway are Kubernetes API clients (watches) and need their ServiceAccount token.
 {{- end -}}
+
+{{/* A soft spread of a component's replicas over nodes: never blocks scheduling, but a node
+that fails does not take every replica with it. Args: ctx, component. */}}
+{{- define "kuberank.spreadOverNodes" -}}
+topologySpreadConstraints:
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "kuberank.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end -}}
