@@ -236,6 +236,14 @@ def test_operator_replicas_elect_a_leader_through_a_lease_in_the_release_namespa
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kr-kuberank-operator",
                                     "namespace": "kuberank-system"}]
+    [budget] = [d for d in docs if d["kind"] == "PodDisruptionBudget"
+                and d["metadata"]["name"] == "kr-kuberank-operator"]
+    assert budget["spec"]["maxUnavailable"] == 1  # a drain keeps one replica
+    assert budget["spec"]["selector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items())
+    # one replica: no budget, which would block every drain of its node
+    assert not any(d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] ==
+                   "kr-kuberank-operator" for d in render(helm))
 
 
 def test_gateway_and_operator_replicas_spread_over_nodes_softly_unless_turned_off(
