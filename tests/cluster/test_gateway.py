@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -1214,3 +1215,50 @@ def test_gateway_relists_after_losing_the_api_server(
     finally:
         proc.stop()
         proxy.close()
+
+
+def test_sigterm_drains_serving_new_requests_while_readiness_fails(
+    tenant: Tenant, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """A rolling update loses nothing: after SIGTERM the gateway still answers new connections
+    for --drain-seconds (load balancers are still moving away) and only then stops."""
+    key = served_tenant(tenant)
+    proc, url = gateway_process(kubeconfig, tmp_path / "gw.log", "--namespaces",
+                                tenant.namespace, "--drain-seconds", "3")
+    behind = Tenant(tenant.api, tenant.namespace, Gateway(url, proc))
+    try:
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        proc.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+
+        def draining() -> None:
+            answer = httpx.get(f"{url}/readyz", timeout=2)
+            assert answer.status_code == 503 and answer.json()["error"]["code"] == "draining"
+
+        eventually(draining, timeout=2)
+        with httpx.Client(timeout=5) as fresh:  # a new connection, as a load balancer opens
+            assert fresh.get(f"{url}/healthz").status_code == 200
+        assert behind.post(key).status_code == 200  # forwarded and ranked while draining
+        proc.proc.wait(timeout=15)
+        assert time.monotonic() - signalled >= 3
+        assert "SIGTERM: still serving" in proc.log.read_text()
+    finally:
+        proc.stop()
+
+    # A second SIGTERM (or Ctrl-C) does not wait out the drain.
+    proc, url = gateway_process(kubeconfig, tmp_path / "gw2.log", "--namespaces",
+                                tenant.namespace, "--drain-seconds", "60")
+    try:
+        wait_http_ok(f"{url}/readyz", proc, timeout=60)
+        proc.proc.send_signal(signal.SIGTERM)
+        eventually(lambda: assert_status(httpx.get(f"{url}/readyz", timeout=2), 503), timeout=2)
+        began = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.proc.wait(timeout=10)
+        assert time.monotonic() - began < 10
+    finally:
+        proc.stop()
+
+
+def assert_status(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text

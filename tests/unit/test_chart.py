@@ -246,6 +246,22 @@ def test_operator_replicas_elect_a_leader_through_a_lease_in_the_release_namespa
                    "kr-kuberank-operator" for d in render(helm))
 
 
+def test_gateway_drains_and_gets_the_grace_to_finish_requests_in_flight(helm: str) -> None:
+    def gateway_pod(*args: str) -> dict[str, Any]:
+        docs = render(helm, *args)
+        deployment = next(d for d in docs if d["kind"] == "Deployment"
+                          and d["metadata"]["name"] == "kr-kuberank-gateway")
+        return dict(deployment["spec"]["template"]["spec"])
+
+    pod = gateway_pod()
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["KUBERANK_GATEWAY_DRAIN_SECONDS"] == "5"
+    assert pod["terminationGracePeriodSeconds"] == 5 + 60 + 5  # drain + upstream timeout
+    pod = gateway_pod("--set", "gateway.drainSeconds=0", "--set-json",
+                      "gateway.upstreamTimeoutSeconds=2.5")
+    assert pod["terminationGracePeriodSeconds"] == 0 + 3 + 5
+
+
 def test_gateway_and_operator_replicas_spread_over_nodes_softly_unless_turned_off(
     helm: str,
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -78,6 +79,7 @@ class Gateway:
     load: LoadMeter = field(default_factory=LoadMeter)
     in_flight: InFlight = field(default_factory=InFlight)  # per key, for concurrentRequests
     peers: tuple[str, str] | None = None  # the gateway's own Service (namespace, name)
+    draining: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM
 
 
 @dataclass
@@ -161,6 +163,8 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        if gateway.draining.is_set():
+            return error_response(Unavailable("shutting down: draining", code="draining"))
         if not gateway.source.synced():
             return error_response(Unavailable("caches not yet synced", retry_after=1))
         return JSONResponse({"status": "ready"})

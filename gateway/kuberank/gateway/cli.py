@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
 from kuberank.gateway.app import create_app
+from kuberank.gateway.serving import serve
 from kuberank.gateway.settings import GatewaySettings
 from pydantic import ValidationError
 from pydantic_settings import CliApp
@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     if settings.log_level.lower() != "debug":
         # httpx logs every upstream request at INFO; metrics already count them.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    serve(
+        app,
+        settings.drain_seconds,
+        app.state.gateway.draining,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

@@ -36,6 +36,10 @@ class GatewaySettings(BaseSettings):
     connect_timeout: float = Field(
         default=2.0, gt=0, description="Seconds to wait for a connection to a runtime replica."
     )
+    drain_seconds: float = Field(
+        default=5.0, ge=0, description="Seconds to keep accepting requests after SIGTERM (while "
+        "/readyz fails) before shutting down, so load balancers stop sending first.",
+    )
     retry_after: int = Field(
         default=5, ge=1, description="Retry-After seconds sent with 503 when no replica is ready."
     )

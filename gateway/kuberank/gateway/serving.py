@@ -1,0 +1,45 @@
+"""uvicorn that drains before it stops, so a rolling update loses no request.
+
+When a pod is deleted, the EndpointSlice update and the SIGTERM race: load balancers and
+Ingress controllers keep sending new connections for a moment after the signal, and a plain
+uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502). On
+the first SIGTERM this server keeps accepting for ``drain_seconds`` while ``/readyz`` fails, and
+only then shuts down as uvicorn does (finishing requests in flight). A second SIGTERM, or
+Ctrl-C, stops it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain_seconds: float,
+                 draining: threading.Event) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+        self.draining = draining
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self._drain_seconds <= 0 or self.draining.is_set():
+            super().handle_exit(sig, frame)
+            return
+        self.draining.set()
+        log.info("SIGTERM: still serving for %.1fs while load balancers stop sending, then "
+                 "finishing requests in flight", self._drain_seconds)
+        stop = threading.Timer(self._drain_seconds, super().handle_exit, (sig, frame))
+        stop.daemon = True
+        stop.start()
+
+
+def serve(app: Any, drain_seconds: float, draining: threading.Event, **config: Any) -> None:
+    """Run ``app`` like ``uvicorn.run(app, **config)``, draining on SIGTERM."""
+    DrainingServer(uvicorn.Config(app, **config), drain_seconds, draining).run()
