@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
 import json
 import re
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,6 +208,37 @@ def test_ten_megabyte_document_is_413_when_the_request_refuses_truncation(server
     doc = "panda " * (10 * 2**20 // 6)
     assert_error(rerank(server, {"query": "q", "documents": [doc], "truncate": False}), 413,
                  "document_too_long")
+
+
+def test_gzip_and_deflate_bodies_are_inflated_and_score_like_plain_ones(server: Server) -> None:
+    payload = json.dumps({"query": "What is a panda?", "documents": DOCS}).encode()
+    plain = server.client.post("/v1/rerank", content=payload)
+    assert plain.status_code == 200, plain.text
+    for encoding, packed in (("gzip", gzip.compress(payload)), ("deflate", zlib.compress(payload))):
+        answer = server.client.post("/v1/rerank", content=packed,
+                                    headers={"content-encoding": encoding})
+        assert answer.status_code == 200, (encoding, answer.text)
+        assert answer.json()["results"] == plain.json()["results"]
+
+
+def test_bad_or_unknown_body_encodings_are_refused_and_the_server_keeps_serving(
+    server: Server,
+) -> None:
+    payload = json.dumps({"query": "q", "documents": ["a"]}).encode()
+    refused = [
+        (server.client.post("/v1/rerank", content=payload, headers={"content-encoding": "br"}),
+         415, "unsupported_encoding"),
+        (server.client.post("/v1/rerank", content=payload,
+                            headers={"content-encoding": "gzip"}), 400, "invalid_encoding"),
+        (server.client.post("/v1/rerank", content=gzip.compress(payload)[:-12],
+                            headers={"content-encoding": "gzip"}), 400, "invalid_encoding"),
+        # 13 MiB of spaces packs into a few KiB: the cap holds for what it inflates to
+        (server.client.post("/v1/rerank", content=gzip.compress(b" " * (13 * 2**20) + payload),
+                            headers={"content-encoding": "gzip"}), 413, "payload_too_large"),
+    ]
+    for answer, status, code in refused:
+        assert_error(answer, status, code)
+    assert rerank(server, {"query": "q", "documents": ["a"]}).status_code == 200
 
 
 def test_body_over_the_limit_is_413(server: Server) -> None:

@@ -5,6 +5,7 @@ Forwarding to a real runtime is covered by tests/cluster/test_gateway.py.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,22 @@ def test_body_over_the_cap_gets_413(client: TestClient) -> None:
     assert rerank(client, KEY_ALL, body).status_code == 413
 
 
+def test_gzip_body_is_inflated_before_its_checks_and_unknown_encodings_get_415(
+    client: TestClient,
+) -> None:
+    packed = gzip.compress(json.dumps(
+        {"model": "bge", "query": "q", "documents": ["a", "b", "c", "d"]}).encode())
+    sent = {"authorization": f"Bearer {KEY_ALL}", "content-encoding": "gzip"}
+    response = client.post("/v1/rerank", content=packed, headers=sent)
+    assert (response.status_code, error_code(response)) == (422, "too_many_documents")
+    bomb = gzip.compress(b" " * 10_000 + b"{}")  # under the 4096-byte cap packed, not inflated
+    response = client.post("/v1/rerank", content=bomb, headers=sent)
+    assert (response.status_code, error_code(response)) == (413, "payload_too_large")
+    response = client.post("/v1/rerank", content=packed,
+                           headers={**sent, "content-encoding": "zstd"})
+    assert (response.status_code, error_code(response)) == (415, "unsupported_encoding")
+
+
 def test_more_documents_than_allowed_gets_422(client: TestClient) -> None:
     body = {"model": "bge", "query": "q", "documents": ["a", "b", "c", "d"]}
     response = rerank(client, KEY_ALL, body)
@@ -217,7 +234,7 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
         operation = document["paths"][path]["post"]
         assert operation["requestBody"]["required"] is True
         assert set(operation["responses"]) == {
-            "200", "400", "401", "403", "404", "413", "422", "429", "503", "504"}
+            "200", "400", "401", "403", "404", "413", "415", "422", "429", "503", "504"}
 
 
 def test_probes_answer_head_as_well_as_get(client: TestClient) -> None:

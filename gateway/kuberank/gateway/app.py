@@ -49,6 +49,7 @@ from kuberank.protocol.errors import (
     Unauthorized,
     Unavailable,
     Unprocessable,
+    UnsupportedMediaType,
     UpstreamTimeout,
     error_response,
     install_error_handlers,
@@ -59,8 +60,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 
-ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge, Unprocessable,
-          RateLimited, Unavailable, UpstreamTimeout)
+ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge,
+          UnsupportedMediaType, Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
 
 
 @dataclass

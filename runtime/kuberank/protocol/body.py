@@ -1,14 +1,33 @@
 """Read a request body with a size cap, so a huge upload is a 413 and not a memory spike, and a
-client that hangs up mid-upload a 499 in the metrics rather than a logged server error."""
+client that hangs up mid-upload a 499 in the metrics rather than a logged server error.
+
+A gzip- or deflate-encoded body (``Content-Encoding``; some HTTP clients compress large uploads)
+is inflated under the same cap, so a small compressed body cannot expand without bound; any other
+encoding is a 415 rather than a misleading "not valid UTF-8".
+"""
 
 from __future__ import annotations
 
-from kuberank.protocol.errors import BadRequest, ClientClosedRequest, PayloadTooLarge
+import zlib
+
+from kuberank.protocol.errors import (
+    BadRequest,
+    ClientClosedRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from starlette.requests import ClientDisconnect, Request
+
+INFLATED = ("gzip", "x-gzip", "deflate")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as it is known to exceed `limit` bytes."""
+    """The whole body, decoded, or PayloadTooLarge as soon as it is known to exceed ``limit``."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", *INFLATED):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; send the body as is, gzip or "
+            "deflate")
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -28,4 +47,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:  # not a server error: nobody is left to answer
         raise ClientClosedRequest(
             f"the client closed the connection after {received} bytes of the body") from None
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    return inflate(body, encoding, limit) if encoding in INFLATED else body
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress a gzip or zlib (HTTP "deflate") body to at most ``limit`` bytes."""
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # accepts a gzip or a zlib header
+    try:
+        inflated = decoder.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise BadRequest(f"request body is not valid {encoding}: {err}",
+                         code="invalid_encoding") from None
+    if len(inflated) > limit:
+        raise PayloadTooLarge(
+            f"request body inflates to more than the limit of {limit} bytes")
+    if not decoder.eof:
+        raise BadRequest(f"request body is not valid {encoding}: it ends early",
+                         code="invalid_encoding")
+    return inflated

@@ -65,6 +65,12 @@ class PayloadTooLarge(ApiError):  # noqa: N818 - names read as HTTP statuses
     default_code = "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 415
+    type = "invalid_request_error"
+    default_code = "unsupported_encoding"
+
+
 class Unprocessable(ApiError):  # noqa: N818 - names read as HTTP statuses
     status = 422
     type = "invalid_request_error"
@@ -116,7 +122,7 @@ def error_response(err: ApiError) -> JSONResponse:
 _HTTP_STATUS_ERRORS: dict[int, type[ApiError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge,
-                Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
+                UnsupportedMediaType, Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
 }
 
 

@@ -36,6 +36,7 @@ ERRORS = {
     403: "The API key may not use this model.",
     404: "No such model.",
     413: "Body over the size limit, or a pair too long where truncation is refused.",
+    415: "A Content-Encoding other than gzip, deflate or identity.",
     422: "A field of the wrong type or value, or more documents than allowed.",
     429: "Rate limit of the key, or the model's queue, is full; see Retry-After.",
     503: "The model is loading, has no ready replica or is waking up; see Retry-After.",

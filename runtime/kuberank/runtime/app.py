@@ -21,6 +21,7 @@ from kuberank.protocol.errors import (
     RateLimited,
     Unavailable,
     Unprocessable,
+    UnsupportedMediaType,
     error_body,
     error_response,
     install_error_handlers,
@@ -73,7 +74,8 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
         metrics.latency.labels(dialect.value).observe(time.perf_counter() - started)
 
 
-ERRORS = (BadRequest, ModelNotFound, PayloadTooLarge, Unprocessable, RateLimited, Unavailable)
+ERRORS = (BadRequest, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable,
+          RateLimited, Unavailable)
 
 
 def _rerank_router() -> APIRouter:
