@@ -41,8 +41,6 @@ class _OnlyTrouble(logging.Filter):
             ("Error", "Failed", "Leader has switched"))
 
 
-logging.getLogger("leaderelection").addFilter(_OnlyTrouble())
-
 
 @dataclass(frozen=True)
 class LeaseTiming:
@@ -86,6 +84,9 @@ class Leadership:
     def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str,
                  timing: LeaseTiming) -> None:
         self.namespace, self.name, self.identity = namespace, name, identity
+        library_log = logging.getLogger("leaderelection")
+        if not any(isinstance(f, _OnlyTrouble) for f in library_log.filters):
+            library_log.addFilter(_OnlyTrouble())
         self._leases = client.CoordinationV1Api(api)
         lock = LeaseLock(name, namespace, identity)  # type: ignore[no-untyped-call]
         lock.api_instance = self._leases  # the operator's client, not the library's default
@@ -131,6 +132,9 @@ class Leadership:
                     log.warning("could not release lease %s/%s: %s", self.namespace, self.name,
                                 err.reason)
                     return
+            except Exception as err:  # API server unreachable: the lease simply runs out
+                log.warning("could not release lease %s/%s: %s", self.namespace, self.name, err)
+                return
 
 
 class _HealthServer(ThreadingHTTPServer):
