@@ -32,7 +32,7 @@ import cohere
 import httpx
 import pytest
 import yaml
-from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.common import GROUP, VERSION, parse_timestamp
 from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_tiny
@@ -1262,3 +1262,33 @@ def test_sigterm_drains_serving_new_requests_while_readiness_fails(
 
 def assert_status(response: httpx.Response, status: int) -> None:
     assert response.status_code == status, response.text
+
+
+def test_each_keys_last_use_is_recorded_in_its_status_and_shown_by_kubectl(
+    tenant: Tenant, kubeconfig: Path
+) -> None:
+    began = datetime.now(UTC).replace(microsecond=0)
+    served_tenant(tenant)  # key "app", used once
+    tenant.apikey("idle")  # never presented
+
+    def last_used(name: str) -> datetime | None:
+        obj = tenant.custom.get_namespaced_custom_object_status(
+            GROUP, VERSION, tenant.namespace, "apikeys", name)
+        return parse_timestamp((obj.get("status") or {}).get("lastUsedTime"))
+
+    def stamped() -> datetime:
+        when = last_used("app")
+        assert when is not None, "no lastUsedTime yet"
+        return when
+
+    when = eventually(stamped, timeout=10)
+    assert began <= when <= datetime.now(UTC)
+    assert last_used("idle") is None
+    listed = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "get", "ak", "-n", tenant.namespace],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    header = listed[0]
+    column = slice(header.index("LAST USED"), header.index("AGE"))
+    cells = {line.split()[0]: line[column].strip() for line in listed[1:]}
+    assert cells["idle"] == ""
+    assert re.fullmatch(r"\d+s", cells["app"]), cells

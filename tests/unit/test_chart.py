@@ -321,7 +321,7 @@ def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:
     assert env["KUBERANK_GATEWAY_PEERS"] == "kuberank-system/kr-kuberank-gateway"
 
 
-def test_gateway_rbac_reads_and_writes_only_model_scale_and_status(helm: str) -> None:
+def test_gateway_rbac_writes_only_model_scale_and_model_and_key_status(helm: str) -> None:
     docs = render(helm)
     role = next(
         d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("gateway")
@@ -333,8 +333,10 @@ def test_gateway_rbac_reads_and_writes_only_model_scale_and_status(helm: str) ->
         for verb in rule["verbs"]
         if verb not in ("get", "list", "watch")
     }
-    # scaleToZero: wake a model (scale subresource), stamp status.lastRequestTime
-    assert writes == {("rerankmodels/scale", "update"), ("rerankmodels/status", "patch")}
+    # scaleToZero: wake a model (scale subresource), stamp status.lastRequestTime; and stamp
+    # each key's status.lastUsedTime
+    assert writes == {("rerankmodels/scale", "update"), ("rerankmodels/status", "patch"),
+                      ("apikeys/status", "patch")}
     assert all(
         "*" not in rule["resources"]
         for d in docs

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from kuberank.gateway.balancer import Balancer
+from kuberank.gateway.bookkeeping import ThrottledWrites
 from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
 from kuberank.gateway.load import LoadMeter
 from kuberank.gateway.metrics import GatewayMetrics
@@ -32,6 +33,7 @@ from kuberank.gateway.ratelimit import (
 )
 from kuberank.gateway.reporting import LoadReporter
 from kuberank.gateway.routing import ModelRoute, RoutingTable, with_model
+from kuberank.gateway.scaler import Scaler
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
@@ -76,7 +78,9 @@ class Gateway:
     balancer: Balancer = field(default_factory=Balancer)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     upstream: Upstream | None = None
+    scaler: Scaler | None = None  # the API writes; None when serving a fixed file of objects
     waker: Waker | None = None
+    key_uses: ThrottledWrites = field(default_factory=ThrottledWrites)  # status.lastUsedTime
     load: LoadMeter = field(default_factory=LoadMeter)
     in_flight: InFlight = field(default_factory=InFlight)  # per key, for concurrentRequests
     peers: tuple[str, str] | None = None  # the gateway's own Service (namespace, name)
@@ -121,7 +125,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         http = new_client(settings.upstream_timeout, settings.connect_timeout)
         gateway.upstream = Upstream(http, gateway.balancer, gateway.metrics, settings.retry_after)
         gateway.source.start(gateway.keys, gateway.routes)
-        scaler = gateway.source.scaler()
+        gateway.scaler = scaler = gateway.source.scaler()
         gateway.waker = Waker(scaler, gateway.routes, gateway.metrics, settings.retry_after)
         reporting = None
         if scaler is not None:
@@ -243,13 +247,24 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
 
 
 def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
+    """The presented key's record, or 401. Its use goes to the ApiKey's status.lastUsedTime
+    (in the background, at most once per ``key_use_seconds``)."""
     presented = presented_key(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
+    now = datetime.now(UTC)
     try:
-        return gateway.keys.authenticate(presented, datetime.now(UTC))
+        key = gateway.keys.authenticate(presented, now)
     except AuthError as err:
         raise Unauthorized(str(err)) from None
+    if gateway.scaler is not None:
+        record = gateway.scaler.record_key_use
+        gateway.key_uses.submit(
+            key.key_id, gateway.settings.key_use_seconds,
+            lambda: record(key.namespace, key.name, now),
+            f"the use of ApiKey {key.namespace}/{key.name}",
+        )
+    return key
 
 
 def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> ModelRoute:

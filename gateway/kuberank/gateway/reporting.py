@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from kuberank.gateway.load import LoadMeter
 from kuberank.gateway.routing import RoutingTable
-from kuberank.gateway.scaler import ModelWriteError, Scaler
+from kuberank.gateway.scaler import Scaler, WriteError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class LoadReporter:
             try:
                 await asyncio.to_thread(self._scaler.report_load, route.namespace, route.name,
                                         self._instance, load, datetime.now(UTC))
-            except ModelWriteError as err:
+            except WriteError as err:
                 log.warning("could not report the load of %s/%s: %s",
                             route.namespace, route.name, err)
                 continue

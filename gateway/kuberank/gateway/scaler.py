@@ -1,6 +1,6 @@
-"""The gateway's writes to the API server, all about RerankModels: wake one at 0 replicas
-(scale subresource), record when it last had a request (``scaleToZero``) and report its load
-(``autoscaling``), both in status."""
+"""The gateway's writes to the API server: wake a RerankModel at 0 replicas (scale
+subresource), record when it last had a request (``scaleToZero``) and report its load
+(``autoscaling``), both in its status; and record when an ApiKey was last used, in its status."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
+from kuberank.crd import apikey, rerankmodel
 from kuberank.crd.common import GROUP, VERSION, timestamp
-from kuberank.crd.rerankmodel import PLURAL
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -18,8 +18,8 @@ from urllib3.exceptions import HTTPError
 TIMEOUT = 10.0  # seconds per API call: a stuck API server must not hold a wake forever
 
 
-class ModelWriteError(Exception):
-    """A write about the model failed; the message says why, for the 503 and the log."""
+class WriteError(Exception):
+    """A write failed; the message says why, for the 503 and the log."""
 
 
 class Scaler(Protocol):
@@ -33,6 +33,8 @@ class Scaler(Protocol):
         self, namespace: str, name: str, instance: str, in_flight: float, at: datetime
     ) -> None: ...
 
+    def record_key_use(self, namespace: str, name: str, at: datetime) -> None: ...
+
 
 class KubeScaler:
     def __init__(self, api: client.ApiClient) -> None:
@@ -44,17 +46,18 @@ class KubeScaler:
         Read-then-replace with the read's resourceVersion: a model someone scaled meanwhile
         (another gateway replica, a person, an autoscaler) is left as they set it.
         """
-        with _writing(namespace, name):
+        with _writing(rerankmodel.KIND, namespace, name):
             for _ in range(3):
                 scale: Any = self._custom.get_namespaced_custom_object_scale(
-                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=TIMEOUT
+                    GROUP, VERSION, namespace, rerankmodel.PLURAL, name, _request_timeout=TIMEOUT
                 )
                 if int((scale.get("spec") or {}).get("replicas") or 0) > 0:
                     return False
                 scale["spec"] = {"replicas": replicas}
                 try:
                     self._custom.replace_namespaced_custom_object_scale(
-                        GROUP, VERSION, namespace, PLURAL, name, scale, _request_timeout=TIMEOUT
+                        GROUP, VERSION, namespace, rerankmodel.PLURAL, name, scale,
+                        _request_timeout=TIMEOUT,
                     )
                 except ApiException as err:
                     if err.status == 409:  # changed since read: read again
@@ -68,36 +71,47 @@ class KubeScaler:
     ) -> None:
         """Merge-patch status.gatewayLoad[instance] (the operator's autoscaler sums them)."""
         report = {"inFlight": round(in_flight, 3), "time": timestamp(at)}
-        self._patch_status(namespace, name, {"gatewayLoad": {instance: report}})
+        self._patch_status(rerankmodel.KIND, namespace, name, {"gatewayLoad": {instance: report}})
 
     def record_request(self, namespace: str, name: str, at: datetime) -> None:
         """Merge-patch status.lastRequestTime (the operator's idle clock reads it)."""
-        self._patch_status(namespace, name, {"lastRequestTime": timestamp(at)})
+        self._patch_status(rerankmodel.KIND, namespace, name,
+                           {"lastRequestTime": timestamp(at)})
 
-    def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        with _writing(namespace, name):
+    def record_key_use(self, namespace: str, name: str, at: datetime) -> None:
+        """Merge-patch an ApiKey's status.lastUsedTime (``kubectl get ak`` shows it)."""
+        self._patch_status(apikey.KIND, namespace, name, {"lastUsedTime": timestamp(at)})
+
+    def _patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        plural = rerankmodel.PLURAL if kind == rerankmodel.KIND else apikey.PLURAL
+        with _writing(kind, namespace, name):
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                GROUP, VERSION, namespace, plural, name, {"status": status},
                 _request_timeout=TIMEOUT,
             )
 
 
 @contextmanager
-def _writing(namespace: str, name: str) -> Iterator[None]:
-    """Turn the client's failures into one ModelWriteError that says what went wrong."""
+def _writing(kind: str, namespace: str, name: str) -> Iterator[None]:
+    """Turn the client's failures into one WriteError that says what went wrong."""
     try:
         yield
     except ApiException as err:
-        raise ModelWriteError(_reason(err, namespace, name)) from None
+        raise WriteError(_reason(err, kind, namespace, name)) from None
     except (HTTPError, OSError) as err:
-        raise ModelWriteError(f"API server unreachable: {err}") from None
+        raise WriteError(f"API server unreachable: {err}") from None
 
 
-def _reason(err: ApiException, namespace: str, name: str) -> str:
-    what = f"RerankModel {namespace}/{name}"
+_RULES = {rerankmodel.KIND: "rerankmodels/scale get+update, rerankmodels/status patch",
+          apikey.KIND: "apikeys/status patch"}
+
+
+def _reason(err: ApiException, kind: str, namespace: str, name: str) -> str:
+    what = f"{kind} {namespace}/{name}"
     if err.status == 403:
-        return (f"the gateway may not write {what} (RBAC: rerankmodels/scale get+update, "
-                "rerankmodels/status patch)")
+        return f"the gateway may not write {what} (RBAC: {_RULES[kind]})"
     if err.status == 404:
         return f"{what} is gone"
     return f"API server answered {err.status} for {what}: {err.reason}"

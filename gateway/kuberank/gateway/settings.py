@@ -70,6 +70,11 @@ class GatewaySettings(BaseSettings):
         description="Period over which the requests in flight of each autoscaled model are "
         "averaged and reported.",
     )
+    key_use_seconds: float = Field(
+        default=60.0, ge=0.5, le=3600,
+        description="Each API key's status.lastUsedTime is written at most once per this many "
+        "seconds (per gateway replica).",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -13,9 +13,10 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from kuberank.gateway.bookkeeping import ThrottledWrites
 from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute, RoutingTable
-from kuberank.gateway.scaler import ModelWriteError, Scaler
+from kuberank.gateway.scaler import Scaler, WriteError
 from kuberank.protocol.errors import ModelNotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -38,23 +39,20 @@ class Waker:
         self._metrics = metrics
         self._retry_after = retry_after
         self._poll = poll_seconds
-        self._recorded: dict[Key, float] = {}
+        self._records = ThrottledWrites()
         self._waking: dict[Key, asyncio.Task[None]] = {}  # in flight, shared by its waiters
         self._woken: dict[Key, float] = {}  # when a wake was last started
-        self._background: set[asyncio.Task[None]] = set()
 
     def note_request(self, route: ModelRoute) -> None:
         """Record the request in the model's status unless one was recorded lately."""
         if route.wake is None or self._scaler is None:
             return
-        key, now = (route.namespace, route.name), asyncio.get_running_loop().time()
-        last = self._recorded.get(key)
-        if last is not None and now - last < route.wake.record_interval:
-            return
-        self._recorded[key] = now
-        task = asyncio.create_task(self._record(route))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        record, at = self._scaler.record_request, datetime.now(UTC)
+        self._records.submit(
+            (route.namespace, route.name), route.wake.record_interval,
+            lambda: record(route.namespace, route.name, at),
+            f"a request of {route.namespace}/{route.name}",
+        )
 
     async def ready_endpoints(self, route: ModelRoute) -> list[str]:
         """The model's ready endpoints, waking it first when it is at 0 replicas; 503 when
@@ -121,7 +119,7 @@ class Waker:
             woke = await asyncio.to_thread(
                 self._scaler.wake, route.namespace, route.name, replicas
             )
-        except ModelWriteError as err:
+        except WriteError as err:
             log.warning("could not wake model %s/%s: %s", route.namespace, route.name, err)
             raise Unavailable(
                 f"model {route.served_name!r} could not be woken: {err}",
@@ -130,13 +128,3 @@ class Waker:
         if woke:
             self._metrics.woke(route)
             log.info("woke model %s/%s: 0 → %d replicas", route.namespace, route.name, replicas)
-
-    async def _record(self, route: ModelRoute) -> None:
-        assert self._scaler is not None
-        try:
-            await asyncio.to_thread(
-                self._scaler.record_request, route.namespace, route.name, datetime.now(UTC)
-            )
-        except ModelWriteError as err:
-            log.warning("could not record a request of %s/%s: %s",
-                        route.namespace, route.name, err)

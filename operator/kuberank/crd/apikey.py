@@ -85,6 +85,11 @@ class ApiKeyStatus(CrdModel):
     rotation: str | None = Field(
         default=None, description="Value of the rotate annotation last honoured."
     )
+    last_used_time: datetime | None = Field(
+        default=None,
+        description="When a gateway last accepted this key (written by the gateway, at most "
+        "once a minute per replica): keys nobody uses any more show here.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Active, Expired, Disabled."
     )

@@ -116,6 +116,7 @@ def apikey_crd() -> dict[str, Any]:
         {"name": "Active", "type": "string", "jsonPath": f"{active}.status"},
         {"name": "Reason", "type": "string", "jsonPath": f"{active}.reason"},
         {"name": "Expires", "type": "date", "jsonPath": ".spec.expiresAt"},
+        {"name": "Last Used", "type": "date", "jsonPath": ".status.lastUsedTime"},
     ]
     version = _version(
         apikey.ApiKeySpec,
