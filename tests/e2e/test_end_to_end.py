@@ -233,6 +233,9 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     top = answer["results"][0]
     assert top["document"] == {"text": DOCUMENTS[top["index"]]}
     assert answer["usage"]["prompt_tokens"] > 0
+    # The gateway stamped the key's last use (the chart lets it patch apikeys/status).
+    wait_for("the key's lastUsedTime", lambda: kubectl.json("get", "apikey", "app", "-n", ns)
+             .get("status", {}).get("lastUsedTime"), timeout=30)
 
     # Two replicas, and the gateway sends traffic to both.
     kubectl.run("scale", "rerankmodel", "minilm", "-n", ns, "--replicas=2")
