@@ -961,6 +961,35 @@ def test_upstream_that_never_answers_gets_504(tenant: Tenant) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_a_models_own_timeout_replaces_the_gateways(tenant: Tenant) -> None:
+    """This gateway waits 2 s for a replica; a model with limits.timeoutSeconds 1 gets its
+    504 after 1 s, and a model with 4 after 4 s."""
+    tenant.model("quick", served="quick", limits={"timeoutSeconds": 1})
+    tenant.model("patient", served="patient", limits={"timeoutSeconds": 4})
+    for name in ("quick", "patient"):
+        tenant.endpoints(name, HANGING)
+    key = tenant.apikey("app")
+
+    def timed(model: str) -> tuple[float, httpx.Response]:
+        started = time.monotonic()
+        response = tenant.post(key, {"model": model, "query": "q", "documents": ["a"]})
+        return time.monotonic() - started, response
+
+    def gives_504(model: str) -> tuple[float, httpx.Response]:
+        elapsed, response = timed(model)
+        assert response.status_code == 504, response.text
+        return elapsed, response
+
+    eventually(lambda: gives_504("quick"))  # routed (the watch has delivered both)
+    eventually(lambda: gives_504("patient"), timeout=30)
+    elapsed, response = gives_504("quick")
+    assert 1 <= elapsed < 1.9, elapsed
+    assert "did not answer within 1 s" in response.json()["error"]["message"]
+    elapsed, response = gives_504("patient")
+    assert 4 <= elapsed < 4.9, elapsed
+    assert "within 4 s" in response.json()["error"]["message"]
+
+
 def test_client_that_leaves_ends_the_upstream_call(
     tenant: Tenant, runtimes: list[Process], kubeconfig: Path, tmp_path: Path
 ) -> None:

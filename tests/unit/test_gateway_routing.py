@@ -81,6 +81,19 @@ def test_scale_to_zero_becomes_a_wake_policy_with_defaults_for_missing_fields() 
     assert WakePolicy(after_idle_seconds=3600).record_interval == 60
 
 
+@pytest.mark.parametrize(("limits", "timeout"), [
+    ({"timeoutSeconds": 5}, 5.0), ({"timeoutSeconds": 0}, None), ({"timeoutSeconds": "5"}, None),
+    ({"timeoutSeconds": True}, None), ({}, None), ({"maxDocuments": 3}, None),
+])
+def test_a_models_own_timeout_is_taken_when_usable_else_the_gateways_default_applies(
+    limits: dict[str, Any], timeout: float | None,
+) -> None:
+    obj = rerankmodel("bge")
+    obj["spec"]["limits"] = limits
+    route = route_from_rerankmodel(obj)
+    assert route is not None and route.timeout == timeout
+
+
 def degraded(reason: str, status: str = "True") -> dict[str, Any]:
     obj = rerankmodel("bge")
     obj["status"] = {"conditions": [

@@ -43,6 +43,7 @@ class ModelRoute:
     failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
     aliases: tuple[str, ...] = ()  # spec.aliases: more names that reach this model
     autoscaled: bool = False  # spec.autoscaling is set: report this model's load
+    timeout: float | None = None  # spec.limits.timeoutSeconds; None: the gateway's default
 
     @property
     def service_name(self) -> str:
@@ -63,7 +64,8 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
     name, namespace = meta.get("name"), meta.get("namespace")
     if not name or not namespace:
         return None
-    limit = (spec.get("limits") or {}).get("maxDocuments")
+    limits = spec.get("limits") or {}
+    limit, timeout = limits.get("maxDocuments"), limits.get("timeoutSeconds")
     replicas = spec.get("replicas", 1)
     return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name,
                       max_documents=limit if isinstance(limit, int) and limit > 0 else None,
@@ -71,7 +73,13 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
                       aliases=_aliases(spec.get("aliases")),
-                      autoscaled=isinstance(spec.get("autoscaling"), Mapping))
+                      autoscaled=isinstance(spec.get("autoscaling"), Mapping),
+                      timeout=_positive(timeout))
+
+
+def _positive(raw: Any) -> float | None:
+    ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0
+    return float(raw) if ok else None
 
 
 def _aliases(raw: Any) -> tuple[str, ...]:

@@ -82,6 +82,9 @@ class Upstream:
         tried: frozenset[str] = frozenset()
         refused: UpstreamResponse | None = None
         headers = {"content-type": "application/json", REQUEST_ID_HEADER: request_id}
+        timeout = self._http.timeout
+        if route.timeout is not None:  # the model's own spec.limits.timeoutSeconds
+            timeout = aiohttp.ClientTimeout(total=route.timeout, sock_connect=timeout.sock_connect)
         for _attempt in range(ATTEMPTS):
             endpoint = self._balancer.pick(endpoints, exclude=tried)
             if endpoint is None:
@@ -90,7 +93,7 @@ class Upstream:
             try:
                 with self._balancer.track(endpoint):
                     async with self._http.post(
-                        f"http://{endpoint}{path}", data=body, headers=headers
+                        f"http://{endpoint}{path}", data=body, headers=headers, timeout=timeout
                     ) as response:
                         content = await response.read()
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError):
@@ -100,7 +103,7 @@ class Upstream:
             except TimeoutError:
                 self._metrics.upstream_error(route, "timeout")
                 raise UpstreamTimeout(
-                    f"model {route.served_name!r} did not answer in time"
+                    f"model {route.served_name!r} did not answer within {timeout.total:g} s"
                 ) from None
             except aiohttp.ClientError:
                 self._metrics.upstream_error(route, "protocol")

@@ -180,7 +180,7 @@ class Engine(CrdModel):
 
 
 class Limits(CrdModel):
-    """Request limits the runtime enforces."""
+    """Request limits: the runtime enforces the sizes, the gateway the time."""
 
     max_documents: int | None = Field(
         default=None, ge=1, le=10000, description="Most documents per request."
@@ -193,6 +193,12 @@ class Limits(CrdModel):
     )
     overflow: Literal["truncate", "reject"] = Field(
         default="truncate", description="Over-long pairs are truncated or rejected (413)."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=3600,
+        description="How long the gateway waits for a replica's answer before 504 (default: "
+        "the gateway's upstream timeout, 60 s): longer for big requests on slow models, "
+        "shorter where a late answer is worthless.",
     )
 
 
