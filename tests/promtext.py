@@ -6,11 +6,11 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def sample(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples called ``name`` whose labels include ``labels`` (0 when none)."""
+def sample(text: str, metric: str, **labels: str) -> float:
+    """The sum of the samples called ``metric`` whose labels include ``labels`` (0 when none)."""
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == name and labels.items() <= s.labels.items()
+        if s.name == metric and labels.items() <= s.labels.items()
     )

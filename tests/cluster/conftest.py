@@ -97,6 +97,7 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes]
     log: Path
     liveness: str
+    metrics: str  # its Prometheus /metrics URL
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -116,13 +117,14 @@ class OperatorProcess:
 
 
 def start_operator(kubeconfig: Path, namespace: str, log: Path, *extra: str) -> OperatorProcess:
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    cmd = [*operator_command(), "--namespace", namespace, "--liveness-endpoint", liveness, *extra]
+    cmd = [*operator_command(), "--namespace", namespace, "--liveness-endpoint", liveness,
+           "--metrics-port", str(metrics_port), *extra]
     out = log.open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    op = OperatorProcess(proc, log, liveness)
+    op = OperatorProcess(proc, log, liveness, f"http://127.0.0.1:{metrics_port}/metrics")
 
     def healthy() -> bool:
         if not op.alive():

@@ -79,7 +79,8 @@ def test_chart_monitors_are_valid_prometheus_operator_objects(
     monitoring_crds: None, cluster: Cluster, kubectl: Kubectl, namespace: str
 ) -> None:
     monitors = rendered_monitors(cluster, namespace)
-    assert sorted(d["kind"] for d in monitors) == ["PodMonitor", "PrometheusRule", "ServiceMonitor"]
+    assert sorted(d["kind"] for d in monitors) == [
+        "PodMonitor", "PodMonitor", "PrometheusRule", "ServiceMonitor"]  # runtimes, operator
     for doc in monitors:
         kubectl.run("apply", "--validate=strict", "-f", "-", stdin=json.dumps(doc))
         stored = kubectl.get(doc["kind"], doc["metadata"]["name"])

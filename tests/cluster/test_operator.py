@@ -10,8 +10,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from kuberank.crd.keys import parse_key, verify_secret
+from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     from conftest import Kubectl, OperatorProcess
@@ -41,6 +43,15 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
         if cond["type"] == type_:
             return dict(cond)
     return {}
+
+
+def operator_sample(operator: OperatorProcess, metric: str, **labels: str) -> float | None:
+    """The value of the operator's one sample of ``metric`` with ``labels`` (None: none)."""
+    text = httpx.get(operator.metrics, timeout=5).text
+    found = [s.value for family in text_string_to_metric_families(text) for s in family.samples
+             if s.name == metric and labels.items() <= s.labels.items()]
+    assert len(found) <= 1, (metric, labels, found)
+    return found[0] if found else None
 
 
 def ready_cpu_model(kubectl: Kubectl, wait_for: Wait, name: str) -> dict[str, Any]:
@@ -136,6 +147,33 @@ def test_gpu_shortage_is_explained_in_conditions(
     assert condition(obj, "Degraded")["status"] == "True"
 
 
+def test_operator_metrics_say_which_models_are_ready_or_degraded_and_why(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess, namespace: str
+) -> None:
+    ready_cpu_model(kubectl, wait_for, "fine")
+    kubectl.apply(model("big", resources={"gpus": 8}))
+    wait_condition(wait_for, kubectl, "rrm", "big", "Degraded", "True", "InsufficientGPU")
+
+    def scraped(name: str, metric: str, **labels: str) -> float | None:
+        return operator_sample(operator, metric, namespace=namespace, name=name, **labels)
+
+    condition_metric = "kuberank_operator_model_condition"
+    wait_for("fine Ready in the metrics",
+             lambda: scraped("fine", condition_metric, condition="Ready") == 1)
+    assert scraped("fine", condition_metric, condition="Degraded", reason="") == 0
+    assert scraped("fine", "kuberank_operator_model_ready_replicas") == 1
+    assert scraped("fine", "kuberank_operator_model_desired_replicas") == 1
+    wait_for("big Degraded in the metrics", lambda: scraped(
+        "big", condition_metric, condition="Degraded", reason="InsufficientGPU") == 1)
+    assert scraped("big", condition_metric, condition="Ready", reason="") == 0
+    assert scraped("big", "kuberank_operator_model_ready_replicas") == 0
+
+    kubectl.run("delete", "rrm", "big", "--wait=true")
+    wait_for("a deleted model's series gone",
+             lambda: scraped("big", "kuberank_operator_model_desired_replicas") is None)
+    assert scraped("fine", "kuberank_operator_model_desired_replicas") == 1
+
+
 def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
@@ -190,7 +228,7 @@ def test_horizontal_pod_autoscaler_scales_the_model_through_its_scale_subresourc
 
 
 def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
-    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess, namespace: str
 ) -> None:
     idle = {"afterIdleSeconds": 10}
     kubectl.apply(model("idle", resources={"gpus": 0}, replicas=2, scaleToZero=idle))
@@ -236,6 +274,8 @@ def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
     wait_for("Deployment at 1", lambda: kubectl.get("deployment", "rrm-idle")["spec"]["replicas"])
     wait_for("back to zero", lambda: kubectl.get("rrm", "idle")["spec"]["replicas"] == 0)
     assert time.monotonic() - scaled_up >= 9
+    assert operator_sample(operator, "kuberank_operator_scalings_total", namespace=namespace,
+                           name="idle", reason="idle") == 2
 
 
 def test_autoscaling_follows_the_load_the_gateways_report(

@@ -233,6 +233,11 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     top = answer["results"][0]
     assert top["document"] == {"text": DOCUMENTS[top["index"]]}
     assert answer["usage"]["prompt_tokens"] > 0
+    # The operator's metrics say the model is Ready (its pod's metrics port, as a scraper sees).
+    leader = kubectl.json("get", "pod", "-n", SYSTEM_NS, operator_pod)["status"]["podIP"]
+    wait_for("the model Ready in the operator's metrics", lambda: sample(
+        get_text(f"http://{leader}:8082/metrics"), "kuberank_operator_model_condition",
+        namespace=ns, name="minilm", condition="Ready") == 1, timeout=30)
     # The gateway stamped the key's last use (the chart lets it patch apikeys/status).
     wait_for("the key's lastUsedTime", lambda: kubectl.json("get", "apikey", "app", "-n", ns)
              .get("status", {}).get("lastUsedTime"), timeout=30)

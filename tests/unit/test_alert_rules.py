@@ -51,12 +51,12 @@ def test_rules_pass_promtool_check(promtool: str, rules_file: Path) -> None:
     checked = subprocess.run([promtool, "check", "rules", str(rules_file)],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 4 rules found" in checked.stdout
+    assert "SUCCESS: 5 rules found" in checked.stdout
 
 
-def _series(name: str, values: str, **labels: str) -> dict[str, str]:
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
     inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return {"series": f"{name}{{{inner}}}", "values": values}
+    return {"series": f"{metric}{{{inner}}}", "values": values}
 
 
 def _alerts(name: str, at: str, *alerts: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +68,7 @@ def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
 ) -> None:
     requests, errors = "kuberank_gateway_requests_total", "kuberank_gateway_upstream_errors_total"
     latency = "kuberank_gateway_request_duration_seconds_bucket"
+    condition = "kuberank_operator_model_condition"
     # The same served name in two tenants' namespaces: only team-a's is in trouble.
     team_a = {"namespace": "team-a", "model": "bge"}
     team_b = {"namespace": "team-b", "model": "bge"}
@@ -85,6 +86,11 @@ def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
         _series(latency, "0+100x40", **team_b, dialect="jina", le="0.1"),
         _series(latency, "0+100x40", **team_b, dialect="jina", le="+Inf"),
         _series(errors, "1x40", **team_b, kind="connect"),
+        # the operator's view of the model objects: team-a's crashes, team-b's is fine
+        _series(condition, "1x40", namespace="team-a", name="bge", condition="Degraded",
+                reason="CrashLoop"),
+        _series(condition, "0x40", namespace="team-b", name="bge", condition="Degraded",
+                reason=""),
     ]
     bad = {**team_a, "severity": "warning"}
     cases = [
@@ -104,6 +110,15 @@ def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
             "loaded) before scoring, 0.10 times a second. Add replicas or set "
             "spec.autoscaling."}}),
         _alerts("KuberankReplicasUnreachable", "20m"),
+        _alerts("KuberankModelDegraded", "8m"),  # pending
+        _alerts("KuberankModelDegraded", "20m", {
+            "exp_labels": {"namespace": "team-a", "name": "bge", "reason": "CrashLoop",
+                           "severity": "warning"},
+            "exp_annotations": {
+                "summary": "RerankModel bge in team-a is degraded: CrashLoop",
+                "description": "The operator reports CrashLoop for RerankModel bge: kubectl "
+                "describe rrm bge -n team-a has the message; docs/troubleshooting.md maps each "
+                "reason to its fix."}}),
     ]
     spec = {"rule_files": [str(rules_file)], "evaluation_interval": "1m",
             "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}

@@ -161,7 +161,18 @@ def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm:
     # honorLabels: the gateway's per-model series keep the tenant's namespace label
     assert monitor["spec"]["endpoints"] == [
         {"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True}]
-    pods = next(d for d in docs if d["kind"] == "PodMonitor")["spec"]
+    operator_monitor = next(d for d in docs if d["kind"] == "PodMonitor"
+                            and d["metadata"]["name"].endswith("operator"))["spec"]
+    operator_pod = next(d for d in docs if d["kind"] == "Deployment"
+                        and d["metadata"]["name"].endswith("operator"))["spec"]["template"]
+    assert operator_monitor["selector"]["matchLabels"].items() <= (
+        operator_pod["metadata"]["labels"].items())
+    assert operator_monitor["podMetricsEndpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "honorLabels": True}]
+    assert {"name": "metrics", "containerPort": 8082, "protocol": "TCP"} in (
+        operator_pod["spec"]["containers"][0]["ports"])
+    pods = next(d for d in docs if d["kind"] == "PodMonitor"
+                and d["metadata"]["name"].endswith("runtime"))["spec"]
     assert pods["namespaceSelector"] == {"any": True}
     assert pods["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
     assert pods["selector"]["matchLabels"].items() <= runtime_pod_labels("bge").items()

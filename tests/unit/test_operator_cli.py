@@ -28,12 +28,14 @@ def test_metrics_from_flag_is_a_json_list_of_peers() -> None:
          "metrics_from: metrics_from[0] must be a NetworkPolicyPeer"),
         ([], {"KUBERANK_STARTUP_TIMEOUT_S": "5"},
          "startup_timeout_s: Input should be greater than or equal to 60"),
+        (["--metrics-port", "70000"], {},
+         "metrics_port: Input should be less than or equal to 65535"),
         (["--leader-elect"], {}, "error: leader_elect needs lease_namespace"),
         (["--leader-elect", "--lease-namespace", "ops", "--lease-seconds", "2"], {},
          "lease_seconds: Input should be greater than or equal to 3"),
     ],
     ids=["flag-not-json", "flag-not-a-list", "env-not-a-peer", "env-out-of-range",
-         "lease-without-namespace", "lease-too-short"],
+         "metrics-port-out-of-range", "lease-without-namespace", "lease-too-short"],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_setting(
     argv: list[str], env: dict[str, str], message: str, settings_refusal: Callable[..., str]

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
+from kuberank.operator.metrics import OperatorMetrics
 from kuberank.operator.settings import OperatorSettings
 from pydantic import ValidationError
 
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     p.add_argument("--liveness-endpoint", help=_help("liveness_endpoint"))
     p.add_argument("--startup-timeout-s", type=int, help=_help("startup_timeout_s"))
     p.add_argument("--metrics-from", type=_json_list, help=_help("metrics_from"))
+    p.add_argument("--metrics-port", type=int, help=_help("metrics_port"))
     p.add_argument("--json-logs", action="store_true", default=None, help=_help("json_logs"))
     p.add_argument("--verbose", "-v", action="store_true", default=None, help=_help("verbose"))
     p.add_argument("--leader-elect", action="store_true", default=None,
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         configure(operator_settings, settings)
 
     operator_settings = settings
+    metrics = OperatorMetrics()
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
     api = load_client()
     leadership = _lead(settings, api) if settings.leader_elect else None
     try:
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             liveness_endpoint=settings.liveness_endpoint or None,
-            memo=kopf.Memo(kube=Kube(api), settings=settings),
+            memo=kopf.Memo(kube=Kube(api), settings=settings, metrics=metrics),
         )
     finally:
         if leadership is not None:

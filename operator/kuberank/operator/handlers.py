@@ -27,6 +27,7 @@ from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAM
 from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
 from kuberank.operator.kube import FIELD_MANAGER, Kube, KubeError
+from kuberank.operator.metrics import ModelState, OperatorMetrics
 from kuberank.operator.reconcilers import apikey as apikeys
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.idle import scale_down_if_idle
@@ -61,6 +62,11 @@ def _kube(memo: Any) -> Kube:
 def _settings(memo: Any) -> OperatorSettings:
     settings: OperatorSettings = memo.settings
     return settings
+
+
+def _metrics(memo: Any) -> OperatorMetrics:
+    metrics: OperatorMetrics = memo.metrics
+    return metrics
 
 
 def _temporary(err: KubeError) -> Exception:
@@ -114,6 +120,7 @@ def _refresh(
 ) -> None:
     body = body or _one(model_index, key)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        _metrics(memo).models.forget(key)
         return
     with _status_locks[key]:
         body = models.with_written_status(body)
@@ -123,6 +130,7 @@ def _refresh(
             )
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
+        _metrics(memo).models.update(key, ModelState.of(body.get("spec") or {}, status))
         try:
             changed = models.publish_status(_kube(memo), body, status)
         except KubeError as err:
@@ -150,6 +158,7 @@ def reconcile_model(
         spec = models.parse_spec(raw.get("spec"))
     except models.InvalidSpecError as err:
         status = models.desired_status(raw, None, [], _now(), invalid=str(err))
+        _metrics(memo).models.update(key, ModelState.of(raw.get("spec") or {}, status))
         _announce(raw, models.publish_status(_kube(memo), raw, status), "Ready")
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:
@@ -157,6 +166,13 @@ def reconcile_model(
     except KubeError as err:
         raise _temporary(err) from err
     _refresh(memo, key, model_index, deployment_index, pod_index, body=raw)
+
+
+@kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="forget")
+def model_event(event: kopf.RawEvent, namespace: str, name: str, memo: Any, **_: Any) -> None:
+    """A deleted model's metrics go with it (a model without children gets no child events)."""
+    if event.get("type") == "DELETED":
+        _metrics(memo).models.forget((namespace, name))
 
 
 def _owning_model(
@@ -383,6 +399,7 @@ async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
             await stopped.wait(5.0)
             continue
         if had:
+            _metrics(memo).scalings.labels(meta["namespace"], meta["name"], "idle").inc()
             idle = spec.scale_to_zero.after_idle_seconds if spec.scale_to_zero else 0
             kopf.event(body, type="Normal", reason="ScaledToZero",
                        message=f"No request for {idle} s: scaled from {had} to 0 replicas.")
@@ -416,6 +433,7 @@ async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
             if target != spec.replicas:
                 version = snapshot["metadata"]["resourceVersion"]
                 await asyncio.to_thread(kube.scale, ref, target, version)
+                _metrics(memo).scalings.labels(meta["namespace"], meta["name"], "autoscale").inc()
                 per = spec.autoscaling.target_in_flight
                 kopf.event(body, type="Normal", reason="Autoscaled",
                            message=f"{load:.1f} requests in flight ({per:g} per replica wanted): "

@@ -32,6 +32,11 @@ class OperatorSettings(BaseSettings):
     liveness_endpoint: str | None = Field(
         default="http://0.0.0.0:8081/healthz", description="kopf liveness probe URL; '' disables."
     )
+    metrics_port: int = Field(
+        default=8082, ge=0, le=65535,
+        description="Port of the operator's Prometheus /metrics (models' conditions and "
+        "replicas, scalings); 0 disables it.",
+    )
     json_logs: bool = Field(default=False, description="Log one JSON object per line.")
     verbose: bool = Field(default=False, description="Debug logging.")
     startup_timeout_s: int = Field(
