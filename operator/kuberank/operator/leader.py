@@ -41,7 +41,6 @@ class _OnlyTrouble(logging.Filter):
             ("Error", "Failed", "Leader has switched"))
 
 
-
 @dataclass(frozen=True)
 class LeaseTiming:
     """How long a lease lasts, how long the leader keeps trying to renew it, how often it tries.
