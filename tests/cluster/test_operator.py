@@ -498,6 +498,8 @@ def test_rollout_restart_is_kept_when_other_edits_are_reverted(
         ({"source": {"pvc": {"claimName": "c", "path": "m"}}, "aliases": ["-x"]}, "aliases"),
         ({"source": {"pvc": {"claimName": "c", "path": "m"}},
           "scaleToZero": {"afterIdleSeconds": 5}}, "afterIdleSeconds"),
+        ({"source": {"pvc": {"claimName": "c", "path": "m"}},
+          "limits": {"timeoutSeconds": 0}}, "timeoutSeconds"),
     ],
 )
 def test_invalid_models_are_rejected_by_the_api_server(
