@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -56,3 +59,16 @@ def test_leader_election_is_off_unless_asked_and_reads_the_charts_variables(
     assert (settings.leader_elect, settings.lease_namespace, settings.lease_name,
             settings.lease_seconds, settings.identity) == (
         True, "ops", "kr-kuberank-operator", 20, "pod-a")
+
+
+def test_a_metrics_port_in_use_is_one_clear_line_not_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "kuberank.operator.cli", "--metrics-port", str(port),
+             "--namespace", "x"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"kuberank-operator: cannot serve metrics on port {port}: Address already in use")

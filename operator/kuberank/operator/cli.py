@@ -102,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     operator_settings = settings
     metrics = OperatorMetrics()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
+        try:
+            metrics.serve(settings.metrics_port)
+        except OSError as err:
+            sys.exit(f"kuberank-operator: cannot serve metrics on port {settings.metrics_port}: "
+                     f"{err.strerror or err}")
     api = load_client()
     leadership = _lead(settings, api) if settings.leader_elect else None
     try:
