@@ -19,6 +19,7 @@ FORGET_AFTER = 10_000  # subjects remembered before those not written lately are
 class ThrottledWrites:
     def __init__(self) -> None:
         self._written: dict[Hashable, float] = {}  # subject → loop time of its last write
+        self._prune_at = FORGET_AFTER
         self._background: set[asyncio.Task[None]] = set()
 
     def submit(self, subject: Hashable, interval: float, write: Callable[[], None],
@@ -29,8 +30,9 @@ class ThrottledWrites:
         last = self._written.get(subject)
         if last is not None and now - last < interval:
             return
-        if len(self._written) >= FORGET_AFTER:
+        if len(self._written) >= self._prune_at:  # amortized: never a scan per request
             self._written = {s: t for s, t in self._written.items() if now - t < interval}
+            self._prune_at = max(FORGET_AFTER, 2 * len(self._written))
         self._written[subject] = now
         task = asyncio.create_task(self._run(write, what))
         self._background.add(task)
