@@ -28,8 +28,10 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
+            # No drain on SIGTERM unless a test asks (a later --drain-seconds wins): stopping
+            # a test server need not wait for load balancers that are not there.
             [RUNTIME, "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port),
-             "--threads", "1", *args],
+             "--threads", "1", "--drain-seconds", "0", *args],
             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.client = httpx.Client(base_url=self.url, timeout=60)

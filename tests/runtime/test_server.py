@@ -6,8 +6,10 @@ import concurrent.futures
 import gzip
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,6 +210,26 @@ def test_ten_megabyte_document_is_413_when_the_request_refuses_truncation(server
     doc = "panda " * (10 * 2**20 // 6)
     assert_error(rerank(server, {"query": "q", "documents": [doc], "truncate": False}), 413,
                  "document_too_long")
+
+
+def test_sigterm_drains_serving_requests_while_health_says_draining(tiny_model: Path) -> None:
+    srv = Server(tiny_model, "--served-name", "tiny", "--drain-seconds", "2")
+    try:
+        srv.wait_healthy()
+        srv.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        deadline = signalled + 1
+        while (health := srv.client.get("/health")).status_code == 200:
+            assert time.monotonic() < deadline, "health still 200 a second after SIGTERM"
+            time.sleep(0.02)
+        assert_error(health, 503, "draining")
+        with httpx.Client(base_url=srv.url, timeout=10) as fresh:  # a new connection
+            answer = fresh.post("/v1/rerank", json={"query": "q", "documents": DOCS})
+        assert answer.status_code == 200, answer.text
+        srv.proc.wait(timeout=15)
+        assert time.monotonic() - signalled >= 2
+    finally:
+        srv.stop()
 
 
 def test_gzip_and_deflate_bodies_are_inflated_and_score_like_plain_ones(server: Server) -> None:

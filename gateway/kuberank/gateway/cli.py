@@ -6,8 +6,8 @@ import logging
 import sys
 
 from kuberank.gateway.app import create_app
-from kuberank.gateway.serving import serve
 from kuberank.gateway.settings import GatewaySettings
+from kuberank.protocol.serving import serve
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,6 +106,9 @@ def _ops_router() -> APIRouter:
     @router.get("/health")
     async def health(request: Request) -> Response:
         engine = _engine(request)
+        if request.app.state.draining.is_set():
+            err = Unavailable("shutting down: draining", code="draining")
+            return JSONResponse(error_body(err), status_code=503)
         if engine.state == "ready":
             return JSONResponse({"status": "ok"})
         message = ("model is loading" if engine.state == "loading"
@@ -132,8 +136,10 @@ def _ops_router() -> APIRouter:
     return router
 
 
-def create_app(settings: RuntimeSettings, engine: Engine | None = None) -> FastAPI:
-    """The runtime app; the engine starts loading the model when the app starts."""
+def create_app(settings: RuntimeSettings, engine: Engine | None = None,
+               draining: threading.Event | None = None) -> FastAPI:
+    """The runtime app; the engine starts loading the model when the app starts. ``draining``
+    (set on SIGTERM by the server) turns /health into 503 while requests are still served."""
     the_engine = engine or Engine(settings)
 
     @asynccontextmanager
@@ -144,6 +150,7 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None) -> FastA
 
     app = FastAPI(title="kuberank runtime", lifespan=lifespan)
     app.state.engine = the_engine
+    app.state.draining = draining or threading.Event()
     app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)

@@ -6,9 +6,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
-import uvicorn
+from kuberank.protocol.serving import serve
 from kuberank.runtime.app import create_app
 from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings, build_parser, load_settings
@@ -29,13 +30,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = parse_settings(argv)
 
+    draining = threading.Event()
+
     def stop_on_failure(_: BaseException) -> None:
-        # A pod that cannot load its model must exit so Kubernetes reports CrashLoopBackOff.
+        # A pod that cannot load its model must exit so Kubernetes reports CrashLoopBackOff;
+        # at once: there is nothing to drain (draining already set skips the drain).
+        draining.set()
         os.kill(os.getpid(), signal.SIGTERM)
 
     engine = Engine(settings, on_failure=stop_on_failure)
-    uvicorn.run(create_app(settings, engine), host=settings.host, port=settings.port,
-                log_level="info", timeout_graceful_shutdown=10)
+    app = create_app(settings, engine, draining)
+    serve(app, settings.drain_seconds, draining, host=settings.host,
+          port=settings.port, log_level="info", timeout_graceful_shutdown=10)
     if engine.error is not None:
         sys.exit(f"kuberank-runtime: cannot serve {settings.model}: {engine.error}")
 

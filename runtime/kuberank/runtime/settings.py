@@ -76,6 +76,10 @@ class RuntimeSettings(BaseSettings):
         "8192, or max-documents when larger; never less, or a full request could not queue).")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body in bytes (more is a 413).")
+    drain_seconds: float = Field(
+        default=5.0, ge=0, le=60, description="Seconds to keep serving after SIGTERM (while "
+        "/health answers 503 draining) before shutting down, so clients of the pod's Service "
+        "stop sending first.")
 
     @field_validator("flash_attn", mode="before")
     @classmethod

@@ -1,11 +1,12 @@
-"""uvicorn that drains before it stops, so a rolling update loses no request.
+"""uvicorn that drains before it stops, so a rolling update loses no request (the gateway and
+the runtime both serve with it).
 
-When a pod is deleted, the EndpointSlice update and the SIGTERM race: load balancers and
-Ingress controllers keep sending new connections for a moment after the signal, and a plain
-uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502). On
-the first SIGTERM this server keeps accepting for ``drain_seconds`` while ``/readyz`` fails, and
-only then shuts down as uvicorn does (finishing requests in flight). A second SIGTERM, or
-Ctrl-C, stops it at once.
+When a pod is deleted, the EndpointSlice update and the SIGTERM race: kube-proxy, Ingress
+controllers and the gateway keep sending new connections for a moment after the signal, and a
+plain uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502).
+On the first SIGTERM this server keeps accepting for ``drain_seconds`` while readiness fails
+(``draining`` is set), and only then shuts down as uvicorn does (finishing requests in flight). A
+second SIGTERM, or Ctrl-C, stops it at once.
 """
 
 from __future__ import annotations
