@@ -176,6 +176,9 @@ def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm:
     assert pods["namespaceSelector"] == {"any": True}
     assert pods["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
     assert pods["selector"]["matchLabels"].items() <= runtime_pod_labels("bge").items()
+    # each runtime series names its model (label kuberank_io_model), as the dashboard expects
+    assert pods["podTargetLabels"] == ["kuberank.io/model"]
+    assert runtime_pod_labels("bge")["kuberank.io/model"] == "bge"
     scoped = render(helm, *ALL_FEATURES, "--set", "operator.watchNamespaces={a,b}")
     assert next(d for d in scoped if d["kind"] == "PodMonitor")["spec"]["namespaceSelector"] == {
         "matchNames": ["a", "b"]}
