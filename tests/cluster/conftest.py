@@ -61,8 +61,15 @@ def crds(kubeconfig: Path) -> Path:
     """Install the generated CRDs and wait until the API serves them."""
     k = Kubectl(kubeconfig)
     k.run("apply", "--server-side", "-f", str(REPO / "crds"))
+
+    def established(name: str) -> bool:
+        # Polled: `kubectl wait` errors out on a CRD whose status is not written yet.
+        crd = k.get("crd", name) or {}
+        return any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in (crd.get("status") or {}).get("conditions") or [])
+
     for name in ("rerankmodels.kuberank.io", "apikeys.kuberank.io"):
-        k.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        wait_for(f"CRD {name} established", lambda: established(name))  # noqa: B023
     wait_for(
         "RerankModel API discovery", lambda: k.run("get", "rrm", "-A", check=False).returncode == 0
     )
