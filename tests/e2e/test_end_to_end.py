@@ -288,7 +288,8 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     proc = subprocess.run(
         [release, "upgrade", RELEASE, str(REPO / "charts" / "kuberank"), "-n", SYSTEM_NS,
          f"--kubeconfig={kubectl.kubeconfig}", "--reuse-values", "--set", "gateway.logLevel=debug",
-         "--set", "operator.verbose=true", "--wait", "--timeout=180s"],
+         "--set", "operator.verbose=true", "--set", "operator.replicas=2",
+         "--wait", "--timeout=180s"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr + "\n" + agent_node.pod_logs()
@@ -307,16 +308,30 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
             return None  # no ready gateway pod yet
 
     url = wait_for("200 after the upgrade", answered_after_upgrade, timeout=60)
-    # The new operator pod stood by until the old one handed the Lease over; it leads now (what
-    # follows, scale to zero and autoscaling, is its work).
-    def new_leader() -> str | None:
+    # Two operator replicas now: the new pods stood by until the old one handed the Lease over;
+    # one of them leads, the other stands by.
+    def leader_other_than(previous: str) -> str | None:
         holder = lease_holder(kubectl)
-        return holder if holder not in (None, operator_pod) else None
+        return holder if holder not in (None, previous) else None
 
-    successor = wait_for("the new operator to lead", new_leader, timeout=60)
-    operators = kubectl.json("get", "pods", "-n", SYSTEM_NS, "-l",
+    def operator_pods() -> list[str]:
+        found = kubectl.json("get", "pods", "-n", SYSTEM_NS, "-l",
                              "app.kubernetes.io/component=operator")["items"]
-    assert [p["metadata"]["name"] for p in operators] == [successor]
+        return sorted(p["metadata"]["name"] for p in found
+                      if not p["metadata"].get("deletionTimestamp"))
+
+    successor = wait_for("a new operator to lead", lambda: leader_other_than(operator_pod),
+                         timeout=60)
+    replicas = wait_for("two operator pods", lambda: len(pods := operator_pods()) == 2 and pods)
+    assert successor in replicas and operator_pod not in replicas
+    # The leader's pod goes (a node drain, say): the standby takes over (a graceful stop hands
+    # the Lease over), and what follows, scale to zero and autoscaling, is its work.
+    kubectl.run("delete", "pod", "-n", SYSTEM_NS, successor, "--wait=false")
+    began = time.monotonic()
+    standby = wait_for("the standby to lead", lambda: leader_other_than(successor), timeout=60)
+    log(f"standby operator leads {time.monotonic() - began:.1f}s after the leader's pod was "
+        "deleted")
+    assert standby in replicas
 
     # Idle with scaleToZero, it goes to zero replicas (the operator); the next request wakes it
     # and is held until the new replica answers (the gateway), both through the chart's RBAC.
