@@ -274,6 +274,9 @@ def test_gateway_drains_and_gets_the_grace_to_finish_requests_in_flight(helm: st
     pod = gateway_pod("--set", "gateway.drainSeconds=0", "--set-json",
                       "gateway.upstreamTimeoutSeconds=2.5")
     assert pod["terminationGracePeriodSeconds"] == 0 + 3 + 5
+    # a model with a longer limits.timeoutSeconds needs a longer grace: set it outright
+    assert gateway_pod("--set", "gateway.terminationGracePeriodSeconds=600")[
+        "terminationGracePeriodSeconds"] == 600
 
 
 def test_gateway_and_operator_replicas_spread_over_nodes_softly_unless_turned_off(
