@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kuberank.gateway.settings import GatewaySettings
 from kuberank.operator.builders.meta import labels as runtime_pod_labels
 from kuberank.operator.settings import OperatorSettings
 from kuberank.protocol.dialects import Dialect
@@ -270,6 +271,7 @@ def test_gateway_drains_and_gets_the_grace_to_finish_requests_in_flight(helm: st
     pod = gateway_pod()
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["KUBERANK_GATEWAY_DRAIN_SECONDS"] == "5"
+    assert GatewaySettings(access_log=env["KUBERANK_GATEWAY_ACCESS_LOG"]).access_log is False
     assert pod["terminationGracePeriodSeconds"] == 5 + 60 + 5  # drain + upstream timeout
     pod = gateway_pod("--set", "gateway.drainSeconds=0", "--set-json",
                       "gateway.upstreamTimeoutSeconds=2.5")

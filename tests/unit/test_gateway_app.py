@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -240,3 +241,30 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
 def test_probes_answer_head_as_well_as_get(client: TestClient) -> None:
     assert client.head("/healthz").status_code == 200
     assert client.head("/readyz").status_code == 200
+
+
+def test_access_log_is_one_json_line_per_request_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = GatewaySettings(max_body_bytes=4096, max_documents=3, access_log=True)
+    with caplog.at_level(logging.INFO, logger="kuberank.gateway.access"), TestClient(
+        create_app(settings, StaticSource(OBJECTS))
+    ) as logged:
+        rerank(logged, KEY_BGE_ONLY, **{"x-request-id": "req-1"})
+        rerank(logged, None)
+    lines = [json.loads(r.getMessage()) for r in caplog.records
+             if r.name == "kuberank.gateway.access"]
+    parsed = parse_key(KEY_BGE_ONLY)
+    assert parsed is not None
+    assert lines[0] == {"request_id": "req-1", "key_id": parsed.key_id, "namespace": "ns1",
+                        "model": "bge", "dialect": "jina", "status": 503,
+                        "ms": lines[0]["ms"]}
+    assert lines[0]["ms"] > 0
+    assert (lines[1]["status"], lines[1]["key_id"], lines[1]["model"]) == (401, None, None)
+    assert parsed.secret not in caplog.text
+
+
+def test_no_access_log_unless_asked(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="kuberank.gateway.access"):
+        rerank(client, KEY_BGE_ONLY)
+    assert not [r for r in caplog.records if r.name == "kuberank.gateway.access"]

@@ -8,6 +8,7 @@ the runtime would) and then forwarded unchanged, on the same path, to one replic
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -61,6 +62,7 @@ from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("kuberank.gateway.access")
 
 ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge,
           UnsupportedMediaType, Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
@@ -237,10 +239,17 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
         if labels.limits.requests_per_minute or labels.limits.tokens_per_minute:
             quota = gateway.limiter.quota(labels.key_id, labels.limits)
             response.headers.update(quota_headers(quota))
+        seconds = time.perf_counter() - started
         gateway.metrics.observe_request(
-            labels.key_id, labels.namespace, labels.model, label, response.status_code,
-            time.perf_counter() - started,
+            labels.key_id, labels.namespace, labels.model, label, response.status_code, seconds
         )
+        if gateway.settings.access_log:
+            access_log.info(json.dumps({
+                "request_id": request_id(request), "key_id": labels.key_id or None,
+                "namespace": labels.namespace or None, "model": labels.model or None,
+                "dialect": label, "status": response.status_code,
+                "ms": round(seconds * 1000, 2),
+            }))
         return response
 
     return rerank

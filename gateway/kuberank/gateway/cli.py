@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.access_log:  # its own switch, whatever the log level
+        logging.getLogger("kuberank.gateway.access").setLevel(logging.INFO)
     if settings.log_level.lower() != "debug":
         # httpx logs every upstream request at INFO; metrics already count them.
         logging.getLogger("httpx").setLevel(logging.WARNING)

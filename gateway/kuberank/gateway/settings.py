@@ -52,6 +52,11 @@ class GatewaySettings(BaseSettings):
         "instead of watching the API server (benchmarks, local runs).",
     )
     log_level: str = Field(default="info", description="Log level of the gateway and uvicorn.")
+    access_log: bool = Field(
+        default=False,
+        description="Log one JSON line per rerank request (key id, namespace, model, dialect, "
+        "status, milliseconds, request id; never a key), on logger kuberank.gateway.access.",
+    )
     instance: str = Field(
         default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname(),
         description="This gateway replica's name in the load it reports for autoscaled models "
