@@ -174,6 +174,30 @@ def test_operator_metrics_say_which_models_are_ready_or_degraded_and_why(
     assert scraped("fine", "kuberank_operator_model_desired_replicas") == 1
 
 
+def test_a_newer_model_claiming_a_served_name_is_told_and_takes_it_once_the_older_goes(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    # "newer" sorts before "older" by name: only age decides who keeps the name
+    kubectl.apply(model("older", resources={"gpus": 0}, servedName="shared"))
+    wait_condition(wait_for, kubectl, "rrm", "older", "Ready", "True")
+    # creationTimestamp has whole seconds (a tie goes to the first name): create it a second on
+    created = (kubectl.get("rrm", "older") or {})["metadata"]["creationTimestamp"]
+    wait_for("the next second", lambda: datetime.now(UTC).isoformat(timespec="seconds")
+             .replace("+00:00", "Z") > created)
+    kubectl.apply(model("newer", resources={"gpus": 0}, servedName="shared"))
+    obj = wait_condition(wait_for, kubectl, "rrm", "newer", "Ready", "False", "ServedNameTaken")
+    assert "already served by the older RerankModel 'older'" in condition(obj, "Ready")["message"]
+    assert condition(obj, "Degraded")["reason"] == "ServedNameTaken"
+    assert condition(kubectl.get("rrm", "older"), "Ready")["status"] == "True"
+    events = kubectl.run(
+        "get", "events", "--field-selector", "involvedObject.name=newer", "-o", "json")
+    assert any(e["reason"] == "ServedNameTaken" and e["type"] == "Warning"
+               for e in json.loads(events.stdout)["items"])
+    # The older one goes: the newer one is told it now serves the name.
+    kubectl.run("delete", "rrm", "older", "--wait=true")
+    wait_condition(wait_for, kubectl, "rrm", "newer", "Ready", "True")
+
+
 def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:

@@ -130,6 +130,14 @@ def test_duplicate_served_names_resolve_to_the_same_object_every_time() -> None:
     assert [r.served_name for r in routes.models_in("ns1")] == ["m"]
 
 
+def test_the_oldest_model_keeps_a_served_name_a_newer_one_claims_too() -> None:
+    older, newer = rerankmodel("zeta", served="m"), rerankmodel("alpha", served="m")
+    older["metadata"]["creationTimestamp"] = "2026-11-01T09:00:00Z"
+    newer["metadata"]["creationTimestamp"] = "2026-11-26T09:00:00Z"
+    routes = table(newer, older)
+    assert routes.resolve("ns1", "m") == ModelRoute("ns1", "zeta", "m")
+
+
 def aliased(name: str, *aliases: str, served: str | None = None) -> dict[str, Any]:
     obj = rerankmodel(name, served=served)
     obj["spec"]["aliases"] = list(aliases)

@@ -1,8 +1,10 @@
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kuberank.crd.apikey import ApiKeySpec
+from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions
 from kuberank.operator.status.pods import pod_problem
@@ -156,6 +158,41 @@ def test_scaled_to_zero_and_missing_deployment() -> None:
     assert "next request through the gateway wakes it" in conds["Ready"]["message"]
     conds = _by_type(compute_status(FACTS, None, [], None, T0))
     assert conds["Available"]["reason"] == "DeploymentMissing"
+
+
+def test_a_served_name_an_older_model_holds_is_not_ready_and_says_which() -> None:
+    taken = dataclasses.replace(FACTS, taken_by="bge-old")
+    conds = _by_type(compute_status(taken, _dep(), [], None, T0))
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "ServedNameTaken")
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == (
+        "True", "ServedNameTaken")
+    assert "'bge-v2' is already served by the older RerankModel 'bge-old'" in (
+        conds["Ready"]["message"])
+    assert conds["Available"]["status"] == "True"  # its pods do run: that is the waste
+
+
+def _model(name: str, served: str | None, created: str, deleting: bool = False
+           ) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = created
+    return {"metadata": meta, "spec": {"servedName": served} if served else {}}
+
+
+def test_the_oldest_model_owns_a_served_name_and_newer_ones_are_told() -> None:
+    old = _model("zeta", "m", "2026-11-01T00:00:00Z")
+    new = _model("alpha", "m", "2026-11-02T00:00:00Z")
+    other = _model("m", None, "2026-10-01T00:00:00Z")  # served as its name: "m" as well
+    unrelated = _model("x", "y", "2026-01-01T00:00:00Z")
+    assert models.served_name_owner(new, [old, new, unrelated]) == "zeta"
+    assert models.served_name_owner(old, [old, new, unrelated]) is None
+    assert models.served_name_owner(old, [old, new, other]) == "m"
+    gone = _model("m", None, "2026-10-01T00:00:00Z", deleting=True)
+    assert models.served_name_owner(old, [old, new, gone]) is None
+    # same creation second: the first by name
+    twin = _model("beta", "m", "2026-11-02T00:00:00Z")
+    assert models.served_name_owner(twin, [new, twin]) == "alpha"
+    assert models.served_name_owner(new, [new, twin]) is None
 
 
 def test_transition_time_changes_only_when_status_changes() -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from kuberank.crd.rerankmodel import claim_order
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"
@@ -44,6 +46,8 @@ class ModelRoute:
     aliases: tuple[str, ...] = ()  # spec.aliases: more names that reach this model
     autoscaled: bool = False  # spec.autoscaling is set: report this model's load
     timeout: float | None = None  # spec.limits.timeoutSeconds; None: the gateway's default
+    # crd.rerankmodel.claim_order: which model gets a served name two claim (not an identity)
+    claim: tuple[str, str] = field(default=("~", ""), compare=False)
 
     @property
     def service_name(self) -> str:
@@ -74,7 +78,7 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       failing=_failing(obj.get("status")),
                       aliases=_aliases(spec.get("aliases")),
                       autoscaled=isinstance(spec.get("autoscaling"), Mapping),
-                      timeout=_positive(timeout))
+                      timeout=_positive(timeout), claim=claim_order(meta))
 
 
 def _positive(raw: Any) -> float | None:
@@ -191,11 +195,13 @@ class RoutingTable:
 
     # -- readers (request side) -----------------------------------------------------------
     def models_in(self, namespace: str) -> list[ModelRoute]:
-        """The namespace's models, one per served name (the alphabetically first object wins
-        when two RerankModels claim the same served name, so the choice is stable)."""
+        """The namespace's models, one per served name: when two RerankModels claim the same
+        served name the oldest gets it (``claim_order``; the operator marks the other
+        ``ServedNameTaken``)."""
         with self._lock:
             routes = sorted(
-                (r for (ns, _), r in self._models.items() if ns == namespace), key=lambda r: r.name
+                (r for (ns, _), r in self._models.items() if ns == namespace),
+                key=lambda r: r.claim,
             )
         chosen: dict[str, ModelRoute] = {}
         for route in routes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -372,3 +373,12 @@ class RerankModelStatus(CrdModel):
 def parse_spec(spec: Any) -> RerankModelSpec:
     """Parse a spec as it comes from the API server (camelCase)."""
     return RerankModelSpec.model_validate(spec)
+
+
+def claim_order(metadata: Mapping[str, Any]) -> tuple[str, str]:
+    """Which of several RerankModels of one namespace with the same served name serves it: the
+    oldest (creationTimestamp, RFC 3339 so it sorts as text), then the first by name. The gateway
+    routes by it and the operator flags the others, so a newly created model can never take a
+    served name, and its traffic, from one that already has it."""
+    created = metadata.get("creationTimestamp")
+    return (created if isinstance(created, str) and created else "~", str(metadata.get("name")))

@@ -124,9 +124,11 @@ def _refresh(
         return
     with _status_locks[key]:
         body = models.with_written_status(body)
+        taken_by = models.served_name_owner(body, _models_in(model_index, key[0]))
         try:
             status = models.desired_status(
-                body, _one(deployment_index, key), list(pod_index.get(key) or []), _now()
+                body, _one(deployment_index, key), list(pod_index.get(key) or []), _now(),
+                taken_by=taken_by,
             )
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
@@ -168,11 +170,34 @@ def reconcile_model(
     _refresh(memo, key, model_index, deployment_index, pod_index, body=raw)
 
 
-@kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="forget")
-def model_event(event: kopf.RawEvent, namespace: str, name: str, memo: Any, **_: Any) -> None:
-    """A deleted model's metrics go with it (a model without children gets no child events)."""
+def _models_in(model_index: kopf.Index[Key, Any], namespace: str) -> list[dict[str, Any]]:
+    return [body for (ns, _), store in model_index.items() if ns == namespace for body in store]
+
+
+@kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="siblings")
+def model_event(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: Any,
+    model_index: kopf.Index[Key, Any],
+    deployment_index: kopf.Index[Key, Any],
+    pod_index: kopf.Index[Key, Any],
+    **_: Any,
+) -> None:
+    """A model created or deleted changes who holds its served name: the other models of the
+    namespace claiming that name are re-evaluated (``ServedNameTaken`` set or cleared). A
+    deleted model's metrics go with it (a model without children gets no child events)."""
     if event.get("type") == "DELETED":
         _metrics(memo).models.forget((namespace, name))
+    if event.get("type") not in ("ADDED", "DELETED"):
+        return
+    served = models.served_name(dict(body))
+    for other in _models_in(model_index, namespace):
+        other_name = other["metadata"]["name"]
+        if other_name != name and models.served_name(other) == served:
+            _refresh(memo, (namespace, other_name), model_index, deployment_index, pod_index)
 
 
 def _owning_model(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from kuberank.crd.common import API_VERSION
-from kuberank.crd.rerankmodel import KIND, RerankModelSpec
+from kuberank.crd.rerankmodel import KIND, RerankModelSpec, claim_order
 from kuberank.operator.builders.deployment import build_deployment
 from kuberank.operator.builders.meta import Owner, child_name
 from kuberank.operator.builders.network import (
@@ -84,14 +84,34 @@ def revert_child(
     kube.replace(reverted(live, wanted[0]))
 
 
+def served_name(body: Mapping[str, Any]) -> str:
+    """The name clients send for this model: spec.servedName, else the object's name."""
+    return str((body.get("spec") or {}).get("servedName") or body["metadata"]["name"])
+
+
+def served_name_owner(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -> str | None:
+    """The older RerankModel of the namespace that serves this model's served name, if any
+    (``claim_order``: the rule the gateway routes by). Pure."""
+    mine, claim = served_name(body), claim_order(body["metadata"])
+    rivals = [o for o in others if served_name(o) == mine
+              and not o["metadata"].get("deletionTimestamp")
+              and o["metadata"]["name"] != body["metadata"]["name"]]
+    first = min(rivals, key=lambda o: claim_order(o["metadata"]), default=None)
+    if first is None or claim_order(first["metadata"]) > claim:
+        return None
+    return str(first["metadata"]["name"])
+
+
 def desired_status(
     body: dict[str, Any],
     deployment: dict[str, Any] | None,
     pods: Iterable[dict[str, Any]],
     now: datetime,
     invalid: str | None = None,
+    taken_by: str | None = None,
 ) -> dict[str, Any]:
-    """Status from the model and what its children report (pure)."""
+    """Status from the model and what its children report (pure); ``taken_by`` names an
+    older model that serves the same served name."""
     meta = body["metadata"]
     raw_spec = body.get("spec") or {}
     gpu_name = "nvidia.com/gpu"
@@ -112,6 +132,7 @@ def desired_status(
         replicas=replicas,
         served_name=served,
         scales_to_zero=scales_to_zero,
+        taken_by=taken_by,
     )
     problems = [p for p in (pod_problem(pod, gpu_name) for pod in pods) if p is not None]
     dep = DeploymentState.from_object(deployment) if deployment else None

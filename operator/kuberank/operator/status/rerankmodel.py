@@ -50,6 +50,7 @@ class ModelFacts:
     replicas: int
     served_name: str
     scales_to_zero: bool = False  # spec.scaleToZero is set: 0 replicas means idle, not off
+    taken_by: str | None = None  # an older RerankModel here serves the same servedName
 
 
 def compute_status(
@@ -93,6 +94,13 @@ def _conditions(
         ]
     available = _available(facts, dep, problems)
     progressing = _progressing(facts, dep)
+    if facts.taken_by is not None:  # its pods may run, but no request reaches them
+        message = (f"servedName {facts.served_name!r} is already served by the older "
+                   f"RerankModel {facts.taken_by!r} in this namespace, so requests for it go "
+                   "there; give this model another servedName, or delete one of the two.")
+        taken = Cond("Degraded", "True", "ServedNameTaken", message)
+        return [Cond("Ready", "False", "ServedNameTaken", message), available, progressing,
+                taken]
     degraded = _degraded(dep, problems)
     ready = _ready(facts, dep, available, progressing, degraded)
     return [ready, available, progressing, degraded]
