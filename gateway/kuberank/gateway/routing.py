@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberank.crd.rerankmodel import claim_order
+from kuberank.crd.rerankmodel import claim_order, served_name
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"
@@ -71,7 +71,7 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
     limits = spec.get("limits") or {}
     limit, timeout = limits.get("maxDocuments"), limits.get("timeoutSeconds")
     replicas = spec.get("replicas", 1)
-    return ModelRoute(namespace=namespace, name=name, served_name=spec.get("servedName") or name,
+    return ModelRoute(namespace=namespace, name=name, served_name=served_name(obj),
                       max_documents=limit if isinstance(limit, int) and limit > 0 else None,
                       replicas=replicas if isinstance(replicas, int) else 1,
                       wake=_wake_policy(spec.get("scaleToZero")),

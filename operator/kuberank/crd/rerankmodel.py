@@ -375,6 +375,13 @@ def parse_spec(spec: Any) -> RerankModelSpec:
     return RerankModelSpec.model_validate(spec)
 
 
+def served_name(obj: Mapping[str, Any]) -> str:
+    """The name clients send for a RerankModel object as the API server returns it:
+    spec.servedName, else its own name (``RerankModelSpec.served_name_for`` on parsed specs)."""
+    spec = obj.get("spec") or {}
+    return str(spec.get("servedName") or (obj.get("metadata") or {}).get("name") or "")
+
+
 def claim_order(metadata: Mapping[str, Any]) -> tuple[str, str]:
     """Which of several RerankModels of one namespace with the same served name serves it: the
     oldest (creationTimestamp, RFC 3339 so it sorts as text), then the first by name. The gateway

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.crd.rerankmodel import RerankModelSpec, served_name
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
@@ -105,29 +106,44 @@ def pod_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) ->
     return {(namespace, labels[MODEL_LABEL]): dict(body)}
 
 
+@kopf.index(GROUP, VERSION, MODEL_PLURAL)
+def served_name_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """Models by (namespace, served name): who else claims a model's served name."""
+    return {(namespace, served_name(body)): dict(body)}
+
+
+@dataclass(frozen=True)
+class _Views:
+    """What the watches saw, as the indexes above: kopf hands each to every handler by name."""
+
+    models: kopf.Index[Key, Any]
+    deployments: kopf.Index[Key, Any]
+    pods: kopf.Index[Key, Any]
+    served: kopf.Index[Key, Any]
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> _Views:
+        return cls(kwargs["model_index"], kwargs["deployment_index"], kwargs["pod_index"],
+                   kwargs["served_name_index"])
+
+
 def _one(index: kopf.Index[Key, Any], key: Key) -> dict[str, Any] | None:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
 
 
-def _refresh(
-    memo: Any,
-    key: Key,
-    model_index: kopf.Index[Key, Any],
-    deployment_index: kopf.Index[Key, Any],
-    pod_index: kopf.Index[Key, Any],
-    body: dict[str, Any] | None = None,
-) -> None:
-    body = body or _one(model_index, key)
+def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = None) -> None:
+    body = body or _one(views.models, key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         _metrics(memo).models.forget(key)
         return
     with _status_locks[key]:
         body = models.with_written_status(body)
-        taken_by = models.served_name_owner(body, _models_in(model_index, key[0]))
+        rivals = list(views.served.get((key[0], served_name(body))) or [])
+        taken_by = models.served_name_owner(body, rivals)
         try:
             status = models.desired_status(
-                body, _one(deployment_index, key), list(pod_index.get(key) or []), _now(),
+                body, _one(views.deployments, key), list(views.pods.get(key) or []), _now(),
                 taken_by=taken_by,
             )
         except models.InvalidSpecError:
@@ -146,14 +162,7 @@ def _refresh(
 @kopf.on.resume(GROUP, VERSION, MODEL_PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, MODEL_PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, MODEL_PLURAL, id="reconcile")
-def reconcile_model(
-    body: kopf.Body,
-    memo: Any,
-    model_index: kopf.Index[Key, Any],
-    deployment_index: kopf.Index[Key, Any],
-    pod_index: kopf.Index[Key, Any],
-    **_: Any,
-) -> None:
+def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     raw = dict(body)
     key = (body.metadata.namespace or "", body.metadata.name or "")
     try:
@@ -167,25 +176,12 @@ def reconcile_model(
         models.apply_children(_kube(memo), _settings(memo), models.owner_of(raw), spec)
     except KubeError as err:
         raise _temporary(err) from err
-    _refresh(memo, key, model_index, deployment_index, pod_index, body=raw)
-
-
-def _models_in(model_index: kopf.Index[Key, Any], namespace: str) -> list[dict[str, Any]]:
-    return [body for (ns, _), store in model_index.items() if ns == namespace for body in store]
+    _refresh(memo, key, _Views.of(kwargs), body=raw)
 
 
 @kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="siblings")
-def model_event(
-    event: kopf.RawEvent,
-    body: kopf.Body,
-    namespace: str,
-    name: str,
-    memo: Any,
-    model_index: kopf.Index[Key, Any],
-    deployment_index: kopf.Index[Key, Any],
-    pod_index: kopf.Index[Key, Any],
-    **_: Any,
-) -> None:
+def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: Any,
+                **kwargs: Any) -> None:
     """A model created or deleted changes who holds its served name: the other models of the
     namespace claiming that name are re-evaluated (``ServedNameTaken`` set or cleared). A
     deleted model's metrics go with it (a model without children gets no child events)."""
@@ -193,11 +189,10 @@ def model_event(
         _metrics(memo).models.forget((namespace, name))
     if event.get("type") not in ("ADDED", "DELETED"):
         return
-    served = models.served_name(dict(body))
-    for other in _models_in(model_index, namespace):
-        other_name = other["metadata"]["name"]
-        if other_name != name and models.served_name(other) == served:
-            _refresh(memo, (namespace, other_name), model_index, deployment_index, pod_index)
+    views = _Views.of(kwargs)
+    for other in views.served.get((namespace, served_name(body))) or []:
+        if other["metadata"]["name"] != name:
+            _refresh(memo, (namespace, other["metadata"]["name"]), views)
 
 
 def _owning_model(
@@ -263,33 +258,16 @@ def _owner_uid(body: Mapping[str, Any]) -> str | None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, MODEL_LABEL: kopf.PRESENT})
-def deployment_event(
-    event: kopf.RawEvent,
-    body: kopf.Body,
-    labels: kopf.Labels,
-    namespace: str,
-    memo: Any,
-    model_index: kopf.Index[Key, Any],
-    deployment_index: kopf.Index[Key, Any],
-    pod_index: kopf.Index[Key, Any],
-    **_: Any,
-) -> None:
-    key = (namespace, labels[MODEL_LABEL])
-    _on_child_event(event, body, key, memo, model_index)
-    _refresh(memo, key, model_index, deployment_index, pod_index)
+def deployment_event(event: kopf.RawEvent, body: kopf.Body, labels: kopf.Labels, namespace: str,
+                     memo: Any, **kwargs: Any) -> None:
+    key, views = (namespace, labels[MODEL_LABEL]), _Views.of(kwargs)
+    _on_child_event(event, body, key, memo, views.models)
+    _refresh(memo, key, views)
 
 
 @kopf.on.event("v1", "pods", labels=RUNTIME_PODS)
-def pod_event(
-    labels: kopf.Labels,
-    namespace: str,
-    memo: Any,
-    model_index: kopf.Index[Key, Any],
-    deployment_index: kopf.Index[Key, Any],
-    pod_index: kopf.Index[Key, Any],
-    **_: Any,
-) -> None:
-    _refresh(memo, (namespace, labels[MODEL_LABEL]), model_index, deployment_index, pod_index)
+def pod_event(labels: kopf.Labels, namespace: str, memo: Any, **kwargs: Any) -> None:
+    _refresh(memo, (namespace, labels[MODEL_LABEL]), _Views.of(kwargs))
 
 
 def _child_event(

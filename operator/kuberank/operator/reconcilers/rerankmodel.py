@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from kuberank.crd.common import API_VERSION
-from kuberank.crd.rerankmodel import KIND, RerankModelSpec, claim_order
+from kuberank.crd.rerankmodel import KIND, RerankModelSpec, claim_order, served_name
 from kuberank.operator.builders.deployment import build_deployment
 from kuberank.operator.builders.meta import Owner, child_name
 from kuberank.operator.builders.network import (
@@ -84,11 +84,6 @@ def revert_child(
     kube.replace(reverted(live, wanted[0]))
 
 
-def served_name(body: Mapping[str, Any]) -> str:
-    """The name clients send for this model: spec.servedName, else the object's name."""
-    return str((body.get("spec") or {}).get("servedName") or body["metadata"]["name"])
-
-
 def served_name_owner(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -> str | None:
     """The older RerankModel of the namespace that serves this model's served name, if any
     (``claim_order``: the rule the gateway routes by). Pure."""
@@ -115,7 +110,7 @@ def desired_status(
     meta = body["metadata"]
     raw_spec = body.get("spec") or {}
     gpu_name = "nvidia.com/gpu"
-    served = raw_spec.get("servedName") or meta["name"]
+    served = served_name(body)
     replicas = int(raw_spec.get("replicas", 1) or 0)
     scales_to_zero = raw_spec.get("scaleToZero") is not None
     if invalid is None:
