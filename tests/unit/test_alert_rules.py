@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import buildtools
 import pytest
 import yaml
 
@@ -21,20 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    built = subprocess.run(["bash", str(REPO / "tools" / "promtool" / "build.sh")],
-                           capture_output=True, text=True, timeout=1800)
-    assert built.returncode == 0, built.stderr
-    return built.stdout.strip()
+    return buildtools.promtool()
 
 
 @pytest.fixture(scope="module")
 def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bin_dir = subprocess.run(["bash", str(REPO / "tools" / "controlplane" / "build.sh")],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    helm = Path(bin_dir) / "helm"
     rendered = subprocess.run(
-        [str(helm), "template", "kr", str(REPO / "charts" / "kuberank"), "--namespace", "ops",
-         "--set", "metrics.prometheusRule.enabled=true",
+        [buildtools.helm(), "template", "kr", str(REPO / "charts" / "kuberank"),
+         "--namespace", "ops", "--set", "metrics.prometheusRule.enabled=true",
          "--set", "metrics.prometheusRule.labels.release=prometheus"],
         capture_output=True, text=True, timeout=120,
     )

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import buildtools
 import pytest
 import yaml
 from kuberank.gateway.settings import GatewaySettings
@@ -40,26 +41,15 @@ PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name
 
 
 def _tool(name: str) -> str:
-    if name == "helm":
-        out = subprocess.run(
-            ["bash", str(REPO / "tools" / "controlplane" / "build.sh")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    else:
-        out = subprocess.run(
-            ["bash", str(REPO / "images" / "lint-tools.sh")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+    """A linter (checkov, hadolint) from images/lint-tools.sh."""
+    out = subprocess.run(["bash", str(REPO / "images" / "lint-tools.sh")],
+                         capture_output=True, text=True, check=True)
     return str(Path(out.stdout.strip().splitlines()[-1]) / name)
 
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    return _tool("helm")
+    return buildtools.helm()
 
 
 def render(helm: str, *args: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import buildtools
 import pytest
 import yaml
 from kuberank.gateway.metrics import GatewayMetrics
@@ -25,12 +26,6 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), 
             "info": ("_info",)}
 # Labels Prometheus adds to the runtimes' series: the PodMonitor's podTargetLabels.
 TARGET_LABEL = "kuberank_io_model"
-
-
-def _tool(script: str) -> str:
-    out = subprocess.run(["bash", str(REPO / "tools" / script)], capture_output=True, text=True,
-                         timeout=1800, check=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _queries(dashboard: dict[str, Any]) -> list[str]:
@@ -49,7 +44,7 @@ def _exported(registry: CollectorRegistry) -> set[str]:
 
 
 def test_the_chart_ships_the_dashboard_for_grafanas_sidecar() -> None:
-    helm = str(Path(_tool("controlplane/build.sh")) / "helm")
+    helm = buildtools.helm()
     rendered = subprocess.run(
         [helm, "template", "kr", str(REPO / "charts" / "kuberank"), "-n", "ops",
          "--set", "metrics.grafanaDashboard.enabled=true",
@@ -71,7 +66,7 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
         {"record": f"dashboard:query_{i}", "expr": _as_promql(q)} for i, q in enumerate(queries)]}]}
     path = tmp_path / "queries.yaml"
     path.write_text(yaml.safe_dump(rules, width=1000))
-    promtool = _tool("promtool/build.sh")
+    promtool = buildtools.promtool()
     checked = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
