@@ -1,6 +1,7 @@
 """Small requests beside large ones: the runtime's scheduling policies side by side, in one run.
 
     .venv/bin/python benchmarks/bench_schedule.py [--seconds 20] [--large 64] [--threads N]
+        [--model GGUF --vocab VOCAB_TXT] [--gpu-layers N]
 
 Two clients keep sending --large-document requests while a third sends one-document requests
 (one at a time, as an interactive search box would). For each --schedule (fifo, shortest) it
@@ -16,6 +17,7 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 from bench_runtime import start_runtime
@@ -73,15 +75,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--large", type=int, default=64, help="documents per large request")
     parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--model", type=Path, default=None,
+                        help="GGUF to serve (default: MiniLM-L6, built if missing)")
+    parser.add_argument("--vocab", type=Path, default=None,
+                        help="vocab.txt the documents' words come from (default: MiniLM's)")
+    parser.add_argument("--gpu-layers", type=int, default=0,
+                        help="layers to offload (the runtime then picks its GPU defaults)")
     args = parser.parse_args()
-    gguf, _ = ensure_minilm(paths.models_dir(), lambda m: print(m, file=sys.stderr))
-    large = documents(args.large)
-    print(f"MiniLM-L6, 2 clients x {args.large}-document requests + 1 client x 1-document "
-          f"requests, {args.seconds:.0f} s per policy, {args.threads} thread(s), "
+    gguf = args.model or ensure_minilm(paths.models_dir(), lambda m: print(m, file=sys.stderr))[0]
+    large = documents(args.large, vocab_file=args.vocab)
+    print(f"{gguf.name}, gpu layers {args.gpu_layers}, 2 clients x {args.large}-document "
+          f"requests + 1 client x 1-document requests, {args.seconds:.0f} s per policy, "
+          f"{args.threads} thread(s), "
           f"load average {os.getloadavg()[0]:.1f} at start")
     results: dict[str, tuple[float, float, float]] = {}
     for policy in POLICIES:
-        proc, url = start_runtime(gguf, "--threads", str(args.threads), "--schedule", policy)
+        proc, url = start_runtime(gguf, "--threads", str(args.threads), "--schedule", policy,
+                                  "--gpu-layers", str(args.gpu_layers))
         try:
             before, started = pairs_decoded(url), time.perf_counter()
             small, large_pairs = measure(url, large, args.seconds)

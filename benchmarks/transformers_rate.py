@@ -39,7 +39,8 @@ def main() -> None:
     def scores(model: Any, batch: list[str]) -> list[float]:
         enc = tok([QUERY] * len(batch), batch, padding=True, truncation=True, max_length=512,
                   return_tensors="pt").to(device)
-        enc["token_type_ids"] = torch.zeros_like(enc["token_type_ids"])
+        if "token_type_ids" in enc:  # XLM-R has none
+            enc["token_type_ids"] = torch.zeros_like(enc["token_type_ids"])
         with torch.inference_mode():
             return [float(x) for x in model(**enc).logits[:, 0].float().cpu()]
 

@@ -55,8 +55,9 @@ def _unigram(texts: list[str], size: int) -> tuple[list[tuple[str, float]], byte
             bytes(proto.normalizer_spec.precompiled_charsmap))
 
 
-def build_tiny_xlmr(out_dir: Path) -> Path:
-    """Write the HF directory (config, safetensors, tokenizer) into ``out_dir``."""
+def build_tiny_xlmr(out_dir: Path, shape: dict[str, int] | None = None) -> Path:
+    """Write the HF directory (config, safetensors, tokenizer) into ``out_dir``; ``shape``
+    replaces the layer sizes (benchmarks/bench_gpu.py builds bge-reranker-v2-m3's this way)."""
     from transformers import XLMRobertaTokenizer
 
     texts = [text for item in load_heldout() for text in (item.query, *item.documents)]
@@ -64,7 +65,7 @@ def build_tiny_xlmr(out_dir: Path) -> Path:
     vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces[3:],
              ("<mask>", 0.0)]
     tokenizer = XLMRobertaTokenizer(vocab=vocab, _spm_precompiled_charsmap=charsmap)
-    config = {**CONFIG, "vocab_size": len(vocab)}
+    config = {**CONFIG, **(shape or {}), "vocab_size": len(vocab)}
     rng = np.random.default_rng(SEED)
     weights = {name.replace("bert.", "roberta.", 1): array
                for name, array in random_encoder(rng, config).items()}

@@ -16,15 +16,15 @@ Scorer = Callable[[str, Sequence[str]], list[float]]
 
 
 @contextmanager
-def gguf_scorer(path: Path, max_pair_tokens: int = 512, threads: int | None = None
-                ) -> Iterator[Scorer]:
-    """Rank-pooling llama.cpp scores, one pair per decode (the runtime's measured policy)."""
+def gguf_scorer(path: Path, max_pair_tokens: int = 512, threads: int | None = None,
+                gpu_layers: int = 0) -> Iterator[Scorer]:
+    """Rank-pooling llama.cpp scores, one pair per decode (the runtime's CPU policy)."""
     from kuberank.runtime.model import ContextParams, RankContext, RankModel
     from kuberank.runtime.pairs import Limits, PairBuilder
 
-    model = RankModel(path)
+    model = RankModel(path, gpu_layers=gpu_layers)
     ctx = RankContext(model, ContextParams(ctx_size=max_pair_tokens, batch_size=max_pair_tokens,
-                                           threads=threads))
+                                           threads=threads, gpu_layers=gpu_layers))
     builder = PairBuilder(model.layout(), model.tokenize, Limits(max_pair_tokens))
 
     def score(query: str, documents: Sequence[str]) -> list[float]:
