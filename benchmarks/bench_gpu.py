@@ -86,10 +86,11 @@ def build_model(shape: str, tokenizer: Path, work: Path) -> tuple[Path, Path]:
     if gguf.is_file():
         return hf_dir, gguf
     if shape.startswith("xlmr-"):
-        sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "runtime"))
-        from xlmrkit import build_tiny_xlmr
-
-        build_tiny_xlmr(hf_dir, SHAPES[shape])
+        # In a process of its own: its tokenizer needs transformers, whose torch aborted beside
+        # llama.cpp's CUDA libraries at the first free (H200, "free(): invalid pointer").
+        kit = Path(__file__).parents[1] / "tests" / "runtime" / "xlmrkit.py"
+        subprocess.run([sys.executable, str(kit), str(hf_dir), json.dumps(SHAPES[shape])],
+                       check=True, timeout=600)
         convert_hf_dir(hf_dir, gguf, dtype="f16")
     else:
         base = json.loads((tokenizer / "config.json").read_text())

@@ -28,9 +28,8 @@ from kuberank.modelkit.heldout import (
     load_heldout,
     rank_of_relevant,
 )
-from kuberank.modelkit.paths import DEFAULT, MINILM, models_dir
+from kuberank.modelkit.paths import DEFAULT, DEFAULT_HF, MINILM, models_dir
 from kuberank.modelkit.scorers import Scorer, biencoder_scorer, gguf_scorer, transformers_scorer
-from kuberank.modelkit.train import HF_DIR, build_default_model
 
 
 def _row(name: str, items: list[Item], score: Scorer, per_topic: bool) -> None:
@@ -60,6 +59,9 @@ def main() -> int:
     args = parser.parse_args()
     ours = args.gguf or args.models / DEFAULT
     if args.build:
+        # The trainer only when asked: evaluating needs none of its libraries.
+        from kuberank.modelkit.train import build_default_model
+
         build_default_model(args.models)
     if not ours.is_file():
         print(f"{ours} missing: run with --build or `kuberank-models build`", file=sys.stderr)
@@ -80,9 +82,9 @@ def main() -> int:
             print(f"(b) skipped: {random_head} not built")
         with gguf_scorer(ours, gpu_layers=args.gpu_layers) as score:
             _row(f"(c) {ours.name}, llama.cpp", items, score, args.per_topic)
-        if (args.models / HF_DIR / "model.safetensors").is_file():
+        if (args.models / DEFAULT_HF / "model.safetensors").is_file():
             _row("(c') same weights via transformers", items,
-                 transformers_scorer(args.models / HF_DIR), False)
+                 transformers_scorer(args.models / DEFAULT_HF), False)
     return 0
 
 

@@ -79,3 +79,12 @@ def build_tiny_xlmr(out_dir: Path, shape: dict[str, int] | None = None) -> Path:
         tokenizer.save_pretrained(tokenizer_dir)
         write_hf_dir(out_dir, config, weights, Path(tokenizer_dir))
     return out_dir
+
+
+if __name__ == "__main__":
+    # python tests/runtime/xlmrkit.py OUT_DIR [SHAPE_JSON]: a process of its own for callers that
+    # hold llama.cpp's CUDA libraries, which abort beside torch's (benchmarks/bench_gpu.py).
+    import json
+    import sys
+
+    build_tiny_xlmr(Path(sys.argv[1]), json.loads(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -21,6 +21,9 @@ MINILM_HF = "minilm-l6-reranker-hf"
 DEFAULT = "kuberank-minilm-reranker.gguf"
 """The fine-tuned default model served when no model is configured (issue 7)."""
 
+DEFAULT_HF = "kuberank-minilm-reranker-hf"
+"""HF-format twin directory of ``DEFAULT`` (the trainer's own output, converted to ``DEFAULT``)."""
+
 
 def cache_dir() -> Path:
     """Root of kuberank's caches: ``$KUBERANK_CACHE`` or ``~/.cache/kuberank``."""

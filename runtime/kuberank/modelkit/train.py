@@ -39,12 +39,12 @@ from kuberank.modelkit.facets import facet_groups
 from kuberank.modelkit.gloss_pairs import gloss_pairs, gloss_texts
 from kuberank.modelkit.heldout import HARD_HELDOUT_PATH, leaked_into, load_heldout
 from kuberank.modelkit.pairs import Pair, make_pairs
-from kuberank.modelkit.paths import DEFAULT, models_dir
+from kuberank.modelkit.paths import DEFAULT, DEFAULT_HF, models_dir
 from kuberank.modelkit.progress import train_log
 from kuberank.modelkit.teacher import Group, encode, grade_missing, mine_groups
 from kuberank.modelkit.wordnet import NOUN_SHA256, Synset, load_nouns
 
-HF_DIR = "kuberank-minilm-reranker-hf"
+HF_DIR = DEFAULT_HF
 THREADS = 2
 # Bump when code changes what a given Recipe trains (loss, mining, pair cutting): the cached
 # model's fingerprint then no longer matches and ``build_default_model`` rebuilds it.
