@@ -102,6 +102,28 @@ def test_max_tokens_per_doc_truncates_even_under_reject(model: RankModel) -> Non
                            *model.tokenize("a b", False), SEP]
 
 
+def test_max_tokens_per_doc_asks_for_cuts_past_the_servers_own_cap_too(model: RankModel) -> None:
+    b = builder(model, max_document_tokens=3)
+    pair = b.pair(b.query("q", truncate=False), "a b c d e f", truncate=False,
+                  max_tokens_per_doc=50)
+    assert pair.truncated
+    assert pair.tokens[-4:] == [*model.tokenize("a b c", False), SEP]
+
+
+def test_a_long_query_is_cut_longest_first_so_documents_keep_their_words(model: RankModel) -> None:
+    b = builder(model)
+    query = b.query("lorem " * 2000, truncate=True)
+    for doc in ("apple pie is a dessert", "apple computers make laptops"):
+        pair = b.pair(query, doc, truncate=True)
+        words = model.tokenize(doc, False)
+        assert pair.truncated and len(pair.tokens) == 512
+        assert pair.tokens[-len(words) - 2:] == [SEP, *words, SEP]
+    both_long = b.pair(query, "bamboo " * 2000, truncate=True)
+    assert both_long.tokens.count(model.tokenize("bamboo", False)[0]) == 255
+    with pytest.raises(PayloadTooLarge, match="with this query"):
+        b.pair(b.query("word " * 400, truncate=False), "bamboo " * 200, truncate=False)
+
+
 def test_rerank_template_is_tokenized_whole_and_split_for_truncation(model: RankModel) -> None:
     template = "[CLS] query : {query} [SEP] document : {document} [SEP]"
     layout = template_layout(template, model.tokenize)

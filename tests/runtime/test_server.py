@@ -131,6 +131,12 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
     operation_ids = [op["operationId"] for item in document["paths"].values()
                      for op in item.values()]
     assert len(operation_ids) == len(set(operation_ids))
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
+        answers = document["paths"][path]["post"]["responses"]
+        assert {"x-request-id", "x-prompt-tokens"} <= set(answers["200"]["headers"])
+        assert "Retry-After" in answers["429"]["headers"]
+        assert "Retry-After" in answers["503"]["headers"]
+    assert "503" in document["paths"]["/health"]["get"]["responses"]
 
     def schema_of(path: str, status: int | None = None) -> jsonschema.Draft202012Validator:
         operation = document["paths"][path]["post"]
@@ -156,6 +162,23 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
 
 def test_models_lists_the_served_name_from_the_environment(server: Server) -> None:
     assert [m["id"] for m in server.client.get("/v1/models").json()["data"]] == ["tiny"]
+
+
+def test_retrieving_the_served_model_answers_its_card_and_any_other_404(server: Server) -> None:
+    listed = server.client.get("/v1/models").json()["data"]
+    assert server.client.get("/v1/models/tiny").json() == listed[0]
+    assert_error(server.client.get("/v1/models/other"), 404, "model_not_found")
+
+
+def test_a_long_query_still_lets_each_document_be_read(server: Server) -> None:
+    docs = ["apple pie is a dessert", "apple computers make laptops", "banana"]
+    answer = rerank(server, {"query": "lorem " * 2000, "documents": docs})
+    assert answer.status_code == 200, answer.text
+    scores = [r["relevance_score"] for r in answer.json()["results"]]
+    # Cut longest-first, each pair keeps its whole document: three documents, three scores
+    # (cut to their first token, as before, the two "apple ..." ones tied).
+    assert len(set(scores)) == 3
+    assert answer.json()["usage"]["prompt_tokens"] == 3 * 512
 
 
 def test_unknown_model_is_404(server: Server) -> None:
@@ -317,15 +340,19 @@ def test_health_answers_head_as_well_as_get(server: Server) -> None:
 
 
 def test_unknown_route_and_method_are_json_errors(server: Server) -> None:
-    assert_error(server.client.get("/nope"), 404)
-    assert_error(server.client.get("/v1/rerank"), 405)
+    assert_error(server.client.get("/v1/reranks"), 404, "unknown_path")
+    wrong_method = server.client.get("/v1/rerank")
+    assert_error(wrong_method, 405)
+    assert wrong_method.headers["allow"] == "POST"
 
 
-def test_a_non_reranker_model_exits_with_a_clear_message(embedding_only_model: Path) -> None:
+def test_a_non_reranker_model_exits_1_with_the_reason_last(embedding_only_model: Path) -> None:
     srv = Server(embedding_only_model)
     try:
-        assert srv.proc.wait(timeout=60) != 0
-        assert "not a reranker" in srv.output()
+        # 1, not 143: a signal's status would read as if Kubernetes had killed the container.
+        assert srv.proc.wait(timeout=60) == 1
+        last = srv.output().strip().splitlines()[-1]
+        assert last.startswith("kuberank-runtime: cannot serve ") and "not a reranker" in last
     finally:
         srv.stop()
 

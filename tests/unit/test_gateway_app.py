@@ -190,6 +190,19 @@ def test_models_lists_only_what_the_key_may_use_in_its_namespace(client: TestCli
     assert client.get("/v1/models").status_code == 401
 
 
+def test_retrieving_one_model_answers_its_card_or_404_like_the_list(client: TestClient) -> None:
+    def get(key: str, model: str) -> Any:
+        return client.get(f"/v1/models/{model}", headers={"authorization": f"Bearer {key}"})
+
+    listed = client.get("/v1/models", headers={"authorization": f"Bearer {KEY_ALL}"}).json()
+    assert get(KEY_ALL, "small").json() == next(m for m in listed["data"] if m["id"] == "small")
+    for key, model in ((KEY_BGE_ONLY, "small"), (KEY_OTHER_NS, "small"), (KEY_ALL, "nope")):
+        response = get(key, model)
+        assert response.status_code == 404, (key, model)
+        assert error_code(response) == "model_not_found"
+    assert client.get("/v1/models/bge").status_code == 401
+
+
 def test_health_and_readiness_once_objects_are_loaded(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200

@@ -175,3 +175,9 @@ def test_every_error_is_an_api_error_with_a_message() -> None:
     with pytest.raises(ApiError) as info:
         parse_request(Dialect.TEI, body(query="q", texts=[{"text": "a"}]))
     assert "texts" in info.value.message
+
+
+@pytest.mark.parametrize(("dialect", "expected"), [(Dialect.JINA, True), (Dialect.COHERE, False)])
+def test_null_return_documents_means_the_dialects_default(dialect: Dialect, expected: bool) -> None:
+    req = parse_request(dialect, body(query="q", documents=["a"], return_documents=None))
+    assert req.return_documents is expected

@@ -62,16 +62,18 @@ def test_every_error_answer_names_its_request(client: TestClient) -> None:
         assert len(response.headers["x-request-id"]) == 32
 
 
-def test_unknown_route_is_404_json(client: TestClient) -> None:
+def test_unknown_route_is_404_json_naming_the_path_not_a_model(client: TestClient) -> None:
     r = client.get("/nope")
     assert r.status_code == 404
-    assert set(r.json()["error"]) == {"message", "type", "code"}
+    assert r.json()["error"] == {"message": "no such path: GET /nope", "type": "not_found_error",
+                                 "code": "unknown_path"}
 
 
-def test_wrong_method_is_405_json(client: TestClient) -> None:
+def test_wrong_method_is_405_json_with_the_allowed_methods(client: TestClient) -> None:
     r = client.get("/typed")
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "http_405"
+    assert r.headers["allow"] == "POST"
 
 
 def test_validation_error_is_422_and_bad_json_is_400(client: TestClient) -> None:

@@ -164,6 +164,15 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
                  if _may_use(key, name, route)]
         return {"object": "list", "data": cards}
 
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        """OpenAI's retrieve: one card of the list above, 404 for any other name."""
+        key = _authenticate(gateway, request)
+        for name, route in gateway.routes.names_in(key.namespace):
+            if name == model_id and _may_use(key, name, route):
+                return _model_card(gateway, name, route)
+        raise ModelNotFound(f"model {model_id!r} is not served to this key")
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -33,7 +33,8 @@ class RerankRequest:
     """A rerank request, whatever dialect it came in.
 
     `normalize` None means "the model's default"; `truncate` None means "the server's overflow
-    policy", True/False force truncate/reject. `max_tokens_per_doc` always truncates (Cohere).
+    policy", True/False force truncate/reject. `max_tokens_per_doc` always truncates (Cohere),
+    past the model's own limits too.
     """
 
     dialect: Dialect
@@ -82,7 +83,7 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
         return RerankRequest(
             dialect=dialect, model=jina.model, query=jina.query,
             documents=_texts(jina.documents), top_n=jina.top_n,
-            return_documents=jina.return_documents, normalize=jina.normalize,
+            return_documents=jina.return_documents is not False, normalize=jina.normalize,
             truncate=jina.truncate,
         )
     if dialect is Dialect.TEI:
@@ -99,7 +100,7 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
     return RerankRequest(
         dialect=dialect, model=cohere.model, query=cohere.query,
         documents=_texts(cohere.documents), top_n=cohere.top_n,
-        return_documents=cohere.return_documents,
+        return_documents=bool(cohere.return_documents),
         normalize=True if cohere.normalize is None else cohere.normalize,
         max_tokens_per_doc=cohere.max_tokens_per_doc,
     )

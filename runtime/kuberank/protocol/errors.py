@@ -7,6 +7,7 @@ Both the runtime and the gateway raise these and install the same handlers, so a
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -114,19 +115,26 @@ def error_body(err: ApiError) -> dict[str, Any]:
     return {"error": {"message": err.message, "type": err.type, "code": err.code}}
 
 
-def error_response(err: ApiError) -> JSONResponse:
-    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
-    return JSONResponse(error_body(err), status_code=err.status, headers=headers)
+def error_response(err: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    merged = dict(headers or {})
+    if err.retry_after is not None:
+        merged["Retry-After"] = str(err.retry_after)
+    return JSONResponse(error_body(err), status_code=err.status, headers=merged or None)
 
 
 _HTTP_STATUS_ERRORS: dict[int, type[ApiError]] = {
     cls.status: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge,
-                UnsupportedMediaType, Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
+    for cls in (BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType,
+                Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
 }
 
 
-def _from_http_exception(exc: StarletteHTTPException) -> ApiError:
+def _from_http_exception(exc: StarletteHTTPException, request: Request) -> ApiError:
+    if exc.status_code == 404:
+        # Starlette's 404 means no route matched: a wrong URL, not a missing model.
+        err = ApiError(f"no such path: {request.method} {request.url.path}", code="unknown_path")
+        err.status, err.type = 404, ModelNotFound.type
+        return err
     cls = _HTTP_STATUS_ERRORS.get(exc.status_code)
     message = str(exc.detail)
     if cls is not None:
@@ -153,9 +161,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return error_response(exc)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return error_response(_from_http_exception(exc))
+        # Starlette's own headers stay: a 405's Allow lists the methods the path takes.
+        return error_response(_from_http_exception(exc, request), exc.headers)
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

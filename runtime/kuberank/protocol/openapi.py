@@ -48,15 +48,24 @@ REQUEST_ID = {REQUEST_ID_HEADER: {
 }}
 
 
-def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]]) -> dict[int | str, Any]:
-    """FastAPI ``responses=`` for one dialect: its answer and the errors this process returns."""
+RETRY_AFTER = {"Retry-After": {
+    "description": "Seconds to wait before trying again.", "schema": {"type": "integer"},
+}}
+RETRIED = (429, 503)
+
+
+def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]],
+                     answer_headers: dict[str, Any] | None = None) -> dict[int | str, Any]:
+    """FastAPI ``responses=`` for one dialect: its answer (with ``answer_headers`` besides the
+    request id) and the errors this process returns."""
     out: dict[int | str, Any] = {
         200: {"model": ANSWERS[dialect], "description": "The documents, best first.",
-              "headers": REQUEST_ID},
+              "headers": {**REQUEST_ID, **(answer_headers or {})}},
     }
     for error in errors:
+        headers = {**REQUEST_ID, **(RETRY_AFTER if error.status in RETRIED else {})}
         out[error.status] = {"model": ErrorResponse, "description": ERRORS[error.status],
-                             "headers": REQUEST_ID}
+                             "headers": headers}
     return out
 
 

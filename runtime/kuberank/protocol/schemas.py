@@ -41,8 +41,9 @@ class JinaRequest(_Wire):
     query: str
     documents: list[Document] = Field(description=DOCUMENTS)
     top_n: int | None = Field(default=None, description=TOP_N)
-    return_documents: bool = Field(default=True,
-                                   description="Include each document in its result.")
+    # null is the default, as for every optional field here: generated clients send nulls.
+    return_documents: bool | None = Field(
+        default=True, description="Include each document in its result (null: true).")
     normalize: bool | None = Field(default=None, description=NORMALIZE)
     truncate: bool | None = Field(default=None, description=TRUNCATE)
 
@@ -69,9 +70,10 @@ class CohereRequest(_Wire):
     documents: list[Document] = Field(description=DOCUMENTS)
     top_n: int | None = Field(default=None, description=TOP_N)
     max_tokens_per_doc: int | None = Field(
-        default=None, description="Cut each document to this many tokens (always truncates).")
-    return_documents: bool = Field(default=False,
-                                   description="Include each document in its result.")
+        default=None, description="Cut each document to this many tokens, and to the model's "
+        "own limits, whatever its overflow policy: as at Cohere, a long document is never a 413.")
+    return_documents: bool | None = Field(
+        default=False, description="Include each document in its result (null: false).")
     normalize: bool | None = Field(default=None, description="Scores as sigmoid probabilities "
                                    "(default true, as Cohere's are in [0, 1]).")
 

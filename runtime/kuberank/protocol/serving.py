@@ -24,10 +24,19 @@ log = logging.getLogger(__name__)
 
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, drain_seconds: float,
-                 draining: threading.Event) -> None:
+                 draining: threading.Event, stop: threading.Event | None = None) -> None:
         super().__init__(config)
         self._drain_seconds = drain_seconds
         self.draining = draining
+        self._stop = stop
+
+    async def on_tick(self, counter: int) -> bool:
+        # `stop` ends the server from another thread without a signal: uvicorn re-raises a
+        # signal it caught once it has stopped, which would kill the process before its caller
+        # could say why it stopped (and exit 143, as if Kubernetes had killed it).
+        if self._stop is not None and self._stop.is_set():
+            return True
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGTERM or self._drain_seconds <= 0 or self.draining.is_set():
@@ -41,6 +50,8 @@ class DrainingServer(uvicorn.Server):
         stop.start()
 
 
-def serve(app: Any, drain_seconds: float, draining: threading.Event, **config: Any) -> None:
-    """Run ``app`` like ``uvicorn.run(app, **config)``, draining on SIGTERM."""
-    DrainingServer(uvicorn.Config(app, **config), drain_seconds, draining).run()
+def serve(app: Any, drain_seconds: float, draining: threading.Event,
+          stop: threading.Event | None = None, **config: Any) -> None:
+    """Run ``app`` like ``uvicorn.run(app, **config)``, draining on SIGTERM; setting ``stop``
+    ends it at once (requests in flight still finish)."""
+    DrainingServer(uvicorn.Config(app, **config), drain_seconds, draining, stop).run()

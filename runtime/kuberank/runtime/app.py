@@ -29,12 +29,16 @@ from kuberank.protocol.errors import (
 )
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
+from kuberank.protocol.schemas import ErrorResponse
 from kuberank.protocol.shaping import shape_response
 from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+USAGE = {PROMPT_TOKENS_HEADER: {"description": "Tokens evaluated (after truncation), in every "
+                                "dialect; the gateway meters token limits by it.",
+                                "schema": {"type": "integer"}}}
 
 
 def _engine(request: Request) -> Engine:
@@ -83,17 +87,17 @@ def _rerank_router() -> APIRouter:
     router = APIRouter(tags=["rerank"])
 
     @router.post(Dialect.JINA.value, summary="Rerank (Jina / GPUStack shape)",
-                 responses=rerank_responses(Dialect.JINA, ERRORS))
+                 responses=rerank_responses(Dialect.JINA, ERRORS, USAGE))
     async def rerank_jina(request: Request) -> Response:
         return await _rerank(request, Dialect.JINA)
 
     @router.post(Dialect.TEI.value, summary="Rerank (text-embeddings-inference shape)",
-                 responses=rerank_responses(Dialect.TEI, ERRORS))
+                 responses=rerank_responses(Dialect.TEI, ERRORS, USAGE))
     async def rerank_tei(request: Request) -> Response:
         return await _rerank(request, Dialect.TEI)
 
     @router.post(Dialect.COHERE.value, summary="Rerank (Cohere v2 shape)",
-                 responses=rerank_responses(Dialect.COHERE, ERRORS))
+                 responses=rerank_responses(Dialect.COHERE, ERRORS, USAGE))
     async def rerank_cohere(request: Request) -> Response:
         return await _rerank(request, Dialect.COHERE)
 
@@ -103,7 +107,9 @@ def _rerank_router() -> APIRouter:
 def _ops_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health")
+    @router.get("/health", responses={503: {
+        "model": ErrorResponse, "description": "Loading (model_loading), failed to load "
+        "(model_unavailable) or shutting down (draining)."}})
     async def health(request: Request) -> Response:
         engine = _engine(request)
         if request.app.state.draining.is_set():
@@ -120,13 +126,22 @@ def _ops_router() -> APIRouter:
     # Some load balancers probe with HEAD; kept out of the schema (one operation per path).
     router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
+    def card(request: Request) -> dict[str, Any]:
+        return {"id": _engine(request).settings.effective_served_name, "object": "model",
+                "owned_by": "kuberank", "created": int(request.app.state.started)}
+
     @router.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        s = _engine(request).settings
-        return {"object": "list", "data": [{
-            "id": s.effective_served_name, "object": "model", "owned_by": "kuberank",
-            "created": int(request.app.state.started),
-        }]}
+        return {"object": "list", "data": [card(request)]}
+
+    @router.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        """OpenAI's retrieve: the served model's card, 404 for any other name."""
+        served = card(request)
+        if model_id != served["id"]:
+            raise ModelNotFound(f"model {model_id!r} is not served here (this runtime serves "
+                                f"{served['id']!r})")
+        return served
 
     @router.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,17 +28,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = parse_settings(argv)
 
-    draining = threading.Event()
+    draining, failed = threading.Event(), threading.Event()
 
     def stop_on_failure(_: BaseException) -> None:
         # A pod that cannot load its model must exit so Kubernetes reports CrashLoopBackOff;
-        # at once: there is nothing to drain (draining already set skips the drain).
+        # at once (there is nothing to drain), and with the reason below as its last line.
         draining.set()
-        os.kill(os.getpid(), signal.SIGTERM)
+        failed.set()
 
     engine = Engine(settings, on_failure=stop_on_failure)
     app = create_app(settings, engine, draining)
-    serve(app, settings.drain_seconds, draining, host=settings.host,
+    serve(app, settings.drain_seconds, draining, failed, host=settings.host,
           port=settings.port, log_level="info", timeout_graceful_shutdown=10)
     if engine.error is not None:
         sys.exit(f"kuberank-runtime: cannot serve {settings.model}: {engine.error}")

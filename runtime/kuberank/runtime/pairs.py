@@ -105,21 +105,33 @@ class PairBuilder:
         direction: Direction = "right",
         max_tokens_per_doc: int | None = None,
     ) -> Pair:
-        room = self.limits.max_pair_tokens - self.layout.overhead - len(query.tokens)
-        cap = min(room, self.limits.max_document_tokens or room)
-        forced = max_tokens_per_doc is not None and max_tokens_per_doc < cap
-        doc, over = self._bounded(document, min(cap, max_tokens_per_doc or cap), direction)
-        if over and not truncate and not forced:
-            raise PayloadTooLarge(
-                f"document is longer than {cap} tokens with this query", code="document_too_long"
-            )
+        """The pair's tokens; over the limits it is cut (``truncate``, or a client that set
+        ``max_tokens_per_doc`` and so asked for cuts) or refused with 413."""
+        text_room = self.limits.max_pair_tokens - self.layout.overhead
+        own_cap = min(text_room - 1, self.limits.max_document_tokens or text_room)
+        cuts = truncate or max_tokens_per_doc is not None
+        doc, over = self._bounded(document, min(own_cap, max_tokens_per_doc or own_cap),
+                                  direction)
+        if over and not cuts:
+            raise PayloadTooLarge(f"document is longer than {own_cap} tokens",
+                                  code="document_too_long")
+        query_tokens = query.tokens
+        if len(query_tokens) + len(doc) > text_room:
+            if not cuts:
+                raise PayloadTooLarge(
+                    f"document is longer than {text_room - len(query_tokens)} tokens with this "
+                    f"query", code="document_too_long")
+            keep_query, keep_doc = longest_first(len(query_tokens), len(doc), text_room)
+            query_tokens = query_tokens[:keep_query]
+            doc = doc[:keep_doc] if direction == "right" else doc[len(doc) - keep_doc:]
+            over = True
         lay = self.layout
         if lay.template is not None and not over and not query.truncated:
             whole = lay.template.replace("{query}", query.text).replace("{document}", document)
             exact = self.tokenize(whole, True)
             if len(exact) <= self.limits.max_pair_tokens:
                 return Pair(exact, False)
-        tokens = lay.prefix + query.tokens + lay.middle + doc + lay.suffix
+        tokens = lay.prefix + query_tokens + lay.middle + doc + lay.suffix
         return Pair(tokens, over or query.truncated)
 
     def _bounded(self, text: str, cap: int, direction: Direction) -> tuple[list[int], bool]:
@@ -140,3 +152,17 @@ class PairBuilder:
             if whole or len(tokens) > cap + 1:
                 return (tokens[:cap] if direction == "right" else tokens[-cap:]), True
             span *= 4
+
+
+def longest_first(query_tokens: int, document_tokens: int, room: int) -> tuple[int, int]:
+    """Tokens kept of query and document when together they pass ``room``: the longer is cut
+    first (transformers' ``longest_first``, what sentence-transformers and TEI rank with), so a
+    long query cannot squeeze every document down to a token or two and tie their scores."""
+    if query_tokens + document_tokens <= room:
+        return query_tokens, document_tokens
+    half = room // 2
+    if query_tokens <= half:
+        return query_tokens, room - query_tokens
+    if document_tokens <= room - half:
+        return room - document_tokens, document_tokens
+    return half, room - half
