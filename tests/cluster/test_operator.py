@@ -539,6 +539,55 @@ def test_invalid_models_are_rejected_by_the_api_server(
     assert proc.returncode != 0 and message in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["a" * 60, "bge.v2"])
+def test_model_names_no_child_could_carry_are_refused_by_the_api_server(
+    kubectl: Kubectl, crds: object, name: str
+) -> None:
+    proc = kubectl.apply(model(name), check=False)
+    assert proc.returncode != 0 and "its Service is rrm-<name>" in proc.stderr
+    kubectl.apply(model("a" * 59))  # the longest that fits
+
+
+def test_apikey_names_longer_than_a_label_value_are_refused(kubectl: Kubectl, crds: object) -> None:
+    key = {"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey", "metadata": {"name": "k" * 64},
+           "spec": {}}
+    proc = kubectl.apply(key, check=False)
+    assert proc.returncode != 0 and "at most 63 characters" in proc.stderr
+
+
+def test_objects_the_operator_did_not_create_are_never_taken_over(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    # A team's own Service and Secret carry the names the model's and the key's children need.
+    kubectl.run("create", "service", "clusterip", "rrm-mine", "--tcp=5432:5432")
+    kubectl.run("create", "secret", "generic", "mine-key", "--from-literal=password=precious")
+    kubectl.apply(model("mine", resources={"gpus": 0}))
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "mine"}, "spec": {}})
+    obj = wait_condition(wait_for, kubectl, "rrm", "mine", "Ready", "False", "NameConflict")
+    assert "Service rrm-mine already exists" in condition(obj, "Ready")["message"]
+    key = wait_condition(wait_for, kubectl, "ak", "mine", "Active", "False", "NameConflict")
+    assert "Secret mine-key already exists" in condition(key, "Active")["message"]
+    assert "keyId" not in key["status"]
+    # Nothing was written: not the model's other children, not the team's objects.
+    assert kubectl.get("deployment", "rrm-mine") is None
+    service, secret = kubectl.get("service", "rrm-mine"), kubectl.get("secret", "mine-key")
+    assert service is not None and secret is not None
+    assert [p["port"] for p in service["spec"]["ports"]] == [5432]
+    assert set(secret["data"]) == {"password"}
+    assert not service["metadata"].get("ownerReferences")
+    assert not secret["metadata"].get("ownerReferences")
+    events = kubectl.run("get", "events", "--field-selector", "reason=NameConflict",
+                         "-o", "json").stdout
+    assert {e["involvedObject"]["kind"] for e in json.loads(events)["items"]} == {
+        "RerankModel", "ApiKey"}
+    # Deleting the key leaves the team's Secret; once their Service is gone the model starts.
+    kubectl.run("delete", "ak", "mine", "--wait=true")
+    kubectl.run("delete", "service", "rrm-mine")
+    wait_condition(wait_for, kubectl, "rrm", "mine", "Ready", "True", timeout=60)
+    assert kubectl.get("secret", "mine-key") is not None
+
+
 def test_served_name_is_immutable_and_wildcard_keys_stand_alone(
     kubectl: Kubectl, wait_for: Wait, crds: object
 ) -> None:

@@ -8,7 +8,12 @@ from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions
 from kuberank.operator.status.pods import pod_problem
-from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
+from kuberank.operator.status.rerankmodel import (
+    Blocked,
+    DeploymentState,
+    ModelFacts,
+    compute_status,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -137,7 +142,8 @@ def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> N
 
 
 def test_invalid_spec_is_a_permanent_degraded_condition() -> None:
-    conds = _by_type(compute_status(FACTS, None, [], None, T0, invalid="spec.resources.memory: x"))
+    conds = _by_type(compute_status(FACTS, None, [], None, T0,
+                                    Blocked("InvalidSpec", "spec.resources.memory: x")))
     assert conds["Degraded"]["reason"] == "InvalidSpec"
     assert "spec.resources.memory" in conds["Ready"]["message"]
 

@@ -13,6 +13,11 @@ PLURAL = "apikeys"
 SINGULAR = "apikey"
 SHORT_NAMES = ["ak"]
 
+# The name is the value of the key Secret's kuberank.io/apikey label: at most 63 characters.
+NAME_RULES = [{
+    "rule": "self.metadata.name.size() <= 63",
+    "message": "an ApiKey's name must be at most 63 characters (it labels the key's Secret)",
+}]
 ROTATE_ANNOTATION = "kuberank.io/rotate"
 SECRET_FIELD = "api-key"
 

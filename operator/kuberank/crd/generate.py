@@ -28,6 +28,7 @@ def _version(
     columns: list[dict[str, Any]],
     scale: bool,
     description: str,
+    name_rules: list[dict[str, str]],
 ) -> dict[str, Any]:
     subresources: dict[str, Any] = {"status": {}}
     if scale:
@@ -52,6 +53,8 @@ def _version(
                 "type": "object",
                 "description": description,
                 "required": ["spec"],
+                # CEL may read metadata.name at the root only.
+                "x-kubernetes-validations": name_rules,
                 "properties": {
                     "apiVersion": {"type": "string", "description": "API version."},
                     "kind": {"type": "string", "description": "Kind."},
@@ -103,6 +106,7 @@ def rerankmodel_crd() -> dict[str, Any]:
         columns,
         scale=True,
         description="A cross-encoder reranker model served by kuberank-runtime pods.",
+        name_rules=rerankmodel.NAME_RULES,
     )
     return _crd(
         rerankmodel.KIND, rerankmodel.PLURAL, rerankmodel.SINGULAR, rerankmodel.SHORT_NAMES, version
@@ -115,7 +119,8 @@ def apikey_crd() -> dict[str, Any]:
         {"name": "Key ID", "type": "string", "jsonPath": ".status.keyId"},
         {"name": "Active", "type": "string", "jsonPath": f"{active}.status"},
         {"name": "Reason", "type": "string", "jsonPath": f"{active}.reason"},
-        {"name": "Expires", "type": "date", "jsonPath": ".spec.expiresAt"},
+        # A string: kubectl shows a date column as an age, and a future one as <invalid>.
+        {"name": "Expires", "type": "string", "jsonPath": ".spec.expiresAt"},
         {"name": "Last Used", "type": "date", "jsonPath": ".status.lastUsedTime"},
     ]
     version = _version(
@@ -124,6 +129,7 @@ def apikey_crd() -> dict[str, Any]:
         columns,
         scale=False,
         description="A bearer key for the kuberank gateway; the key itself lives in a Secret.",
+        name_rules=apikey.NAME_RULES,
     )
     return _crd(apikey.KIND, apikey.PLURAL, apikey.SINGULAR, apikey.SHORT_NAMES, version)
 

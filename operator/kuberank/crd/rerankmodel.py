@@ -20,6 +20,15 @@ SINGULAR = "rerankmodel"
 SHORT_NAMES = ["rrm"]
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The model's name becomes the Service `rrm-<name>` (a DNS label: 63 characters, no dots) and a
+# label value (63): names the API server takes but no child could carry are refused up front.
+MAX_NAME_LENGTH = 59
+NAME_RULES = [{
+    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
+            f"self.metadata.name.matches('{DNS_LABEL}')",
+    "message": f"a RerankModel's name must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 "
+               "and '-' (its Service is rrm-<name>, a DNS label)",
+}]
 SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
 

@@ -32,10 +32,12 @@ from kuberank.operator.metrics import ModelState, OperatorMetrics
 from kuberank.operator.reconcilers import apikey as apikeys
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.idle import scale_down_if_idle
+from kuberank.operator.reconcilers.ownership import NameConflictError
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.apikey import seconds_until_expiry
 from kuberank.operator.status.autoscale import Autoscaler, forgotten_reporters
 from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
+from kuberank.operator.status.rerankmodel import Blocked
 
 log = logging.getLogger("kuberank.operator")
 
@@ -47,6 +49,8 @@ Key = tuple[str, str]
 # pool. Status for one model is computed and written under its lock, from the indexes as they are
 # once the lock is held, so a slow handler can never overwrite a newer status with an older view.
 _status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
+# Models none of whose children could be applied, and why (the reconcile handler's verdict).
+_blocked: dict[Key, Blocked] = {}
 # Per child (kind, namespace, name): the foreign spec edits a repair has already answered.
 _answered_edits: dict[tuple[str, str, str], frozenset[Edit]] = {}
 
@@ -137,6 +141,8 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
     if body is None or body["metadata"].get("deletionTimestamp"):
         _metrics(memo).models.forget(key)
         return
+    if key in _blocked:
+        return  # the reconcile handler published why nothing was applied (_block)
     with _status_locks[key]:
         body = models.with_written_status(body)
         rivals = list(views.served.get((key[0], served_name(body))) or [])
@@ -168,15 +174,37 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     try:
         spec = models.parse_spec(raw.get("spec"))
     except models.InvalidSpecError as err:
-        status = models.desired_status(raw, None, [], _now(), invalid=str(err))
-        _metrics(memo).models.update(key, ModelState.of(raw.get("spec") or {}, status))
-        _announce(raw, models.publish_status(_kube(memo), raw, status), "Ready")
+        _block(memo, key, raw, Blocked("InvalidSpec", str(err)))
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:
         models.apply_children(_kube(memo), _settings(memo), models.owner_of(raw), spec)
+    except NameConflictError as err:
+        if err.predecessor:
+            raise kopf.TemporaryError(str(err), delay=2) from err
+        _block(memo, key, raw, Blocked("NameConflict", str(err)))
+        # Retried: the model starts by itself once that object is renamed or deleted.
+        raise kopf.TemporaryError(str(err), delay=10) from err
+    except KubeError as err:
+        if err.transient:
+            raise _temporary(err) from err
+        _block(memo, key, raw, Blocked("ChildRefused", f"The API server refused a child of "
+                                       f"this model: {err.message}"))
+        raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
+    _blocked.pop(key, None)
+    _refresh(memo, key, _Views.of(kwargs), body=raw)
+
+
+def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
+    """Publish why nothing of the model was applied; child events leave that status alone
+    until a reconcile gets through."""
+    _blocked[key] = blocked
+    status = models.desired_status(body, None, [], _now(), blocked=blocked)
+    _metrics(memo).models.update(key, ModelState.of(body.get("spec") or {}, status))
+    try:
+        changed = models.publish_status(_kube(memo), body, status)
     except KubeError as err:
         raise _temporary(err) from err
-    _refresh(memo, key, _Views.of(kwargs), body=raw)
+    _announce(body, changed, "Ready")
 
 
 @kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="siblings")
@@ -187,6 +215,7 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
     deleted model's metrics go with it (a model without children gets no child events)."""
     if event.get("type") == "DELETED":
         _metrics(memo).models.forget((namespace, name))
+        _blocked.pop((namespace, name), None)
     if event.get("type") not in ("ADDED", "DELETED"):
         return
     views = _Views.of(kwargs)
@@ -217,6 +246,10 @@ def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[
     body, spec = found
     try:
         models.apply_children(_kube(memo), _settings(memo), models.owner_of(body), spec)
+    except NameConflictError as err:  # someone took the vanished child's name meanwhile
+        log.warning("cannot repair RerankModel %s/%s: %s", *key, err)
+        kopf.event(body, type="Warning", reason="NameConflict", message=str(err))
+        return
     except KubeError as err:
         raise _temporary(err) from err
     log.info("repaired children of RerankModel %s/%s", *key)
@@ -302,7 +335,15 @@ def _reconcile_apikey(body: dict[str, Any], memo: Any) -> None:
     except apikeys.InvalidApiKeyError as err:
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:
-        minted = apikeys.ensure_key(kube, body)
+        try:
+            minted = apikeys.ensure_key(kube, body)
+        except NameConflictError as err:
+            if err.predecessor:
+                raise kopf.TemporaryError(str(err), delay=2) from err
+            status = apikeys.desired_status(body, spec, None, _now(), conflict=str(err))
+            _announce(body, apikeys.publish_status(kube, body, status), "Active")
+            # Retried: the key is minted once that Secret is renamed or deleted.
+            raise kopf.TemporaryError(str(err), delay=10) from err
         status = apikeys.desired_status(body, spec, minted, _now())
         changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:

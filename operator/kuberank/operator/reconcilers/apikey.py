@@ -12,6 +12,7 @@ from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret
 from kuberank.operator.kube import Kube, Ref
 from kuberank.operator.reconcilers import publish
+from kuberank.operator.reconcilers.ownership import conflict
 from kuberank.operator.status.apikey import compute_status
 from pydantic import ValidationError
 
@@ -38,14 +39,18 @@ def parse_spec(raw: Any) -> ApiKeySpec:
 
 
 def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
-    """Keep the stored key unless it is missing, malformed or a rotation is requested."""
+    """Keep the stored key unless it is missing, malformed or a rotation is requested; never
+    touch a Secret of that name that this ApiKey does not control (NameConflictError)."""
     meta = body["metadata"]
     status = body.get("status") or {}
     owner = Owner(kind=KIND, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     ref = Ref("v1", "Secret", owner.namespace, secret_name(owner.name))
     wanted_rotation = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
-    parsed = parse_key(key_from_secret(kube.get(ref)) or "")
+    live = kube.get(ref)
+    if live is not None and (found := conflict({"kind": "Secret", **live}, owner)) is not None:
+        raise found
+    parsed = parse_key(key_from_secret(live) or "")
     if parsed is None or rotate:
         key = generate_key()
         kube.apply(build_secret(owner, key))
@@ -61,8 +66,11 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
 
 
 def desired_status(
-    body: dict[str, Any], spec: ApiKeySpec, minted: Minted | None, now: datetime
+    body: dict[str, Any], spec: ApiKeySpec, minted: Minted | None, now: datetime,
+    conflict: str | None = None,
 ) -> dict[str, Any]:
+    """Status from the spec and the key minted (pure); ``conflict`` says why no key could be
+    stored (its Secret's name is held by an object this ApiKey does not control)."""
     meta = body["metadata"]
     status = body.get("status") or {}
     return compute_status(
@@ -74,6 +82,7 @@ def desired_status(
         minted.rotation if minted else status.get("rotation"),
         status,
         now,
+        conflict,
     )
 
 

@@ -19,9 +19,15 @@ from kuberank.operator.builders.network import (
 from kuberank.operator.drift import reverted
 from kuberank.operator.kube import Kube, Ref
 from kuberank.operator.reconcilers import publish
+from kuberank.operator.reconcilers.ownership import check_names
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.pods import pod_problem
-from kuberank.operator.status.rerankmodel import DeploymentState, ModelFacts, compute_status
+from kuberank.operator.status.rerankmodel import (
+    Blocked,
+    DeploymentState,
+    ModelFacts,
+    compute_status,
+)
 from pydantic import ValidationError
 
 
@@ -63,8 +69,11 @@ def desired_children(
 def apply_children(
     kube: Kube, settings: OperatorSettings, owner: Owner, spec: RerankModelSpec
 ) -> None:
-    """Level-based: the same call creates, updates and repairs; running it twice changes nothing."""
-    for manifest in desired_children(settings, owner, spec):
+    """Level-based: the same call creates, updates and repairs; running it twice changes nothing.
+    Writes nothing when any child's name is held by someone else (NameConflictError)."""
+    manifests = desired_children(settings, owner, spec)
+    check_names(kube, manifests, owner)
+    for manifest in manifests:
         kube.apply(manifest)
     if not wants_pdb(spec):
         kube.delete(
@@ -102,24 +111,28 @@ def desired_status(
     deployment: dict[str, Any] | None,
     pods: Iterable[dict[str, Any]],
     now: datetime,
-    invalid: str | None = None,
+    blocked: Blocked | None = None,
     taken_by: str | None = None,
 ) -> dict[str, Any]:
     """Status from the model and what its children report (pure); ``taken_by`` names an
-    older model that serves the same served name."""
+    older model that serves the same served name. Raises InvalidSpecError for a spec the
+    operator cannot run, unless ``blocked`` already says why nothing was applied."""
     meta = body["metadata"]
     raw_spec = body.get("spec") or {}
     gpu_name = "nvidia.com/gpu"
     served = served_name(body)
     replicas = int(raw_spec.get("replicas", 1) or 0)
     scales_to_zero = raw_spec.get("scaleToZero") is not None
-    if invalid is None:
+    try:
         spec = parse_spec(raw_spec)
         gpu_name, served, replicas = (
             spec.resources.gpu_resource_name,
             spec.served_name_for(meta["name"]),
             spec.replicas,
         )
+    except InvalidSpecError:
+        if blocked is None:
+            raise
     facts = ModelFacts(
         name=meta["name"],
         namespace=meta["namespace"],
@@ -131,7 +144,7 @@ def desired_status(
     )
     problems = [p for p in (pod_problem(pod, gpu_name) for pod in pods) if p is not None]
     dep = DeploymentState.from_object(deployment) if deployment else None
-    return compute_status(facts, dep, problems, body.get("status"), now, invalid)
+    return compute_status(facts, dep, problems, body.get("status"), now, blocked)
 
 
 with_written_status = publish.with_written_status

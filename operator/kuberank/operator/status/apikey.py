@@ -25,10 +25,13 @@ def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _conditions(spec: ApiKeySpec, now: datetime, minted: bool) -> list[Cond]:
+def _conditions(spec: ApiKeySpec, now: datetime, minted: bool,
+                conflict: str | None = None) -> list[Cond]:
     expired = is_expired(spec, now)
     until = f" until {timestamp(_aware(spec.expires_at))}" if spec.expires_at else ""
-    if not minted:
+    if conflict is not None:
+        active = Cond("Active", "False", "NameConflict", conflict)
+    elif not minted:
         active = Cond("Active", "False", "Pending", "The key has not been generated yet.")
     elif spec.disabled:
         active = Cond("Active", "False", "Disabled", "spec.disabled is true; set it to false.")
@@ -58,8 +61,10 @@ def compute_status(
     rotation: str | None,
     previous: dict[str, Any] | None,
     now: datetime,
+    conflict: str | None = None,
 ) -> dict[str, Any]:
-    """The whole ApiKey status; never contains the key itself."""
+    """The whole ApiKey status; never contains the key itself. ``conflict`` says why no key
+    could be stored (an object this ApiKey does not control holds its Secret's name)."""
     previous = previous or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -68,7 +73,8 @@ def compute_status(
         "secretName": secret_name,
         "rotation": rotation,
         "conditions": stamp(
-            _conditions(spec, now, key_id is not None), previous.get("conditions"), now, generation
+            _conditions(spec, now, key_id is not None, conflict), previous.get("conditions"), now,
+            generation
         ),
     }
     return {k: v for k, v in status.items() if v is not None}

@@ -41,6 +41,16 @@ class DeploymentState:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """Why nothing of the model could be applied: ``InvalidSpec`` (a spec the API server
+    accepted but the operator cannot run), ``NameConflict`` (a child's name is held by an object
+    the model does not own) or ``ChildRefused`` (the API server refused a child)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     """What the status needs from the RerankModel itself."""
 
@@ -59,13 +69,13 @@ def compute_status(
     problems: list[PodProblem],
     previous: dict[str, Any] | None,
     now: datetime,
-    invalid: str | None = None,
+    blocked: Blocked | None = None,
 ) -> dict[str, Any]:
-    """The whole status object. `invalid` names a spec error the API server could not catch."""
+    """The whole status object; ``blocked`` says why none of the model could be applied."""
     previous = previous or {}
     replicas = deployment.replicas if deployment else 0
     ready = deployment.ready if deployment else 0
-    wanted = _conditions(facts, deployment, problems, invalid)
+    wanted = _conditions(facts, deployment, problems, blocked)
     status: dict[str, Any] = {
         "observedGeneration": facts.generation,
         "conditions": stamp(wanted, previous.get("conditions"), now, facts.generation),
@@ -82,15 +92,15 @@ def _conditions(
     facts: ModelFacts,
     dep: DeploymentState | None,
     problems: list[PodProblem],
-    invalid: str | None,
+    blocked: Blocked | None,
 ) -> list[Cond]:
-    if invalid is not None:
-        bad = Cond("Degraded", "True", "InvalidSpec", invalid)
+    if blocked is not None:
+        reason, message = blocked.reason, blocked.message
         return [
-            Cond("Ready", "False", "InvalidSpec", invalid),
-            Cond("Available", "Unknown", "InvalidSpec", "The spec could not be applied."),
-            Cond("Progressing", "False", "InvalidSpec", "Fix the spec to continue."),
-            bad,
+            Cond("Ready", "False", reason, message),
+            Cond("Available", "Unknown", reason, "Nothing of the model could be applied."),
+            Cond("Progressing", "False", reason, "Stopped until the cause in Ready is fixed."),
+            Cond("Degraded", "True", reason, message),
         ]
     available = _available(facts, dep, problems)
     progressing = _progressing(facts, dep)

@@ -1,0 +1,62 @@
+"""Children are written only over objects their resource already controls, or none.
+
+Server-side apply with force takes any object that carries a child's name: a user's Secret
+``<key>-key`` or Service ``rrm-<model>`` would be rewritten, given our owner reference, and then
+garbage-collected with the resource. So each name is looked up first, and one held by anything
+else stops the reconcile before a single child is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from kuberank.operator.builders.meta import Owner
+from kuberank.operator.kube import Kube, Ref
+
+
+class NameConflictError(Exception):
+    """A child's name is taken by an object its resource does not control.
+
+    ``predecessor`` is true when that object belongs to an earlier resource of the same kind and
+    name (deleted and created again): garbage collection removes it within seconds.
+    """
+
+    def __init__(self, message: str, *, predecessor: bool) -> None:
+        super().__init__(message)
+        self.predecessor = predecessor
+
+
+def controller_of(live: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner reference marked as controller, if any (pure)."""
+    refs = (live.get("metadata") or {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), None)
+
+
+def conflict(live: dict[str, Any], owner: Owner) -> NameConflictError | None:
+    """Why ``live`` may not be written as ``owner``'s child, or None when it may (pure)."""
+    controller = controller_of(live)
+    if controller is not None and controller.get("uid") == owner.uid:
+        return None
+    kind, name = live.get("kind", "object"), live["metadata"]["name"]
+    if controller is not None and (controller.get("kind"), controller.get("name")) == (
+            owner.kind, owner.name):
+        return NameConflictError(
+            f"{kind} {name} still belongs to the previous {owner.kind} {owner.name!r}, which is "
+            "being deleted; retrying", predecessor=True)
+    held_by = (f"{controller.get('kind')} {controller.get('name')!r}" if controller is not None
+               else "nobody (it was created by hand or by another tool)")
+    return NameConflictError(
+        f"{kind} {name} already exists and is controlled by {held_by}; kuberank does not take "
+        f"over objects it did not create: rename or delete that {kind}, or give this "
+        f"{owner.kind} another name", predecessor=False)
+
+
+def check_names(kube: Kube, manifests: Iterable[dict[str, Any]], owner: Owner) -> None:
+    """Raise NameConflictError when any manifest's name is held by an object not ``owner``'s."""
+    for manifest in manifests:
+        live = kube.get(Ref.of(manifest))
+        if live is not None:
+            live.setdefault("kind", manifest["kind"])
+            if (found := conflict(live, owner)) is not None:
+                raise found
