@@ -897,8 +897,14 @@ def test_a_model_at_zero_replicas_without_scale_to_zero_is_not_woken(tenant: Ten
     assert known_to_the_gateway(tenant, key)["state"] == "stopped"
     response = tenant.post(key)
     assert response.status_code == 503 and response.json()["error"]["code"] == "no_ready_replica"
-    model = tenant.get_model("tiny")
-    assert model["spec"]["replicas"] == 0 and "lastRequestTime" not in model.get("status", {})
+    assert "spec.replicas is 0" in response.json()["error"]["message"]
+
+    def recorded_not_woken() -> None:  # LAST REQUEST is kept for every model
+        model = tenant.get_model("tiny")
+        assert model["spec"]["replicas"] == 0
+        assert (model.get("status") or {}).get("lastRequestTime")
+
+    eventually(recorded_not_woken)
 
 
 def test_refused_connection_is_retried_on_another_replica(tenant: Tenant) -> None:

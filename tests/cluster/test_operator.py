@@ -134,6 +134,9 @@ def test_model_creates_owned_children_and_becomes_ready(
     )
     reasons = {e["reason"] for e in json.loads(events.stdout)["items"]}
     assert "AllReplicasReady" in reasons
+    # A start is progress, not a problem: `--field-selector type=Warning` stays quiet.
+    assert [e["reason"] for e in json.loads(events.stdout)["items"]
+            if e["type"] == "Warning"] == []
     printed = kubectl.run("get", "rrm", "bge").stdout
     assert "bge-reranker" in printed and "True" in printed
 

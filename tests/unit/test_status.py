@@ -131,6 +131,14 @@ def _unschedulable(message: str) -> dict[str, Any]:
             },
             "CrashLoop",
         ),
+        (  # one exit is not a loop yet
+            {
+                "containerStatuses": [
+                    {"restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ]
+            },
+            None,
+        ),
         ({"containerStatuses": [{"state": {"running": {}}}]}, None),
     ],
 )

@@ -322,7 +322,8 @@ async def _rerank(
     cap = labels.limits.concurrent_here
     if not gateway.in_flight.enter(key.key_id, cap):
         raise RateLimited(
-            f"this API key already has {cap} requests in flight at this gateway replica "
+            f"this API key already has {cap} request{'s' if cap != 1 else ''} in flight at this "
+            f"gateway replica "
             f"(its limit: {key.concurrent_requests} at once)",
             code="concurrency_limited", retry_after=1,
         )
@@ -361,12 +362,14 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
     assert gateway.upstream is not None and gateway.waker is not None, "made in the lifespan"
     settings = gateway.settings
     endpoints = gateway.routes.endpoints(route)
-    if route.wake is not None:
-        gateway.waker.note_request(route)
-        if not endpoints:  # asleep or starting: wake it and hold the request until it is ready
-            endpoints = await unless_client_leaves(request, gateway.waker.ready_endpoints(route))
+    gateway.waker.note_request(route)
+    if route.wake is not None and not endpoints:
+        # asleep or starting: wake it and hold the request until it is ready
+        endpoints = await unless_client_leaves(request, gateway.waker.ready_endpoints(route))
     if not endpoints:
         why = f": {route.failing}" if route.failing else ""
+        if route.replicas == 0 and not why:  # it will not come back by itself
+            why = ": spec.replicas is 0 (kubectl scale rrm --replicas=1 serves it)"
         raise Unavailable(
             f"model {route.served_name!r} has no ready replica{why}",
             code="no_ready_replica",

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 WAKE_EVERY = 1.0  # seconds between two wakes of one model (the watch lags behind our own)
+RECORD_INTERVAL = 60.0  # seconds between two lastRequestTime writes of a model without scaleToZero
 
 
 class Waker:
@@ -44,12 +45,14 @@ class Waker:
         self._woken: dict[Key, float] = {}  # when a wake was last started
 
     def note_request(self, route: ModelRoute) -> None:
-        """Record the request in the model's status unless one was recorded lately."""
-        if route.wake is None or self._scaler is None:
+        """Record the request in the model's status unless one was recorded lately: the idle
+        clock of scaleToZero, and LAST REQUEST for every model (which ones nobody calls)."""
+        if self._scaler is None:
             return
         record, at = self._scaler.record_request, datetime.now(UTC)
+        interval = route.wake.record_interval if route.wake is not None else RECORD_INTERVAL
         self._records.submit(
-            (route.namespace, route.name), route.wake.record_interval,
+            (route.namespace, route.name), interval,
             lambda: record(route.namespace, route.name, at),
             f"a request of {route.namespace}/{route.name}",
         )

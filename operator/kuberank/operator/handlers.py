@@ -80,12 +80,17 @@ def _temporary(err: KubeError) -> Exception:
     return kopf.PermanentError(f"API server refused a child: {err.message}")
 
 
+# Not Ready, but on the way or by choice: a start, a rollout, zero replicas someone asked for
+# (or scaleToZero chose). Normal Events, so `--field-selector type=Warning` lists problems only.
+_PROGRESS = frozenset(
+    {"Creating", "DeploymentMissing", "NoReplicasReady", "RollingOut", "ScaledToZero"})
+
+
 def _announce(body: dict[str, Any], changed: list[dict[str, Any]], summary: str) -> None:
     """One Kubernetes Event per condition transition of the summary condition."""
     for cond in changed:
         if cond["type"] == summary:
-            # Scaled to zero is a state someone chose (or scaleToZero did), not a problem.
-            fine = cond["status"] == "True" or cond["reason"] == "ScaledToZero"
+            fine = cond["status"] == "True" or cond["reason"] in _PROGRESS
             kind = "Normal" if fine else "Warning"
             kopf.event(body, type=kind, reason=cond["reason"], message=cond["message"])
 

@@ -88,7 +88,9 @@ def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProble
             f"Pod {pod} could not fetch the model: {detail or 'the fetcher exited with an error'}."
             " Check spec.source (URL, checksum, repository, token).",
         )
-    if not fetcher and reason == "CrashLoopBackOff":
+    # The kubelet backs off after the first exit already; one crash (an OOM kill, a node
+    # hiccup) is not yet a loop, and calling it one would fail a waking request at once.
+    if not fetcher and reason == "CrashLoopBackOff" and cs.get("restartCount", 0) >= 2:
         return PodProblem(
             "CrashLoop",
             f"Pod {pod} keeps crashing (restarts: {cs.get('restartCount', 0)}): "

@@ -189,7 +189,8 @@ def _ready(
 ) -> Cond:
     full = dep is not None and facts.replicas > 0 and dep.ready >= facts.replicas
     if dep is not None and full and _rolled_out(facts, dep):
-        return Cond("Ready", "True", "AllReplicasReady", f"{dep.ready} replicas ready.")
+        plural = "s" if dep.ready != 1 else ""
+        return Cond("Ready", "True", "AllReplicasReady", f"{dep.ready} replica{plural} ready.")
     if degraded.status == "True":
         return Cond("Ready", "False", degraded.reason, degraded.message)
     if available.status == "False":
