@@ -28,6 +28,7 @@ KEY_DISABLED = generate_key()
 KEY_EXPIRED = generate_key()
 KEY_LIMITED = generate_key()
 KEY_OTHER_NS = generate_key()
+KEY_EMPTY_NS = generate_key()
 
 
 def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
@@ -55,6 +56,7 @@ OBJECTS = [
     ),
     apikey("limited", KEY_LIMITED, rateLimit={"requestsPerMinute": 1}),
     apikey("other", KEY_OTHER_NS, namespace="ns2"),
+    apikey("lonely", KEY_EMPTY_NS, namespace="ns3"),
     rerankmodel("bge"),
     rerankmodel("minilm"),
     rerankmodel("small", limits={"maxDocuments": 2}),
@@ -162,6 +164,9 @@ def test_tei_request_without_model_needs_a_key_with_a_single_model(client: TestC
     assert rerank(client, KEY_BGE_ONLY, body, path="/rerank").status_code == 503
     response = rerank(client, KEY_ALL, body, path="/rerank")
     assert response.status_code == 422 and error_code(response) == "model_required"
+    # Nothing to choose from is a missing model, not a missing field.
+    response = rerank(client, KEY_EMPTY_NS, body, path="/rerank")
+    assert response.status_code == 404 and error_code(response) == "model_not_found"
 
 
 def test_rate_limited_key_gets_429_with_retry_after(client: TestClient) -> None:

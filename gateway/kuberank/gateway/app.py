@@ -291,6 +291,8 @@ def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mo
     key's only model is used."""
     if not requested:
         usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
+        if not usable:
+            raise ModelNotFound(f"no model is served to this key in namespace {key.namespace!r}")
         if len(usable) != 1:
             raise Unprocessable(
                 "model: required (this key may use more than one model)", code="model_required"
