@@ -15,6 +15,7 @@ stop_pid() { [ -f "$state/$1.pid" ] && kill "$(cat "$state/$1.pid")" 2>/dev/null
 if [ "${1:-up}" = down ]; then
   stop_pid fileserver; stop_pid nodeagent; sleep 3
   .venv/bin/python tools/localcluster.py down --state "$state/cluster"
+  rm -rf "$state/node/pods"  # the stopped pods' folders and logs
   exit 0
 fi
 
@@ -94,4 +95,12 @@ cmd="curl -s http://$gw:8080/v1/rerank -H 'Authorization: Bearer $key' -H 'Conte
 echo "$cmd"
 for _ in $(seq 30); do out="$(eval "$cmd")" && [[ "$out" == *results* ]] && break; sleep 1; done
 echo "$out"
-say "Stop everything: bash scripts/demo.sh down"
+cat > "$state/env" <<ENV
+export KUBECONFIG=$kubeconfig
+# The gateway's address now (it changes when a helm upgrade replaces the pod):
+export GW=\$(kubectl get pods -n kuberank-system -l app.kubernetes.io/component=gateway \\
+  -o jsonpath='{.items[0].status.podIP}'):8080
+ENV
+say "For kubectl and the gateway's address in your shell: source $state/env
+    Pod logs (this node agent serves no kubelet API, so no kubectl logs): $state/node/pods/*/logs/
+    Stop everything: bash scripts/demo.sh down"
