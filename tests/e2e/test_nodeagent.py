@@ -184,6 +184,42 @@ def test_agent_restarts_a_crashing_container_and_reports_it(
     kubectl.run("delete", "pod", "crash", "-n", namespace, "--wait=true", "--timeout=30s")
 
 
+@pytest.mark.parametrize(("script", "policy", "message"), [
+    # what a container writes to its termination log, as the model fetcher does
+    ("import os; open(os.environ['KUBERANK_TERMINATION_LOG'], 'w').write('sha256 mismatch');"
+     "raise SystemExit(1)", "File", "sha256 mismatch"),
+    # nothing written: the end of its log, when the spec asks for that
+    ("print('not a reranker', flush=True); raise SystemExit(1)", "FallbackToLogsOnError",
+     "not a reranker"),
+])
+def test_a_failed_container_reports_its_termination_message(
+    agent_node: AgentNode, kubectl: Kubectl, namespace: str, script: str, policy: str,
+    message: str,
+) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "last-words"},
+        "spec": {
+            "nodeSelector": NODE_SELECTOR,
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "unused", "command": ["python3", "-c", script],
+                            "terminationMessagePolicy": policy}],
+        },
+    }
+    kubectl.apply(pod, namespace)
+
+    def terminated() -> dict[str, Any] | None:
+        st = kubectl.json("get", "pod", "last-words", "-n", namespace)["status"].get(
+            "containerStatuses", [{}]
+        )[0]
+        return (st.get("state") or {}).get("terminated")
+
+    state = wait_for("terminated", terminated, timeout=60)
+    assert state["exitCode"] == 1 and state["message"] == message
+    kubectl.run("delete", "pod", "last-words", "-n", namespace, "--wait=true", "--timeout=30s")
+
+
 def test_a_volume_over_tmp_does_not_hide_a_checkout_that_lives_under_tmp(tmp_path: Path) -> None:
     """CI may clone the repository under /tmp while pods mount an emptyDir at /tmp: the shim
     binds the host paths a command needs back over the volume."""

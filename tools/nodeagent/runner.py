@@ -44,6 +44,7 @@ Obj = dict[str, Any]
 log = logging.getLogger("nodeagent")
 
 SHIM = str(Path(__file__).with_name("shim.py"))
+START_MARK = "--- "  # begins the line the agent writes to a container's log at each start
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -203,6 +204,11 @@ class PodWorker(threading.Thread):
                 self.ctx.base_env | {"HOSTNAME": self.pod["metadata"]["name"]},
                 lookup,
             )
+            # A process cannot write the pod's /dev/termination-log: it gets a file of its own,
+            # which the agent turns into the terminated state's message, as a kubelet does.
+            termination = self._termination_log(c)
+            termination.unlink(missing_ok=True)
+            env["KUBERANK_TERMINATION_LOG"] = str(termination)
             argv = command_line(c.spec, env)
             mounts = self._mount_args(c.spec)
         except (ConfigError, ApiError) as err:
@@ -226,7 +232,7 @@ class PodWorker(threading.Thread):
         }
         full = [*wrap, sys.executable, "-I", SHIM, json.dumps(spec)]
         logf = open(self.dir / "logs" / f"{c.st.name}.log", "ab")  # noqa: SIM115 - owned by the child
-        logf.write(f"--- {now_iso()} start {argv}\n".encode())
+        logf.write(f"{START_MARK}{now_iso()} start {argv}\n".encode())
         logf.flush()
         c.proc = subprocess.Popen(
             full,
@@ -245,9 +251,30 @@ class PodWorker(threading.Thread):
         c.st.ready = False
         log.info("pod %s: started %s pid %d", self.label, c.st.name, c.proc.pid)
 
+    def _termination_log(self, c: ContainerRun) -> Path:
+        folder = self.dir / "termination"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{c.st.name}.log"
+
+    def _termination_message(self, c: ContainerRun, code: int) -> str:
+        """What the container wrote to its termination log; on a failure without one, the end
+        of its log when the spec says FallbackToLogsOnError (the kubelet's rule)."""
+        with contextlib.suppress(OSError):
+            if written := self._termination_log(c).read_text(errors="replace")[:4096].strip():
+                return written
+        if code == 0 or c.spec.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+            return ""
+        try:
+            log_text = (self.dir / "logs" / f"{c.st.name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        this_run = log_text[log_text.rfind(START_MARK):].partition("\n")[2]  # after our marker
+        return "\n".join(this_run.splitlines()[-20:])[-2048:].strip()
+
     def _exited(self, c: ContainerRun, code: int, reason: str) -> None:
         c.proc = None
         c.st.state, c.st.exit_code, c.st.reason = "terminated", code, reason
+        c.st.message = self._termination_message(c, code)
         c.st.finished_at, c.st.ready, c.st.started = now_iso(), False, False
         log.info("pod %s: %s exited %d", self.label, c.st.name, code)
         restart = self.pod["spec"].get("restartPolicy", "Always")
@@ -257,6 +284,7 @@ class PodWorker(threading.Thread):
             c.st.last_terminated = c.st.status()["state"]["terminated"]
             c.st.restart_count += 1
             c.st.state, c.st.reason = "waiting", "CrashLoopBackOff"
+            c.st.message = ""
             ran = time.monotonic() - c.started_mono
             c.backoff = 1.0 if ran > 60 else min(c.backoff * 2, self.ctx.backoff_cap_s)
             c.next_start = time.monotonic() + c.backoff
