@@ -678,6 +678,31 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
     wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
 
 
+def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "byo"}, "spec": {}})
+    minted = wait_condition(wait_for, kubectl, "ak", "byo", "Active", "True")
+    own = "kr_0123456789abcdef_" + "5" * 32  # e.g. a key carried over from another cluster
+    kubectl.run("patch", "secret", "byo-key", "--type=merge", "-p",
+                json.dumps({"stringData": {"api-key": own}}))
+    taken = wait_for("the edited key published",
+                     lambda: (o := kubectl.get("ak", "byo"))
+                     and o["status"].get("keyId") == "0123456789abcdef" and o)
+    assert taken["status"]["keyId"] != minted["status"]["keyId"]
+    assert verify_secret("5" * 32, taken["status"]["digest"])
+    assert condition(taken, "Active")["status"] == "True"
+    assert _secret_key(kubectl, "byo") == own  # kept, not re-minted
+    # Something that is no key is replaced by a fresh one.
+    kubectl.run("patch", "secret", "byo-key", "--type=merge", "-p",
+                json.dumps({"stringData": {"api-key": "hunter2"}}))
+    wait_for("re-minted", lambda: parse_key(_secret_key(kubectl, "byo")) is not None
+             and (kubectl.get("ak", "byo") or {})["status"]["keyId"]
+             == parse_key(_secret_key(kubectl, "byo")).key_id  # type: ignore[union-attr]
+             != "0123456789abcdef")
+
+
 def test_operator_logs_json_serves_liveness_and_stops_gracefully(
     kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]
 ) -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kuberank.operator.drift import foreign_spec_edits, needs_repair, reverted
+from kuberank.operator.drift import (
+    data_edited_since_ours,
+    foreign_spec_edits,
+    needs_repair,
+    reverted,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -91,3 +96,21 @@ def test_a_reverted_deployment_keeps_a_rollout_restart_stamp_and_nothing_else_fo
         "prometheus.io/scrape": "true"}
     unstamped = {**live, "spec": {"replicas": 3}}
     assert reverted(unstamped, desired)["spec"] == desired["spec"]
+
+
+def _secret(*entries: tuple[str, str, bool]) -> dict[str, Any]:
+    return {"metadata": {"managedFields": [
+        {"manager": m, "time": t, "fieldsV1": {"f:data": {}} if data else {"f:metadata": {}}}
+        for m, t, data in entries]}}
+
+
+def test_a_secret_whose_data_another_writer_set_after_ours_was_edited() -> None:
+    ours = ("kuberank-operator", "2026-01-01T00:00:05Z", True)
+    assert not data_edited_since_ours(_secret(ours), "kuberank-operator")
+    assert data_edited_since_ours(
+        _secret(ours, ("kubectl-patch", "2026-01-01T00:00:09Z", True)), "kuberank-operator")
+    # an older foreign write we have since replaced, or a label someone added, is no edit
+    assert not data_edited_since_ours(
+        _secret(ours, ("kubectl-patch", "2026-01-01T00:00:01Z", True)), "kuberank-operator")
+    assert not data_edited_since_ours(
+        _secret(ours, ("kubectl-label", "2026-01-01T00:00:09Z", False)), "kuberank-operator")

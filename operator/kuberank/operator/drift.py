@@ -31,6 +31,16 @@ def foreign_spec_edits(obj: Mapping[str, Any], manager: str) -> frozenset[Edit]:
     return frozenset(edits)
 
 
+def data_edited_since_ours(obj: Mapping[str, Any], manager: str) -> bool:
+    """Whether another writer set a Secret's ``data`` at or after the operator's last write
+    (``kubectl edit secret``, a GitOps tool), as opposed to the event of our own write."""
+    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    ours = max((str(e.get("time") or "") for e in entries if e.get("manager") == manager),
+               default="")
+    return any(e.get("manager") != manager and "f:data" in (e.get("fieldsV1") or {})
+               and str(e.get("time") or "") >= ours for e in entries)
+
+
 def needs_repair(edits: frozenset[Edit], already_repaired: frozenset[Edit]) -> bool:
     """True when an edit is present that no earlier repair has answered."""
     return bool(edits - already_repaired)

@@ -26,7 +26,12 @@ from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.crd.rerankmodel import RerankModelSpec, served_name
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.builders.secret import APIKEY_LABEL
-from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
+from kuberank.operator.drift import (
+    Edit,
+    data_edited_since_ours,
+    foreign_spec_edits,
+    needs_repair,
+)
 from kuberank.operator.kube import FIELD_MANAGER, Kube, KubeError
 from kuberank.operator.metrics import ModelState, OperatorMetrics
 from kuberank.operator.reconcilers import apikey as apikeys
@@ -375,16 +380,21 @@ def secret_event(
     event: kopf.RawEvent,
     labels: kopf.Labels,
     namespace: str,
+    body: kopf.Body,
     memo: Any,
     apikey_index: kopf.Index[Key, Any],
     **_: Any,
 ) -> None:
-    """A deleted key Secret is re-minted (the old key is gone; clients need the new one)."""
-    if event.get("type") != "DELETED":
+    """A deleted key Secret is re-minted (the old key is gone; clients need the new one). One
+    whose key someone else edited is taken as the key from now on (its id and digest are
+    published, so the gateway accepts what the Secret says), or re-minted when it holds no key;
+    the events of the operator's own writes are not answered (a rotation would mint twice)."""
+    edited = event.get("type") == "MODIFIED" and data_edited_since_ours(body, FIELD_MANAGER)
+    if event.get("type") != "DELETED" and not edited:
         return
-    body = _one(apikey_index, (namespace, labels[APIKEY_LABEL]))
-    if body is not None and not body["metadata"].get("deletionTimestamp"):
-        _reconcile_apikey(body, memo)
+    owner = _one(apikey_index, (namespace, labels[APIKEY_LABEL]))
+    if owner is not None and not owner["metadata"].get("deletionTimestamp"):
+        _reconcile_apikey(owner, memo)
 
 
 @kopf.daemon(GROUP, VERSION, APIKEY_PLURAL, id="expiry", cancellation_timeout=1.0)
