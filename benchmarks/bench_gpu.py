@@ -1,12 +1,13 @@
 """The runtime on a GPU: pairs packed per decode against throughput and latency, and transformers.
 
-    python benchmarks/bench_gpu.py --tokenizer DIR [--shapes minilm-l6,bert-large]
+    python benchmarks/bench_gpu.py --tokenizer DIR [--shapes minilm-l6,bert-large,xlmr-large]
         [--packs 1,4,8,16,32] [--flash auto,on,off] [--seconds 3] [--gpu-layers -1]
         [--work DIR] [--json FILE]
 
-For each model shape it writes a seeded random BertForSequenceClassification (an HF directory
-and an f16 GGUF made by the project's own converter; speed does not depend on the weights'
-values) and measures, on the same documents (~120-137 tokens per pair):
+For each model shape it writes a seeded random BertForSequenceClassification, or for the xlmr-*
+shapes an XLMRobertaForSequenceClassification with a SentencePiece vocabulary (bge-reranker-v2-m3's
+kind), as an HF directory and an f16 GGUF made by the project's own converter (speed does not
+depend on the weights' values), and measures, on the same documents (~110-170 tokens per pair):
   engine     RankContext.score in-process on pre-tokenized pairs, N pairs per llama_decode: the
              ceiling of that packing
   runtime    the real runtime over loopback HTTP with --max-batch-pairs N, 32 documents per
