@@ -564,6 +564,7 @@ def test_objects_the_operator_did_not_create_are_never_taken_over(
     # A team's own Service and Secret carry the names the model's and the key's children need.
     kubectl.run("create", "service", "clusterip", "rrm-mine", "--tcp=5432:5432")
     kubectl.run("create", "secret", "generic", "mine-key", "--from-literal=password=precious")
+    kubectl.run("create", "pdb", "rrm-mine", "--selector=app=theirs", "--min-available=1")
     kubectl.apply(model("mine", resources={"gpus": 0}))
     kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
                    "metadata": {"name": "mine"}, "spec": {}})
@@ -589,6 +590,9 @@ def test_objects_the_operator_did_not_create_are_never_taken_over(
     kubectl.run("delete", "service", "rrm-mine")
     wait_condition(wait_for, kubectl, "rrm", "mine", "Ready", "True", timeout=60)
     assert kubectl.get("secret", "mine-key") is not None
+    # One replica wants no PDB: the model removes its own, never the team's of that name.
+    pdb = kubectl.get("pdb", "rrm-mine")
+    assert pdb is not None and pdb["spec"]["selector"]["matchLabels"] == {"app": "theirs"}
 
 
 def test_served_name_is_immutable_and_wildcard_keys_stand_alone(

@@ -19,7 +19,7 @@ from kuberank.operator.builders.network import (
 from kuberank.operator.drift import reverted
 from kuberank.operator.kube import Kube, Ref
 from kuberank.operator.reconcilers import publish
-from kuberank.operator.reconcilers.ownership import check_names
+from kuberank.operator.reconcilers.ownership import check_names, conflict
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.pods import pod_problem
 from kuberank.operator.status.rerankmodel import (
@@ -75,10 +75,11 @@ def apply_children(
     check_names(kube, manifests, owner)
     for manifest in manifests:
         kube.apply(manifest)
-    if not wants_pdb(spec):
-        kube.delete(
-            Ref("policy/v1", "PodDisruptionBudget", owner.namespace, child_name(owner.name))
-        )
+    if not wants_pdb(spec):  # remove ours (replicas went down to 1), and only ours
+        pdb = Ref("policy/v1", "PodDisruptionBudget", owner.namespace, child_name(owner.name))
+        live = kube.get(pdb)
+        if live is not None and conflict({"kind": pdb.kind, **live}, owner) is None:
+            kube.delete(pdb)
 
 
 def revert_child(
