@@ -152,30 +152,33 @@ def test_agent_runs_a_pod_with_init_containers_volumes_env_probe_and_api_access(
         get_text(f"http://{ip}:8000/index.html", timeout=2)
 
 
+def python_pod(name: str, script: str, **container: Any) -> dict[str, Any]:
+    """A pod of one container running ``python3 -c script`` on the agent's node."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": NODE_SELECTOR,
+            "containers": [{"name": "c", "image": "unused",
+                            "command": ["python3", "-c", script], **container}],
+        },
+    }
+
+
+def container_status(kubectl: Kubectl, pod: str, namespace: str) -> dict[str, Any]:
+    """The pod's first container status ({} before the agent reports one)."""
+    status = kubectl.json("get", "pod", pod, "-n", namespace)["status"]
+    return dict((status.get("containerStatuses") or [{}])[0])
+
+
 def test_agent_restarts_a_crashing_container_and_reports_it(
     agent_node: AgentNode, kubectl: Kubectl, namespace: str
 ) -> None:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "crash"},
-        "spec": {
-            "nodeSelector": NODE_SELECTOR,
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "unused",
-                    "command": ["python3", "-c", "raise SystemExit(3)"],
-                }
-            ],
-        },
-    }
-    kubectl.apply(pod, namespace)
+    kubectl.apply(python_pod("crash", "raise SystemExit(3)"), namespace)
 
     def restarted() -> dict[str, Any] | None:
-        st = kubectl.json("get", "pod", "crash", "-n", namespace)["status"].get(
-            "containerStatuses", [{}]
-        )[0]
+        st = container_status(kubectl, "crash", namespace)
         return st if st.get("restartCount", 0) >= 2 else None
 
     st = wait_for("two restarts", restarted, timeout=60)
@@ -196,24 +199,13 @@ def test_a_failed_container_reports_its_termination_message(
     agent_node: AgentNode, kubectl: Kubectl, namespace: str, script: str, policy: str,
     message: str,
 ) -> None:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "last-words"},
-        "spec": {
-            "nodeSelector": NODE_SELECTOR,
-            "restartPolicy": "Never",
-            "containers": [{"name": "c", "image": "unused", "command": ["python3", "-c", script],
-                            "terminationMessagePolicy": policy}],
-        },
-    }
+    pod = python_pod("last-words", script, terminationMessagePolicy=policy)
+    pod["spec"]["restartPolicy"] = "Never"
     kubectl.apply(pod, namespace)
 
     def terminated() -> dict[str, Any] | None:
-        st = kubectl.json("get", "pod", "last-words", "-n", namespace)["status"].get(
-            "containerStatuses", [{}]
-        )[0]
-        return (st.get("state") or {}).get("terminated")
+        return (container_status(kubectl, "last-words", namespace).get("state") or {}).get(
+            "terminated")
 
     state = wait_for("terminated", terminated, timeout=60)
     assert state["exitCode"] == 1 and state["message"] == message

@@ -151,9 +151,9 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
     if body is None or body["metadata"].get("deletionTimestamp"):
         _metrics(memo).models.forget(key)
         return
-    if key in _blocked:
-        return  # the reconcile handler published why nothing was applied (_block)
     with _status_locks[key]:
+        if key in _blocked:
+            return  # the reconcile handler published why nothing was applied (_block)
         body = models.with_written_status(body)
         rivals = list(views.served.get((key[0], served_name(body))) or [])
         taken_by = models.served_name_owner(body, rivals)
@@ -164,12 +164,19 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
             )
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
-        _metrics(memo).models.update(key, ModelState.of(body.get("spec") or {}, status))
-        try:
-            changed = models.publish_status(_kube(memo), body, status)
-        except KubeError as err:
-            raise _temporary(err) from err
+        changed = _publish(memo, key, body, status)
     _announce(body, changed, "Ready")
+
+
+def _publish(memo: Any, key: Key, body: dict[str, Any], status: dict[str, Any],
+             ) -> list[dict[str, Any]]:
+    """The model's state into the operator's metrics and its status (call under its lock);
+    returns the conditions that transitioned."""
+    _metrics(memo).models.update(key, ModelState.of(body.get("spec") or {}, status))
+    try:
+        return models.publish_status(_kube(memo), body, status)
+    except KubeError as err:
+        raise _temporary(err) from err
 
 
 # ---- RerankModel ----------------------------------------------------------------------------
@@ -207,13 +214,10 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
     """Publish why nothing of the model was applied; child events leave that status alone
     until a reconcile gets through."""
-    _blocked[key] = blocked
-    status = models.desired_status(body, None, [], _now(), blocked=blocked)
-    _metrics(memo).models.update(key, ModelState.of(body.get("spec") or {}, status))
-    try:
-        changed = models.publish_status(_kube(memo), body, status)
-    except KubeError as err:
-        raise _temporary(err) from err
+    with _status_locks[key]:
+        _blocked[key] = blocked
+        status = models.desired_status(body, None, [], _now(), blocked=blocked)
+        changed = _publish(memo, key, body, status)
     _announce(body, changed, "Ready")
 
 
