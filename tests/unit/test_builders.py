@@ -238,6 +238,15 @@ def test_network_policy_admits_gateway_and_optionally_the_namespace() -> None:
     assert opened["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
+def test_network_policy_admits_gateway_pods_of_the_gateways_namespace_only() -> None:
+    # A tenant may label a pod of its own like the gateway's: the label alone is no credential.
+    (peer,) = build_network_policy(OWNER, _spec(), gateway_namespace="kuberank-system")[
+        "spec"]["ingress"][0]["from"]
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "kuberank-system"}}
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+
+
 def test_network_policy_admits_the_configured_metrics_scrapers_on_the_http_port() -> None:
     monitoring = {"kubernetes.io/metadata.name": "monitoring"}
     prometheus = {"namespaceSelector": {"matchLabels": monitoring}}

@@ -231,6 +231,9 @@ def test_operator_replicas_elect_a_leader_through_a_lease_in_the_release_namespa
     assert (settings.leader_elect, settings.lease_namespace, settings.lease_name,
             settings.lease_seconds) == (True, "kuberank-system", "kr-kuberank-operator", 20)
     assert env["KUBERANK_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # runtime NetworkPolicies admit this release's gateway pods, not look-alikes elsewhere
+    assert OperatorSettings(gateway_namespace=values["KUBERANK_GATEWAY_NAMESPACE"]
+                            ).gateway_namespace == "kuberank-system"
     role = next(d for d in docs if d["kind"] == "Role"
                 and d["metadata"]["name"] == "kr-kuberank-operator-lease")
     assert role["metadata"]["namespace"] == "kuberank-system"

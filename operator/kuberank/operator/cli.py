@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     p.add_argument("--startup-timeout-s", type=int, help=_help("startup_timeout_s"))
     p.add_argument("--metrics-from", type=_json_list, help=_help("metrics_from"))
     p.add_argument("--metrics-port", type=int, help=_help("metrics_port"))
+    p.add_argument("--gateway-namespace", help=_help("gateway_namespace"))
     p.add_argument("--json-logs", action="store_true", default=None, help=_help("json_logs"))
     p.add_argument("--verbose", "-v", action="store_true", default=None, help=_help("verbose"))
     p.add_argument("--leader-elect", action="store_true", default=None,

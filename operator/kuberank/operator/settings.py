@@ -48,6 +48,13 @@ class OperatorSettings(BaseSettings):
         "scrape the runtime pods' /metrics; empty admits only the gateway.",
     )
 
+    gateway_namespace: str = Field(
+        default="",
+        description="Namespace of the gateway pods, the only ones (with the metrics scrapers) "
+        "the runtime pods' NetworkPolicy admits; empty admits gateway-labelled pods of any "
+        "namespace (the chart sets its release namespace).",
+    )
+
     leader_elect: bool = Field(
         default=False,
         description="Run handlers only while holding a Lease, so more replicas can stand by.",

@@ -30,12 +30,18 @@ def build_service(owner: Owner) -> dict[str, Any]:
 
 
 def build_network_policy(
-    owner: Owner, spec: RerankModelSpec, scrapers: Sequence[dict[str, Any]] = ()
+    owner: Owner, spec: RerankModelSpec, scrapers: Sequence[dict[str, Any]] = (),
+    gateway_namespace: str = "",
 ) -> dict[str, Any]:
-    """Only gateway pods (any namespace), metrics ``scrapers`` and, if allowed, same-namespace
-    pods reach the runtime."""
+    """Only gateway pods, metrics ``scrapers`` and, if allowed, same-namespace pods reach the
+    runtime. The gateway's namespace is named when known: a pod label alone is no credential,
+    since any tenant may label a pod of its own like the gateway's."""
+    namespaces: dict[str, Any] = (
+        {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}
+        if gateway_namespace else {}
+    )
     peers: list[dict[str, Any]] = [
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(GATEWAY_LABELS)}}
+        {"namespaceSelector": namespaces, "podSelector": {"matchLabels": dict(GATEWAY_LABELS)}}
     ]
     peers.extend(scrapers)
     if spec.allow_same_namespace:

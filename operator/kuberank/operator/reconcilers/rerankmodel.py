@@ -61,7 +61,7 @@ def desired_children(
     children = [
         build_deployment(owner, spec, settings),
         build_service(owner),
-        build_network_policy(owner, spec, settings.metrics_from),
+        build_network_policy(owner, spec, settings.metrics_from, settings.gateway_namespace),
     ]
     return [*children, build_pdb(owner)] if wants_pdb(spec) else children
 
