@@ -67,7 +67,11 @@ def test_standby_takes_over_from_a_stalled_leader_which_then_exits(
         wait_for("new leader reconciles", lambda: kubectl.get("deployment", "rrm-after"))
 
         first.proc.send_signal(signal.SIGCONT)
+        woke = time.monotonic()
         assert first.proc.wait(timeout=4 * LEASE_SECONDS) == 1, first.logs()[-2000:]
+        # Its last renewal is a lease old: it gives up at its first attempt, not after retrying
+        # for a renew deadline, and refuses writes meanwhile.
+        assert time.monotonic() - woke < LEASE_SECONDS / 2, time.monotonic() - woke
         assert "lost lease" in first.logs()
         assert second.alive() and holder(kubectl) == "second"
         print(f"standby led {took_over:.1f}s after the leader stalled (lease {LEASE_SECONDS}s)")

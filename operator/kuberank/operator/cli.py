@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             liveness_endpoint=settings.liveness_endpoint or None,
-            memo=kopf.Memo(kube=Kube(api), settings=settings, metrics=metrics),
+            memo=kopf.Memo(kube=Kube(api, leadership.leading if leadership else None),
+                           settings=settings, metrics=metrics),
         )
     finally:
         if leadership is not None:

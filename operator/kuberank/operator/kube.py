@@ -7,6 +7,7 @@ unchanged manifest is a no-op on the server and a drifted field is put back by t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +69,16 @@ def load_client() -> client.ApiClient:
 
 
 class Kube:
-    """Thin JSON-over-HTTP wrapper on the client's authenticated connection pool."""
+    """Thin JSON-over-HTTP wrapper on the client's authenticated connection pool.
 
-    def __init__(self, api: client.ApiClient) -> None:
+    ``may_write`` (leader election's ``Leadership.leading``) is asked before every write: a
+    process that is no longer sure it leads refuses to write rather than race a new leader.
+    """
+
+    def __init__(self, api: client.ApiClient,
+                 may_write: Callable[[], bool] | None = None) -> None:
         self._api = api
+        self._may_write = may_write
 
     def _call(
         self,
@@ -81,6 +88,9 @@ class Kube:
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any] | None:
+        if method != "GET" and self._may_write is not None and not self._may_write():
+            raise KubeError(0, "not writing: this replica's leadership lapsed (lease not renewed "
+                               "in time); it exits as soon as its renewal gives up")
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,22 +60,36 @@ class LeaseTiming:
         return cls(lease_seconds, lease_seconds * 2 // 3, max(1, lease_seconds // 7))
 
 
-class _Election(leaderelection.LeaderElection):
-    """The library's election, which stops renewing (without writing) once released, and takes
-    a failed call (API server unreachable) for a failed attempt instead of dying with it."""
+class _LeaseExpiredError(Exception):
+    """Not renewed for a whole lease duration (the process was paused, or cut off): another
+    replica may lead by now, so renewing must stop at once, not retry for a renew deadline."""
 
-    def __init__(self, config: Any) -> None:
+
+class _Election(leaderelection.LeaderElection):
+    """The library's election, which stops renewing (without writing) once released, takes a
+    failed call (API server unreachable) for a failed attempt instead of dying with it, and
+    gives up at once when its last renewal is a lease duration old."""
+
+    def __init__(self, config: Any, lease_seconds: float) -> None:
         super().__init__(config)  # type: ignore[no-untyped-call]
         self.releasing = threading.Event()
+        self.lease_seconds = lease_seconds
+        self.renewed_at: float | None = None  # monotonic time of the last acquire or renewal
 
     def try_acquire_or_renew(self) -> bool:
         if self.releasing.is_set():
             return False
         try:
-            return bool(super().try_acquire_or_renew())  # type: ignore[no-untyped-call]
+            held = bool(super().try_acquire_or_renew())  # type: ignore[no-untyped-call]
         except Exception as err:  # any failure is a missed attempt, retried
             log.warning("lease %s: %s", self.election_config.lock.name, err)
-            return False
+            held = False
+        if held:
+            self.renewed_at = time.monotonic()
+        elif (self.renewed_at is not None
+              and time.monotonic() - self.renewed_at >= self.lease_seconds):
+            raise _LeaseExpiredError
+        return held
 
 
 class Leadership:
@@ -93,7 +108,18 @@ class Leadership:
             lock, timing.lease_seconds, timing.renew_deadline_seconds, timing.retry_seconds,
             onstarted_leading=lambda: None, onstopped_leading=None,
         )
-        self._election = _Election(config)
+        self._election = _Election(config, timing.lease_seconds)
+        self._renew_deadline = timing.renew_deadline_seconds
+
+    def leading(self) -> bool:
+        """Whether this process may still act as leader: it renewed within the renew deadline.
+
+        Judged by this process's own monotonic clock, which keeps counting while the process is
+        paused: a leader woken after its lease ran out knows before its next write, not after
+        the renewal thread's next attempt fails (threads wake in any order).
+        """
+        renewed = self._election.renewed_at
+        return renewed is not None and time.monotonic() - renewed < self._renew_deadline
 
     def acquire(self) -> None:
         """Block until this process holds the lease."""
@@ -108,6 +134,8 @@ class Leadership:
         def renew() -> None:
             try:
                 self._election.renew_loop()  # type: ignore[no-untyped-call]
+            except _LeaseExpiredError:
+                pass
             finally:
                 if not self._election.releasing.is_set():
                     on_lost()
