@@ -309,6 +309,27 @@ def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreat
     assert "operator.replicas > 1 needs operator.leaderElection.enabled=true" in refused.stderr
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    (["operator.metricsPort=8081"], "operator.metricsPort and operator.healthPort must differ"),
+    (["gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=5",
+      "gateway.autoscaling.maxReplicas=3"], "minReplicas must not exceed"),
+])
+def test_values_that_would_break_a_pod_are_refused_by_helm(
+    helm: str, values: list[str], message: str
+) -> None:
+    argv = [a for v in values for a in ("--set", v)]
+    refused = subprocess.run([helm, "template", "kr", str(CHART), *argv],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+
+
+def test_a_cluster_wide_operator_may_read_crds_as_kopf_watches_them(helm: str) -> None:
+    role = next(d for d in render(helm) if d["kind"] == "ClusterRole"
+                and d["metadata"]["name"] == "kr-kuberank-operator")
+    assert {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"]} in role["rules"]
+
+
 def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:
     docs = render(
         helm,
