@@ -255,3 +255,10 @@ def test_apikey_disabled_and_pending_and_no_secret_in_status() -> None:
     }
     pending = apikey_status.compute_status(ApiKeySpec(), 1, None, None, "k-key", None, None, T0)
     assert _by_type(pending)["Active"]["reason"] == "Pending" and "keyId" not in pending
+
+
+def test_a_scale_down_in_progress_says_so() -> None:
+    facts = ModelFacts(name="bge", namespace="ns", generation=2, replicas=1, served_name="bge")
+    conds = _by_type(compute_status(facts, _dep(replicas=3, ready=3, updated=3, available=3),
+                                    [], None, T0))
+    assert conds["Progressing"]["message"] == "Scaling down: 3 replicas running, 1 wanted."

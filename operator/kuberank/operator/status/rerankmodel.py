@@ -160,6 +160,9 @@ def _progressing(facts: ModelFacts, dep: DeploymentState | None) -> Cond:
         )
     if _rolled_out(facts, dep) and dep.ready >= facts.replicas:
         return Cond("Progressing", "False", "RolloutComplete", "All replicas run the current spec.")
+    if dep.replicas > facts.replicas and dep.observed_generation >= dep.generation:
+        return Cond("Progressing", "True", "RollingOut",
+                    f"Scaling down: {dep.replicas} replicas running, {facts.replicas} wanted.")
     return Cond(
         "Progressing",
         "True",
