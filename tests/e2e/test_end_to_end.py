@@ -157,6 +157,14 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     # The examples are valid against the installed CRDs.
     for example in sorted((REPO / "examples").glob("*.yaml")):
         kubectl.run("apply", "--dry-run=server", "-n", ns, "-f", str(example))
+    # A second cluster-wide release would act on every model beside this one: refused.
+    second = subprocess.run(
+        [release, "install", "kr2", str(REPO / "charts" / "kuberank"), "-n", ns,
+         "--dry-run=server", f"--kubeconfig={kubectl.kubeconfig}"],
+        capture_output=True, text=True)
+    assert second.returncode != 0
+    assert f'release "{RELEASE}" already runs a cluster-wide kuberank operator' in second.stderr, (
+        second.stderr)
 
     model = {
         "apiVersion": "kuberank.io/v1alpha1",
