@@ -313,6 +313,7 @@ def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreat
     (["operator.metricsPort=8081"], "operator.metricsPort and operator.healthPort must differ"),
     (["gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=5",
       "gateway.autoscaling.maxReplicas=3"], "minReplicas must not exceed"),
+    (["nameOverride=Ranker"], "nameOverride"),  # names of objects are lower case
 ])
 def test_values_that_would_break_a_pod_are_refused_by_helm(
     helm: str, values: list[str], message: str
@@ -450,3 +451,16 @@ def test_runtime_image_compiles_llama_cpp_for_any_node_not_the_builder() -> None
                            env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                            check=True).stdout.split()
     assert "-DGGML_NATIVE=OFF" not in local  # scripts/setup.sh builds for this machine
+
+
+@pytest.mark.parametrize(("values", "pdb"), [
+    ([], True),  # 2 replicas, at least 1 available
+    (["gateway.replicas=1"], False),  # minAvailable 1 of 1 would block every drain
+    (["gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=3"], True),
+])
+def test_the_gateway_pdb_is_rendered_only_when_an_eviction_can_satisfy_it(
+    helm: str, values: list[str], pdb: bool
+) -> None:
+    docs = render(helm, *[a for v in values for a in ("--set", v)])
+    assert any(d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "kr-kuberank-gateway"
+               for d in docs) is pdb
