@@ -59,13 +59,20 @@ class Ref:
         return f"{prefix}/namespaces/{self.namespace}/{_PLURALS[self.kind]}/{self.name}{tail}"
 
 
+# kopf runs sync handlers on up to 16 threads (cli.configure), and the leader's renewals share
+# the client: a pool of urllib3's default 4 made it log "Connection pool is full" and reconnect.
+POOL_SIZE = 20
+
+
 def load_client() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = POOL_SIZE
+    return client.ApiClient(configuration)
 
 
 class Kube:
