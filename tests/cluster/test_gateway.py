@@ -1117,7 +1117,21 @@ def test_models_lists_what_the_key_may_use(tenant: Tenant) -> None:
 def test_health_readiness_and_metrics_endpoints(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.url}/healthz").status_code == 200
     assert httpx.get(f"{gateway.url}/readyz").json() == {"status": "ready"}
-    assert "kuberank_gateway_request_duration_seconds_bucket" in gateway.metrics()
+    # (a TYPE line: the histogram has samples only once some test has sent a request)
+    assert "# TYPE kuberank_gateway_request_duration_seconds histogram" in gateway.metrics()
+
+
+def test_an_idle_client_connection_outlives_uvicorns_five_seconds(gateway: Gateway) -> None:
+    """A proxy reuses pooled connections for up to 60 s (ingress-nginx): one the gateway closed
+    at 5 s idle, as uvicorn does by default, turned the request sent at that moment into a 502."""
+    host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
+    ask = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(ask)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # the idle spell under test, past uvicorn's default keep-alive
+        conn.sendall(ask)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200"), "closed while idle"
 
 
 def test_gateway_logs_never_contain_key_material(tenant: Tenant) -> None:

@@ -264,6 +264,9 @@ def test_gateway_drains_and_gets_the_grace_to_finish_requests_in_flight(helm: st
     pod = gateway_pod()
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["KUBERANK_GATEWAY_DRAIN_SECONDS"] == "5"
+    # idle client connections outlive the proxies' (ingress-nginx keeps its own for 60 s)
+    assert GatewaySettings(keep_alive_seconds=env["KUBERANK_GATEWAY_KEEP_ALIVE_SECONDS"]
+                           ).keep_alive_seconds == 75 > 60
     assert GatewaySettings(access_log=env["KUBERANK_GATEWAY_ACCESS_LOG"]).access_log is False
     assert pod["terminationGracePeriodSeconds"] == 5 + 60 + 5  # drain + upstream timeout
     pod = gateway_pod("--set", "gateway.drainSeconds=0", "--set-json",

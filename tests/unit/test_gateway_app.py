@@ -29,6 +29,7 @@ KEY_EXPIRED = generate_key()
 KEY_LIMITED = generate_key()
 KEY_OTHER_NS = generate_key()
 KEY_EMPTY_NS = generate_key()
+KEY_ALIAS_ONLY = generate_key()
 
 
 def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
@@ -57,11 +58,14 @@ OBJECTS = [
     apikey("limited", KEY_LIMITED, rateLimit={"requestsPerMinute": 1}),
     apikey("other", KEY_OTHER_NS, namespace="ns2"),
     apikey("lonely", KEY_EMPTY_NS, namespace="ns3"),
+    apikey("by-alias", KEY_ALIAS_ONLY, namespace="ns4", models=["rr"]),
     rerankmodel("bge"),
     rerankmodel("minilm"),
     rerankmodel("small", limits={"maxDocuments": 2}),
     rerankmodel("elsewhere", namespace="ns2"),
     rerankmodel("bge", namespace="ns2"),  # another tenant serving the same name
+    rerankmodel("minilm", namespace="ns4", aliases=["rr"]),
+    rerankmodel("other", namespace="ns4"),
 ]
 
 
@@ -93,6 +97,7 @@ def test_missing_unknown_disabled_and_expired_keys_get_401(
     response = rerank(client, key)
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
+    assert response.headers["www-authenticate"] == 'Bearer realm="kuberank"'  # RFC 6750
 
 
 def test_x_api_key_header_is_accepted_like_bearer(client: TestClient) -> None:
@@ -167,6 +172,9 @@ def test_tei_request_without_model_needs_a_key_with_a_single_model(client: TestC
     # Nothing to choose from is a missing model, not a missing field.
     response = rerank(client, KEY_EMPTY_NS, body, path="/rerank")
     assert response.status_code == 404 and error_code(response) == "model_not_found"
+    # A key naming one model by an alias has that one model to choose (its replica: none yet).
+    response = rerank(client, KEY_ALIAS_ONLY, body, path="/rerank")
+    assert response.status_code == 503 and error_code(response) == "no_ready_replica"
 
 
 def test_rate_limited_key_gets_429_with_retry_after(client: TestClient) -> None:
@@ -254,6 +262,11 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
         assert operation["requestBody"]["required"] is True
         assert set(operation["responses"]) == {
             "200", "400", "401", "403", "404", "413", "415", "422", "429", "503", "504"}
+    paths = document["paths"]
+    assert {"200", "401"} <= set(paths["/v1/models"]["get"]["responses"])
+    assert {"200", "401", "404"} <= set(paths["/v1/models/{model_id}"]["get"]["responses"])
+    assert "503" in paths["/readyz"]["get"]["responses"]
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
 
 
 def test_probes_answer_head_as_well_as_get(client: TestClient) -> None:
@@ -286,3 +299,9 @@ def test_no_access_log_unless_asked(client: TestClient, caplog: pytest.LogCaptur
     with caplog.at_level(logging.INFO, logger="kuberank.gateway.access"):
         rerank(client, KEY_BGE_ONLY)
     assert not [r for r in caplog.records if r.name == "kuberank.gateway.access"]
+
+
+def test_a_huge_model_name_comes_back_cut_short(client: TestClient) -> None:
+    response = rerank(client, KEY_ALL, {"model": "m" * 3_000, "query": "q", "documents": ["a"]})
+    assert response.status_code == 404
+    assert len(response.json()["error"]["message"]) < 200

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from kuberank.gateway.balancer import Balancer
 from kuberank.gateway.bookkeeping import ThrottledWrites
 from kuberank.gateway.keytable import AuthError, KeyRecord, KeyTable, presented_key
@@ -56,9 +56,12 @@ from kuberank.protocol.errors import (
     UpstreamTimeout,
     error_response,
     install_error_handlers,
+    quoted,
 )
+from kuberank.protocol.openapi import ERRORS as ERROR_TEXT
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
+from kuberank.protocol.schemas import ErrorResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
@@ -156,7 +159,10 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
             responses=rerank_responses(dialect, ERRORS),
         )
 
-    @app.get("/v1/models")
+    keyed: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorResponse, "description": ERROR_TEXT[401]}}
+
+    @app.get("/v1/models", responses=keyed)
     async def models(request: Request) -> dict[str, Any]:
         key = _authenticate(gateway, request)
         cards = [_model_card(gateway, name, route)
@@ -164,20 +170,22 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
                  if _may_use(key, name, route)]
         return {"object": "list", "data": cards}
 
-    @app.get("/v1/models/{model_id:path}")
+    @app.get("/v1/models/{model_id:path}", responses={
+        **keyed, 404: {"model": ErrorResponse, "description": "No such model for this key."}})
     async def model(model_id: str, request: Request) -> dict[str, Any]:
         """OpenAI's retrieve: one card of the list above, 404 for any other name."""
         key = _authenticate(gateway, request)
         for name, route in gateway.routes.names_in(key.namespace):
             if name == model_id and _may_use(key, name, route):
                 return _model_card(gateway, name, route)
-        raise ModelNotFound(f"model {model_id!r} is not served to this key")
+        raise ModelNotFound(f"model {quoted(model_id)} is not served to this key")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: {
+        "model": ErrorResponse, "description": "Draining, or the caches are not synced yet."}})
     async def readyz() -> JSONResponse:
         if gateway.draining.is_set():
             return error_response(Unavailable("shutting down: draining", code="draining"))
@@ -189,7 +197,8 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}}})
     async def metrics() -> Response:
         gateway.metrics.keys.set(len(gateway.keys))
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -245,6 +254,11 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
                     request_id(request),
                     err.message,
                 )
+        else:
+            if response.status_code >= 500:  # the runtime's own failure, passed on as it wrote it
+                log.warning("%s %s from model %s/%s for key %s, request %s", dialect.value,
+                            response.status_code, labels.namespace or "-", labels.model or "-",
+                            labels.key_id or "-", request_id(request))
         if labels.limits.requests_per_minute or labels.limits.tokens_per_minute:
             quota = gateway.limiter.quota(labels.key_id, labels.limits)
             response.headers.update(quota_headers(quota))
@@ -290,7 +304,9 @@ def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mo
     learns nothing about models it may not use. Without a model (TEI clients send none) the
     key's only model is used."""
     if not requested:
-        usable = [r for r in gateway.routes.models_in(key.namespace) if key.allows(r.served_name)]
+        # as /v1/models lists them: a key may reach a model through an alias it names
+        usable = list({(r.namespace, r.name): r for name, r in gateway.routes.names_in(
+            key.namespace) if _may_use(key, name, r)}.values())
         if not usable:
             raise ModelNotFound(f"no model is served to this key in namespace {key.namespace!r}")
         if len(usable) != 1:
@@ -301,8 +317,8 @@ def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mo
     route = gateway.routes.resolve(key.namespace, requested)
     if route is None or not _may_use(key, requested, route):
         if not key.allows(requested):
-            raise Forbidden(f"this API key may not use model {requested!r}")
-        raise ModelNotFound(f"model {requested!r} is not served here")
+            raise Forbidden(f"this API key may not use model {quoted(requested)}")
+        raise ModelNotFound(f"model {quoted(requested)} is not served here")
     return route
 
 

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        timeout_keep_alive=settings.keep_alive_seconds,
         # Paths and statuses only; request headers (and so keys) are never logged.
         access_log=False,
     )

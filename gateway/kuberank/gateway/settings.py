@@ -36,6 +36,11 @@ class GatewaySettings(BaseSettings):
     connect_timeout: float = Field(
         default=2.0, gt=0, description="Seconds to wait for a connection to a runtime replica."
     )
+    keep_alive_seconds: float = Field(
+        default=75.0, gt=0, description="Seconds an idle client connection stays open. Longer "
+        "than the proxies in front keep theirs (ingress-nginx: 60), so a proxy never sends a "
+        "request on a connection the gateway is closing at that moment (a 502).",
+    )
     drain_seconds: float = Field(
         default=5.0, ge=0, description="Seconds to keep accepting requests after SIGTERM (while "
         "/readyz fails) before shutting down, so load balancers stop sending first.",

@@ -111,6 +111,12 @@ class UpstreamTimeout(ApiError):  # noqa: N818 - names read as HTTP statuses
     default_code = "upstream_timeout"
 
 
+def quoted(value: str, limit: int = 100) -> str:
+    """A client's value for an error message, cut short: a 100 kB model name must not come back
+    as a 100 kB error (or a log line)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def error_body(err: ApiError) -> dict[str, Any]:
     return {"error": {"message": err.message, "type": err.type, "code": err.code}}
 
@@ -119,6 +125,8 @@ def error_response(err: ApiError, headers: Mapping[str, str] | None = None) -> J
     merged = dict(headers or {})
     if err.retry_after is not None:
         merged["Retry-After"] = str(err.retry_after)
+    if err.status == 401:  # RFC 6750: say which scheme the key goes in
+        merged.setdefault("WWW-Authenticate", 'Bearer realm="kuberank"')
     return JSONResponse(error_body(err), status_code=err.status, headers=merged or None)
 
 

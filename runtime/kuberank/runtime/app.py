@@ -26,6 +26,7 @@ from kuberank.protocol.errors import (
     error_body,
     error_response,
     install_error_handlers,
+    quoted,
 )
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
@@ -57,7 +58,7 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
         parsed: RerankRequest = await anyio.to_thread.run_sync(
             lambda: parse_request(dialect, raw, max_documents=settings.max_documents))
         if parsed.model is not None and parsed.model != settings.effective_served_name:
-            raise ModelNotFound(f"model {parsed.model!r} is not served here; this runtime "
+            raise ModelNotFound(f"model {quoted(parsed.model)} is not served here; this runtime "
                                 f"serves {settings.effective_served_name!r}")
         metrics.documents.observe(len(parsed.documents))
         scored = await unless_client_leaves(request, engine.rerank(parsed))
@@ -139,7 +140,7 @@ def _ops_router() -> APIRouter:
         """OpenAI's retrieve: the served model's card, 404 for any other name."""
         served = card(request)
         if model_id != served["id"]:
-            raise ModelNotFound(f"model {model_id!r} is not served here (this runtime serves "
+            raise ModelNotFound(f"model {quoted(model_id)} is not served here (this runtime serves "
                                 f"{served['id']!r})")
         return served
 

@@ -13,6 +13,8 @@ from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings, build_parser, load_settings
 from pydantic import ValidationError
 
+KEEP_ALIVE_SECONDS = 75
+
 
 def parse_settings(argv: Sequence[str] | None) -> RuntimeSettings:
     """Flags over KUBERANK_* variables; a bad value exits 2 with one line naming it."""
@@ -39,7 +41,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     engine = Engine(settings, on_failure=stop_on_failure)
     app = create_app(settings, engine, draining)
     serve(app, settings.drain_seconds, draining, failed, host=settings.host,
-          port=settings.port, log_level="info", timeout_graceful_shutdown=10)
+          port=settings.port, log_level="info", timeout_graceful_shutdown=10,
+          # Longer than the gateway keeps idle upstream connections (30 s), so it never sends
+          # on one this server is closing at that moment.
+          timeout_keep_alive=KEEP_ALIVE_SECONDS)
     if engine.error is not None:
         sys.exit(f"kuberank-runtime: cannot serve {settings.model}: {engine.error}")
 
