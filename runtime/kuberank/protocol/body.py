@@ -19,6 +19,7 @@ from kuberank.protocol.errors import (
 from starlette.requests import ClientDisconnect, Request
 
 INFLATED = ("gzip", "x-gzip", "deflate")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -52,17 +53,26 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decompress a gzip or zlib (HTTP "deflate") body to at most ``limit`` bytes."""
-    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # accepts a gzip or a zlib header
-    try:
-        inflated = decoder.decompress(body, limit + 1)
-    except zlib.error as err:
-        raise BadRequest(f"request body is not valid {encoding}: {err}",
-                         code="invalid_encoding") from None
-    if len(inflated) > limit:
-        raise PayloadTooLarge(
-            f"request body inflates to more than the limit of {limit} bytes")
-    if not decoder.eof:
-        raise BadRequest(f"request body is not valid {encoding}: it ends early",
-                         code="invalid_encoding")
-    return inflated
+    """Decompress a gzip or zlib (HTTP "deflate") body to at most ``limit`` bytes. A gzip body
+    may be several members one after another (RFC 1952, what concatenated ``gzip`` output is);
+    anything else after the compressed data is refused, not silently dropped."""
+    inflated, rest = b"", body
+    while True:
+        decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # accepts a gzip or a zlib header
+        try:
+            inflated += decoder.decompress(rest, limit + 1 - len(inflated))
+        except zlib.error as err:
+            raise BadRequest(f"request body is not valid {encoding}: {err}",
+                             code="invalid_encoding") from None
+        if len(inflated) > limit:
+            raise PayloadTooLarge(
+                f"request body inflates to more than the limit of {limit} bytes")
+        if not decoder.eof:
+            raise BadRequest(f"request body is not valid {encoding}: it ends early",
+                             code="invalid_encoding")
+        rest = decoder.unused_data
+        if not rest:
+            return inflated
+        if not rest.startswith(GZIP_MAGIC) or encoding == "deflate":
+            raise BadRequest(f"request body is not valid {encoding}: {len(rest)} bytes follow "
+                             "the compressed data", code="invalid_encoding")

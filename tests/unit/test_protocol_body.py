@@ -1,0 +1,41 @@
+"""inflate: compressed request bodies, their members, their cap, and what may follow them."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+from kuberank.protocol.body import inflate
+from kuberank.protocol.errors import BadRequest, PayloadTooLarge
+
+pytestmark = pytest.mark.unit
+
+BODY = b'{"query": "q", "documents": ["a", "b"]}'
+
+
+def test_gzip_and_zlib_bodies_inflate() -> None:
+    assert inflate(gzip.compress(BODY), "gzip", 1000) == BODY
+    assert inflate(zlib.compress(BODY), "deflate", 1000) == BODY
+
+
+def test_concatenated_gzip_members_are_one_body() -> None:
+    head, tail = BODY[:10], BODY[10:]
+    assert inflate(gzip.compress(head) + gzip.compress(tail), "gzip", 1000) == BODY
+
+
+def test_the_cap_counts_every_member() -> None:
+    with pytest.raises(PayloadTooLarge):
+        inflate(gzip.compress(BODY) * 30, "gzip", len(BODY) * 29)
+
+
+@pytest.mark.parametrize(("packed", "encoding"), [
+    (gzip.compress(BODY) + b"junk", "gzip"),
+    (zlib.compress(BODY) + zlib.compress(BODY), "deflate"),
+    (gzip.compress(BODY)[:-5], "gzip"),
+    (b"not compressed", "gzip"),
+])
+def test_broken_or_trailing_data_is_refused_not_dropped(packed: bytes, encoding: str) -> None:
+    with pytest.raises(BadRequest) as refused:
+        inflate(packed, encoding, 1000)
+    assert refused.value.code == "invalid_encoding"
