@@ -12,6 +12,7 @@ The CRDs come from the session fixture `crds` in tests/cluster/conftest.py.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import re
 import signal
@@ -1125,13 +1126,19 @@ def test_an_idle_client_connection_outlives_uvicorns_five_seconds(gateway: Gatew
     """A proxy reuses pooled connections for up to 60 s (ingress-nginx): one the gateway closed
     at 5 s idle, as uvicorn does by default, turned the request sent at that moment into a 502."""
     host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
-    ask = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(ask)
-        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)  # never reconnects by itself
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        assert (first.status, first.read()) == (200, b'{"status":"ok"}')
+        sock = conn.sock
         time.sleep(6)  # the idle spell under test, past uvicorn's default keep-alive
-        conn.sendall(ask)
-        assert conn.recv(4096).startswith(b"HTTP/1.1 200"), "closed while idle"
+        conn.request("GET", "/healthz")  # on a connection the server closed: RemoteDisconnected
+        second = conn.getresponse()
+        assert (second.status, second.read()) == (200, b'{"status":"ok"}')
+        assert conn.sock is sock, "a new connection was opened"
+    finally:
+        conn.close()
 
 
 def test_gateway_logs_never_contain_key_material(tenant: Tenant) -> None:
