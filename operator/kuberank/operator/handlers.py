@@ -91,6 +91,13 @@ _PROGRESS = frozenset(
     {"Creating", "DeploymentMissing", "NoReplicasReady", "RollingOut", "ScaledToZero"})
 
 
+def _retry_conflict(err: NameConflictError) -> kopf.TemporaryError:
+    """Retried until the name is free: soon for a deleted namesake's child (garbage collection
+    takes seconds), every 10 s for someone else's object (renamed or deleted some day), so the
+    model or key starts by itself."""
+    return kopf.TemporaryError(str(err), delay=2 if err.predecessor else 10)
+
+
 def _announce(body: dict[str, Any], changed: list[dict[str, Any]], summary: str) -> None:
     """One Kubernetes Event per condition transition of the summary condition."""
     for cond in changed:
@@ -196,11 +203,9 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     try:
         models.apply_children(_kube(memo), _settings(memo), models.owner_of(raw), spec)
     except NameConflictError as err:
-        if err.predecessor:
-            raise kopf.TemporaryError(str(err), delay=2) from err
-        _block(memo, key, raw, Blocked("NameConflict", str(err)))
-        # Retried: the model starts by itself once that object is renamed or deleted.
-        raise kopf.TemporaryError(str(err), delay=10) from err
+        if not err.predecessor:
+            _block(memo, key, raw, Blocked("NameConflict", str(err)))
+        raise _retry_conflict(err) from err
     except KubeError as err:
         if err.transient:
             raise _temporary(err) from err
@@ -352,12 +357,10 @@ def _reconcile_apikey(body: dict[str, Any], memo: Any) -> None:
         try:
             minted = apikeys.ensure_key(kube, body)
         except NameConflictError as err:
-            if err.predecessor:
-                raise kopf.TemporaryError(str(err), delay=2) from err
-            status = apikeys.desired_status(body, spec, None, _now(), conflict=str(err))
-            _announce(body, apikeys.publish_status(kube, body, status), "Active")
-            # Retried: the key is minted once that Secret is renamed or deleted.
-            raise kopf.TemporaryError(str(err), delay=10) from err
+            if not err.predecessor:
+                status = apikeys.desired_status(body, spec, None, _now(), conflict=str(err))
+                _announce(body, apikeys.publish_status(kube, body, status), "Active")
+            raise _retry_conflict(err) from err
         status = apikeys.desired_status(body, spec, minted, _now())
         changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:

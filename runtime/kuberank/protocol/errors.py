@@ -60,6 +60,14 @@ class ModelNotFound(ApiError):  # noqa: N818 - names read as HTTP statuses
     default_code = "model_not_found"
 
 
+class PathNotFound(ApiError):  # noqa: N818 - names read as HTTP statuses
+    """No route matched: a wrong URL, not a missing model."""
+
+    status = 404
+    type = "not_found_error"
+    default_code = "unknown_path"
+
+
 class PayloadTooLarge(ApiError):  # noqa: N818 - names read as HTTP statuses
     status = 413
     type = "invalid_request_error"
@@ -138,11 +146,8 @@ _HTTP_STATUS_ERRORS: dict[int, type[ApiError]] = {
 
 
 def _from_http_exception(exc: StarletteHTTPException, request: Request) -> ApiError:
-    if exc.status_code == 404:
-        # Starlette's 404 means no route matched: a wrong URL, not a missing model.
-        err = ApiError(f"no such path: {request.method} {request.url.path}", code="unknown_path")
-        err.status, err.type = 404, ModelNotFound.type
-        return err
+    if exc.status_code == 404:  # Starlette's 404: no route matched
+        return PathNotFound(f"no such path: {request.method} {request.url.path}")
     cls = _HTTP_STATUS_ERRORS.get(exc.status_code)
     message = str(exc.detail)
     if cls is not None:

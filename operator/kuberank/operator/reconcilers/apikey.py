@@ -12,7 +12,7 @@ from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret
 from kuberank.operator.kube import Kube, Ref
 from kuberank.operator.reconcilers import publish
-from kuberank.operator.reconcilers.ownership import conflict
+from kuberank.operator.reconcilers.ownership import claimed
 from kuberank.operator.status.apikey import compute_status
 from pydantic import ValidationError
 
@@ -47,10 +47,7 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
     ref = Ref("v1", "Secret", owner.namespace, secret_name(owner.name))
     wanted_rotation = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
-    live = kube.get(ref)
-    if live is not None and (found := conflict({"kind": "Secret", **live}, owner)) is not None:
-        raise found
-    parsed = parse_key(key_from_secret(live) or "")
+    parsed = parse_key(key_from_secret(claimed(kube, ref, owner)) or "")
     if parsed is None or rotate:
         key = generate_key()
         kube.apply(build_secret(owner, key))

@@ -33,12 +33,12 @@ def controller_of(live: dict[str, Any]) -> dict[str, Any] | None:
     return next((r for r in refs if r.get("controller")), None)
 
 
-def conflict(live: dict[str, Any], owner: Owner) -> NameConflictError | None:
-    """Why ``live`` may not be written as ``owner``'s child, or None when it may (pure)."""
+def conflict(kind: str, live: dict[str, Any], owner: Owner) -> NameConflictError | None:
+    """Why ``live`` (a ``kind``) may not be written as ``owner``'s child, or None (pure)."""
     controller = controller_of(live)
     if controller is not None and controller.get("uid") == owner.uid:
         return None
-    kind, name = live.get("kind", "object"), live["metadata"]["name"]
+    name = live["metadata"]["name"]
     if controller is not None and (controller.get("kind"), controller.get("name")) == (
             owner.kind, owner.name):
         return NameConflictError(
@@ -52,11 +52,16 @@ def conflict(live: dict[str, Any], owner: Owner) -> NameConflictError | None:
         f"{owner.kind} another name", predecessor=False)
 
 
+def claimed(kube: Kube, ref: Ref, owner: Owner) -> dict[str, Any] | None:
+    """The object at ``ref`` if it is ``owner``'s, None if there is none; NameConflictError
+    when someone else holds the name."""
+    live = kube.get(ref)
+    if live is not None and (found := conflict(ref.kind, live, owner)) is not None:
+        raise found
+    return live
+
+
 def check_names(kube: Kube, manifests: Iterable[dict[str, Any]], owner: Owner) -> None:
     """Raise NameConflictError when any manifest's name is held by an object not ``owner``'s."""
     for manifest in manifests:
-        live = kube.get(Ref.of(manifest))
-        if live is not None:
-            live.setdefault("kind", manifest["kind"])
-            if (found := conflict(live, owner)) is not None:
-                raise found
+        claimed(kube, Ref.of(manifest), owner)

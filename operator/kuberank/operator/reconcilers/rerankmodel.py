@@ -78,7 +78,7 @@ def apply_children(
     if not wants_pdb(spec):  # remove ours (replicas went down to 1), and only ours
         pdb = Ref("policy/v1", "PodDisruptionBudget", owner.namespace, child_name(owner.name))
         live = kube.get(pdb)
-        if live is not None and conflict({"kind": pdb.kind, **live}, owner) is None:
+        if live is not None and conflict(pdb.kind, live, owner) is None:
             kube.delete(pdb)
 
 
