@@ -1,7 +1,8 @@
 """The runtime on a GPU: pairs packed per decode against throughput and latency, and transformers.
 
     python benchmarks/bench_gpu.py --tokenizer DIR [--shapes minilm-l6,bert-large,xlmr-large]
-        [--packs 1,4,8,16,32] [--flash auto,on,off] [--seconds 3] [--gpu-layers -1]
+        [--packs 1,4,8,16,32] [--flash auto,on,off] [--contexts 1,2,4] [--seconds 3]
+        [--gpu-layers -1] [--no-transformers]
         [--work DIR] [--json FILE]
 
 For each model shape it writes a seeded random BertForSequenceClassification, or for the xlmr-*
@@ -9,9 +10,11 @@ shapes an XLMRobertaForSequenceClassification with a SentencePiece vocabulary (b
 kind), as an HF directory and an f16 GGUF made by the project's own converter (speed does not
 depend on the weights' values), and measures, on the same documents (~110-170 tokens per pair):
   engine     RankContext.score in-process on pre-tokenized pairs, N pairs per llama_decode: the
-             ceiling of that packing
-  runtime    the real runtime over loopback HTTP with --max-batch-pairs N, 32 documents per
-             request: 8 clients (throughput, p50/p99 under load), then 1 client (latency alone)
+             ceiling of that packing; with C contexts, C threads each decoding on its own
+             context over one loaded model
+  runtime    the real runtime over loopback HTTP with --max-batch-pairs N --contexts C, 32
+             documents per request: 8 clients (throughput, p50/p99 under load), then 1 client
+             (latency alone)
   hf         transformers on the same weights in padded batches of 32 and 128, fp16 on a GPU
              (what sentence-transformers and TEI run there), fp32 on a CPU, in a process of
              its own (transformers_rate.py)
@@ -28,6 +31,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,7 +45,12 @@ from bench_runtime import Result, runtime_scores, start_runtime
 from benchkit import QUERY, documents, percentile_ms
 from kuberank.modelkit.build import classifier_config, random_encoder, random_head, write_hf_dir
 from kuberank.modelkit.convert import convert_hf_dir
-from kuberank.runtime.model import ContextParams, RankContext, RankModel
+from kuberank.runtime.model import (
+    ContextParams,
+    RankContext,
+    RankModel,
+    default_threads,
+)
 from kuberank.runtime.pairs import Limits, PairBuilder
 
 SHAPES: dict[str, dict[str, int]] = {
@@ -73,6 +82,7 @@ class Row:
     pack: int
     flash: str
     batch_tokens: int
+    contexts: int = 1
     engine_pairs_s: float | None = None
     runtime8_pairs_s: float | None = None
     runtime8_p50_ms: float | None = None
@@ -122,25 +132,39 @@ def for_seconds(seconds: float, step: Callable[[], int]) -> float:
 
 
 def bench_engine(gguf: Path, pairs: list[list[int]], pack: int, batch_tokens: int,
-                 gpu_layers: int, flash: str, seconds: float) -> float:
+                 gpu_layers: int, flash: str, seconds: float, contexts: int = 1) -> float:
     model = RankModel(gguf, gpu_layers=gpu_layers)
-    ctx = RankContext(model, ContextParams(ctx_size=512, batch_size=batch_tokens,
-                                           gpu_layers=gpu_layers, flash_attn=flash,  # type: ignore[arg-type]
-                                           max_seqs=pack))
+    params = ContextParams(ctx_size=512, batch_size=batch_tokens, gpu_layers=gpu_layers,
+                           flash_attn=flash, max_seqs=pack,  # type: ignore[arg-type]
+                           threads=max(1, default_threads() // contexts))  # as the runtime
+    ctxs = [RankContext(model, params) for _ in range(contexts)]
     chunks = [pairs[i:i + pack] for i in range(0, len(pairs), pack)]
-    at = 0
 
-    def step() -> int:
-        nonlocal at
-        chunk = chunks[at % len(chunks)]
-        at += 1
-        ctx.score(chunk)
-        return len(chunk)
+    def run(index: int) -> int:
+        """Decode on context ``index`` until the deadline; the pairs it scored."""
+        ctx, at, done = ctxs[index], index, 0
+        ctx.score(chunks[at % len(chunks)])  # warm-up: first-use allocations, kernel choice
+        ready.wait()
+        while time.perf_counter() < deadline:
+            chunk = chunks[at % len(chunks)]
+            at += contexts
+            ctx.score(chunk)
+            done += len(chunk)
+        return done
 
+    ready = threading.Event()
     try:
-        return for_seconds(seconds, step)
+        with concurrent.futures.ThreadPoolExecutor(contexts) as pool:
+            futures = [pool.submit(run, i) for i in range(contexts)]
+            time.sleep(0.5 + 0.2 * contexts)  # every context warmed up (or still warming)
+            started = time.perf_counter()
+            deadline = started + seconds
+            ready.set()
+            done = sum(f.result() for f in futures)
+        return done / (time.perf_counter() - started)
     finally:
-        ctx.close()
+        for ctx in ctxs:
+            ctx.close()
         model.close()
 
 
@@ -175,11 +199,12 @@ def bench_row(row: Row, gguf: Path, docs: list[str], pairs: list[list[int]], gpu
               seconds: float, work: Path) -> list[float] | None:
     """Fill `row`; returns the runtime's scores of the first request, for the accuracy check."""
     row.engine_pairs_s = bench_engine(gguf, pairs, row.pack, row.batch_tokens, gpu_layers,
-                                      row.flash, seconds)
-    log = work / f"{row.shape}-{row.pack}-{row.flash}.log"
+                                      row.flash, seconds, row.contexts)
+    log = work / f"{row.shape}-{row.pack}-{row.flash}-{row.contexts}.log"
     proc, url = start_runtime(gguf, "--ctx-size", "512", "--batch-size", str(row.batch_tokens),
                               "--max-batch-pairs", str(row.pack), "--gpu-layers", str(gpu_layers),
-                              "--flash-attn", row.flash, log=log)
+                              "--flash-attn", row.flash, "--contexts", str(row.contexts),
+                              log=log)
     try:
         eight = bench_http(url, docs, 8, seconds)
         row.runtime8_pairs_s = eight.rate
@@ -213,8 +238,12 @@ def main() -> None:
     parser.add_argument("--packs", default="1,4,8,16,32", help="pairs per decode to measure")
     parser.add_argument("--flash", default="auto", help="flash attention settings to measure "
                         "at each packing (on, off, auto)")
+    parser.add_argument("--contexts", default="1", help="llama contexts side by side to measure "
+                        "at each packing")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--gpu-layers", type=int, default=-1)
+    parser.add_argument("--transformers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure transformers on the same weights")
     parser.add_argument("--documents", type=int, default=512)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -242,11 +271,13 @@ def main() -> None:
         longest = max(map(len, pairs))
         print(f"\n{shape}: built in {time.perf_counter() - started:.0f} s, pairs of "
               f"{min(map(len, pairs))}-{longest} tokens", flush=True)
-        configs = [(n, flash) for flash in args.flash.split(",")
-                   for n in map(int, args.packs.split(","))]
+        configs = [(n, flash, c) for flash in args.flash.split(",")
+                   for n in map(int, args.packs.split(","))
+                   for c in map(int, args.contexts.split(","))]
         served: list[float] | None = None
-        for pack, flash in configs:
-            row = Row(shape, pack, flash, batch_tokens=max(512, pack * longest))
+        for pack, flash, contexts in configs:
+            row = Row(shape, pack, flash, batch_tokens=max(512, pack * longest),
+                      contexts=contexts)
             rows.append(row)
             try:
                 served = bench_row(row, gguf, docs, pairs, args.gpu_layers, args.seconds,
@@ -254,6 +285,8 @@ def main() -> None:
             except Exception as exc:  # one failed setting must not end the run
                 row.error = f"{type(exc).__name__}: {exc}"
             print(format_row(row), flush=True)
+        if not args.transformers:
+            continue
         try:
             hf = bench_transformers(hf_dir, docs, args.seconds, work)
             report["transformers"][shape] = hf
@@ -271,7 +304,8 @@ def main() -> None:
 
 
 def format_row(r: Row) -> str:
-    head = f"  {r.pack:>3} pairs/decode, flash {r.flash:<3} (batch {r.batch_tokens:>5} tokens): "
+    head = (f"  {r.pack:>3} pairs/decode, flash {r.flash:<3}, {r.contexts} context(s) "
+            f"(batch {r.batch_tokens:>5} tokens): ")
     if r.error:
         return head + "FAILED " + r.error
     ratio = (r.runtime8_pairs_s or 0) / (r.engine_pairs_s or 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from kuberank.protocol.dialects import Dialect, RerankRequest
-from kuberank.protocol.errors import PayloadTooLarge
+from kuberank.protocol.errors import PayloadTooLarge, Unavailable
 from kuberank.runtime.engine import Engine
 from kuberank.runtime.model import (
     ContextParams,
@@ -188,6 +189,112 @@ def test_engine_answers_concurrent_requests_like_sequential_ones(tiny_model: Pat
     finally:
         engine.stop()
 
+
+
+def context_pairs(engine: Engine, context: str) -> float:
+    return engine.metrics.registry.get_sample_value(
+        "kuberank_runtime_context_pairs_total", {"context": context}) or 0.0
+
+
+def test_several_contexts_share_the_queue_and_score_like_one(tiny_model: Path) -> None:
+    """Three contexts over one set of weights: every context decodes, and each request gets the
+    same scores as from a single context (one pair per decode, so the arithmetic is identical)."""
+    requests = [RerankRequest(dialect=Dialect.JINA, query=f"query {i}",
+                              documents=[f"doc {j} of {i}" for j in range(40)])
+                for i in range(6)]
+
+    def scores(contexts: int) -> tuple[Engine, list[list[float]]]:
+        engine = Engine(RuntimeSettings(model=tiny_model, threads=1, contexts=contexts))
+        engine.start()
+        try:
+            assert engine.wait_ready(30)
+
+            async def run() -> list[list[float]]:
+                return [s.scores for s in await asyncio.gather(*map(engine.rerank, requests))]
+
+            return engine, asyncio.run(run())
+        finally:
+            engine.stop()
+
+    single, expected = scores(1)
+    several, got = scores(3)
+    assert got == expected
+    assert several.state == "stopped"
+    assert several.metrics.registry.get_sample_value(
+        "kuberank_runtime_engine_info", {"device": "cpu", "flash_attn": "on",
+                                         "max_batch_pairs": "1", "batch_tokens": "512",
+                                         "contexts": "3"}) == 1
+    per_context = [context_pairs(several, str(i)) for i in range(3)]
+    assert sum(per_context) == 240 and all(n > 0 for n in per_context), per_context
+    assert context_pairs(single, "0") == 240
+
+
+def test_one_large_request_is_spread_over_every_context(tiny_model: Path) -> None:
+    """A single request wakes one context; each context that takes pairs and sees more left
+    wakes the next, so the others do not sleep through it."""
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, contexts=3))
+    engine.start()
+    try:
+        assert engine.wait_ready(30)
+        request = RerankRequest(dialect=Dialect.JINA, query="panda",
+                                documents=[f"document number {i}" for i in range(600)])
+        assert len(asyncio.run(engine.rerank(request)).scores) == 600
+    finally:
+        engine.stop()
+    per_context = [context_pairs(engine, str(i)) for i in range(3)]
+    assert sum(per_context) == 600 and all(n > 0 for n in per_context), per_context
+
+
+def test_pairs_of_a_request_whose_client_left_stop_counting_at_once(tiny_model: Path) -> None:
+    """The queue bound counts live work only: the moment a waiting request is cancelled its
+    pairs leave the queue depth, so the next request is not refused for a dead one's pairs."""
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, schedule="fifo",
+                                    max_documents=300, max_queued_pairs=300))
+    engine.start()
+    try:
+        assert engine.wait_ready(30)
+        big = RerankRequest(dialect=Dialect.JINA, query="panda",
+                            documents=[f"document number {i}" for i in range(300)])
+        small = RerankRequest(dialect=Dialect.JINA, query="panda", documents=["a", "b"])
+
+        async def run() -> tuple[float, float, int]:
+            waiting = asyncio.ensure_future(engine.rerank(big))
+            while queue_depth(engine) < 250:  # noqa: ASYNC110 - a gauge has no event to await
+                await asyncio.sleep(0.001)
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            depth_after_cancel = queue_depth(engine)
+            answered = await engine.rerank(small)
+            skipped = engine.metrics.registry.get_sample_value(
+                "kuberank_runtime_skipped_pairs_total") or 0.0
+            return depth_after_cancel, skipped, len(answered.scores)
+
+        depth_after_cancel, skipped, answered = asyncio.run(run())
+    finally:
+        engine.stop()
+    assert depth_after_cancel <= 1  # at most the pair being decoded when the client left
+    assert answered == 2
+    assert 0 < skipped <= 300 and skipped + context_pairs(engine, "0") == 302
+
+
+def test_several_contexts_finish_queued_work_on_stop_then_refuse_new(tiny_model: Path) -> None:
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, contexts=2, max_batch_pairs=4))
+    engine.start()
+    assert engine.wait_ready(30)
+    request = RerankRequest(dialect=Dialect.JINA, query="panda",
+                            documents=[f"document number {i}" for i in range(402)])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(asyncio.run, engine.rerank(request))
+        wait_for("the request to be queued", lambda: queue_depth(engine), timeout=30,
+                 interval=0.001)
+        engine.stop(timeout=10)
+        assert len(answer.result(timeout=30).scores) == 402
+    assert engine.state == "stopped"
+    assert queue_depth(engine) == 0
+    with pytest.raises(Unavailable, match=r"not available \(stopped\)") as refused:
+        asyncio.run(engine.rerank(request))
+    assert refused.value.status == 503
 
 
 def queue_depth(engine: Engine) -> float:

@@ -23,7 +23,7 @@ class HeldEngine(Engine):
 
     release = threading.Event()
 
-    def _load(self) -> tuple[RankModel, RankContext]:
+    def _load(self) -> tuple[RankModel, list[RankContext]]:
         assert self.release.wait(60)
         return super()._load()
 

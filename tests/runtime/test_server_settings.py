@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from kuberank.runtime.cli import parse_settings
-from kuberank.runtime.settings import EngineChoices, engine_choices, load_settings
+from kuberank.runtime.settings import GPU_CONTEXTS, EngineChoices, engine_choices, load_settings
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.runtime
@@ -43,21 +43,22 @@ def test_defaults_serve_the_file_name_with_batch_equal_to_context() -> None:
 
 def test_engine_defaults_are_the_measured_ones_for_cpu_and_gpu() -> None:
     s = load_settings([])
-    assert engine_choices(s, offloaded=False) == EngineChoices("on", 1, 512)
+    assert engine_choices(s, offloaded=False) == EngineChoices("on", 1, 512, 1)
     # GPU: 8 pairs per decode, with room for 8 pairs of a full context each.
-    assert engine_choices(s, offloaded=True) == EngineChoices("auto", 8, 4096)
+    assert engine_choices(s, offloaded=True) == EngineChoices("auto", 8, 4096, GPU_CONTEXTS)
     long_context = load_settings(["--ctx-size", "8192"])
-    assert engine_choices(long_context, offloaded=True) == EngineChoices("auto", 8, 8192)
+    assert engine_choices(long_context, offloaded=True) == EngineChoices("auto", 8, 8192,
+                                                                         GPU_CONTEXTS)
 
 
 def test_explicit_engine_settings_win_over_the_defaults() -> None:
-    s = load_settings(["--flash-attn", "off", "--max-batch-pairs", "4"])
-    assert engine_choices(s, offloaded=True) == EngineChoices("off", 4, 2048)
-    assert engine_choices(s, offloaded=False) == EngineChoices("off", 4, 2048)
+    s = load_settings(["--flash-attn", "off", "--max-batch-pairs", "4", "--contexts", "3"])
+    assert engine_choices(s, offloaded=True) == EngineChoices("off", 4, 2048, 3)
+    assert engine_choices(s, offloaded=False) == EngineChoices("off", 4, 2048, 3)
     sized = load_settings(["--max-batch-pairs", "4", "--batch-size", "1000"])
-    assert engine_choices(sized, offloaded=True) == EngineChoices("auto", 4, 1000)
+    assert engine_choices(sized, offloaded=True) == EngineChoices("auto", 4, 1000, GPU_CONTEXTS)
     single = load_settings(["--max-batch-pairs", "1", "--flash-attn", "on"])
-    assert engine_choices(single, offloaded=True) == EngineChoices("on", 1, 512)
+    assert engine_choices(single, offloaded=True) == EngineChoices("on", 1, 512, GPU_CONTEXTS)
 
 
 def test_queue_holds_the_largest_request_by_default() -> None:
@@ -70,7 +71,8 @@ def test_queue_holds_the_largest_request_by_default() -> None:
 @pytest.mark.parametrize("argv", [["--overflow", "drop"], ["--port", "http"],
                                   ["--flash-attn", "maybe"], ["--max-documents", "0"],
                                   ["--max-queued-pairs", "10", "--max-documents", "11"],
-                                  ["--max-batch-pairs", "257"], ["--schedule", "random"]])
+                                  ["--max-batch-pairs", "257"], ["--schedule", "random"],
+                                  ["--contexts", "0"], ["--contexts", "17"]])
 def test_invalid_settings_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValidationError):
         load_settings(argv)

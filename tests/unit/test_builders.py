@@ -300,7 +300,7 @@ def test_rendered_env_is_what_kuberank_runtime_parses(monkeypatch: pytest.Monkey
     spec = _spec(
         servedName="bge",
         engine={"threads": 3, "contextSize": 1024, "batchSize": 512, "flashAttention": False,
-                "maxBatchPairs": 8},
+                "maxBatchPairs": 8, "contexts": 2},
         limits={"maxDocuments": 9, "maxQueryTokens": 64, "maxDocumentTokens": 256},
         scoring={"normalize": True},
     )
@@ -310,7 +310,7 @@ def test_rendered_env_is_what_kuberank_runtime_parses(monkeypatch: pytest.Monkey
     settings = load_settings([])
     assert str(settings.model) == "/models/model.gguf" and settings.served_name == "bge"
     assert (settings.threads, settings.ctx_size, settings.batch_size) == (3, 1024, 512)
-    assert settings.max_batch_pairs == 8
+    assert settings.max_batch_pairs == 8 and settings.contexts == 2
     assert settings.flash_attn == "off" and settings.gpu_layers == -1
     assert (settings.max_documents, settings.max_query_tokens) == (9, 64)
     assert settings.max_document_tokens == 256 and settings.normalize is True

@@ -129,6 +129,8 @@ def test_spec_rejects_bad_quantities_and_bounds() -> None:
         RerankModelSpec.model_validate({"source": src, "resources": {"gpus": -1}})
     with pytest.raises(ValidationError):  # llama.cpp packs at most 256 sequences
         RerankModelSpec.model_validate({"source": src, "engine": {"maxBatchPairs": 257}})
+    with pytest.raises(ValidationError):  # the runtime's own bound
+        RerankModelSpec.model_validate({"source": src, "engine": {"contexts": 17}})
     spec = RerankModelSpec.model_validate({"source": src, "resources": {"cpu": 4}})
     assert spec.resources.cpu == "4"
 

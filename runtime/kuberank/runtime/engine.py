@@ -1,10 +1,11 @@
-"""The scoring engine: one owner thread per llama context, fed by a queue of tokenized pairs.
+"""The scoring engine: llama contexts, each with one owner thread, fed by one queue of pairs.
 
 Requests are parsed and tokenized on worker threads (tokenizing only reads the vocabulary), then
-join one queue. The owner thread moves every queued request into its scheduler (schedule.py:
-fewest pairs left first, by default), takes up to `max_batch_pairs` pairs whose tokens fit
-`n_batch` into each `llama_decode`, and settles each request's future when its last pair is
-scored.
+join one scheduler (schedule.py: fewest pairs left first, by default). Each context's owner
+thread takes up to `max_batch_pairs` pairs whose tokens fit `n_batch` into a `llama_decode`,
+made outside the lock (ctypes releases the GIL), and a request's future is settled when its last
+pair is scored, whichever contexts scored its pairs. The contexts share the loaded weights; one
+is the default (`--contexts`).
 
 Batching policy, measured with MiniLM-L6 (f32, pairs of ~137 tokens) on the 2-core machine these
 were built on, while other jobs kept it busy (load average 6-8), pairs/s:
@@ -48,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +63,7 @@ from kuberank.runtime.model import (
     ContextParams,
     RankContext,
     RankModel,
+    default_threads,
     gpu_offload_supported,
 )
 from kuberank.runtime.pairs import Limits, PairBuilder
@@ -89,6 +90,7 @@ class _Job:
     scores: list[float] = field(default_factory=list)
     left: int = 0
     abandoned: bool = False
+    taken: int = 0  # pairs handed to a context; the rest still count as queued
     queued_at: float = field(default_factory=time.monotonic)
     started: bool = False
 
@@ -106,12 +108,15 @@ class Engine:
         self.state: State = "loading"
         self.error: BaseException | None = None
         self.builder: PairBuilder | None = None
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # One queue for every context: requests wait in the scheduler, under this condition.
+        self._ready = threading.Condition()
+        self._waiting: PairScheduler[_Job] = PairScheduler(settings.schedule,
+                                                           settings.max_wait_seconds)
         self._queued = 0
-        self._stopping = False  # the stop signal was taken: finish what is pending, then return
-        self._lock = threading.Lock()
+        self._contexts = 1
+        self._stopping = False  # stop was asked for: finish what is queued, then return
         self._thread = threading.Thread(target=self._run, name="llama-owner", daemon=True)
-        self._decode_seconds = 0.1  # running estimate for Retry-After
+        self._decode_seconds = 0.1  # running estimate per pair, for Retry-After
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -119,9 +124,14 @@ class Engine:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._ask_to_stop()
         if self._thread.is_alive():
-            self._queue.put(None)
             self._thread.join(timeout)
+
+    def _ask_to_stop(self) -> None:
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -144,7 +154,8 @@ class Engine:
         try:
             scores = await job.future
         except asyncio.CancelledError:
-            job.abandoned = True  # the client went away: the owner thread skips what is left
+            with self._ready:  # the client went away: what is left is not decoded, nor counted
+                self._drop(job)
             raise
         return Scored(scores, sum(len(p) for p in pairs), truncated)
 
@@ -162,18 +173,21 @@ class Engine:
         return [p.tokens for p in pairs], sum(p.truncated for p in pairs)
 
     def _submit(self, job: _Job) -> None:
-        with self._lock:
+        with self._ready:
+            if self._stopping:
+                raise Unavailable("shutting down: not taking new work", code="draining")
             if self._queued + len(job.pairs) > self.settings.effective_max_queued_pairs:
-                wait = max(1, round(self._queued * self._decode_seconds))
+                wait = max(1, round(self._queued * self._decode_seconds / self._contexts))
                 raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
                                   code="queue_full", retry_after=wait)
             self._queued += len(job.pairs)
             self.metrics.queue_depth.set(self._queued)
-        self._queue.put(job)
+            self._waiting.add(job, job.queued_at)
+            self._ready.notify()
 
-    # -- owner thread --------------------------------------------------------------------------
+    # -- owner threads -------------------------------------------------------------------------
 
-    def _load(self) -> tuple[RankModel, RankContext]:
+    def _load(self) -> tuple[RankModel, list[RankContext]]:
         s = self.settings
         offloaded = s.gpu_layers != 0 and gpu_offload_supported()
         if s.gpu_layers != 0 and not offloaded:
@@ -181,11 +195,21 @@ class Engine:
                         "running on the CPU", s.gpu_layers)
         choices = engine_choices(s, offloaded)
         model = RankModel(s.model, gpu_layers=s.gpu_layers, cuda_graphs=s.cuda_graphs)
+        threads = s.threads or max(1, default_threads() // choices.contexts)
         params = ContextParams(ctx_size=s.ctx_size, batch_size=choices.batch_size,
-                               threads=s.threads, gpu_layers=s.gpu_layers,
+                               threads=threads, gpu_layers=s.gpu_layers,
                                flash_attn=choices.flash_attn, max_seqs=choices.max_batch_pairs)
-        ctx = RankContext(model, params)
-        longest = min(ctx.n_batch, s.ctx_size, model.n_ctx_train or ctx.n_batch)
+        contexts: list[RankContext] = []
+        try:
+            for _ in range(choices.contexts):
+                contexts.append(RankContext(model, params))
+        except BaseException:
+            for ctx in contexts:
+                ctx.close()
+            model.close()
+            raise
+        first = contexts[0]
+        longest = min(first.n_batch, s.ctx_size, model.n_ctx_train or first.n_batch)
         self.builder = PairBuilder(
             model.layout(), model.tokenize,
             Limits(max_pair_tokens=longest, max_query_tokens=s.max_query_tokens,
@@ -193,87 +217,107 @@ class Engine:
         )
         self.metrics.engine.info({
             "device": "gpu" if offloaded else "cpu", "flash_attn": choices.flash_attn,
-            "max_batch_pairs": str(choices.max_batch_pairs), "batch_tokens": str(ctx.n_batch)})
-        log.info("engine on the %s: flash attention %s, at most %d pair(s) and %d tokens per "
-                 "decode", "GPU" if offloaded else "CPU", choices.flash_attn,
-                 choices.max_batch_pairs, ctx.n_batch)
-        return model, ctx
+            "max_batch_pairs": str(choices.max_batch_pairs), "batch_tokens": str(first.n_batch),
+            "contexts": str(len(contexts))})
+        log.info("engine on the %s: %d context(s) of %d thread(s), flash attention %s, at most "
+                 "%d pair(s) and %d tokens per decode", "GPU" if offloaded else "CPU",
+                 len(contexts), threads, choices.flash_attn, choices.max_batch_pairs,
+                 first.n_batch)
+        return model, contexts
 
     def _run(self) -> None:
         try:
-            model, ctx = self._load()
+            model, contexts = self._load()
         except BaseException as exc:
             self.error, self.state = exc, "failed"
             log.error("cannot serve %s: %s", self.settings.model, exc)
             if self.on_failure is not None:
                 self.on_failure(exc)
             return
+        self._contexts = len(contexts)
+        helpers = [threading.Thread(target=self._serve, args=(ctx, str(i)), daemon=True,
+                                    name=f"llama-owner-{i}")
+                   for i, ctx in enumerate(contexts[1:], start=1)]
         self.state = "ready"
         log.info("serving %s (%s, pair limit %d tokens)", model.path, model.arch,
                  self.builder.limits.max_pair_tokens if self.builder else 0)
+        for helper in helpers:
+            helper.start()
         try:
-            self._serve(ctx)
+            self._serve(contexts[0], "0")
         finally:
+            self._ask_to_stop()  # a failed first context stops the others too
+            for helper in helpers:
+                helper.join()
             self.state = "stopped"
-            ctx.close()
+            for ctx in contexts:
+                ctx.close()
             model.close()
 
-    def _serve(self, ctx: RankContext) -> None:
-        waiting: PairScheduler[_Job] = PairScheduler(self.settings.schedule,
-                                                     self.settings.max_wait_seconds)
+    def _serve(self, ctx: RankContext, name: str) -> None:
+        """One context's loop: take the next batch from the shared scheduler, decode it outside
+        the lock (llama_decode releases the GIL), settle, repeat until stopped and empty."""
+        decoded = self.metrics.context_pairs.labels(context=name)
         while True:
-            if not waiting and (self._stopping or not self._take(waiting, block=True)):
-                return
-            while not self._stopping and self._take(waiting, block=False):
-                pass  # every queued request gets its place in line before the next decode
-            batch = waiting.next_batch(ctx.max_seqs, ctx.n_batch, _dropped, time.monotonic())
-            if batch.skipped:
-                self._dequeued(batch.skipped)
-                self.metrics.skipped_pairs.inc(batch.skipped)
+            with self._ready:
+                while not self._waiting and not self._stopping:
+                    self._ready.wait()
+                if not self._waiting:
+                    return
+                batch = self._waiting.next_batch(ctx.max_seqs, ctx.n_batch, _dropped,
+                                                 time.monotonic())
+                if self._waiting:
+                    self._ready.notify()  # pairs are left: wake an idle context for them
+                # batch.skipped needs no bookkeeping: _drop counted those pairs out already.
+                for job, _ in batch.pairs:
+                    job.taken += 1
+                    if not job.started:
+                        job.started = True
+                        self.metrics.queue_wait.observe(time.monotonic() - job.queued_at)
             if batch.pairs:
                 self._decode(ctx, batch.pairs)
-
-    def _take(self, waiting: PairScheduler[_Job], *, block: bool) -> bool:
-        try:
-            job = self._queue.get(block=block)
-        except queue.Empty:
-            return False
-        if job is None:
-            self._stopping = True
-            return False
-        waiting.add(job, job.queued_at)
-        return True
+                decoded.inc(len(batch.pairs))
 
     def _decode(self, ctx: RankContext, batch: list[tuple[_Job, int]]) -> None:
-        for job, _ in batch:
-            if not job.started:
-                job.started = True
-                self.metrics.queue_wait.observe(time.monotonic() - job.queued_at)
         started = time.perf_counter()
         try:
             scores = ctx.score([job.pairs[i] for job, i in batch])
         except Exception as exc:
             log.exception("decode failed")
-            self._dequeued(len(batch))
-            for job, _ in batch:
-                job.abandoned = True
-                _settle(job, error=InternalError(f"engine failed to score: {exc}"))
+            with self._ready:
+                self._dequeued(len(batch))
+                for job, _ in batch:
+                    self._drop(job)
+                    _settle(job, error=InternalError(f"engine failed to score: {exc}"))
             return
         elapsed = time.perf_counter() - started
-        self._decode_seconds = 0.9 * self._decode_seconds + 0.1 * elapsed / len(batch)
         self.metrics.decode_seconds.observe(elapsed)
         self.metrics.batch_pairs.observe(len(batch))
-        self._dequeued(len(batch))
-        for (job, i), score in zip(batch, scores, strict=True):
-            job.scores[i] = score
-            job.left -= 1
-            if job.left == 0:
-                _settle(job, result=job.scores)
+        with self._ready:  # a request's pairs may be decoded by several contexts at once
+            self._decode_seconds = 0.9 * self._decode_seconds + 0.1 * elapsed / len(batch)
+            self._dequeued(len(batch))
+            for (job, i), score in zip(batch, scores, strict=True):
+                job.scores[i] = score
+                job.left -= 1
+                if job.left == 0:
+                    _settle(job, result=job.scores)
+
+    def _drop(self, job: _Job) -> None:
+        """Give up a job's pairs not yet handed to a context (its client left, or it failed): they
+        stop counting against the queue at once, not when the scheduler reaches them, so a dead
+        request never earns a live one a 429. Called holding ``_ready``."""
+        if job.abandoned:
+            return
+        job.abandoned = True
+        left, job.taken = len(job.pairs) - job.taken, len(job.pairs)
+        if left:
+            self._dequeued(left)
+            self.metrics.skipped_pairs.inc(left)
 
     def _dequeued(self, n: int) -> None:
-        with self._lock:
-            self._queued -= n
-            self.metrics.queue_depth.set(self._queued)
+        """Called holding ``_ready``."""
+        self._queued -= n
+        self.metrics.queue_depth.set(self._queued)
 
 
 def _dropped(job: _Job) -> bool:

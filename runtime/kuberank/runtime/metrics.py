@@ -36,6 +36,10 @@ class RuntimeMetrics:
                                     "Time a request waited for its first decode (the scheduling "
                                     "delay, before any of its pairs is scored)", buckets=_LATENCY,
                                     registry=r)
+        self.context_pairs = Counter("kuberank_runtime_context_pairs",
+                                     "Pairs decoded by each llama context (--contexts): an idle "
+                                     "one under load means more contexts cannot help",
+                                     ["context"], registry=r)
         self.decode_seconds = Histogram("kuberank_runtime_decode_seconds",
                                         "Time of one llama_decode", buckets=_LATENCY, registry=r)
         # A pod given a GPU but running a CPU build of llama.cpp is slow, not broken: say where.

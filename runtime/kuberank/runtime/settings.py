@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAX_QUEUED_PAIRS = 8192
 GPU_MAX_BATCH_PAIRS = 8  # best of 1-64 for MiniLM-L6 and BERT-large on an H200 (engine.py)
+GPU_CONTEXTS = 1  # llama contexts decoding side by side on one GPU (engine.py)
 PACKED_BATCH_TOKENS = 8192  # attention over a packed batch grows with its square
 
 
@@ -59,6 +60,12 @@ class RuntimeSettings(BaseSettings):
         default=None, ge=1, le=256,  # llama.cpp's LLAMA_MAX_SEQ
         description="Most query+document pairs packed into one decode (default: 1 on the CPU, "
         f"{GPU_MAX_BATCH_PAIRS} with GPU offload; both measured best).")
+    contexts: int | None = Field(
+        default=None, ge=1, le=16,
+        description="llama.cpp contexts decoding side by side, each on its own thread, all "
+        "sharing the loaded weights and one queue (default: 1 on the CPU, where one context "
+        f"uses every thread; {GPU_CONTEXTS} with GPU offload). On the CPU the threads are split "
+        "between them.")
     schedule: Literal["shortest", "fifo"] = Field(
         default="shortest", description="Which waiting request the engine serves first: the one "
         "with the fewest pairs left (a small request does not wait behind a large one), or "
@@ -115,6 +122,7 @@ class EngineChoices:
     flash_attn: Literal["on", "off", "auto"]
     max_batch_pairs: int
     batch_size: int
+    contexts: int
 
 
 def engine_choices(settings: RuntimeSettings, offloaded: bool) -> EngineChoices:
@@ -124,7 +132,8 @@ def engine_choices(settings: RuntimeSettings, offloaded: bool) -> EngineChoices:
         settings.ctx_size if pairs == 1
         else max(settings.ctx_size, min(settings.ctx_size * pairs, PACKED_BATCH_TOKENS)))
     return EngineChoices(flash_attn=settings.flash_attn or ("auto" if offloaded else "on"),
-                         max_batch_pairs=pairs, batch_size=batch)
+                         max_batch_pairs=pairs, batch_size=batch,
+                         contexts=settings.contexts or (GPU_CONTEXTS if offloaded else 1))
 
 
 def _flag(name: str) -> str:

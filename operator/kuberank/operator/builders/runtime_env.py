@@ -28,6 +28,7 @@ def runtime_env(name: str, spec: RerankModelSpec) -> list[dict[str, Any]]:
         "KUBERANK_CTX_SIZE": _opt(engine.context_size),
         "KUBERANK_BATCH_SIZE": _opt(engine.batch_size),
         "KUBERANK_MAX_BATCH_PAIRS": _opt(engine.max_batch_pairs),
+        "KUBERANK_CONTEXTS": _opt(engine.contexts),
         "KUBERANK_GPU_LAYERS": str(gpu_layers),
         "KUBERANK_FLASH_ATTN": None
         if engine.flash_attention is None
