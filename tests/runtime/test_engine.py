@@ -278,6 +278,42 @@ def test_pairs_of_a_request_whose_client_left_stop_counting_at_once(tiny_model: 
     assert 0 < skipped <= 300 and skipped + context_pairs(engine, "0") == 302
 
 
+class TwoContextsFit(Engine):
+    """The real engine on a device that holds only two contexts' compute buffers."""
+
+    def _new_context(self, model: RankModel, params: ContextParams) -> RankContext:
+        self.made = getattr(self, "made", 0) + 1
+        if self.made > 2:
+            raise ModelLoadError("llama.cpp could not create a context (out of memory)")
+        return super()._new_context(model, params)
+
+
+def test_default_contexts_that_do_not_fit_leave_those_that_do(
+    tiny_model: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The default (4 for 4 threads) is a wish: two that fit serve, with a warning. A count the
+    operator set is a requirement: the engine fails to load, saying why."""
+    by_default = TwoContextsFit(RuntimeSettings(model=tiny_model, threads=4))
+    by_default.start()
+    try:
+        assert by_default.wait_ready(30)
+        request = RerankRequest(dialect=Dialect.JINA, query="q", documents=["a", "b", "c"])
+        assert len(asyncio.run(by_default.rerank(request)).scores) == 3
+    finally:
+        by_default.stop()
+    assert "only 2 of 4 llama contexts could be created" in caplog.text
+    assert by_default.metrics.registry.get_sample_value(
+        "kuberank_runtime_engine_info", {"device": "cpu", "flash_attn": "on",
+                                         "max_batch_pairs": "1", "batch_tokens": "512",
+                                         "contexts": "2"}) == 1
+
+    required = TwoContextsFit(RuntimeSettings(model=tiny_model, threads=4, contexts=4))
+    required.start()
+    assert not required.wait_ready(30)
+    assert required.state == "failed"
+    assert "out of memory" in str(required.error)
+
+
 def test_several_contexts_finish_queued_work_on_stop_then_refuse_new(tiny_model: Path) -> None:
     engine = Engine(RuntimeSettings(model=tiny_model, threads=1, contexts=2, max_batch_pairs=4))
     engine.start()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from kuberank.runtime.cli import parse_settings
-from kuberank.runtime.settings import GPU_CONTEXTS, EngineChoices, engine_choices, load_settings
+from kuberank.runtime.settings import EngineChoices, engine_choices, load_settings
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.runtime
@@ -37,28 +37,39 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 def test_defaults_serve_the_file_name_with_batch_equal_to_context() -> None:
     s = load_settings(["--model", "/m/bge-reranker.gguf"])
     assert s.effective_served_name == "bge-reranker"
-    assert engine_choices(s, offloaded=False).batch_size == s.ctx_size == 512
+    assert engine_choices(s, offloaded=False, cpus=2).batch_size == s.ctx_size == 512
     assert s.overflow == "truncate" and s.normalize is False
 
 
 def test_engine_defaults_are_the_measured_ones_for_cpu_and_gpu() -> None:
     s = load_settings([])
-    assert engine_choices(s, offloaded=False) == EngineChoices("on", 1, 512, 1)
-    # GPU: 8 pairs per decode, with room for 8 pairs of a full context each.
-    assert engine_choices(s, offloaded=True) == EngineChoices("auto", 8, 4096, GPU_CONTEXTS)
+    # CPU: one pair per decode; one single-threaded context per CPU, up to four, then the
+    # threads are shared out.
+    assert engine_choices(s, offloaded=False, cpus=1) == EngineChoices("on", 1, 512, 1, 1)
+    assert engine_choices(s, offloaded=False, cpus=2) == EngineChoices("on", 1, 512, 2, 1)
+    assert engine_choices(s, offloaded=False, cpus=16) == EngineChoices("on", 1, 512, 4, 4)
+    assert engine_choices(s, offloaded=False, cpus=7) == EngineChoices("on", 1, 512, 4, 1)
+    # GPU: 8 pairs per decode, with room for 8 pairs of a full context each, 4 contexts.
+    assert engine_choices(s, offloaded=True, cpus=16) == EngineChoices("auto", 8, 4096, 4, 4)
+    assert engine_choices(s, offloaded=True, cpus=2) == EngineChoices("auto", 8, 4096, 4, 1)
     long_context = load_settings(["--ctx-size", "8192"])
-    assert engine_choices(long_context, offloaded=True) == EngineChoices("auto", 8, 8192,
-                                                                         GPU_CONTEXTS)
+    assert engine_choices(long_context, offloaded=True, cpus=8) == EngineChoices(
+        "auto", 8, 8192, 4, 2)
 
 
 def test_explicit_engine_settings_win_over_the_defaults() -> None:
     s = load_settings(["--flash-attn", "off", "--max-batch-pairs", "4", "--contexts", "3"])
-    assert engine_choices(s, offloaded=True) == EngineChoices("off", 4, 2048, 3)
-    assert engine_choices(s, offloaded=False) == EngineChoices("off", 4, 2048, 3)
+    assert engine_choices(s, offloaded=True, cpus=6) == EngineChoices("off", 4, 2048, 3, 2)
+    assert engine_choices(s, offloaded=False, cpus=6) == EngineChoices("off", 4, 2048, 3, 2)
     sized = load_settings(["--max-batch-pairs", "4", "--batch-size", "1000"])
-    assert engine_choices(sized, offloaded=True) == EngineChoices("auto", 4, 1000, GPU_CONTEXTS)
+    assert engine_choices(sized, offloaded=True, cpus=4) == EngineChoices("auto", 4, 1000, 4, 1)
     single = load_settings(["--max-batch-pairs", "1", "--flash-attn", "on"])
-    assert engine_choices(single, offloaded=True) == EngineChoices("on", 1, 512, GPU_CONTEXTS)
+    assert engine_choices(single, offloaded=True, cpus=4) == EngineChoices("on", 1, 512, 4, 1)
+    # --threads is the total: one thread means one context unless more are asked for.
+    one = load_settings(["--threads", "1"])
+    assert engine_choices(one, offloaded=False, cpus=16) == EngineChoices("on", 1, 512, 1, 1)
+    eight = load_settings(["--threads", "8", "--contexts", "2"])
+    assert engine_choices(eight, offloaded=False, cpus=2) == EngineChoices("on", 1, 512, 2, 4)
 
 
 def test_queue_holds_the_largest_request_by_default() -> None:

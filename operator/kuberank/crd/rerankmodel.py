@@ -176,8 +176,8 @@ class Engine(CrdModel):
         "decode (within batchSize tokens); unset: 1 on the CPU, 8 on a GPU (measured best).")
     contexts: int | None = Field(
         default=None, ge=1, le=16, description="llama.cpp contexts decoding side by side over "
-        "one copy of the weights (each adds its compute buffers); unset: 1. On the CPU the "
-        "threads are split between them.")
+        "one copy of the weights (each adds its compute buffers); unset: 4 on a GPU, one per "
+        "CPU thread up to 4 on the CPU (measured best). threads is shared out between them.")
     gpu_layers: int | None = Field(
         default=None, ge=-1, le=1000, description="Layers offloaded to the GPU (-1: all)."
     )

@@ -18,7 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAX_QUEUED_PAIRS = 8192
 GPU_MAX_BATCH_PAIRS = 8  # best of 1-64 for MiniLM-L6 and BERT-large on an H200 (engine.py)
-GPU_CONTEXTS = 1  # llama contexts decoding side by side on one GPU (engine.py)
+GPU_CONTEXTS = 4  # llama contexts decoding side by side on one GPU (engine.py)
+CPU_MAX_CONTEXTS = 4  # on the CPU: one per thread, up to this many (engine.py)
 PACKED_BATCH_TOKENS = 8192  # attention over a packed batch grows with its square
 
 
@@ -32,8 +33,9 @@ class RuntimeSettings(BaseSettings):
         "(default: the file name without .gguf).")
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
-    threads: int | None = Field(default=None, ge=1,
-                                description="CPU threads for llama.cpp (default: all cores).")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for llama.cpp, split evenly between the "
+        "contexts (default: the CPUs this process may use, its cgroup quota included).")
     ctx_size: int = Field(default=512, ge=16,
                           description="Context size in tokens; a query+document pair must fit.")
     batch_size: int | None = Field(
@@ -63,9 +65,8 @@ class RuntimeSettings(BaseSettings):
     contexts: int | None = Field(
         default=None, ge=1, le=16,
         description="llama.cpp contexts decoding side by side, each on its own thread, all "
-        "sharing the loaded weights and one queue (default: 1 on the CPU, where one context "
-        f"uses every thread; {GPU_CONTEXTS} with GPU offload). On the CPU the threads are split "
-        "between them.")
+        "sharing the loaded weights and one queue (default: one per thread up to "
+        f"{CPU_MAX_CONTEXTS} on the CPU, {GPU_CONTEXTS} with GPU offload; both measured best).")
     schedule: Literal["shortest", "fifo"] = Field(
         default="shortest", description="Which waiting request the engine serves first: the one "
         "with the fewest pairs left (a small request does not wait behind a large one), or "
@@ -123,17 +124,25 @@ class EngineChoices:
     max_batch_pairs: int
     batch_size: int
     contexts: int
+    threads: int  # per context
 
 
-def engine_choices(settings: RuntimeSettings, offloaded: bool) -> EngineChoices:
-    """Explicit settings win; otherwise the defaults measured for the CPU or for a GPU."""
+def engine_choices(settings: RuntimeSettings, offloaded: bool, cpus: int) -> EngineChoices:
+    """Explicit settings win; otherwise the defaults measured for the CPU or for a GPU.
+
+    ``cpus`` is what the process may use (model.default_threads). On the CPU several
+    single-threaded contexts beat one context with every thread (llama.cpp's threads meet at a
+    barrier after each operation), so the threads are spread over up to CPU_MAX_CONTEXTS."""
     pairs = settings.max_batch_pairs or (GPU_MAX_BATCH_PAIRS if offloaded else 1)
     batch = settings.batch_size or (
         settings.ctx_size if pairs == 1
         else max(settings.ctx_size, min(settings.ctx_size * pairs, PACKED_BATCH_TOKENS)))
+    threads = settings.threads or cpus
+    contexts = settings.contexts or (GPU_CONTEXTS if offloaded
+                                     else max(1, min(CPU_MAX_CONTEXTS, threads)))
     return EngineChoices(flash_attn=settings.flash_attn or ("auto" if offloaded else "on"),
-                         max_batch_pairs=pairs, batch_size=batch,
-                         contexts=settings.contexts or (GPU_CONTEXTS if offloaded else 1))
+                         max_batch_pairs=pairs, batch_size=batch, contexts=contexts,
+                         threads=max(1, threads // contexts))
 
 
 def _flag(name: str) -> str:
