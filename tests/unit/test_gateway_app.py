@@ -62,6 +62,7 @@ OBJECTS = [
     rerankmodel("bge"),
     rerankmodel("minilm"),
     rerankmodel("small", limits={"maxDocuments": 2}),
+    rerankmodel("roomy", limits={"maxDocuments": 5}),  # above the gateway's own default of 3
     rerankmodel("elsewhere", namespace="ns2"),
     rerankmodel("bge", namespace="ns2"),  # another tenant serving the same name
     rerankmodel("minilm", namespace="ns4", aliases=["rr"]),
@@ -197,7 +198,7 @@ def test_models_lists_only_what_the_key_may_use_in_its_namespace(client: TestCli
         assert response.status_code == 200
         return [m["id"] for m in response.json()["data"]]
 
-    assert ids(KEY_ALL) == ["bge", "minilm", "small"]
+    assert ids(KEY_ALL) == ["bge", "minilm", "roomy", "small"]
     assert ids(KEY_BGE_ONLY) == ["bge"]
     assert ids(KEY_OTHER_NS) == ["bge", "elsewhere"]
     assert client.get("/v1/models").status_code == 401
@@ -305,3 +306,30 @@ def test_a_huge_model_name_comes_back_cut_short(client: TestClient) -> None:
     response = rerank(client, KEY_ALL, {"model": "m" * 3_000, "query": "q", "documents": ["a"]})
     assert response.status_code == 404
     assert len(response.json()["error"]["message"]) < 200
+
+
+def test_a_key_id_another_tenant_publishes_too_shares_neither_access_nor_budget() -> None:
+    """ns2 publishes KEY_LIMITED's (public) id with a secret of its own: the ns1 key still
+    authenticates as ns1, and the forger's requests spend only the forger's budget."""
+    parsed = parse_key(KEY_LIMITED)
+    assert parsed is not None
+    forged = f"kr_{parsed.key_id}_{'f' * 32}"
+    objects = [*OBJECTS, apikey("copycat", forged, namespace="ns2",
+                                rateLimit={"requestsPerMinute": 1})]
+    with TestClient(create_app(GatewaySettings(), StaticSource(objects))) as client:
+        minilm = {"model": "minilm", "query": "q", "documents": ["a"]}  # served in ns1 only
+        assert error_code(rerank(client, forged, minilm)) == "model_not_found"
+        assert rerank(client, forged).status_code == 503  # admitted (ns2's bge has no replica)
+        assert error_code(rerank(client, forged)) == "rate_limited"
+        mine = rerank(client, KEY_LIMITED, minilm)
+        assert mine.status_code == 503, mine.json()  # ns1's model, and its own minute
+        assert error_code(rerank(client, KEY_LIMITED)) == "rate_limited"
+
+
+def test_a_models_own_document_limit_wins_over_the_gateways_default(client: TestClient) -> None:
+    body = {"model": "roomy", "query": "q", "documents": ["d"] * 5}
+    assert rerank(client, KEY_ALL, body).status_code == 503  # admitted; no replica here
+    refused = rerank(client, KEY_ALL, {**body, "documents": ["d"] * 6})
+    assert refused.status_code == 422 and "limit of 5" in refused.json()["error"]["message"]
+    default = rerank(client, KEY_ALL, {**body, "model": "minilm", "documents": ["d"] * 4})
+    assert default.status_code == 422 and "limit of 3" in default.json()["error"]["message"]

@@ -154,3 +154,35 @@ def test_presented_key_comes_from_bearer_or_x_api_key(
     authorization: str | None, x_api_key: str | None, expected: str | None
 ) -> None:
     assert presented_key(authorization, x_api_key) == expected
+
+
+def test_a_key_id_published_twice_locks_nobody_out() -> None:
+    """A tenant may put any key into its own Secret, so it can publish another tenant's (public)
+    key id. Both records stay; each secret finds its own, whichever was written last."""
+    victim_key = generate_key()
+    parsed = parse_key(victim_key)
+    assert parsed is not None
+    forged_key = f"kr_{parsed.key_id}_{'f' * 32}"
+    victim = apikey(victim_key, name="prod", namespace="team-b")
+    forger = apikey(forged_key, name="mine", namespace="team-a")
+    table = table_with(victim, forger)
+    assert len(table) == 2
+    assert table.authenticate(victim_key, NOW).namespace == "team-b"
+    assert table.authenticate(forged_key, NOW).namespace == "team-a"
+    with pytest.raises(AuthError, match="invalid API key"):
+        table.authenticate(f"kr_{parsed.key_id}_{'0' * 32}", NOW)
+    table.remove("team-a", "mine")
+    assert table.authenticate(victim_key, NOW).namespace == "team-b"
+    with pytest.raises(AuthError):
+        table.authenticate(forged_key, NOW)
+    # A relist that lists only the victim's namespace leaves the other's record alone too.
+    table.upsert(record_from_apikey(forger))  # type: ignore[arg-type]
+    table.replace_all([record_from_apikey(victim)], namespace="team-b")  # type: ignore[list-item]
+    assert table.authenticate(victim_key, NOW).namespace == "team-b"
+    assert table.authenticate(forged_key, NOW).namespace == "team-a"
+
+
+def test_records_name_their_apikey_object_as_the_limit_holder() -> None:
+    key = generate_key()
+    record = table_with(apikey(key, name="prod", namespace="team-b")).authenticate(key, NOW)
+    assert record.identity == "team-b/prod"

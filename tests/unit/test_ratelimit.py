@@ -89,7 +89,7 @@ def test_token_debt_blocks_the_next_request_until_repaid() -> None:
     limiter = RateLimiter(clock)
     limits = Limits(tokens_per_minute=600)
     assert limiter.admit("k", limits) == 0.0
-    limiter.charge_tokens("k", 1200)  # 600 tokens of debt at 10 tokens/s
+    limiter.charge_tokens("k", 1200, limits)  # 600 tokens of debt at 10 tokens/s
     assert limiter.admit("k", limits) == pytest.approx(60.1)
     clock.now += 61
     assert limiter.admit("k", limits) == 0.0
@@ -99,9 +99,8 @@ def test_token_refusal_does_not_spend_a_request_token() -> None:
     clock = FakeClock()
     limiter = RateLimiter(clock)
     limits = Limits(requests_per_minute=1, tokens_per_minute=60)
-    limiter.charge_tokens("k", 1)  # no buckets yet: nothing to charge
     assert limiter.admit("k", limits) == 0.0
-    limiter.charge_tokens("k", 120)
+    limiter.charge_tokens("k", 120, limits)
     assert limiter.admit("k", limits) > 0
     clock.now += 61  # debt repaid and the request bucket refilled exactly once
     assert limiter.admit("k", limits) == 0.0
@@ -120,7 +119,7 @@ def test_keys_whose_buckets_refilled_are_swept_and_come_back_fresh() -> None:
     limits = Limits(requests_per_minute=2, tokens_per_minute=100)
     for key_id in ("rotated-away", "busy", "in-debt"):
         assert limiter.admit(key_id, limits) == 0.0
-    limiter.charge_tokens("in-debt", 400)  # three minutes of tokens owed
+    limiter.charge_tokens("in-debt", 400, limits)  # three minutes of tokens owed
     clock.now += 61
     assert limiter.admit("busy", limits) == 0.0  # the sweep runs on this call
     assert len(limiter) == 2  # "rotated-away" refilled and was dropped; debt is kept
@@ -153,7 +152,7 @@ def test_quota_reports_what_is_left_and_when_it_is_full_again() -> None:
     limits = Limits(requests_per_minute=3, tokens_per_minute=600)
     assert limiter.quota("k", limits) == Quota(Allowance(3, 3, 0.0), Allowance(600, 600, 0.0))
     assert limiter.admit("k", limits) == 0.0
-    limiter.charge_tokens("k", 150)
+    limiter.charge_tokens("k", 150, limits)
     quota = limiter.quota("k", limits)
     assert quota.requests == Allowance(3, 2, pytest.approx(20.0))  # one request per 20 s
     assert quota.tokens == Allowance(600, 450, pytest.approx(15.0))  # 10 tokens per second
@@ -169,7 +168,7 @@ def test_quota_in_token_debt_shows_nothing_remaining() -> None:
     limiter = RateLimiter(clock)
     limits = Limits(tokens_per_minute=60)
     limiter.admit("k", limits)
-    limiter.charge_tokens("k", 90)
+    limiter.charge_tokens("k", 90, limits)
     quota = limiter.quota("k", limits)
     assert quota.requests is None
     assert quota.tokens == Allowance(60, 0, pytest.approx(90.0))
@@ -198,12 +197,50 @@ def test_a_share_below_one_request_a_minute_still_admits_at_its_rate() -> None:
     assert limiter.quota("k", limits).requests == Allowance(1, 0, pytest.approx(180.0))
 
 
-def test_a_change_in_gateway_replicas_takes_effect_at_once() -> None:
+def test_a_change_in_gateway_replicas_takes_effect_at_once_and_keeps_what_was_used() -> None:
     limiter = RateLimiter(FakeClock())
     base = Limits(requests_per_minute=4)
     assert [limiter.admit("k", base.shared(4)) for _ in range(2)] == [0.0, pytest.approx(60.0)]
-    assert limiter.admit("k", base.shared(1)) == 0.0  # buckets rebuilt for the new share
+    # Alone now, this replica holds the whole limit, of which the key has used it all (its
+    # share here was spent): one request per 15 s from now on, not a fresh minute's worth.
+    assert limiter.admit("k", base.shared(1)) == pytest.approx(15.0)
     assert Limits().shared(0).share == 1.0
+
+
+def test_token_debt_survives_a_change_in_gateway_replicas() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    alone = Limits(tokens_per_minute=1000)
+    assert limiter.admit("k", alone) == 0.0
+    limiter.charge_tokens("k", 100_000, alone)  # 99,000 tokens owed: 5,940 s at 1000 a minute
+    assert limiter.admit("k", alone) == pytest.approx(5940.06)
+    # A second replica joins: half the limit here, half the debt, the same time to repay.
+    assert limiter.admit("k", alone.shared(2)) == pytest.approx(5940.12)
+    assert limiter.quota("k", alone.shared(2)).tokens == Allowance(1000, 0, pytest.approx(
+        6000.0))
+
+
+def test_a_raised_limit_gives_room_at_once_and_a_lowered_one_takes_it_away() -> None:
+    limiter = RateLimiter(FakeClock())
+    assert limiter.admit("k", Limits(requests_per_minute=2)) == 0.0
+    assert limiter.admit("k", Limits(requests_per_minute=2)) == 0.0
+    assert limiter.admit("k", Limits(requests_per_minute=2)) > 0
+    assert limiter.admit("k", Limits(requests_per_minute=3)) == 0.0  # 2 of 3 used: one left
+    assert limiter.admit("k", Limits(requests_per_minute=3)) > 0
+    assert limiter.admit("k", Limits(requests_per_minute=1)) == pytest.approx(180.0)  # 3 used
+
+
+def test_tokens_of_a_request_whose_buckets_were_swept_are_still_charged() -> None:
+    """A tokens-only key leaves its bucket full while its request runs; the minute's sweep may
+    drop it meanwhile, and the charge then lands on fresh buckets instead of nowhere."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(tokens_per_minute=1000)
+    assert limiter.admit("slow", limits) == 0.0
+    clock.now += 61
+    assert limiter.admit("other", limits) == 0.0  # the sweep drops the full "slow" entry
+    limiter.charge_tokens("slow", 50_000, limits)
+    assert limiter.admit("slow", limits) == pytest.approx(2940.06)
 
 
 def test_requests_in_flight_are_capped_per_key_and_freed_on_leaving() -> None:

@@ -39,7 +39,7 @@ from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
 from kuberank.gateway.waking import Waker
-from kuberank.protocol.body import read_body
+from kuberank.protocol.body import off_the_loop, read_body
 from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
@@ -97,6 +97,7 @@ class _Labels:
     """What a request resolved to, for its metrics and its rate-limit headers."""
 
     key_id: str = ""
+    key: str = ""  # the ApiKey object (namespace/name): whose limits apply
     namespace: str = ""  # the key's: known from authentication on, before any model is
     model: str = ""
     limits: Limits = field(default_factory=Limits)
@@ -260,7 +261,7 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
                             response.status_code, labels.namespace or "-", labels.model or "-",
                             labels.key_id or "-", request_id(request))
         if labels.limits.requests_per_minute or labels.limits.tokens_per_minute:
-            quota = gateway.limiter.quota(labels.key_id, labels.limits)
+            quota = gateway.limiter.quota(labels.key, labels.limits)
             response.headers.update(quota_headers(quota))
         seconds = time.perf_counter() - started
         gateway.metrics.observe_request(
@@ -292,7 +293,7 @@ def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
     if gateway.scaler is not None:
         record = gateway.scaler.record_key_use
         gateway.key_uses.submit(
-            key.key_id, gateway.settings.key_use_seconds,
+            key.identity, gateway.settings.key_use_seconds,
             lambda: record(key.namespace, key.name, now),
             f"the use of ApiKey {key.namespace}/{key.name}",
         )
@@ -327,18 +328,19 @@ async def _rerank(
 ) -> Response:
     settings = gateway.settings
     key = _authenticate(gateway, request)
-    labels.key_id, labels.namespace = key.key_id, key.namespace
+    labels.key_id, labels.key, labels.namespace = key.key_id, key.identity, key.namespace
     labels.limits = Limits(
         key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
     ).shared(_gateway_replicas(gateway))
     body = await read_body(request, settings.max_body_bytes)
-    parsed = parse_request(dialect, body, max_documents=settings.max_documents)
+    parsed = await off_the_loop(len(body), parse_request, dialect, body)
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
-    check_document_count(len(parsed.documents), route.max_documents)
+    # The model's own limit when it sets one (up to HARD_MAX_DOCUMENTS), else the gateway's.
+    check_document_count(len(parsed.documents), route.max_documents or settings.max_documents)
 
     cap = labels.limits.concurrent_here
-    if not gateway.in_flight.enter(key.key_id, cap):
+    if not gateway.in_flight.enter(key.identity, cap):
         raise RateLimited(
             f"this API key already has {cap} request{'s' if cap != 1 else ''} in flight at this "
             f"gateway replica "
@@ -346,15 +348,16 @@ async def _rerank(
             code="concurrency_limited", retry_after=1,
         )
     try:
-        wait = gateway.limiter.admit(key.key_id, labels.limits)
+        wait = gateway.limiter.admit(key.identity, labels.limits)
         if wait > 0:
             raise RateLimited(
                 "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
             )
         with _in_flight(gateway, route):
-            return await _forward(gateway, dialect, request, key, route, parsed.model, body)
+            return await _forward(gateway, dialect, request, key, route, parsed.model, body,
+                                  labels.limits)
     finally:
-        gateway.in_flight.leave(key.key_id)
+        gateway.in_flight.leave(key.identity)
 
 
 @contextmanager
@@ -375,7 +378,8 @@ def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
 
 
 async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: KeyRecord,
-                   route: ModelRoute, requested: str | None, body: bytes) -> Response:
+                   route: ModelRoute, requested: str | None, body: bytes,
+                   limits: Limits) -> Response:
     """Wake the model if need be, send the request to one of its replicas, charge the key."""
     assert gateway.upstream is not None and gateway.waker is not None, "made in the lifespan"
     settings = gateway.settings
@@ -395,7 +399,7 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
         )
 
     if requested and requested != route.served_name:  # an alias
-        body = with_model(body, route.served_name)
+        body = await off_the_loop(len(body), with_model, body, route.served_name)
     # A client that leaves closes the upstream connection too, so the runtime stops scoring.
     forwarding = gateway.upstream.forward(
         route, endpoints, dialect.value, body, request_id(request)
@@ -404,6 +408,6 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
     if answer.status == 200:
         tokens = usage_tokens(answer.body, answer.usage_header)
         if tokens:
-            gateway.limiter.charge_tokens(key.key_id, tokens)
+            gateway.limiter.charge_tokens(key.identity, tokens, limits)
             gateway.metrics.used_tokens(key.key_id, route, tokens)
     return Response(answer.body, status_code=answer.status, headers=answer.headers)

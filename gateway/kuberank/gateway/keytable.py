@@ -42,6 +42,12 @@ class KeyRecord:
     tokens_per_minute: int | None = None
     concurrent_requests: int | None = None
 
+    @property
+    def identity(self) -> str:
+        """Whose limits and in-flight count a request uses: the ApiKey object, not its id, so
+        a rotated key keeps its budget and a shared id never shares one."""
+        return f"{self.namespace}/{self.name}"
+
     def allows(self, served_name: str) -> bool:
         return ALL_MODELS in self.models or served_name in self.models
 
@@ -83,25 +89,27 @@ def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:
 
 
 class KeyTable:
-    """Key id → record, indexed by (namespace, name) too so rotation and deletion drop the old id.
+    """Key id → records, indexed by (namespace, name) too so rotation and deletion drop the old id.
 
+    An id is public (status.keyId, metrics labels) and a key's owner may put any key into its
+    Secret, so two ApiKeys can publish the same id: each keeps its record and the secret decides
+    which one a presented key is. An id can never be taken over to lock another tenant out.
     Written by a watch thread, read by the event loop: every access holds the lock briefly.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[str, KeyRecord] = {}
+        self._by_id: dict[str, dict[tuple[str, str], KeyRecord]] = {}
         self._by_object: dict[tuple[str, str], KeyRecord] = {}
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._by_id)
+            return len(self._by_object)
 
     def upsert(self, record: KeyRecord) -> None:
         with self._lock:
             self._drop_locked(record.namespace, record.name)
-            self._by_object[(record.namespace, record.name)] = record
-            self._by_id[record.key_id] = record
+            self._add_locked(record)
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -114,17 +122,27 @@ class KeyTable:
             for ns, name in stale:
                 self._drop_locked(ns, name)
             for record in records:
-                self._by_object[(record.namespace, record.name)] = record
-                self._by_id[record.key_id] = record
+                self._drop_locked(record.namespace, record.name)
+                self._add_locked(record)
+
+    def _add_locked(self, record: KeyRecord) -> None:
+        where = (record.namespace, record.name)
+        self._by_object[where] = record
+        self._by_id.setdefault(record.key_id, {})[where] = record
 
     def _drop_locked(self, namespace: str, name: str) -> None:
         old = self._by_object.pop((namespace, name), None)
-        if old is not None and self._by_id.get(old.key_id) is old:
-            del self._by_id[old.key_id]
+        if old is None:
+            return
+        sharing = self._by_id.get(old.key_id, {})
+        sharing.pop((namespace, name), None)
+        if not sharing:
+            self._by_id.pop(old.key_id, None)
 
-    def get(self, key_id: str) -> KeyRecord | None:
+    def get(self, key_id: str) -> list[KeyRecord]:
+        """Every record publishing ``key_id`` (usually one)."""
         with self._lock:
-            return self._by_id.get(key_id)
+            return list(self._by_id.get(key_id, {}).values())
 
     def authenticate(self, presented: str | None, now: datetime) -> KeyRecord:
         """The record for a presented key, or AuthError saying why it is refused."""
@@ -133,10 +151,15 @@ class KeyTable:
         parsed = parse_key(presented)
         if parsed is None:
             raise AuthError("invalid API key")
-        record = self.get(parsed.key_id)
-        matches = verify_secret(parsed.secret, record.digest if record else _DUMMY_DIGEST)
-        if record is None or not matches:
+        candidates = self.get(parsed.key_id)
+        if not candidates:
+            verify_secret(parsed.secret, _DUMMY_DIGEST)  # unknown and wrong keys cost the same
             raise AuthError("invalid API key")
+        # Each candidate is checked (in constant time) so the work does not say which matched.
+        matching = [r for r in candidates if verify_secret(parsed.secret, r.digest)]
+        if not matching:
+            raise AuthError("invalid API key")
+        record = min(matching, key=lambda r: (r.namespace, r.name))
         if record.disabled:
             raise AuthError("API key is disabled")
         if record.expired(now):

@@ -63,6 +63,11 @@ class TokenBucket:
         self._refill()
         self._level -= amount
 
+    @property
+    def used(self) -> float:
+        """Tokens short of full (more than the capacity when in debt)."""
+        return self.capacity - self.level
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -162,8 +167,15 @@ def retry_after_seconds(wait: float) -> int:
 SWEEP_INTERVAL_S = 60.0
 
 
+def _used(bucket: TokenBucket | None, share: float) -> float:
+    """What a key used of a bucket holding ``share`` of its limit, in whole-key units."""
+    return 0.0 if bucket is None else bucket.used / share
+
+
 class RateLimiter:
-    """Buckets per key id; a key's buckets are rebuilt when its limits change.
+    """Buckets per key; a key's buckets are rebuilt when its limits or its share change, keeping
+    what it has used (debt included), counted in whole-key units: raising a limit gives room at
+    once, and a gateway replica joining or leaving neither refills nor drains anyone.
 
     Memory stays bounded by the keys used in about the last minute: once a minute, entries whose
     buckets have refilled completely are dropped (a full bucket behaves exactly like a new one),
@@ -191,22 +203,29 @@ class RateLimiter:
     def _buckets(self, key_id: str, limits: Limits) -> _KeyBuckets:
         entry = self._keys.get(key_id)
         if entry is None or entry.limits != limits:
+            old = entry.limits.share if entry else 1.0
             entry = _KeyBuckets(
                 limits=limits,
-                requests=self._bucket(limits.requests_per_minute, limits.share),
-                tokens=self._bucket(limits.tokens_per_minute, limits.share),
+                requests=self._bucket(limits.requests_per_minute, limits.share,
+                                      _used(entry.requests if entry else None, old)),
+                tokens=self._bucket(limits.tokens_per_minute, limits.share,
+                                    _used(entry.tokens if entry else None, old)),
             )
             self._keys[key_id] = entry
         return entry
 
-    def _bucket(self, per_minute: int | None, share: float) -> TokenBucket | None:
+    def _bucket(self, per_minute: int | None, share: float, used: float) -> TokenBucket | None:
         """Refills this replica's share per minute; holds at least one unit, so a share below
-        one request a minute still admits a request now and then instead of never."""
+        one request a minute still admits a request now and then instead of never. ``used`` is
+        what the key had used (whole-key units) under its previous limits."""
         if not per_minute:
             return None
         rate = per_minute * share
         capacity = max(1.0, rate)
-        return TokenBucket(capacity, 60.0 * capacity / rate, self._clock)
+        bucket = TokenBucket(capacity, 60.0 * capacity / rate, self._clock)
+        if used > 0:
+            bucket.debit(used * share)
+        return bucket
 
     def admit(self, key_id: str, limits: Limits) -> float:
         """Admit one request (consuming a request token) and return 0, or return seconds to wait.
@@ -236,9 +255,10 @@ class RateLimiter:
                         if entry.tokens is not None else None),
             )
 
-    def charge_tokens(self, key_id: str, tokens: int) -> None:
-        """Debit the tokens a finished request used."""
+    def charge_tokens(self, key_id: str, tokens: int, limits: Limits) -> None:
+        """Debit the tokens a finished request used (to fresh buckets if the key's were swept
+        while it ran: a full bucket and a new one are the same)."""
         with self._lock:
-            entry = self._keys.get(key_id)
-            if entry is not None and entry.tokens is not None and tokens > 0:
+            entry = self._buckets(key_id, limits)
+            if entry.tokens is not None and tokens > 0:
                 entry.tokens.debit(float(tokens))

@@ -9,7 +9,10 @@ encoding is a 415 rather than a misleading "not valid UTF-8".
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
+import anyio
 from kuberank.protocol.errors import (
     BadRequest,
     ClientClosedRequest,
@@ -20,6 +23,20 @@ from starlette.requests import ClientDisconnect, Request
 
 INFLATED = ("gzip", "x-gzip", "deflate")
 GZIP_MAGIC = b"\x1f\x8b"
+# Bodies above this are inflated, parsed or rewritten on a worker thread: an 8 MiB JSON body
+# takes tens of milliseconds, which on the event loop would stall every other request.
+OFF_LOOP_BYTES = 64 * 1024
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def off_the_loop(size: int, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``work(*args)`` inline for a small body, on a worker thread for one of ``size`` bytes
+    above OFF_LOOP_BYTES (a thread hop costs more than parsing a few kilobytes)."""
+    if size <= OFF_LOOP_BYTES:
+        return work(*args, **kwargs)
+    return await anyio.to_thread.run_sync(lambda: work(*args, **kwargs))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -49,7 +66,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise ClientClosedRequest(
             f"the client closed the connection after {received} bytes of the body") from None
     body = b"".join(chunks)
-    return inflate(body, encoding, limit) if encoding in INFLATED else body
+    if encoding not in INFLATED:
+        return body
+    return await off_the_loop(len(body), inflate, body, encoding, limit)
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
