@@ -137,6 +137,10 @@ def test_rerank_template_is_tokenized_whole_and_split_for_truncation(model: Rank
     cut = b.pair(q, "one two three four five", truncate=True)
     assert cut.truncated and cut.tokens[-1] == SEP
     assert cut.tokens[-4:-1] == model.tokenize("one two three", True)
+    # Placeholders in the user's own text are text: the query is not rewritten with the document.
+    odd = b.pair(b.query("use {document} here", truncate=True), "{query}", truncate=True)
+    assert odd.tokens == model.tokenize(
+        "[CLS] query : use {document} here [SEP] document : {query} [SEP]", True)
 
 
 def test_packed_decode_scores_equal_single_decodes(model: RankModel) -> None:

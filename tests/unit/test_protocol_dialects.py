@@ -80,10 +80,22 @@ def test_empty_documents_list_is_400() -> None:
     assert info.value.code == "empty_documents"
 
 
-def test_empty_string_document_is_400() -> None:
-    with pytest.raises(BadRequest) as info:
-        parse_request(Dialect.JINA, body(query="q", documents=["a", ""]))
-    assert info.value.code == "empty_document"
+def test_empty_string_documents_are_ranked_like_any_other() -> None:
+    for dialect, field in ((Dialect.JINA, "documents"), (Dialect.TEI, "texts"),
+                           (Dialect.COHERE, "documents")):
+        parsed = parse_request(dialect, body(query="q", **{field: ["a", "", " "]}))
+        assert parsed.documents == ["a", "", " "]
+
+
+def test_cohere_cuts_long_documents_by_default_as_cohere_does() -> None:
+    assert parse_request(Dialect.COHERE, body(query="q", documents=["a"])).max_tokens_per_doc \
+        == 4096
+    assert parse_request(Dialect.COHERE, body(query="q", documents=["a"],
+                                              max_tokens_per_doc=None)).max_tokens_per_doc == 4096
+    assert parse_request(Dialect.COHERE, body(query="q", documents=["a"],
+                                              max_tokens_per_doc=9)).max_tokens_per_doc == 9
+    assert parse_request(Dialect.JINA, body(query="q", documents=["a"])).max_tokens_per_doc \
+        is None
 
 
 @pytest.mark.parametrize(

@@ -77,6 +77,14 @@ def test_cohere_response_has_id_results_and_meta() -> None:
     assert [r["index"] for r in out["results"]] == [2, 1]
     assert out["meta"]["api_version"] == {"version": "2"}
     assert out["meta"]["tokens"]["input_tokens"] == 12
+    assert out["meta"]["billed_units"] == {"search_units": 1}
+
+
+@pytest.mark.parametrize(("documents", "units"), [(1, 1), (100, 1), (101, 2), (250, 3)])
+def test_cohere_bills_a_search_unit_per_hundred_documents(documents: int, units: int) -> None:
+    many = RerankRequest(dialect=Dialect.COHERE, query="q", documents=["d"] * documents)
+    out = shape_response(many, [0.0] * documents, model="m", prompt_tokens=1, response_id="a")
+    assert out["meta"]["billed_units"] == {"search_units": units}
 
 
 def test_rank_keeps_request_order_on_ties_and_tolerates_huge_top_n() -> None:

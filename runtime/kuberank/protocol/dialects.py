@@ -18,6 +18,7 @@ from pydantic import ValidationError
 # A request with more documents than this is refused even when no limit is configured: it keeps
 # a single request from monopolising an engine queue for minutes.
 HARD_MAX_DOCUMENTS = 10_000
+COHERE_MAX_TOKENS_PER_DOC = 4096  # Cohere's documented default: long documents are cut, not refused
 
 
 class Dialect(StrEnum):
@@ -102,7 +103,8 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
         documents=_texts(cohere.documents), top_n=cohere.top_n,
         return_documents=bool(cohere.return_documents),
         normalize=True if cohere.normalize is None else cohere.normalize,
-        max_tokens_per_doc=cohere.max_tokens_per_doc,
+        max_tokens_per_doc=(COHERE_MAX_TOKENS_PER_DOC if cohere.max_tokens_per_doc is None
+                            else cohere.max_tokens_per_doc),
     )
 
 
@@ -125,10 +127,9 @@ def _check(request: RerankRequest, max_documents: int | None) -> None:
         raise Unprocessable("query must be a non-empty string", code="empty_query")
     if not request.documents:
         raise BadRequest("documents must not be empty", code="empty_documents")
+    # An empty document is ranked like any other (TEI does the same): one empty chunk in a
+    # retrieval result must not fail the whole request.
     check_document_count(len(request.documents), max_documents)
-    for i, doc in enumerate(request.documents):
-        if not doc:
-            raise BadRequest(f"documents[{i}] is empty", code="empty_document")
     if request.top_n is not None and request.top_n < 1:
         raise Unprocessable("top_n must be at least 1", code="invalid_top_n")
     if request.max_tokens_per_doc is not None and request.max_tokens_per_doc < 1:

@@ -70,8 +70,9 @@ class CohereRequest(_Wire):
     documents: list[Document] = Field(description=DOCUMENTS)
     top_n: int | None = Field(default=None, description=TOP_N)
     max_tokens_per_doc: int | None = Field(
-        default=None, description="Cut each document to this many tokens, and to the model's "
-        "own limits, whatever its overflow policy: as at Cohere, a long document is never a 413.")
+        default=None, description="Cut each document to this many tokens (default 4096, as at "
+        "Cohere), and to the model's own limits, whatever its overflow policy: as at Cohere, a "
+        "long document is never a 413.")
     return_documents: bool | None = Field(
         default=False, description="Include each document in its result (null: false).")
     normalize: bool | None = Field(default=None, description="Scores as sigmoid probabilities "

@@ -62,7 +62,8 @@ def shape_response(
             "results": results,
             "meta": {
                 "api_version": {"version": "2"},
-                "billed_units": {"search_units": 1},
+                # Cohere bills one search unit per query and up to 100 documents.
+                "billed_units": {"search_units": -(-len(docs) // 100)},
                 "tokens": {"input_tokens": prompt_tokens, "output_tokens": 0},
             },
         }

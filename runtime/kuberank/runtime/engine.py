@@ -75,7 +75,7 @@ from typing import Literal
 
 import anyio
 from kuberank.protocol.dialects import RerankRequest
-from kuberank.protocol.errors import InternalError, RateLimited, Unavailable
+from kuberank.protocol.errors import InternalError, PayloadTooLarge, RateLimited, Unavailable
 from kuberank.runtime.metrics import RuntimeMetrics
 from kuberank.runtime.model import (
     ContextParams,
@@ -183,12 +183,14 @@ class Engine:
         truncate = (self.settings.overflow == "truncate" if request.truncate is None
                     else request.truncate)
         query = self.builder.query(request.query, truncate=truncate)
-        pairs = [
-            self.builder.pair(query, doc, truncate=truncate,
-                              direction=request.truncation_direction,
-                              max_tokens_per_doc=request.max_tokens_per_doc)
-            for doc in request.documents
-        ]
+        pairs = []
+        for i, doc in enumerate(request.documents):
+            try:
+                pairs.append(self.builder.pair(query, doc, truncate=truncate,
+                                               direction=request.truncation_direction,
+                                               max_tokens_per_doc=request.max_tokens_per_doc))
+            except PayloadTooLarge as err:  # say which one, among up to 10,000
+                raise PayloadTooLarge(f"documents[{i}]: {err.message}", code=err.code) from None
         return [p.tokens for p in pairs], sum(p.truncated for p in pairs)
 
     def _submit(self, job: _Job) -> None:

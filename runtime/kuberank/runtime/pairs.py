@@ -127,7 +127,7 @@ class PairBuilder:
             over = True
         lay = self.layout
         if lay.template is not None and not over and not query.truncated:
-            whole = lay.template.replace("{query}", query.text).replace("{document}", document)
+            whole = fill_template(lay.template, query.text, document)
             exact = self.tokenize(whole, True)
             if len(exact) <= self.limits.max_pair_tokens:
                 return Pair(exact, False)
@@ -152,6 +152,14 @@ class PairBuilder:
             if whole or len(tokens) > cap + 1:
                 return (tokens[:cap] if direction == "right" else tokens[-cap:]), True
             span *= 4
+
+
+def fill_template(template: str, query: str, document: str) -> str:
+    """The template with its first ``{query}`` and its ``{document}`` filled in one pass, so a
+    query that itself says "{document}" (or a document "{query}") is left as the user wrote it."""
+    q_at, d_at = template.find("{query}"), template.find("{document}")
+    return (template[:q_at] + query + template[q_at + len("{query}"):d_at] + document
+            + template[d_at + len("{document}"):])
 
 
 def longest_first(query_tokens: int, document_tokens: int, room: int) -> tuple[int, int]:
