@@ -229,3 +229,28 @@ def test_removals_and_relists_update_the_table() -> None:
     assert routes.endpoints(route) == []
     routes.replace_models([], namespace="ns1")
     assert routes.resolve("ns1", "bge") is None
+
+
+def test_slices_are_found_by_their_service_through_updates_and_relists() -> None:
+    routes = table(
+        endpointslice("a", "rrm-bge", [{"addresses": ["10.0.0.1"]}]),
+        endpointslice("b", "rrm-bge", [{"addresses": ["10.0.0.2"]}]),
+        endpointslice("c", "rrm-other", [{"addresses": ["10.0.0.3"]}]),
+        endpointslice("a", "rrm-bge", [{"addresses": ["10.9.0.1"]}], namespace="ns2"),
+    )
+    assert routes.service_endpoints("ns1", "rrm-bge") == ["10.0.0.1:8080", "10.0.0.2:8080"]
+    # A slice re-labelled for another Service leaves the first one's endpoints.
+    moved = slice_from_endpointslice(endpointslice("b", "rrm-other", [{"addresses": ["10.0.0.2"]}]))
+    assert moved is not None
+    routes.upsert_slice(moved)
+    assert routes.service_endpoints("ns1", "rrm-bge") == ["10.0.0.1:8080"]
+    assert routes.service_endpoints("ns1", "rrm-other") == ["10.0.0.2:8080", "10.0.0.3:8080"]
+    # A relist of ns1 replaces ns1's slices only.
+    fresh = slice_from_endpointslice(endpointslice("d", "rrm-bge", [{"addresses": ["10.0.0.4"]}]))
+    assert fresh is not None
+    routes.replace_slices([fresh], namespace="ns1")
+    assert routes.service_endpoints("ns1", "rrm-bge") == ["10.0.0.4:8080"]
+    assert routes.service_endpoints("ns1", "rrm-other") == []
+    assert routes.service_endpoints("ns2", "rrm-bge") == ["10.9.0.1:8080"]
+    routes.remove_slice("ns1", "d")
+    assert routes.service_endpoints("ns1", "rrm-bge") == []

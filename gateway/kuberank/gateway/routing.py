@@ -165,6 +165,9 @@ class RoutingTable:
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], ModelRoute] = {}
         self._slices: dict[tuple[str, str], SliceRecord] = {}
+        # (namespace, service) → its slices by name: a request looks at its Service's slices,
+        # not at every slice of the cluster.
+        self._by_service: dict[tuple[str, str], dict[str, SliceRecord]] = {}
 
     # -- writers (watch side) -------------------------------------------------------------
     def upsert_model(self, route: ModelRoute) -> None:
@@ -182,16 +185,35 @@ class RoutingTable:
 
     def upsert_slice(self, record: SliceRecord) -> None:
         with self._lock:
-            self._slices[(record.namespace, record.name)] = record
+            self._remove_slice_locked(record.namespace, record.name)
+            self._add_slice_locked(record)
 
     def remove_slice(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._slices.pop((namespace, name), None)
+            self._remove_slice_locked(namespace, name)
 
     def replace_slices(self, records: Iterable[SliceRecord], namespace: str | None = None) -> None:
         with self._lock:
-            self._slices = {k: v for k, v in self._slices.items() if _kept(k, namespace)}
-            self._slices.update({(r.namespace, r.name): r for r in records})
+            for ns, name in [k for k in self._slices if not _kept(k, namespace)]:
+                self._remove_slice_locked(ns, name)
+            for record in records:
+                self._remove_slice_locked(record.namespace, record.name)
+                self._add_slice_locked(record)
+
+    def _add_slice_locked(self, record: SliceRecord) -> None:
+        self._slices[(record.namespace, record.name)] = record
+        service = (record.namespace, record.service_name)
+        self._by_service.setdefault(service, {})[record.name] = record
+
+    def _remove_slice_locked(self, namespace: str, name: str) -> None:
+        old = self._slices.pop((namespace, name), None)
+        if old is None:
+            return
+        service = (namespace, old.service_name)
+        siblings = self._by_service.get(service, {})
+        siblings.pop(name, None)
+        if not siblings:
+            self._by_service.pop(service, None)
 
     # -- readers (request side) -----------------------------------------------------------
     def models_in(self, namespace: str) -> list[ModelRoute]:
@@ -248,8 +270,7 @@ class RoutingTable:
         with self._lock:
             found = {
                 endpoint
-                for (ns, _), record in self._slices.items()
-                if ns == namespace and record.service_name == service
+                for record in self._by_service.get((namespace, service), {}).values()
                 for endpoint in record.endpoints
             }
         return sorted(found)
