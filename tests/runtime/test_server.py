@@ -295,6 +295,10 @@ def test_server_overflow_reject_refuses_a_long_document(strict_server: Server) -
     refused = rerank(strict_server, {"query": "q", "documents": ["a", long]})
     assert_error(refused, 413, "document_too_long")
     assert refused.json()["error"]["message"].startswith("documents[1]: ")
+    tei = rerank(strict_server, {"query": "q", "texts": ["a", long], "truncate": False},
+                 path="/rerank")
+    assert_error(tei, 413, "document_too_long")
+    assert tei.json()["error"]["message"].startswith("texts[1]: ")
     ok = rerank(strict_server, {"query": "q", "documents": ["one two"]})
     assert ok.status_code == 200
 

@@ -74,10 +74,16 @@ def test_deeply_nested_json_is_400_not_a_crash() -> None:
         parse_request(Dialect.JINA, b"[" * 100_000 + b"]" * 100_000)
 
 
-def test_empty_documents_list_is_400() -> None:
+def test_empty_documents_list_is_400_in_the_clients_own_words() -> None:
     with pytest.raises(BadRequest) as info:
         parse_request(Dialect.JINA, body(query="q", documents=[]))
     assert info.value.code == "empty_documents"
+    assert info.value.message == "documents must not be empty"
+    with pytest.raises(BadRequest) as tei:
+        parse_request(Dialect.TEI, body(query="q", texts=[]))
+    assert tei.value.message == "texts must not be empty"
+    with pytest.raises(BadRequest, match=r"^texts\[1\] contains an unpaired surrogate"):
+        parse_request(Dialect.TEI, b'{"query": "q", "texts": ["a", "\\ud800"]}')
 
 
 def test_empty_string_documents_are_ranked_like_any_other() -> None:

@@ -49,6 +49,11 @@ class RerankRequest:
     truncation_direction: Literal["right", "left"] = "right"
     max_tokens_per_doc: int | None = None
 
+    @property
+    def documents_field(self) -> str:
+        """What the client called the documents, for messages that point at one."""
+        return "texts" if self.dialect is Dialect.TEI else "documents"
+
 
 def decode_json(raw: bytes) -> Any:
     """Bytes → JSON value; invalid UTF-8 or JSON is the client's malformed request (400)."""
@@ -126,7 +131,7 @@ def _check(request: RerankRequest, max_documents: int | None) -> None:
     if not request.query:
         raise Unprocessable("query must be a non-empty string", code="empty_query")
     if not request.documents:
-        raise BadRequest("documents must not be empty", code="empty_documents")
+        raise BadRequest(f"{request.documents_field} must not be empty", code="empty_documents")
     # An empty document is ranked like any other (TEI does the same): one empty chunk in a
     # retrieval result must not fail the whole request.
     check_document_count(len(request.documents), max_documents)
@@ -140,7 +145,7 @@ def _check(request: RerankRequest, max_documents: int | None) -> None:
 def _check_encodable(request: RerankRequest) -> None:
     """JSON escapes can smuggle lone surrogates (\\ud800) that no tokenizer can take."""
     for where, text in [("query", request.query)] + [
-        (f"documents[{i}]", d) for i, d in enumerate(request.documents)
+        (f"{request.documents_field}[{i}]", d) for i, d in enumerate(request.documents)
     ]:
         try:
             text.encode("utf-8")

@@ -190,7 +190,8 @@ class Engine:
                                                direction=request.truncation_direction,
                                                max_tokens_per_doc=request.max_tokens_per_doc))
             except PayloadTooLarge as err:  # say which one, among up to 10,000
-                raise PayloadTooLarge(f"documents[{i}]: {err.message}", code=err.code) from None
+                raise PayloadTooLarge(f"{request.documents_field}[{i}]: {err.message}",
+                                      code=err.code) from None
         return [p.tokens for p in pairs], sum(p.truncated for p in pairs)
 
     def _submit(self, job: _Job) -> None:
