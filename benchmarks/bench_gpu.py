@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gpu.py --tokenizer DIR [--shapes minilm-l6,bert-large,xlmr-large]
         [--packs 1,4,8,16,32] [--flash auto,on,off] [--contexts 1,2,4] [--seconds 3]
-        [--gpu-layers -1] [--no-transformers]
+        [--gpu-layers -1] [--defaults] [--no-transformers]
         [--work DIR] [--json FILE]
 
 For each model shape it writes a seeded random BertForSequenceClassification, or for the xlmr-*
@@ -217,6 +217,26 @@ def bench_row(row: Row, gguf: Path, docs: list[str], pairs: list[list[int]], gpu
         proc.wait(30)
 
 
+def bench_defaults(gguf: Path, docs: list[str], gpu_layers: int, seconds: float,
+                   work: Path) -> str:
+    """The runtime as a RerankModel runs it: no engine flag but --gpu-layers. Returns a line
+    with the settings it chose (its engine_info metric) and its figures."""
+    log = work / f"{gguf.stem}-defaults.log"
+    proc, url = start_runtime(gguf, "--gpu-layers", str(gpu_layers), log=log)
+    try:
+        info = next(line for line in httpx.get(url + "/metrics").text.splitlines()
+                    if line.startswith("kuberank_runtime_engine_info"))
+        eight = bench_http(url, docs, 8, seconds)
+        one = bench_http(url, docs, 1, seconds / 2)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return (f"  defaults {info.split('{', 1)[1].split('}', 1)[0]}: runtime 8 clients "
+            f"{eight.rate:9.1f} pairs/s, p50 {percentile_ms(eight.latencies, 0.5):7.1f} ms, p99 "
+            f"{percentile_ms(eight.latencies, 0.99):7.1f} ms | 1 client p50 "
+            f"{percentile_ms(one.latencies, 0.5):7.1f} ms")
+
+
 def bench_transformers(hf_dir: Path, docs: list[str], seconds: float, work: Path,
                        ) -> dict[str, Any]:
     """transformers_rate.py in a process of its own (see there why)."""
@@ -242,6 +262,8 @@ def main() -> None:
                         "at each packing")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--gpu-layers", type=int, default=-1)
+    parser.add_argument("--defaults", action="store_true",
+                        help="also run the runtime with its own defaults (only --gpu-layers)")
     parser.add_argument("--transformers", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure transformers on the same weights")
     parser.add_argument("--documents", type=int, default=512)
@@ -285,6 +307,11 @@ def main() -> None:
             except Exception as exc:  # one failed setting must not end the run
                 row.error = f"{type(exc).__name__}: {exc}"
             print(format_row(row), flush=True)
+        if args.defaults:
+            try:
+                print(bench_defaults(gguf, docs, args.gpu_layers, args.seconds, work), flush=True)
+            except Exception as exc:  # one failed measurement must not end the run
+                print(f"  defaults FAILED {type(exc).__name__}: {exc}", flush=True)
         if not args.transformers:
             continue
         try:
