@@ -140,6 +140,59 @@ def _unschedulable(message: str) -> dict[str, Any]:
             None,
         ),
         ({"containerStatuses": [{"state": {"running": {}}}]}, None),
+        (  # the fetcher retried: running again, its failure in lastState, still the failure
+            {
+                "initContainerStatuses": [
+                    {
+                        "restartCount": 3, "ready": False, "state": {"running": {}},
+                        "lastState": {"terminated": {"exitCode": 2, "message": "sha256 mismatch"}},
+                    }
+                ]
+            },
+            "FetchFailed",
+        ),
+        (  # ... and the same between retries, while the kubelet creates it again
+            {
+                "initContainerStatuses": [
+                    {
+                        "restartCount": 3, "ready": False,
+                        "state": {"waiting": {"reason": "PodInitializing"}},
+                        "lastState": {"terminated": {"exitCode": 2, "message": "sha256 mismatch"}},
+                    }
+                ]
+            },
+            "FetchFailed",
+        ),
+        (  # a fetch that failed once and then succeeded is no problem
+            {
+                "initContainerStatuses": [
+                    {
+                        "restartCount": 1, "ready": True,
+                        "state": {"terminated": {"exitCode": 0}},
+                        "lastState": {"terminated": {"exitCode": 2, "message": "timed out"}},
+                    }
+                ]
+            },
+            None,
+        ),
+        (  # the runtime restarted twice and is loading again: still a crash loop
+            {
+                "containerStatuses": [
+                    {"restartCount": 2, "ready": False, "state": {"running": {}},
+                     "lastState": {"terminated": {"exitCode": 1, "message": "out of memory"}}}
+                ]
+            },
+            "CrashLoop",
+        ),
+        (  # ... until it serves again
+            {
+                "containerStatuses": [
+                    {"restartCount": 2, "ready": True, "state": {"running": {}},
+                     "lastState": {"terminated": {"exitCode": 1}}}
+                ]
+            },
+            None,
+        ),
     ],
 )
 def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> None:
@@ -262,3 +315,10 @@ def test_a_scale_down_in_progress_says_so() -> None:
     conds = _by_type(compute_status(facts, _dep(replicas=3, ready=3, updated=3, available=3),
                                     [], None, T0))
     assert conds["Progressing"]["message"] == "Scaling down: 3 replicas running, 1 wanted."
+
+
+def test_a_surge_pod_of_a_rollout_is_not_called_a_scale_down() -> None:
+    facts = ModelFacts(name="bge", namespace="ns", generation=2, replicas=1, served_name="bge")
+    conds = _by_type(compute_status(facts, _dep(replicas=2, ready=1, updated=1, available=1),
+                                    [], None, T0))
+    assert conds["Progressing"]["message"] == "1 of 1 replicas updated, 1 ready."

@@ -82,15 +82,22 @@ def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProble
             f"Pod {pod}: {waiting.get('message', reason)}. Check referenced Secrets and volumes.",
         )
     failed_now = terminated and terminated.get("exitCode", 0) != 0
-    if fetcher and (reason == "CrashLoopBackOff" or failed_now):
+    # Between the kubelet's retries the container is briefly created or running again, its
+    # failure only in lastState: it is still the same failure until it succeeds (or, for the
+    # runtime, serves), so the status does not flap to healthy at every retry.
+    retrying = (not terminated and not cs.get("ready") and last.get("exitCode", 0) != 0
+                and cs.get("restartCount", 0) >= 1)
+    if fetcher and (reason == "CrashLoopBackOff" or failed_now or retrying):
+        again = f" (retrying: attempt {cs.get('restartCount', 0) + 1})" if retrying else ""
         return PodProblem(
             "FetchFailed",
-            f"Pod {pod} could not fetch the model: {detail or 'the fetcher exited with an error'}."
-            " Check spec.source (URL, checksum, repository, token).",
+            f"Pod {pod} could not fetch the model: {detail or 'the fetcher exited with an error'}"
+            f"{again}. Check spec.source (URL, checksum, repository, token).",
         )
     # The kubelet backs off after the first exit already; one crash (an OOM kill, a node
     # hiccup) is not yet a loop, and calling it one would fail a waking request at once.
-    if not fetcher and reason == "CrashLoopBackOff" and cs.get("restartCount", 0) >= 2:
+    if (not fetcher and (reason == "CrashLoopBackOff" or retrying)
+            and cs.get("restartCount", 0) >= 2):
         return PodProblem(
             "CrashLoop",
             f"Pod {pod} keeps crashing (restarts: {cs.get('restartCount', 0)}): "

@@ -160,7 +160,8 @@ def _progressing(facts: ModelFacts, dep: DeploymentState | None) -> Cond:
         )
     if _rolled_out(facts, dep) and dep.ready >= facts.replicas:
         return Cond("Progressing", "False", "RolloutComplete", "All replicas run the current spec.")
-    if dep.replicas > facts.replicas and dep.observed_generation >= dep.generation:
+    if (dep.replicas > facts.replicas and dep.updated >= dep.replicas
+            and dep.observed_generation >= dep.generation):  # extra pods of this spec, not surge
         return Cond("Progressing", "True", "RollingOut",
                     f"Scaling down: {dep.replicas} replicas running, {facts.replicas} wanted.")
     return Cond(
