@@ -13,7 +13,7 @@ from kuberank.gateway.scaler import WriteError
 pytestmark = pytest.mark.unit
 
 
-def test_a_subject_is_written_once_per_interval_and_others_independently() -> None:
+def test_a_subject_is_written_once_per_interval_and_the_last_one_at_its_end() -> None:
     written: list[str] = []
     threads: set[int] = set()
 
@@ -23,17 +23,20 @@ def test_a_subject_is_written_once_per_interval_and_others_independently() -> No
 
     async def scenario() -> None:
         writes = ThrottledWrites()
-        for _ in range(5):
-            writes.submit("a", 0.2, lambda: write("a"), "a")
-        writes.submit("b", 0.2, lambda: write("b"), "b")
-        await asyncio.sleep(0.05)
-        assert sorted(written) == ["a", "b"]
-        await asyncio.sleep(0.2)  # the interval has passed: a is written again
-        writes.submit("a", 0.2, lambda: write("a"), "a")
+        for i in range(5):
+            writes.submit("a", 0.3, lambda i=i: write(f"a{i}"), "a")
+        writes.submit("b", 0.3, lambda: write("b"), "b")
+        await asyncio.sleep(0.1)
+        assert sorted(written) == ["a0", "b"]  # the first at once; the rest held
+        await asyncio.sleep(0.3)  # the interval ended: the newest held one, only it
+        assert sorted(written) == ["a0", "a4", "b"]
+        await asyncio.sleep(0.35)  # nothing held: nothing more
+        assert sorted(written) == ["a0", "a4", "b"]
+        writes.submit("a", 0.3, lambda: write("a5"), "a")  # a quiet interval: written at once
         await asyncio.sleep(0.05)
 
     asyncio.run(scenario())
-    assert sorted(written) == ["a", "a", "b"]
+    assert sorted(written) == ["a0", "a4", "a5", "b"]
     assert threading.get_ident() not in threads  # never on the event loop's thread
 
 
