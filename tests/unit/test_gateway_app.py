@@ -333,3 +333,26 @@ def test_a_models_own_document_limit_wins_over_the_gateways_default(client: Test
     assert refused.status_code == 422 and "limit of 5" in refused.json()["error"]["message"]
     default = rerank(client, KEY_ALL, {**body, "model": "minilm", "documents": ["d"] * 4})
     assert default.status_code == 422 and "limit of 3" in default.json()["error"]["message"]
+
+
+class SlowToSync(StaticSource):
+    """The fixed objects, but reported unsynced until the test says so (a gateway that has just
+    started and not yet listed them)."""
+
+    listed = False
+
+    def synced(self) -> bool:
+        return self.listed and super().synced()
+
+
+def test_a_gateway_not_yet_synced_answers_503_where_it_would_refuse_for_not_knowing() -> None:
+    source = SlowToSync(OBJECTS)
+    with TestClient(create_app(GatewaySettings(), source)) as client:
+        starting = rerank(client, generate_key())
+        assert starting.status_code == 503 and error_code(starting) == "gateway_starting"
+        assert starting.headers["retry-after"] == "1"
+        assert rerank(client, None).status_code == 401  # no key at all: nothing to wait for
+        source.listed = True
+        assert rerank(client, generate_key()).status_code == 401
+        assert error_code(rerank(client, KEY_ALL, {"model": "nope", "query": "q",
+                                                   "documents": ["a"]})) == "model_not_found"

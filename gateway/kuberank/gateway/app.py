@@ -289,6 +289,7 @@ def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
     try:
         key = gateway.keys.authenticate(presented, now)
     except AuthError as err:
+        _unless_starting(gateway, presented)
         raise Unauthorized(str(err)) from None
     if gateway.scaler is not None:
         record = gateway.scaler.record_key_use
@@ -319,8 +320,17 @@ def _choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mo
     if route is None or not _may_use(key, requested, route):
         if not key.allows(requested):
             raise Forbidden(f"this API key may not use model {quoted(requested)}")
+        _unless_starting(gateway, requested)
         raise ModelNotFound(f"model {quoted(requested)} is not served here")
     return route
+
+
+def _unless_starting(gateway: Gateway, asked: str | None) -> None:
+    """Before its first lists of keys and models a gateway knows none: what it cannot find
+    yet is a 503 to retry, not a 401 or 404 that clients take as final."""
+    if asked and not gateway.source.synced():
+        raise Unavailable("the gateway is starting: its keys and models are not loaded yet",
+                          code="gateway_starting", retry_after=1)
 
 
 async def _rerank(
