@@ -601,6 +601,12 @@ def test_served_name_is_immutable_and_wildcard_keys_stand_alone(
     kubectl.apply(model("imm", servedName="a"))
     proc = kubectl.apply(model("imm", servedName="b"), check=False)
     assert proc.returncode != 0 and "servedName is immutable" in proc.stderr
+    # Writing the default out (the model's own name), or leaving it out again, changes nothing.
+    kubectl.apply(model("dflt"))
+    kubectl.apply(model("dflt", servedName="dflt"))
+    kubectl.apply(model("dflt"))
+    proc = kubectl.apply(model("dflt", servedName="other"), check=False)
+    assert proc.returncode != 0 and "servedName is immutable" in proc.stderr
     key = {
         "apiVersion": "kuberank.io/v1alpha1",
         "kind": "ApiKey",

@@ -28,6 +28,14 @@ NAME_RULES = [{
             f"self.metadata.name.matches('{DNS_LABEL}')",
     "message": f"a RerankModel's name must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 "
                "and '-' (its Service is rrm-<name>, a DNS label)",
+}, {
+    # The name clients send may not change under them; writing out the default (the object's
+    # name) is no change. At the root, where metadata.name is visible.
+    "rule": "(has(self.spec.servedName) ? self.spec.servedName : self.metadata.name)"
+            " == (has(oldSelf.spec.servedName) ? oldSelf.spec.servedName"
+            " : oldSelf.metadata.name)",
+    "message": "servedName is immutable (it may only be written out as the model's own name, "
+               "its default)",
 }]
 SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
@@ -283,22 +291,9 @@ class GatewayLoad(CrdModel):
 
 _EMPTY: dict[str, Any] = {"default": {}}  # lets the API server fill nested defaults
 
-SERVED_NAME_RULE = (
-    "has(self.servedName) == has(oldSelf.servedName)"
-    " && (!has(self.servedName) || self.servedName == oldSelf.servedName)"
-)
-
-
 class RerankModelSpec(CrdModel):
-    """Desired state of a served reranker model."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": SERVED_NAME_RULE, "message": "servedName is immutable"}
-            ]
-        }
-    )
+    """Desired state of a served reranker model (servedName's immutability is a rule of the
+    whole object, NAME_RULES: it needs metadata.name)."""
 
     served_name: str | None = Field(
         default=None,
