@@ -69,8 +69,9 @@ def test_rerankmodel_crd_declares_defaults_enums_bounds_and_cel() -> None:
     assert nodes[".spec.replicas"]["minimum"] == 0
     rules = [v["rule"] for v in nodes[".spec.source"]["x-kubernetes-validations"]]
     assert any("filter(x, x).size() == 1" in r for r in rules)
-    immutables = nodes[".spec"]["x-kubernetes-validations"]
-    assert any("oldSelf.servedName" in v["rule"] for v in immutables)
+    root = _schema(rerankmodel_crd())["x-kubernetes-validations"]
+    assert any("oldSelf.spec.servedName" in v["rule"] and "self.metadata.name" in v["rule"]
+               for v in root)
 
 
 def test_rerankmodel_crd_has_scale_status_columns_and_short_name() -> None:

@@ -32,10 +32,14 @@ class RateLimit(CrdModel):
     flight)."""
 
     requests_per_minute: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="Requests per minute."
+        default=None, ge=1, le=1_000_000, description="Requests per minute, as a token "
+        "bucket: a full minute's worth may come at once, then they refill evenly."
     )
     tokens_per_minute: int | None = Field(
-        default=None, ge=1, le=1_000_000_000, description="Prompt tokens per minute."
+        default=None, ge=1, le=1_000_000_000, description="Prompt tokens per minute. A "
+        "request's tokens are known only once it ran: it is admitted while the key owes none, "
+        "and a large one may overdraw the minute, which then delays the key's next requests "
+        "until repaid (Retry-After says how long)."
     )
     concurrent_requests: int | None = Field(
         default=None, ge=1, le=100_000,
