@@ -5,7 +5,12 @@ from typing import Any
 
 import pytest
 from kuberank.crd import RerankModelSpec
-from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
+from kuberank.operator.status.idle import (
+    available_since,
+    created_time,
+    last_request_time,
+    seconds_until_scale_down,
+)
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
@@ -56,3 +61,16 @@ def test_scale_to_zero_bounds_are_enforced() -> None:
     for bad in ({"afterIdleSeconds": 9}, {"wakeReplicas": 0}, {"wakeTimeoutSeconds": 0}):
         with pytest.raises(ValidationError):
             spec(scaleToZero=bad)
+
+
+def test_the_scale_up_moment_survives_a_restart_as_availables_last_transition() -> None:
+    def body(status: str) -> dict[str, Any]:
+        return {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:09:00Z"},
+            {"type": "Available", "status": status,
+             "lastTransitionTime": "2026-01-01T00:05:00Z"}]}}
+
+    assert available_since(body("True")) == T0 + timedelta(minutes=5)
+    assert available_since(body("False")) is None  # not serving: the operator's own clock
+    assert available_since({"status": {}}) is None
+    assert available_since({}) is None

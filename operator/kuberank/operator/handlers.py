@@ -41,7 +41,12 @@ from kuberank.operator.reconcilers.ownership import NameConflictError
 from kuberank.operator.settings import OperatorSettings
 from kuberank.operator.status.apikey import seconds_until_expiry
 from kuberank.operator.status.autoscale import Autoscaler, forgotten_reporters
-from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
+from kuberank.operator.status.idle import (
+    available_since,
+    created_time,
+    last_request_time,
+    seconds_until_scale_down,
+)
 from kuberank.operator.status.rerankmodel import Blocked
 
 log = logging.getLogger("kuberank.operator")
@@ -442,14 +447,14 @@ def _spec_has(field: str) -> Callable[..., bool]:
 async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Scale a ``scaleToZero`` model to 0 replicas once no request came for afterIdleSeconds."""
     meta = body["metadata"]
-    up_since: datetime | None = None  # when this operator first saw it with replicas
+    up_since: datetime | None = None  # when it was first seen with replicas (status, else now)
     while not stopped:
         try:
             spec = models.parse_spec(body.get("spec"))
         except models.InvalidSpecError:
             await stopped.wait(60)
             continue
-        up_since = None if spec.replicas == 0 else (up_since or _now())
+        up_since = None if spec.replicas == 0 else (up_since or available_since(body) or _now())
         activity = [last_request_time(body), up_since, created_time(body)]
         until = seconds_until_scale_down(spec, activity, _now())
         if until is None or until > 0:

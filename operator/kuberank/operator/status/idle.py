@@ -2,8 +2,9 @@
 
 Idle time counts from the latest of: the last request the gateway recorded, the moment the
 operator saw the model with replicas (a manual ``kubectl scale`` up gets a full idle spell), and
-the model's creation. An operator restart restarts that clock, so it can only scale down later,
-never early.
+the model's creation. After an operator restart that moment is read back from the status (when
+``Available`` last turned True: at or after the scale-up), so a restart neither restarts the
+clock nor can make it scale down early.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from kuberank.crd.rerankmodel import RerankModelSpec
 def last_request_time(body: dict[str, Any]) -> datetime | None:
     """``status.lastRequestTime`` as the gateway wrote it; None when absent or unreadable."""
     return parse_timestamp((body.get("status") or {}).get("lastRequestTime"))
+
+
+def available_since(body: dict[str, Any]) -> datetime | None:
+    """When the model's ``Available`` condition last turned True; None unless it is True."""
+    for cond in (body.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Available":
+            return (parse_timestamp(cond.get("lastTransitionTime"))
+                    if cond.get("status") == "True" else None)
+    return None
 
 
 def created_time(body: dict[str, Any]) -> datetime | None:
