@@ -236,6 +236,8 @@ def test_a_served_name_an_older_model_holds_is_not_ready_and_says_which() -> Non
     assert "'bge-v2' is already served by the older RerankModel 'bge-old'" in (
         conds["Ready"]["message"])
     assert conds["Available"]["status"] == "True"  # its pods do run: that is the waste
+    assert conds["Available"]["message"] == ("2 of 2 replicas run. No request reaches them while "
+                                             "another model serves this servedName.")
 
 
 def _model(name: str, served: str | None, created: str, deleting: bool = False

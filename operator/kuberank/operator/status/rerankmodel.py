@@ -109,6 +109,10 @@ def _conditions(
                    f"RerankModel {facts.taken_by!r} in this namespace, so requests for it go "
                    "there; give this model another servedName, or delete one of the two.")
         taken = Cond("Degraded", "True", "ServedNameTaken", message)
+        if available.status == "True":  # its pods run (that is the waste), yet serve nobody
+            available = Cond("Available", "True", available.reason,
+                             available.message.replace("serve requests", "run") + " No request "
+                             "reaches them while another model serves this servedName.")
         return [Cond("Ready", "False", "ServedNameTaken", message), available, progressing,
                 taken]
     degraded = _degraded(dep, problems)
