@@ -318,33 +318,18 @@ def test_default_contexts_that_do_not_fit_leave_those_that_do(
     assert "out of memory" in str(required.error)
 
 
-def test_several_contexts_finish_queued_work_on_stop_then_refuse_new(tiny_model: Path) -> None:
-    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, contexts=2, max_batch_pairs=4))
-    engine.start()
-    assert engine.wait_ready(30)
-    request = RerankRequest(dialect=Dialect.JINA, query="panda",
-                            documents=[f"document number {i}" for i in range(402)])
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(asyncio.run, engine.rerank(request))
-        wait_for("the request to be queued", lambda: queue_depth(engine), timeout=30,
-                 interval=0.001)
-        engine.stop(timeout=10)
-        assert len(answer.result(timeout=30).scores) == 402
-    assert engine.state == "stopped"
-    assert queue_depth(engine) == 0
-    with pytest.raises(Unavailable, match=r"not available \(stopped\)") as refused:
-        asyncio.run(engine.rerank(request))
-    assert refused.value.status == 503
-
-
 def queue_depth(engine: Engine) -> float:
     return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0.0
 
 
-def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Path) -> None:
+@pytest.mark.parametrize("contexts", [1, 2])
+def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Path,
+                                                                 contexts: int) -> None:
     """Stop arrives while a packed batch is being filled (402 pairs leave 2 for the last one):
-    the request is still answered and the owner thread ends at once, not 10 s later."""
-    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, max_batch_pairs=4))
+    the request is still answered, every owner thread ends at once, not 10 s later, and the
+    stopped engine refuses new work with a 503."""
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, max_batch_pairs=4,
+                                    contexts=contexts))
     engine.start()
     assert engine.wait_ready(30)
     request = RerankRequest(dialect=Dialect.JINA, query="panda",
@@ -361,6 +346,10 @@ def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Pat
     assert len(scores) == 402
     assert engine.state == "stopped"
     assert stop_seconds < 5
+    assert queue_depth(engine) == 0
+    with pytest.raises(Unavailable, match=r"not available \(stopped\)") as refused:
+        asyncio.run(engine.rerank(request))
+    assert refused.value.status == 503
 
 
 @pytest.mark.parametrize(("cuda_graphs", "expected"), [(False, "1"), (True, "None")])
