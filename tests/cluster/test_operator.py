@@ -295,10 +295,13 @@ def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
         "No request for 10 s: scaled from 2 to 0 replicas.",
     ]
 
-    # Scaled up by hand, it gets a whole idle spell again before going back to zero.
+    # Scaled up by hand, it gets a whole idle spell again before going back to zero; so does a
+    # further scale-up from 1 to 2 half-way through that spell.
     kubectl.run("scale", "rrm", "idle", "--replicas=1")
-    scaled_up = time.monotonic()
     wait_for("Deployment at 1", lambda: kubectl.get("deployment", "rrm-idle")["spec"]["replicas"])
+    time.sleep(5)  # half the spell gone: the moment of the next scale-up, not a wait for a result
+    kubectl.run("scale", "rrm", "idle", "--replicas=2")
+    scaled_up = time.monotonic()
     wait_for("back to zero", lambda: kubectl.get("rrm", "idle")["spec"]["replicas"] == 0)
     assert time.monotonic() - scaled_up >= 9
     assert operator_sample(operator, "kuberank_operator_scalings_total", namespace=namespace,

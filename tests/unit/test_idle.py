@@ -33,16 +33,17 @@ def test_without_scale_to_zero_or_at_zero_replicas_nothing_is_due() -> None:
 def test_idle_time_counts_from_the_latest_activity() -> None:
     s = spec(replicas=2, scaleToZero={"afterIdleSeconds": 600})
     request, scaled_up = T0 - timedelta(seconds=500), T0 - timedelta(seconds=100)
-    assert seconds_until_scale_down(s, [request, None], T0) == 100
+    # (+1: recorded times are whole seconds, so a spell ends a second after its last one)
+    assert seconds_until_scale_down(s, [request, None], T0) == 101
     # a manual scale-up after the last request gets a full idle spell
-    assert seconds_until_scale_down(s, [request, scaled_up], T0) == 500
-    assert seconds_until_scale_down(s, [T0 - timedelta(seconds=601)], T0) == -1
+    assert seconds_until_scale_down(s, [request, scaled_up], T0) == 501
+    assert seconds_until_scale_down(s, [T0 - timedelta(seconds=602)], T0) == -1
 
 
 def test_without_any_known_activity_the_full_spell_starts_now() -> None:
     s = spec(scaleToZero={})
     assert s.scale_to_zero is not None and s.scale_to_zero.after_idle_seconds == 900
-    assert seconds_until_scale_down(s, [None, None], T0) == 900
+    assert seconds_until_scale_down(s, [None, None], T0) == 901
 
 
 def test_times_are_read_from_status_and_metadata_and_junk_is_ignored() -> None:

@@ -36,6 +36,7 @@ NAME_RULES = [{
             " : oldSelf.metadata.name)",
     "message": "servedName is immutable (it may only be written out as the model's own name, "
                "its default)",
+    "fieldPath": ".spec.servedName",
 }]
 SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 

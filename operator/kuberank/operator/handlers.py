@@ -447,14 +447,21 @@ def _spec_has(field: str) -> Callable[..., bool]:
 async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Scale a ``scaleToZero`` model to 0 replicas once no request came for afterIdleSeconds."""
     meta = body["metadata"]
-    up_since: datetime | None = None  # when it was first seen with replicas (status, else now)
+    up_since: datetime | None = None  # when it was last scaled up (status, else when seen)
+    seen: int | None = None  # spec.replicas last time round (None: not looked yet)
     while not stopped:
         try:
             spec = models.parse_spec(body.get("spec"))
         except models.InvalidSpecError:
             await stopped.wait(60)
             continue
-        up_since = None if spec.replicas == 0 else (up_since or available_since(body) or _now())
+        if spec.replicas == 0:
+            up_since = None
+        elif seen is not None and spec.replicas > seen:
+            up_since = _now()  # any scale-up (1 -> 2 too) gets a full idle spell
+        else:
+            up_since = up_since or available_since(body) or _now()
+        seen = spec.replicas
         activity = [last_request_time(body), up_since, created_time(body)]
         until = seconds_until_scale_down(spec, activity, _now())
         if until is None or until > 0:

@@ -43,5 +43,7 @@ def seconds_until_scale_down(
         return None
     known = [t for t in activity if t is not None]
     quiet_since = max(known) if known else now
-    deadline = quiet_since + timedelta(seconds=spec.scale_to_zero.after_idle_seconds)
+    # Recorded times are whole seconds (RFC 3339 in status): a request at 12:00:00.9 reads as
+    # 12:00:00, so one more second keeps the spell from ending before it really has.
+    deadline = quiet_since + timedelta(seconds=spec.scale_to_zero.after_idle_seconds + 1)
     return (deadline - now).total_seconds()
