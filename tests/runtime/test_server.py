@@ -254,6 +254,29 @@ def test_sigterm_drains_serving_requests_while_health_says_draining(tiny_model: 
         srv.stop()
 
 
+def test_a_request_still_running_when_shutdown_gives_up_gets_a_json_503(tiny_model: Path) -> None:
+    """After the drain, requests in flight get --shutdown-seconds to finish; one that does not
+    is answered in the contract's error shape (uvicorn alone sends a bare-text 500)."""
+    srv = Server(tiny_model, "--shutdown-seconds", "1", "--max-documents", "10000")
+    try:
+        srv.wait_healthy()
+        long = {"query": "q", "documents": [f"document {i} " + "word " * 100
+                                            for i in range(10000)]}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(srv.client.post, "/v1/rerank", json=long)
+            deadline = time.monotonic() + 30
+            while "kuberank_runtime_queue_depth 0.0" in srv.client.get("/metrics").text:
+                assert time.monotonic() < deadline, "the long request never reached the queue"
+                time.sleep(0.05)
+            srv.proc.send_signal(signal.SIGTERM)
+            cut = answer.result(timeout=30)
+        assert_error(cut, 503, "draining")
+        assert cut.headers["retry-after"] == "1"
+        srv.proc.wait(timeout=15)
+    finally:
+        srv.stop()
+
+
 def test_gzip_and_deflate_bodies_are_inflated_and_score_like_plain_ones(server: Server) -> None:
     payload = json.dumps({"query": "What is a panda?", "documents": DOCS}).encode()
     plain = server.client.post("/v1/rerank", content=payload)

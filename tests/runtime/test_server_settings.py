@@ -83,7 +83,9 @@ def test_queue_holds_the_largest_request_by_default() -> None:
                                   ["--flash-attn", "maybe"], ["--max-documents", "0"],
                                   ["--max-queued-pairs", "10", "--max-documents", "11"],
                                   ["--max-batch-pairs", "257"], ["--schedule", "random"],
-                                  ["--contexts", "0"], ["--contexts", "17"]])
+                                  ["--contexts", "0"], ["--contexts", "17"],
+                                  ["--batch-size", str(2**32 + 512)], ["--ctx-size", "200000"],
+                                  ["--shutdown-seconds", "-1"]])
 def test_invalid_settings_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValidationError):
         load_settings(argv)

@@ -5,8 +5,9 @@ When a pod is deleted, the EndpointSlice update and the SIGTERM race: kube-proxy
 controllers and the gateway keep sending new connections for a moment after the signal, and a
 plain uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502).
 On the first SIGTERM this server keeps accepting for ``drain_seconds`` while readiness fails
-(``draining`` is set), and only then shuts down as uvicorn does (finishing requests in flight). A
-second SIGTERM, or Ctrl-C, stops it at once.
+(``draining`` is set), and only then shuts down as uvicorn does (finishing requests in flight, for
+up to its ``timeout_graceful_shutdown``). A second SIGTERM skips the rest of the drain; a second
+Ctrl-C stops it at once.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig != signal.SIGTERM or self._drain_seconds <= 0 or self.draining.is_set():
+        first = not self.draining.is_set()
+        self.draining.set()  # stopping, with a drain or without: readiness fails from now on
+        if sig != signal.SIGTERM or self._drain_seconds <= 0 or not first:
             super().handle_exit(sig, frame)
             return
-        self.draining.set()
         log.info("SIGTERM: still serving for %.1fs while load balancers stop sending, then "
                  "finishing requests in flight", self._drain_seconds)
         stop = threading.Timer(self._drain_seconds, super().handle_exit, (sig, frame))

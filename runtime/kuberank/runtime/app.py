@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -75,6 +76,14 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
     except ApiError as err:
         status = err.status
         return error_response(err)
+    except asyncio.CancelledError:
+        if not request.app.state.draining.is_set():
+            raise
+        # The server is stopping and gave up waiting for this one: answer it in the contract's
+        # shape (uvicorn's own answer would be a bare-text 500).
+        status = 503
+        return error_response(Unavailable("the server stopped before this request finished; "
+                                          "retry it", code="draining", retry_after=1))
     finally:
         metrics.requests.labels(dialect.value, str(status)).inc()
         metrics.latency.labels(dialect.value).observe(time.perf_counter() - started)

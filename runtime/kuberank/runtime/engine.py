@@ -221,6 +221,10 @@ class Engine:
         params = ContextParams(ctx_size=s.ctx_size, batch_size=choices.batch_size,
                                threads=threads, gpu_layers=s.gpu_layers,
                                flash_attn=choices.flash_attn, max_seqs=choices.max_batch_pairs)
+        if s.threads is not None and s.threads < choices.contexts:
+            log.warning("%d thread(s) for %d contexts: each context still gets one, %d in all; "
+                        "on the CPU that oversubscribes the cores", s.threads, choices.contexts,
+                        choices.contexts)
         contexts: list[RankContext] = []
         try:
             for _ in range(choices.contexts):
@@ -341,7 +345,8 @@ class Engine:
     def _drop(self, job: _Job) -> None:
         """Give up a job's pairs not yet handed to a context (its client left, or it failed): they
         stop counting against the queue at once, not when the scheduler reaches them, so a dead
-        request never earns a live one a 429. Called holding ``_ready``."""
+        request's waiting pairs never earn a live one a 429 (those being decoded count until
+        their decode ends). Called holding ``_ready``."""
         if job.abandoned:
             return
         job.abandoned = True

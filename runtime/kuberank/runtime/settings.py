@@ -36,12 +36,13 @@ class RuntimeSettings(BaseSettings):
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads for llama.cpp, split evenly between the "
         "contexts (default: the CPUs this process may use, its cgroup quota included).")
-    ctx_size: int = Field(default=512, ge=16,
+    ctx_size: int = Field(default=512, ge=16, le=131072,
                           description="Context size in tokens; a query+document pair must fit.")
     batch_size: int | None = Field(
-        default=None, ge=16, description="Tokens per decode (physical batch = logical batch for "
-        "non-causal models); caps the longest pair. Default: ctx-size, or room for every packed "
-        f"pair at ctx-size up to {PACKED_BATCH_TOKENS} tokens when packing.")
+        default=None, ge=16, le=1_048_576, description="Tokens per decode (physical batch = "
+        "logical batch for non-causal models); caps the longest pair. Default: ctx-size, or "
+        f"room for every packed pair at ctx-size up to {PACKED_BATCH_TOKENS} tokens when "
+        "packing.")
     gpu_layers: int = Field(default=0, ge=-1,
                             description="Layers to offload to the GPU (-1: all, 0: CPU only).")
     flash_attn: Literal["on", "off", "auto"] | None = Field(
@@ -84,6 +85,10 @@ class RuntimeSettings(BaseSettings):
         "8192, or max-documents when larger; never less, or a full request could not queue).")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body in bytes (more is a 413).")
+    shutdown_seconds: float = Field(
+        default=20.0, ge=0, le=600, description="After the drain, seconds requests in flight "
+        "get to finish before they are answered 503 draining and the server stops (the "
+        "operator's pods have 30 s of grace: 5 of drain, 20 of this, 5 to spare).")
     drain_seconds: float = Field(
         default=5.0, ge=0, le=60, description="Seconds to keep serving after SIGTERM (while "
         "/health answers 503 draining) before shutting down, so clients of the pod's Service "
