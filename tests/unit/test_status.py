@@ -7,7 +7,7 @@ from kuberank.crd.apikey import ApiKeySpec
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions
-from kuberank.operator.status.pods import pod_problem
+from kuberank.operator.status.pods import pod_problem, pod_problems
 from kuberank.operator.status.rerankmodel import (
     Blocked,
     DeploymentState,
@@ -324,3 +324,25 @@ def test_a_surge_pod_of_a_rollout_is_not_called_a_scale_down() -> None:
     conds = _by_type(compute_status(facts, _dep(replicas=2, ready=1, updated=1, available=1),
                                     [], None, T0))
     assert conds["Progressing"]["message"] == "1 of 1 replicas updated, 1 ready."
+
+
+def test_pods_on_their_way_out_bring_no_problems_and_hold_the_gpus_pending_pods_wait_for() -> None:
+    def pod(name: str, status: dict[str, Any], leaving: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if leaving:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return {"metadata": meta, "status": status}
+
+    no_gpu = _unschedulable("0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")
+    crashing = {"containerStatuses": [{"restartCount": 4,
+                                       "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
+    # Alone, a pod Pending for a GPU is short of GPUs.
+    assert [p.reason for p in pod_problems([pod("new", no_gpu)], "nvidia.com/gpu")] == [
+        "InsufficientGPU"]
+    # Beside a pod of the model still terminating (holding its GPU), it is waiting for it; the
+    # terminating pod's own crash is no longer the model's problem.
+    assert pod_problems([pod("new", no_gpu), pod("old", crashing, leaving=True)],
+                        "nvidia.com/gpu") == []
+    # Other problems of live pods still count while one leaves.
+    assert [p.reason for p in pod_problems([pod("a", crashing), pod("b", {}, leaving=True)],
+                                           "nvidia.com/gpu")] == ["CrashLoop"]

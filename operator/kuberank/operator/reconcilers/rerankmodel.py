@@ -21,7 +21,7 @@ from kuberank.operator.kube import Kube, Ref
 from kuberank.operator.reconcilers import publish
 from kuberank.operator.reconcilers.ownership import check_names, conflict
 from kuberank.operator.settings import OperatorSettings
-from kuberank.operator.status.pods import pod_problem
+from kuberank.operator.status.pods import pod_problems
 from kuberank.operator.status.rerankmodel import (
     Blocked,
     DeploymentState,
@@ -143,7 +143,7 @@ def desired_status(
         scales_to_zero=scales_to_zero,
         taken_by=taken_by,
     )
-    problems = [p for p in (pod_problem(pod, gpu_name) for pod in pods) if p is not None]
+    problems = pod_problems(pods, gpu_name)
     dep = DeploymentState.from_object(deployment) if deployment else None
     return compute_status(facts, dep, problems, body.get("status"), now, blocked)
 

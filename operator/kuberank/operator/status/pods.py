@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,17 @@ class PodProblem:
 
     reason: str
     message: str
+
+
+def pod_problems(pods: Iterable[dict[str, Any]], gpu_resource_name: str) -> list[PodProblem]:
+    """The model's problems, pod by pod. A pod on its way out (deletionTimestamp) has none that
+    matter any more; and while one is, a new pod Pending for a GPU is waiting for the GPU that
+    pod still holds (a rollout or a quick scale down and up), not short of GPUs."""
+    pods = list(pods)
+    leaving = [p for p in pods if (p.get("metadata") or {}).get("deletionTimestamp")]
+    found = (pod_problem(p, gpu_resource_name) for p in pods if p not in leaving)
+    return [p for p in found
+            if p is not None and not (leaving and p.reason == "InsufficientGPU")]
 
 
 def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | None:
