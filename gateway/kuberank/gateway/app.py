@@ -96,11 +96,18 @@ class Gateway:
 class _Labels:
     """What a request resolved to, for its metrics and its rate-limit headers."""
 
-    key_id: str = ""
-    key: str = ""  # the ApiKey object (namespace/name): whose limits apply
-    namespace: str = ""  # the key's: known from authentication on, before any model is
+    key: KeyRecord | None = None  # known from authentication on, before any model is
     model: str = ""
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def key_id(self) -> str:
+        return self.key.key_id if self.key else ""
+
+    @property
+    def namespace(self) -> str:
+        """The key's, which is the model's: namespaces are tenants."""
+        return self.key.namespace if self.key else ""
 
 
 def default_source(settings: GatewaySettings) -> Source:
@@ -260,8 +267,8 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
                 log.warning("%s %s from model %s/%s for key %s, request %s", dialect.value,
                             response.status_code, labels.namespace or "-", labels.model or "-",
                             labels.key_id or "-", request_id(request))
-        if labels.limits.requests_per_minute or labels.limits.tokens_per_minute:
-            quota = gateway.limiter.quota(labels.key, labels.limits)
+        if labels.key and (labels.limits.requests_per_minute or labels.limits.tokens_per_minute):
+            quota = gateway.limiter.quota(labels.key.identity, labels.limits)
             response.headers.update(quota_headers(quota))
         seconds = time.perf_counter() - started
         gateway.metrics.observe_request(
@@ -338,7 +345,7 @@ async def _rerank(
 ) -> Response:
     settings = gateway.settings
     key = _authenticate(gateway, request)
-    labels.key_id, labels.key, labels.namespace = key.key_id, key.identity, key.namespace
+    labels.key = key
     labels.limits = Limits(
         key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
     ).shared(_gateway_replicas(gateway))

@@ -202,19 +202,22 @@ class RateLimiter:
 
     def _buckets(self, key_id: str, limits: Limits) -> _KeyBuckets:
         entry = self._keys.get(key_id)
-        if entry is None or entry.limits != limits:
-            old = entry.limits.share if entry else 1.0
+        if entry is None:
+            entry = _KeyBuckets(limits, self._bucket(limits.requests_per_minute, limits.share),
+                                self._bucket(limits.tokens_per_minute, limits.share))
+        elif entry.limits != limits:
+            share = entry.limits.share
             entry = _KeyBuckets(
-                limits=limits,
-                requests=self._bucket(limits.requests_per_minute, limits.share,
-                                      _used(entry.requests if entry else None, old)),
-                tokens=self._bucket(limits.tokens_per_minute, limits.share,
-                                    _used(entry.tokens if entry else None, old)),
+                limits,
+                self._bucket(limits.requests_per_minute, limits.share,
+                             _used(entry.requests, share)),
+                self._bucket(limits.tokens_per_minute, limits.share, _used(entry.tokens, share)),
             )
-            self._keys[key_id] = entry
+        self._keys[key_id] = entry
         return entry
 
-    def _bucket(self, per_minute: int | None, share: float, used: float) -> TokenBucket | None:
+    def _bucket(self, per_minute: int | None, share: float,
+                used: float = 0.0) -> TokenBucket | None:
         """Refills this replica's share per minute; holds at least one unit, so a share below
         one request a minute still admits a request now and then instead of never. ``used`` is
         what the key had used (whole-key units) under its previous limits."""

@@ -229,8 +229,8 @@ class Engine:
         try:
             for _ in range(choices.contexts):
                 contexts.append(self._new_context(model, params))
-        except ModelLoadError as exc:
-            if not contexts or s.contexts is not None:
+        except BaseException as exc:
+            if not (isinstance(exc, ModelLoadError) and contexts and s.contexts is None):
                 for ctx in contexts:
                     ctx.close()
                 model.close()
@@ -240,11 +240,6 @@ class Engine:
             log.warning("only %d of %d llama contexts could be created, serving with %d (set "
                         "--contexts to choose): %s", len(contexts), choices.contexts,
                         len(contexts), exc)
-        except BaseException:
-            for ctx in contexts:
-                ctx.close()
-            model.close()
-            raise
         first = contexts[0]
         longest = min(first.n_batch, s.ctx_size, model.n_ctx_train or first.n_batch)
         self.builder = PairBuilder(

@@ -22,9 +22,14 @@ def pod_problems(pods: Iterable[dict[str, Any]], gpu_resource_name: str) -> list
     """The model's problems, pod by pod. A pod on its way out (deletionTimestamp) has none that
     matter any more; and while one is, a new pod Pending for a GPU is waiting for the GPU that
     pod still holds (a rollout or a quick scale down and up), not short of GPUs."""
-    pods = list(pods)
-    leaving = [p for p in pods if (p.get("metadata") or {}).get("deletionTimestamp")]
-    found = (pod_problem(p, gpu_resource_name) for p in pods if p not in leaving)
+    staying: list[dict[str, Any]] = []
+    leaving = False
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            leaving = True
+        else:
+            staying.append(pod)
+    found = (pod_problem(p, gpu_resource_name) for p in staying)
     return [p for p in found
             if p is not None and not (leaving and p.reason == "InsufficientGPU")]
 

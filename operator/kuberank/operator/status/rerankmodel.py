@@ -109,10 +109,6 @@ def _conditions(
                    f"RerankModel {facts.taken_by!r} in this namespace, so requests for it go "
                    "there; give this model another servedName, or delete one of the two.")
         taken = Cond("Degraded", "True", "ServedNameTaken", message)
-        if available.status == "True":  # its pods run (that is the waste), yet serve nobody
-            available = Cond("Available", "True", available.reason,
-                             available.message.replace("serve requests", "run") + " No request "
-                             "reaches them while another model serves this servedName.")
         return [Cond("Ready", "False", "ServedNameTaken", message), available, progressing,
                 taken]
     degraded = _degraded(dep, problems)
@@ -138,6 +134,10 @@ def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[Po
         )
     if facts.replicas == 0:
         return Cond("Available", "False", "ScaledToZero", "spec.replicas is 0; scale up to serve.")
+    if dep.available > 0 and facts.taken_by is not None:  # they run (the waste), serving nobody
+        return Cond("Available", "True", "MinimumReplicasAvailable",
+                    f"{dep.available} of {facts.replicas} replicas run. No request reaches them "
+                    "while another model serves this servedName.")
     if dep.available > 0:
         return Cond(
             "Available",
