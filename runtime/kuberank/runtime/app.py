@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from kuberank.protocol.body import read_body
+from kuberank.protocol.body import off_the_loop, read_body
 from kuberank.protocol.dialects import Dialect, RerankRequest, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
@@ -56,8 +56,8 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
     status = 500
     try:
         raw = await read_body(request, settings.max_body_bytes)
-        parsed: RerankRequest = await anyio.to_thread.run_sync(
-            lambda: parse_request(dialect, raw, max_documents=settings.max_documents))
+        parsed: RerankRequest = await off_the_loop(len(raw), parse_request, dialect, raw,
+                                                   max_documents=settings.max_documents)
         if parsed.model is not None and parsed.model != settings.effective_served_name:
             raise ModelNotFound(f"model {quoted(parsed.model)} is not served here; this runtime "
                                 f"serves {settings.effective_served_name!r}")
