@@ -252,6 +252,25 @@ def test_metrics_count_requests_by_key_id_tenant_model_dialect_and_status(
     assert mine.secret not in text and theirs.secret not in text
 
 
+def test_series_of_deleted_keys_and_models_leave_the_next_scrape(client: TestClient) -> None:
+    rerank(client, KEY_BGE_ONLY)
+    rerank(client, KEY_ALL, {"model": "minilm", "query": "q", "documents": ["a"]})
+    rerank(client, KEY_OTHER_NS)
+    mine, other = parse_key(KEY_BGE_ONLY), parse_key(KEY_OTHER_NS)
+    assert mine is not None and other is not None
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    gateway.keys.remove("ns1", "bge-only")
+    gateway.routes.remove_model("ns1", "minilm")
+    text = client.get("/metrics").text
+    assert mine.key_id not in text  # its key is gone
+    assert 'model="minilm"' not in text  # its model is gone, with every metric's series
+    assert 'namespace="ns1"' in text and 'model="bge"' in text  # the rest stay
+    assert (
+        f'kuberank_gateway_requests_total{{dialect="jina",key_id="{other.key_id}",'
+        f'model="bge",namespace="ns2",status="503"}} 1.0'
+    ) in text
+
+
 def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     validate(document)

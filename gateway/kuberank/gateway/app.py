@@ -209,6 +209,8 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
              responses={200: {"content": {"text/plain": {}}}})
     async def metrics() -> Response:
         gateway.metrics.keys.set(len(gateway.keys))
+        if gateway.source.synced():  # empty tables before the first list mean nothing yet
+            gateway.metrics.forget_gone(gateway.routes.served_names(), gateway.keys.key_ids())
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     document_request_bodies(app)

@@ -139,6 +139,11 @@ class KeyTable:
         if not sharing:
             self._by_id.pop(old.key_id, None)
 
+    def key_ids(self) -> set[tuple[str, str]]:
+        """Every ``(key id, namespace)`` a watched ApiKey publishes."""
+        with self._lock:
+            return {(r.key_id, r.namespace) for r in self._by_object.values()}
+
     def get(self, key_id: str) -> list[KeyRecord]:
         """Every record publishing ``key_id`` (usually one)."""
         with self._lock:

@@ -6,12 +6,18 @@ create new series. ``namespace`` is the tenant (the key's namespace, which is th
 teams may serve the same name, and their series, dashboards and alerts must stay apart. It takes
 precedence over the scrape target's own ``namespace`` (the chart's ServiceMonitor honours labels),
 so gateway series line up with the runtime pods' series of the same model.
+
+Series of deleted keys and models are dropped at the next scrape (``forget_gone``): a cluster
+that churns through keys and models must not grow the gateway's memory and every scrape forever.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from kuberank.gateway.routing import ModelRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -92,5 +98,34 @@ class GatewayMetrics:
     def waited_for_wake(self, route: ModelRoute, seconds: float) -> None:
         self.wake_wait.labels(route.namespace, route.served_name).observe(seconds)
 
+    def forget_gone(
+        self, models: Set[tuple[str, str]], keys: Set[tuple[str, str]]
+    ) -> None:
+        """Drop the series of models (``(namespace, served name)``) and keys (``(key id,
+        namespace)``) no longer known. ``""`` (requests that matched no model or key) stays."""
+        labelled: list[MetricWrapperBase] = [
+            self.requests, self.latency, self.upstream_errors, self.tokens, self.in_flight,
+            self.wakeups, self.wake_wait,
+        ]
+        for metric in labelled:
+            for labels in _label_sets(metric, ("namespace", "model")):
+                if labels["model"] and (labels["namespace"], labels["model"]) not in models:
+                    metric.remove_by_labels(labels)
+        for metric in (self.requests, self.tokens):
+            for labels in _label_sets(metric, ("key_id", "namespace")):
+                if labels["key_id"] and (labels["key_id"], labels["namespace"]) not in keys:
+                    metric.remove_by_labels(labels)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _label_sets(metric: MetricWrapperBase, names: tuple[str, ...]) -> list[dict[str, str]]:
+    """The distinct values of ``names`` among a metric's series."""
+    seen = {
+        tuple(sample.labels[name] for name in names)
+        for family in metric.collect()
+        for sample in family.samples
+        if all(name in sample.labels for name in names)
+    }
+    return [dict(zip(names, values, strict=True)) for values in sorted(seen)]

@@ -230,6 +230,11 @@ class RoutingTable:
             chosen.setdefault(route.served_name, route)
         return sorted(chosen.values(), key=lambda r: r.served_name)
 
+    def served_names(self) -> set[tuple[str, str]]:
+        """Every ``(namespace, served name)`` a watched model claims."""
+        with self._lock:
+            return {(r.namespace, r.served_name) for r in self._models.values()}
+
     def autoscaled(self) -> list[ModelRoute]:
         """Every model with ``autoscaling``, in any namespace."""
         with self._lock:
