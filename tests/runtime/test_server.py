@@ -385,6 +385,16 @@ def test_health_answers_head_as_well_as_get(server: Server) -> None:
     assert server.client.get("/health").json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("path", ["/v1/rerank/", "/rerank/", "/v2/rerank/"])
+def test_a_trailing_slash_is_served_like_the_path_not_redirected(server: Server, path: str) -> None:
+    body = {"query": "panda", "texts" if path == "/rerank/" else "documents": DOCS}
+    plain, slashed = rerank(server, body, path.rstrip("/")), rerank(server, body, path)
+    assert slashed.status_code == plain.status_code == 200, slashed.text
+    ranked = [r.json() if path == "/rerank/" else r.json()["results"] for r in (plain, slashed)]
+    assert ranked[0] == ranked[1]
+    assert_error(server.client.get("/v1/reranks/"), 404, "unknown_path")
+
+
 def test_unknown_route_and_method_are_json_errors(server: Server) -> None:
     assert_error(server.client.get("/v1/reranks"), 404, "unknown_path")
     wrong_method = server.client.get("/v1/rerank")

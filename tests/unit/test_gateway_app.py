@@ -252,6 +252,15 @@ def test_metrics_count_requests_by_key_id_tenant_model_dialect_and_status(
     assert mine.secret not in text and theirs.secret not in text
 
 
+@pytest.mark.parametrize("path", ["/v1/rerank/", "/v2/rerank/"])
+def test_a_trailing_slash_reaches_the_route_instead_of_a_redirect(
+    client: TestClient, path: str
+) -> None:
+    response = rerank(client, KEY_ALL, path=path)
+    assert response.status_code == 503  # routed and authenticated: the model has no replica
+    assert error_code(response) == "no_ready_replica"
+
+
 def test_series_of_deleted_keys_and_models_leave_the_next_scrape(client: TestClient) -> None:
     rerank(client, KEY_BGE_ONLY)
     rerank(client, KEY_ALL, {"model": "minilm", "query": "q", "documents": ["a"]})

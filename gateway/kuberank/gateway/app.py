@@ -60,6 +60,7 @@ from kuberank.protocol.errors import (
 )
 from kuberank.protocol.openapi import ERRORS as ERROR_TEXT
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
+from kuberank.protocol.paths import TrailingSlashTolerant
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -153,10 +154,12 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
             gateway.source.stop()
             await http.close()
 
-    app = FastAPI(title="kuberank gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="kuberank gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     app.state.gateway = gateway
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TrailingSlashTolerant)
 
     for dialect in Dialect:
         app.add_api_route(

@@ -30,6 +30,7 @@ from kuberank.protocol.errors import (
     quoted,
 )
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
+from kuberank.protocol.paths import TrailingSlashTolerant
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
 from kuberank.protocol.shaping import shape_response
@@ -173,12 +174,13 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None,
         yield
         await anyio.to_thread.run_sync(the_engine.stop)
 
-    app = FastAPI(title="kuberank runtime", lifespan=lifespan)
+    app = FastAPI(title="kuberank runtime", lifespan=lifespan, redirect_slashes=False)
     app.state.engine = the_engine
     app.state.draining = draining or threading.Event()
     app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TrailingSlashTolerant)
     app.include_router(_rerank_router())
     app.include_router(_ops_router())
     document_request_bodies(app)
