@@ -39,3 +39,24 @@ def test_broken_or_trailing_data_is_refused_not_dropped(packed: bytes, encoding:
     with pytest.raises(BadRequest) as refused:
         inflate(packed, encoding, 1000)
     assert refused.value.code == "invalid_encoding"
+
+
+def test_members_larger_than_one_feed_and_a_body_at_the_limit_inflate() -> None:
+    text = bytes(range(256)) * 1024  # 256 KiB that barely compresses: several feeds a member
+    packed = gzip.compress(text) + gzip.compress(text)
+    assert inflate(packed, "gzip", 2 * len(text)) == text + text
+    with pytest.raises(PayloadTooLarge):
+        inflate(packed, "gzip", 2 * len(text) - 1)
+
+
+def test_a_bomb_is_refused_without_inflating_it_whole() -> None:
+    with pytest.raises(PayloadTooLarge):
+        inflate(gzip.compress(b"\0" * 50_000_000), "gzip", 1_000_000)
+
+
+def test_a_body_of_many_tiny_members_is_refused_not_inflated_member_by_member() -> None:
+    assert inflate(gzip.compress(BODY) * 64, "gzip", 10_000) == BODY * 64
+    with pytest.raises(BadRequest) as refused:  # 400k empty members: refused at the 65th
+        inflate(gzip.compress(b"") * 400_000, "gzip", 10_000_000)
+    assert refused.value.code == "invalid_encoding"
+    assert "more than 64 gzip members" in str(refused.value)

@@ -23,6 +23,8 @@ from starlette.requests import ClientDisconnect, Request
 
 INFLATED = ("gzip", "x-gzip", "deflate")
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_GZIP_MEMBERS = 64  # concatenated gzip output has a few; thousands are an attack
+_FEED_BYTES = 64 * 1024  # compressed input handed to zlib at a time
 # Bodies above this are inflated, parsed or rewritten on a worker thread: an 8 MiB JSON body
 # takes tens of milliseconds, which on the event loop would stall every other request.
 OFF_LOOP_BYTES = 64 * 1024
@@ -73,25 +75,35 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     """Decompress a gzip or zlib (HTTP "deflate") body to at most ``limit`` bytes. A gzip body
-    may be several members one after another (RFC 1952, what concatenated ``gzip`` output is);
-    anything else after the compressed data is refused, not silently dropped."""
-    inflated, rest = b"", body
-    while True:
+    may be several members one after another (RFC 1952, what concatenated ``gzip`` output is),
+    up to MAX_GZIP_MEMBERS; anything else after the compressed data is refused, not silently
+    dropped. Input is fed in bounded slices, so the work stays linear in the body's size
+    however many members it holds."""
+    view, pos = memoryview(body), 0
+    parts: list[bytes] = []
+    size = 0
+    for _member in range(MAX_GZIP_MEMBERS):
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # accepts a gzip or a zlib header
-        try:
-            inflated += decoder.decompress(rest, limit + 1 - len(inflated))
-        except zlib.error as err:
-            raise BadRequest(f"request body is not valid {encoding}: {err}",
-                             code="invalid_encoding") from None
-        if len(inflated) > limit:
-            raise PayloadTooLarge(
-                f"request body inflates to more than the limit of {limit} bytes")
+        while not decoder.eof and pos < len(view):
+            piece = view[pos:pos + _FEED_BYTES]
+            try:  # at most one byte past the limit: a bomb is never inflated whole
+                out = decoder.decompress(piece, limit + 1 - size)
+            except zlib.error as err:
+                raise BadRequest(f"request body is not valid {encoding}: {err}",
+                                 code="invalid_encoding") from None
+            size += len(out)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"request body inflates to more than the limit of {limit} bytes")
+            parts.append(out)
+            pos += len(piece) - (len(decoder.unused_data) if decoder.eof else 0)
         if not decoder.eof:
             raise BadRequest(f"request body is not valid {encoding}: it ends early",
                              code="invalid_encoding")
-        rest = decoder.unused_data
-        if not rest:
-            return inflated
-        if not rest.startswith(GZIP_MAGIC) or encoding == "deflate":
-            raise BadRequest(f"request body is not valid {encoding}: {len(rest)} bytes follow "
-                             "the compressed data", code="invalid_encoding")
+        if pos == len(view):
+            return b"".join(parts)
+        if view[pos:pos + 2] != GZIP_MAGIC or encoding == "deflate":
+            raise BadRequest(f"request body is not valid {encoding}: {len(view) - pos} bytes "
+                             "follow the compressed data", code="invalid_encoding")
+    raise BadRequest(f"request body is not valid {encoding}: more than {MAX_GZIP_MEMBERS} "
+                     "gzip members", code="invalid_encoding")
