@@ -85,6 +85,24 @@ def test_runtime_container_gets_gpu_limit_flags_and_probes() -> None:
     startup = runtime["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800
     assert runtime["image"] == "ghcr.io/kuberank/runtime:1.2.3"
+    # a ResourceQuota counts the init container too: it asks for what the runtime asks for
+    (init,) = _pod(spec)["initContainers"]
+    assert init["resources"] == {"limits": {"memory": "16Gi"}, "requests": {"memory": "16Gi"}}
+    deployment = build_deployment(OWNER, spec, SETTINGS)["spec"]
+    assert deployment["progressDeadlineSeconds"] > SETTINGS.startup_timeout_s
+
+
+def test_runtime_pods_use_the_configured_cpu_image_and_pull_secrets() -> None:
+    settings = OperatorSettings(runtime_image="r/rt@sha256:" + "c" * 64,
+                                runtime_cpu_image="r/rt-cpu:2",
+                                runtime_image_pull_secrets=["pull"])
+    cpu = build_deployment(OWNER, _spec(resources={"gpus": 0}), settings)["spec"]["template"]
+    assert cpu["spec"]["containers"][0]["image"] == "r/rt-cpu:2"
+    assert cpu["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    gpu = build_deployment(OWNER, _spec(), settings)["spec"]["template"]["spec"]
+    images = {gpu["containers"][0]["image"], gpu["initContainers"][0]["image"]}
+    assert images == {settings.runtime_image}
+    assert "imagePullSecrets" not in _pod(_spec())
 
 
 def test_zero_gpus_means_no_gpu_limit_and_the_cpu_image() -> None:

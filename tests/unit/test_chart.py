@@ -467,3 +467,26 @@ def test_the_gateway_pdb_is_rendered_only_when_an_eviction_can_satisfy_it(
     docs = render(helm, *[a for v in values for a in ("--set", v)])
     assert any(d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "kr-kuberank-gateway"
                for d in docs) is pdb
+
+
+def test_runtime_pods_pull_a_digest_pinned_image_with_the_secrets_given(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu, cpu = "reg.corp/kuberank/runtime@sha256:" + "a" * 64, "reg.corp/kuberank/cpu:1"
+    docs = render(helm, "--set", f"operator.runtimeImage={gpu}", "--set",
+                  f"operator.runtimeCpuImage={cpu}", "--set",
+                  "operator.runtimeImagePullSecrets={corp-pull,mirror}")
+    env = _operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]["env"]
+    for variable in env:
+        if "value" in variable:
+            monkeypatch.setenv(variable["name"], variable["value"])
+    settings = OperatorSettings()
+    assert (settings.runtime_image, settings.cpu_runtime_image) == (gpu, cpu)
+    assert settings.runtime_image_pull_secrets == ["corp-pull", "mirror"]
+    monkeypatch.setenv("KUBERANK_RUNTIME_CPU_IMAGE", "")
+    with pytest.raises(ValueError, match="pinned by digest"):
+        OperatorSettings()  # a digest has no tag to derive the CPU image from
+    refused = subprocess.run(
+        [helm, "template", "kr", str(CHART), "--set",
+         "operator.runtimeImagePullSecrets={Bad_Name}"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "runtimeImagePullSecrets" in refused.stderr

@@ -60,6 +60,30 @@ def test_rollout_in_progress_is_progressing_and_not_ready() -> None:
     assert conds["Ready"]["status"] == "False"
 
 
+def test_pods_the_deployment_cannot_create_are_a_failure_not_a_wait_for_loading() -> None:
+    refused = ('pods "rrm-bge-5d9f-x" is forbidden: failed quota: team: must specify '
+               "requests.cpu for: fetch-model")
+    deployment = {
+        "metadata": {"generation": 5},
+        "status": {"observedGeneration": 5, "replicas": 0, "conditions": [
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated"},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": refused},
+        ]},
+    }
+    state = DeploymentState.from_object(deployment)
+    conds = _by_type(compute_status(FACTS, state, [], None, T0))
+    for kind in ("Ready", "Available", "Degraded"):
+        assert conds[kind]["reason"] == "PodCreateFailed"
+        assert refused in conds[kind]["message"]
+    assert conds["Degraded"]["status"] == "True" and conds["Available"]["status"] == "False"
+    healed = {**deployment, "status": {**deployment["status"], "conditions": [
+        {"type": "ReplicaFailure", "status": "False", "reason": "FailedCreate"}]}}
+    conds = _by_type(compute_status(FACTS, DeploymentState.from_object(healed), [], None, T0))
+    assert conds["Degraded"]["status"] == "False"
+    assert conds["Available"]["reason"] == "NoReplicasReady"
+
+
 def test_gpu_shortage_explains_itself_in_ready_and_degraded() -> None:
     pod = {
         "metadata": {"name": "rrm-bge-1"},

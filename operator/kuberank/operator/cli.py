@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     p.add_argument("--namespace", "-n", action="append", dest="namespaces",
                    help=_help("namespaces") + " Repeatable.")
     p.add_argument("--runtime-image", help=_help("runtime_image"))
+    p.add_argument("--runtime-cpu-image", help=_help("runtime_cpu_image"))
+    p.add_argument("--runtime-image-pull-secrets", type=_json_list,
+                   help=_help("runtime_image_pull_secrets"))
     p.add_argument("--finalizer", help=_help("finalizer"))
     p.add_argument("--annotation-prefix", help=_help("annotation_prefix"))
     p.add_argument("--liveness-endpoint", help=_help("liveness_endpoint"))

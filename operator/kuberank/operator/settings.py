@@ -22,6 +22,16 @@ class OperatorSettings(BaseSettings):
     runtime_image: str = Field(
         default=f"ghcr.io/kuberank/runtime:{VERSION}", description="Default runtime image."
     )
+    runtime_cpu_image: str = Field(
+        default="",
+        description="Runtime image of CPU models (gpus: 0); empty means the runtime image's tag "
+        "with a -cpu suffix. Required when the runtime image is pinned by digest.",
+    )
+    runtime_image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="Names of Secrets (in each model's namespace) that runtime pods pull their "
+        "image with (JSON list).",
+    )
     finalizer: str = Field(
         default="kuberank.io/operator", description="Finalizer the operator puts on objects."
     )
@@ -71,6 +81,19 @@ class OperatorSettings(BaseSettings):
         description="This replica's name in the Lease (the pod's); empty means host name plus "
         "a random suffix.",
     )
+
+    @model_validator(mode="after")
+    def _cpu_image_is_known(self) -> OperatorSettings:
+        if not self.runtime_cpu_image and "@" in self.runtime_image:
+            raise ValueError(
+                "runtime_image is pinned by digest, so its CPU variant cannot be derived from "
+                "its tag: set runtime_cpu_image too")
+        return self
+
+    @property
+    def cpu_runtime_image(self) -> str:
+        """The image CPU models run when their spec names none."""
+        return self.runtime_cpu_image or cpu_image(self.runtime_image)
 
     @model_validator(mode="after")
     def _lease_has_a_namespace(self) -> OperatorSettings:

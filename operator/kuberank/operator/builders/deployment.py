@@ -25,7 +25,7 @@ from kuberank.operator.builders.meta import (
 )
 from kuberank.operator.builders.meta import labels as model_labels
 from kuberank.operator.builders.runtime_env import runtime_env
-from kuberank.operator.settings import OperatorSettings, cpu_image
+from kuberank.operator.settings import OperatorSettings
 
 RUN_AS = 65532
 PROBE_PERIOD_S = 10
@@ -37,6 +37,8 @@ CONTAINER_SECURITY: dict[str, Any] = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+PULL_ALLOWANCE_S = 600  # pulling a multi-GB CUDA image onto a fresh node
+
 POD_SECURITY: dict[str, Any] = {
     "runAsNonRoot": True,
     "runAsUser": RUN_AS,
@@ -50,8 +52,7 @@ def runtime_image(spec: RerankModelSpec, settings: OperatorSettings) -> str:
     """spec.engine.image wins; otherwise the operator's image, CPU variant when gpus is 0."""
     if spec.engine.image:
         return spec.engine.image
-    image = settings.runtime_image
-    return image if spec.resources.gpus > 0 else cpu_image(image)
+    return settings.runtime_image if spec.resources.gpus > 0 else settings.cpu_runtime_image
 
 
 def container_resources(spec: RerankModelSpec) -> dict[str, Any]:
@@ -70,6 +71,12 @@ def container_resources(spec: RerankModelSpec) -> dict[str, Any]:
     if requests:
         out["requests"] = requests
     return out
+
+
+def _without_gpus(resources: dict[str, Any]) -> dict[str, Any]:
+    kept = {part: {k: v for k, v in amounts.items() if k in ("cpu", "memory")}
+            for part, amounts in resources.items()}
+    return {part: amounts for part, amounts in kept.items() if amounts}
 
 
 def _probe(failure_threshold: int, period_s: int = PROBE_PERIOD_S) -> dict[str, Any]:
@@ -98,6 +105,9 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         "env": fetch_env(spec.source),
         "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, _tmp_mount(), *source,
                          *cache],
+        # The runtime's cpu and memory, so a namespace whose ResourceQuota requires them
+        # admits the pod (an init container without them is refused like any other).
+        "resources": _without_gpus(container_resources(spec)),
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -159,6 +169,8 @@ def build_deployment(
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
         **_scheduling(spec),
+        **({"imagePullSecrets": [{"name": n} for n in settings.runtime_image_pull_secrets]}
+           if settings.runtime_image_pull_secrets else {}),
     }
     return {
         "apiVersion": "apps/v1",
@@ -167,6 +179,9 @@ def build_deployment(
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector(owner.name)},
+            # A first fetch and load may take the whole startup budget: only past it (and an
+            # image pull) has the rollout stopped progressing.
+            "progressDeadlineSeconds": settings.startup_timeout_s + PULL_ALLOWANCE_S,
             # Keep serving during a rollout: a new pod must be ready before an old one goes.
             "strategy": {
                 "type": "RollingUpdate",

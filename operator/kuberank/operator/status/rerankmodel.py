@@ -22,13 +22,15 @@ class DeploymentState:
     available: int
     updated: int
     deadline_exceeded: bool
+    # Why the Deployment cannot create pods (ReplicaFailure: quota, admission policy), if so.
+    create_failure: str | None = None
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> DeploymentState:
         status = obj.get("status") or {}
-        progressing: dict[str, Any] = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
-        )
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        progressing: dict[str, Any] = conditions.get("Progressing") or {}
+        failure: dict[str, Any] = conditions.get("ReplicaFailure") or {}
         return cls(
             generation=int((obj.get("metadata") or {}).get("generation") or 0),
             observed_generation=int(status.get("observedGeneration") or 0),
@@ -37,6 +39,8 @@ class DeploymentState:
             available=int(status.get("availableReplicas") or 0),
             updated=int(status.get("updatedReplicas") or 0),
             deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+            create_failure=(str(failure.get("message") or failure.get("reason") or "")
+                            if failure.get("status") == "True" else None),
         )
 
 
@@ -147,6 +151,8 @@ def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[Po
         )
     if problems:
         return Cond("Available", "False", problems[0].reason, problems[0].message)
+    if dep.create_failure is not None:
+        return _create_failed("Available", dep.create_failure)
     return Cond(
         "Available", "False", "NoReplicasReady", "No replica is ready yet (fetching or loading)."
     )
@@ -181,11 +187,18 @@ def _degraded(dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
         first = problems[0]
         more = f" ({len(problems) - 1} more pods affected)" if len(problems) > 1 else ""
         return Cond("Degraded", "True", first.reason, first.message + more)
+    if dep is not None and dep.create_failure is not None:
+        return _create_failed("Degraded", dep.create_failure)
     if dep is not None and dep.deadline_exceeded:
         return Cond(
             "Degraded", "True", "ProgressDeadlineExceeded", "The Deployment stopped progressing."
         )
     return Cond("Degraded", "False", "AsExpected", "No problems observed.")
+
+
+def _create_failed(kind: str, why: str) -> Cond:
+    return Cond(kind, "True" if kind == "Degraded" else "False", "PodCreateFailed",
+                f"The Deployment cannot create pods: {why}")
 
 
 def _ready(
