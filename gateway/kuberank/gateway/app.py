@@ -37,7 +37,7 @@ from kuberank.gateway.routing import ModelRoute, RoutingTable, with_model
 from kuberank.gateway.scaler import Scaler
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
-from kuberank.gateway.upstream import Upstream, new_client, usage_tokens
+from kuberank.gateway.upstream import Upstream, max_answer_bytes, new_client, usage_tokens
 from kuberank.gateway.waking import Waker
 from kuberank.protocol.body import off_the_loop, read_body
 from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
@@ -137,7 +137,8 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         http = new_client(settings.upstream_timeout, settings.connect_timeout)
-        gateway.upstream = Upstream(http, gateway.balancer, gateway.metrics, settings.retry_after)
+        gateway.upstream = Upstream(http, gateway.balancer, gateway.metrics, settings.retry_after,
+                                    max_answer_bytes(settings.max_body_bytes))
         gateway.source.start(gateway.keys, gateway.routes)
         gateway.scaler = scaler = gateway.source.scaler()
         gateway.waker = Waker(scaler, gateway.routes, gateway.metrics, settings.retry_after)
@@ -428,7 +429,8 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
     )
     answer = await unless_client_leaves(request, forwarding)
     if answer.status == 200:
-        tokens = usage_tokens(answer.body, answer.usage_header)
+        tokens = await off_the_loop(len(answer.body), usage_tokens, answer.body,
+                                    answer.usage_header)
         if tokens:
             gateway.limiter.charge_tokens(key.identity, tokens, limits)
             gateway.metrics.used_tokens(key.key_id, route, tokens)

@@ -31,6 +31,7 @@ PASSED_HEADERS = ("content-type", "retry-after")
 # Usage as a header, for dialects whose body has no usage field (TEI's bare list).
 USAGE_HEADER = "x-prompt-tokens"
 ATTEMPTS = 3  # replicas tried per request, at most
+ANSWER_CHUNK_BYTES = 64 * 1024
 BUSY, NOT_LOADED = 429, 503  # a runtime's refusals, answered before any pair is scored
 
 
@@ -63,11 +64,15 @@ class Upstream:
         balancer: Balancer,
         metrics: GatewayMetrics,
         retry_after: int,
+        max_answer_bytes: int,
     ) -> None:
         self._http = http
         self._balancer = balancer
         self._metrics = metrics
         self._retry_after = retry_after
+        # A runtime pod runs its model owner's image: what it answers is read up to a bound,
+        # so one tenant's replica cannot fill the shared gateway's memory.
+        self._max_answer_bytes = max_answer_bytes
 
     async def forward(
         self,
@@ -95,7 +100,7 @@ class Upstream:
                     async with self._http.post(
                         f"http://{endpoint}{path}", data=body, headers=headers, timeout=timeout
                     ) as response:
-                        content = await response.read()
+                        content = await self._read_answer(route, response)
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError):
                 self._metrics.upstream_error(route, "connect")
                 self._balancer.mark_failed(endpoint)
@@ -127,6 +132,32 @@ class Upstream:
             f"no replica of model {route.served_name!r} could be reached",
             retry_after=self._retry_after,
         )
+
+
+    async def _read_answer(self, route: ModelRoute, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._max_answer_bytes
+        too_large = Unavailable(
+            f"model {route.served_name!r} replica answered more than {limit} bytes",
+            retry_after=self._retry_after,
+        )
+        if (response.content_length or 0) > limit:
+            self._metrics.upstream_error(route, "protocol")
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(ANSWER_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                self._metrics.upstream_error(route, "protocol")
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def max_answer_bytes(max_body_bytes: int) -> int:
+    """The largest answer a runtime may send: every document of the largest body echoed back,
+    each character JSON-escaped at worst to six, plus room for scores and indexes."""
+    return 6 * max_body_bytes + (1 << 20)
 
 
 def usage_tokens(body: bytes, header: str | None = None) -> int:
