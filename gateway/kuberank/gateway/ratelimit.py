@@ -7,8 +7,9 @@ key's whole limit, scaled back up from this replica's share.
 
 Pure: the clock is injected, nothing here sleeps or does I/O. A request costs one request token
 up front. Its token cost is only known from the runtime's usage after it ran, so the token bucket
-is checked before (it must not be in debt) and debited after, possibly into debt; the debt then
-delays the key's next request, which is how a per-minute token budget holds over time.
+is checked before (it must not be in debt) and debited after, possibly into debt (at most one
+minute's budget owed); the debt then delays the key's next request, which is how a per-minute
+token budget holds over time.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ class TokenBucket:
         return wait
 
     def debit(self, amount: float) -> None:
-        """Take ``amount`` tokens unconditionally; the level may go negative (debt)."""
+        """Take ``amount`` tokens unconditionally; the level may go negative (debt), down to
+        one capacity owed: a burst of concurrent requests delays the key's next ones for about
+        a period more, not for hours (concurrency is what concurrentRequests bounds)."""
         self._refill()
-        self._level -= amount
+        self._level = max(self._level - amount, -self.capacity)
 
     @property
     def used(self) -> float:

@@ -38,8 +38,9 @@ class RateLimit(CrdModel):
     tokens_per_minute: int | None = Field(
         default=None, ge=1, le=1_000_000_000, description="Prompt tokens per minute. A "
         "request's tokens are known only once it ran: it is admitted while the key owes none, "
-        "and a large one may overdraw the minute, which then delays the key's next requests "
-        "until repaid (Retry-After says how long)."
+        "and a large one may overdraw the minute (by at most one minute's tokens), which then "
+        "delays the key's next requests until repaid (Retry-After says how long). Requests "
+        "running at once are not held back by it: bound them with concurrentRequests."
     )
     concurrent_requests: int | None = Field(
         default=None, ge=1, le=100_000,
