@@ -12,6 +12,7 @@ from kuberank.operator.builders.network import (
     wants_pdb,
 )
 from kuberank.operator.builders.secret import build_secret, key_from_secret
+from kuberank.operator.cli import WATCH_SELECTORS
 from kuberank.operator.settings import OperatorSettings, cpu_image
 from pydantic import ValidationError
 
@@ -333,3 +334,29 @@ def test_rendered_env_is_what_kuberank_runtime_parses(monkeypatch: pytest.Monkey
     assert (settings.max_documents, settings.max_query_tokens) == (9, 64)
     assert settings.max_document_tokens == 256 and settings.normalize is True
     assert "KUBERANK_FLASH_ATTN" not in _env(_pod(_spec())["containers"][0])
+
+
+def _selects(selector: str, labels: dict[str, str]) -> bool:
+    """Equality (k=v) and existence (k) terms, the only kinds WATCH_SELECTORS uses."""
+    for term in selector.split(","):
+        name, _, value = term.partition("=")
+        if name not in labels or (value and labels[name] != value):
+            return False
+    return True
+
+
+def test_the_api_servers_watch_selectors_select_every_child_the_operator_makes() -> None:
+    spec = _spec(replicas=2)
+    made = {
+        ("apps", "deployments"): build_deployment(OWNER, spec, SETTINGS),
+        ("v1", "services"): build_service(OWNER),
+        ("networking.k8s.io", "networkpolicies"): build_network_policy(OWNER, spec),
+        ("policy", "poddisruptionbudgets"): build_pdb(OWNER),
+        ("v1", "pods"): build_deployment(OWNER, spec, SETTINGS)["spec"]["template"],
+        ("v1", "secrets"): build_secret(OWNER, "kr_0123456789abcdef_" + "0" * 32),
+    }
+    assert set(made) == set(WATCH_SELECTORS)
+    for kind, child in made.items():
+        assert _selects(WATCH_SELECTORS[kind], child["metadata"]["labels"]), kind
+    assert not _selects(WATCH_SELECTORS["v1", "secrets"], {"app": "someone-elses"})
+    assert not _selects(WATCH_SELECTORS["v1", "pods"], {"kuberank.io/model": "x"})

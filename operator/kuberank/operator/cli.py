@@ -16,6 +16,8 @@ import uuid
 from typing import Any
 
 import kopf
+from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
+from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
 from kuberank.operator.metrics import OperatorMetrics
@@ -76,6 +78,21 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
         p.error("; ".join(_problem(e["loc"], e["msg"]) for e in err.errors()))
 
 
+_CHILDREN = f"app.kubernetes.io/managed-by={MANAGED_BY},{MODEL_LABEL}"
+# Label selectors the API server applies to the operator's lists and watches of other kinds.
+# The handlers' own ``labels=`` filters run in the operator, after every object of the kind
+# (every Secret and Pod of the cluster) has been listed, held and dispatched.
+WATCH_SELECTORS: dict[tuple[str, str], str] = {
+    ("apps", "deployments"): _CHILDREN,
+    ("v1", "services"): _CHILDREN,
+    ("networking.k8s.io", "networkpolicies"): _CHILDREN,
+    ("policy", "poddisruptionbudgets"): _CHILDREN,
+    ("v1", "pods"): f"app.kubernetes.io/name={RUNTIME_NAME},{MODEL_LABEL}",
+    ("v1", "secrets"): APIKEY_LABEL,
+}
+LIST_CHUNK = 500  # objects per page of an initial list, not a whole cluster's in one answer
+
+
 def configure(settings: OperatorSettings, kopf_settings: kopf.OperatorSettings) -> None:
     """Our own finalizer and annotation prefixes; progress never written into status."""
     prefix = settings.annotation_prefix
@@ -87,6 +104,9 @@ def configure(settings: OperatorSettings, kopf_settings: kopf.OperatorSettings) 
     # Handler chatter stays in the log; Events are reserved for condition transitions.
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.chunk_size = LIST_CHUNK
+    for resource, selector in WATCH_SELECTORS.items():
+        kopf_settings.watching.label_selectors[resource] = selector
     kopf_settings.execution.max_workers = 16
 
 
