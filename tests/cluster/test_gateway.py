@@ -329,18 +329,20 @@ class Tenant:
         )
 
     def endpoints(
-        self, model: str, *addresses: str, ready: bool = True, slice_name: str | None = None
+        self, model: str, *addresses: str, ready: bool = True, slice_name: str | None = None,
+        kuberanks: bool = True,
     ) -> None:
+        """A slice of the model's Service; with ``kuberanks`` it carries the labels the
+        EndpointSlice controller copies from the operator's Service."""
+        labels = {
+            "kubernetes.io/service-name": f"rrm-{model}",
+            "endpointslice.kubernetes.io/managed-by": "kuberank-gateway-tests",
+            **({"app.kubernetes.io/managed-by": "kuberank"} if kuberanks else {}),
+        }
         body: Any = {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
-            "metadata": {
-                "name": slice_name or f"rrm-{model}-test",
-                "labels": {
-                    "kubernetes.io/service-name": f"rrm-{model}",
-                    "endpointslice.kubernetes.io/managed-by": "kuberank-gateway-tests",
-                },
-            },
+            "metadata": {"name": slice_name or f"rrm-{model}-test", "labels": labels},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [{"addresses": [a], "conditions": {"ready": ready}} for a in addresses],
@@ -956,6 +958,21 @@ def test_only_unreachable_replicas_get_503(tenant: Tenant) -> None:
     key = tenant.apikey("app")
     response = eventually(status_of(503, lambda: tenant.post(key)))
     assert "reached" in response.json()["error"]["message"]
+
+
+def test_a_slice_not_made_for_a_kuberank_service_is_never_routed_to(tenant: Tenant) -> None:
+    tenant.model("tiny")
+    # Someone else's slice naming the model's Service, with a working replica, written first:
+    tenant.endpoints("tiny", REPLICA_1, slice_name="rrm-tiny-foreign", kuberanks=False)
+    tenant.endpoints("tiny", REFUSING)  # then the Service's own slice (events keep their order)
+    key = tenant.apikey("app")
+
+    def tried_the_services_replicas() -> None:
+        response = tenant.post(key)
+        assert response.status_code != 200, "routed to the foreign slice's replica"
+        assert "could be reached" in response.json()["error"]["message"], response.text
+
+    eventually(tried_the_services_replicas)  # only the refusing replica was ever tried
 
 
 def test_upstream_that_never_answers_gets_504(tenant: Tenant) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -254,3 +255,19 @@ def test_slices_are_found_by_their_service_through_updates_and_relists() -> None
     assert routes.service_endpoints("ns2", "rrm-bge") == ["10.9.0.1:8080"]
     routes.remove_slice("ns1", "d")
     assert routes.service_endpoints("ns1", "rrm-bge") == []
+
+
+def test_a_relist_of_one_watch_keeps_the_slices_another_watch_found() -> None:
+    """The gateway's own Service is watched apart from the models' (its slices do not carry
+    kuberank's label); the models' relist of the same namespace must not drop them."""
+    routes = RoutingTable()
+    peer = slice_from_endpointslice(endpointslice("gw-a", "gw", [{"addresses": ["10.0.0.7"]}]))
+    model = slice_from_endpointslice(endpointslice("m", "rrm-bge", [{"addresses": ["10.0.0.1"]}]))
+    assert peer is not None and model is not None
+    routes.upsert_slice(replace(peer, pool="peers"))
+    routes.upsert_slice(model)
+    routes.replace_slices([], namespace=None)  # the models' watch relists, finding none now
+    assert routes.service_endpoints("ns1", "gw") == ["10.0.0.7:8080"]
+    assert routes.service_endpoints("ns1", "rrm-bge") == []
+    routes.replace_slices([], namespace="ns1", pool="peers")
+    assert routes.service_endpoints("ns1", "gw") == []

@@ -60,6 +60,8 @@ class SliceRecord:
     name: str
     service_name: str
     endpoints: tuple[str, ...]  # "host:port", ready addresses only
+    # Which watch found it ("models", "peers"): a relist replaces only its own watch's slices.
+    pool: str = "models"
 
 
 def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
@@ -192,9 +194,13 @@ class RoutingTable:
         with self._lock:
             self._remove_slice_locked(namespace, name)
 
-    def replace_slices(self, records: Iterable[SliceRecord], namespace: str | None = None) -> None:
+    def replace_slices(self, records: Iterable[SliceRecord], namespace: str | None = None,
+                       pool: str = "models") -> None:
+        """Install a fresh list of one watch's slices (``pool``), in ``namespace`` or all."""
         with self._lock:
-            for ns, name in [k for k in self._slices if not _kept(k, namespace)]:
+            stale = [k for k, r in self._slices.items()
+                     if r.pool == pool and not _kept(k, namespace)]
+            for ns, name in stale:
                 self._remove_slice_locked(ns, name)
             for record in records:
                 self._remove_slice_locked(record.namespace, record.name)

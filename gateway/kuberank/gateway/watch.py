@@ -13,16 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
-from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.common import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION
 from kuberank.crd.rerankmodel import PLURAL as RERANKMODEL_PLURAL
 from kuberank.gateway.keytable import KeyTable, record_from_apikey
 from kuberank.gateway.routing import (
     SERVICE_NAME_LABEL,
     RoutingTable,
+    SliceRecord,
     route_from_rerankmodel,
     slice_from_endpointslice,
 )
@@ -82,13 +83,18 @@ class ModelSink:
 @dataclass
 class SliceSink:
     routes: RoutingTable
+    pool: str = "models"  # two watches may cover one namespace: each relists only its own
+
+    def _record(self, obj: Obj) -> SliceRecord | None:
+        record = slice_from_endpointslice(obj)
+        return replace(record, pool=self.pool) if record is not None else None
 
     def replace(self, objects: Iterable[Obj], namespace: str | None) -> None:
-        found = [r for r in map(slice_from_endpointslice, objects) if r is not None]
-        self.routes.replace_slices(found, namespace)
+        found = [r for r in map(self._record, objects) if r is not None]
+        self.routes.replace_slices(found, namespace, self.pool)
 
     def apply(self, event_type: str, obj: Obj) -> None:
-        record = slice_from_endpointslice(obj) if event_type != "DELETED" else None
+        record = self._record(obj) if event_type != "DELETED" else None
         if record is None:
             self.routes.remove_slice(*_ns_name(obj))
         else:
@@ -211,7 +217,9 @@ class Watchers:
     ) -> None:
         custom = client.CustomObjectsApi(api)
         discovery = client.DiscoveryV1Api(api)
-        slice_filter = {"label_selector": SERVICE_NAME_LABEL}
+        # Only the slices of kuberank's Services (the EndpointSlice controller copies the
+        # Service's labels onto its slices), not every Service's of the cluster.
+        slice_filter = {"label_selector": f"{SERVICE_NAME_LABEL},{MANAGED_BY_LABEL}={MANAGED_BY}"}
         self.reflectors: list[Reflector] = []
         scopes: list[str | None] = list(namespaces) or [None]
         for ns in scopes:
@@ -271,12 +279,12 @@ class Watchers:
                     **slice_filter,
                 )
 
-        if peers is not None and namespaces and peers[0] not in namespaces:
-            # The gateway's own Service lives outside the watched namespaces: its slices alone.
+        if peers is not None:
+            # The gateway's own Service (the chart's, not kuberank-managed): its slices alone.
             self._add(
                 "gateway endpointslices",
                 discovery.list_namespaced_endpoint_slice,
-                SliceSink(routes),
+                SliceSink(routes, pool="peers"),
                 peers[0],
                 namespace=peers[0],
                 label_selector=f"{SERVICE_NAME_LABEL}={peers[1]}",

@@ -17,6 +17,10 @@ from pydantic.alias_generators import to_camel
 GROUP = "kuberank.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+# Every object the operator makes carries this label; the gateway selects its runtimes'
+# EndpointSlices by it (the EndpointSlice controller copies a Service's labels to its slices).
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kuberank"
 
 # Kubernetes quantities arrive as YAML ints ("cpu: 4") or strings ("500m", "16Gi"). The CRD
 # schema can only say "int or string"; the pattern is checked here so the operator can name the

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kuberank.crd.common import API_VERSION
+from kuberank.crd.common import MANAGED_BY as MANAGED_BY
 
 RUNTIME_NAME = "kuberank-runtime"
 MODEL_LABEL = "kuberank.io/model"
-MANAGED_BY = "kuberank"
 HTTP_PORT = 8080
 # The de-facto convention Prometheus' kubernetes_sd relabelling (and most agents) read on pods.
 SCRAPE_ANNOTATIONS = {
