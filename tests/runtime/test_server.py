@@ -190,6 +190,7 @@ def test_unknown_model_is_404(server: Server) -> None:
     ("content", "status", "code"),
     [
         (b"{not json", 400, "invalid_json"),
+        (b'{"query": "q", "documents": ["a"], "x": ' + b"9" * 4301 + b"}", 400, "invalid_json"),
         (b'{"query": "q", "documents": ["\xff\xfe"]}', 400, "invalid_utf8"),
         (b'{"query": "q", "documents": ["\\ud800"]}', 400, "invalid_utf8"),
         (b'{"query": "q", "documents": []}', 400, "empty_documents"),

@@ -49,7 +49,10 @@ def test_cohere_reads_max_tokens_per_doc_and_omits_documents_by_default() -> Non
     assert req.normalize is True
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1,", b"\"unterminated"])
+@pytest.mark.parametrize("raw", [
+    b"{not json", b"", b"[1,", b"\"unterminated",
+    b'{"query": "q", "documents": ["a"], "top_n": 1' + b"0" * 5000 + b"}",  # past int's limit
+])
 def test_malformed_json_is_400(raw: bytes) -> None:
     with pytest.raises(BadRequest) as info:
         parse_request(Dialect.JINA, raw)

@@ -64,7 +64,7 @@ def decode_json(raw: bytes) -> Any:
                          code="invalid_utf8") from None
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, 4301+ digits
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
