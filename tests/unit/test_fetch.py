@@ -184,6 +184,19 @@ def test_cli_http_error_points_at_the_url_field(
     assert not (tmp_path / "d" / "model.gguf").exists()
 
 
+def test_credentials_and_signatures_in_a_url_never_reach_a_message(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path
+) -> None:
+    """The termination message becomes the model's conditions, Events and the gateway's 503."""
+    host = _url(server).removeprefix("http://").split("/")[0]
+    url = f"http://reader:hunter2@{host}/m.gguf?X-Amz-Signature=s3cr3t"
+    rc = main(["url", "--url", url, "--sha256", SHA, "--dest", str(tmp_path / "d")])
+    assert rc == 1
+    said = capsys.readouterr().err + termination_log.read_text()
+    assert f"GET http://<credentials>@{host}/m.gguf?<redacted>: HTTP 404" in said
+    assert "hunter2" not in said and "reader" not in said and "s3cr3t" not in said
+
+
 def test_unreachable_server_gives_up_after_attempts(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="after 2 attempts"):
         fetch_url("http://127.0.0.1:9/m.gguf", SHA, tmp_path, attempts=2, timeout_s=1)

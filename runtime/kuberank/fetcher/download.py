@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
@@ -20,6 +20,16 @@ from kuberank.fetcher.files import sha256_of
 
 log = logging.getLogger("kuberank.fetch")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def shown(url: str) -> str:
+    """``url`` fit for messages, which reach conditions, Events and API clients' 503s: without
+    the user and password it may carry, or its query (where presigned URLs keep signatures)."""
+    parts = urlsplit(url)
+    _user, at, host = parts.netloc.rpartition("@")
+    netloc = f"<credentials>@{host}" if at else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "<redacted>" if parts.query else "",
+                       ""))
 
 
 def file_name(url: str) -> str:
@@ -79,7 +89,8 @@ def fetch_url(
                 break
             except (httpx.TransportError, httpx.RemoteProtocolError) as err:
                 if attempt == attempts:
-                    raise FetchError(f"GET {url} failed after {attempts} attempts: {err}") from err
+                    raise FetchError(
+                        f"GET {shown(url)} failed after {attempts} attempts: {err}") from err
                 log.warning("attempt %d: %s; resuming", attempt, err)
                 time.sleep(min(2.0**attempt, 30.0) / 10)
     finally:
@@ -89,7 +100,7 @@ def fetch_url(
     if actual != sha256:
         part.unlink(missing_ok=True)
         raise ChecksumMismatchError(
-            f"sha256 mismatch for {url}: expected {sha256}, got {actual}"
+            f"sha256 mismatch for {shown(url)}: expected {sha256}, got {actual}"
         )
     part.replace(final)
     log.info("%s verified (sha256 %s)", final.name, sha256[:12])
@@ -106,13 +117,13 @@ def _download(http: httpx.Client, url: str, part: Path) -> None:
         if resp.status_code == 206:
             start = _range_start(resp.headers.get("content-range", ""))
             if start != offset:
-                raise FetchError(f"server resumed {url} at byte {start}, wanted {offset}")
+                raise FetchError(f"server resumed {shown(url)} at byte {start}, wanted {offset}")
             mode = "ab"
             log.info("resuming %s at %.1f MiB", part.name, offset / 2**20)
         elif resp.status_code == 200:
             mode, offset = "wb", 0
         else:
-            raise FetchError(f"GET {url}: HTTP {resp.status_code}")
+            raise FetchError(f"GET {shown(url)}: HTTP {resp.status_code}")
         length = resp.headers.get("content-length")
         total = offset + int(length) if length and length.isdigit() else None
         progress = Progress(part.name.removesuffix(".part"))
