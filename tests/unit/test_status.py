@@ -7,7 +7,7 @@ from kuberank.crd.apikey import ApiKeySpec
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions
-from kuberank.operator.status.pods import pod_problem, pod_problems
+from kuberank.operator.status.pods import last_words, pod_problem, pod_problems
 from kuberank.operator.status.rerankmodel import (
     Blocked,
     DeploymentState,
@@ -224,6 +224,19 @@ def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> N
     assert (problem.reason if problem else None) == reason
     if reason == "FetchFailed":
         assert problem is not None and "sha256 mismatch" in problem.message
+
+
+def test_a_crash_loop_quotes_the_last_line_not_the_usage_text_before_it() -> None:
+    usage = "\n".join(["usage: kuberank-runtime [-h] [--model MODEL]", *["  [--flag X]"] * 20,
+                       "kuberank-runtime: error: unrecognized arguments: --no-such-flag", ""])
+    status = {"containerStatuses": [{
+        "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 2, "message": usage}}}]}
+    problem = pod_problem({"metadata": {"name": "p"}, "status": status}, "nvidia.com/gpu")
+    assert problem is not None and problem.reason == "CrashLoop"
+    assert "error: unrecognized arguments: --no-such-flag" in problem.message
+    assert "usage:" not in problem.message and "--flag" not in problem.message
+    assert last_words("x" * 1000).endswith("…") and len(last_words("x" * 1000)) == 400
 
 
 def test_invalid_spec_is_a_permanent_degraded_condition() -> None:

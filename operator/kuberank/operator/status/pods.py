@@ -80,13 +80,24 @@ def _unschedulable(status: dict[str, Any]) -> str | None:
     return None
 
 
+def last_words(message: str, limit: int = 400) -> str:
+    """The last line of a container's termination message. Both programs end with their
+    reason; the kubelet's log fallback would otherwise put a usage text or a traceback (up to
+    80 lines) in front of it, in conditions, Events and the gateway's 503s."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProblem | None:
     state = cs.get("state") or {}
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason")
     last = (cs.get("lastState") or {}).get("terminated") or {}
     terminated = state.get("terminated") or {}
-    detail = (terminated.get("message") or last.get("message") or "").strip()
+    detail = last_words(terminated.get("message") or last.get("message") or "")
     if reason in IMAGE_PULL:
         return PodProblem(
             "ImagePullFailed",
