@@ -715,6 +715,20 @@ def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
              == parse_key(_secret_key(kubectl, "byo")).key_id  # type: ignore[union-attr]
              != "0123456789abcdef")
 
+    def replaced_warnings() -> list[str]:
+        listed = json.loads(kubectl.run("get", "events", "-o", "json").stdout)["items"]
+        return [e["message"] for e in listed if e.get("reason") == "KeyReplaced"
+                and e["type"] == "Warning" and e["involvedObject"]["name"] == "byo"]
+
+    # The old key's clients now get 401: that is said, with the id they lost.
+    wait_for("a KeyReplaced warning", lambda: any("0123456789abcdef is gone" in m
+                                                  for m in replaced_warnings()))
+    before = (kubectl.get("ak", "byo") or {})["status"]["keyId"]
+    kubectl.run("delete", "secret", "byo-key")
+    wait_for("a deleted key Secret re-minted, with a warning",
+             lambda: any(f"{before} is gone" in m for m in replaced_warnings()))
+    assert "hunter2" not in json.dumps(replaced_warnings())
+
 
 def test_operator_logs_json_serves_liveness_and_stops_gracefully(
     kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]

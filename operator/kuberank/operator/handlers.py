@@ -21,6 +21,7 @@ from typing import Any
 
 import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
+from kuberank.crd.apikey import secret_name
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.crd.rerankmodel import RerankModelSpec, served_name
@@ -372,6 +373,13 @@ def _reconcile_apikey(body: dict[str, Any], memo: Any) -> None:
         raise _temporary(err) from err
     if minted.rotated:
         kopf.event(body, type="Normal", reason="Rotated", message=f"New key id {minted.key_id}.")
+    if minted.lost:
+        message = (f"Secret {secret_name(body['metadata']['name'])} was deleted or held no key, "
+                   f"so a new key (id {minted.key_id}) was minted; key id {minted.lost} is gone "
+                   "and its clients get 401 until they use the new one.")
+        log.warning("ApiKey %s/%s: %s", body["metadata"]["namespace"],
+                       body["metadata"]["name"], message)
+        kopf.event(body, type="Warning", reason="KeyReplaced", message=message)
     _announce(body, changed, "Active")
 
 

@@ -27,6 +27,9 @@ class Minted:
     digest: str
     rotation: str | None
     rotated: bool
+    # The key id a minted key replaced without anyone asking (its Secret was deleted or
+    # emptied): its clients now get 401, which deserves a Warning.
+    lost: str | None = None
 
 
 def parse_spec(raw: Any) -> ApiKeySpec:
@@ -48,6 +51,7 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
     wanted_rotation = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
     parsed = parse_key(key_from_secret(claimed(kube, ref, owner)) or "")
+    lost = status.get("keyId") if parsed is None and not rotate else None
     if parsed is None or rotate:
         key = generate_key()
         kube.apply(build_secret(owner, key))
@@ -59,7 +63,7 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
         if status.get("keyId") != parsed.key_id or not verify_secret(parsed.secret, digest):
             digest = digest_secret(parsed.secret)
     rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
-    return Minted(parsed.key_id, digest, rotation, rotated=rotate)
+    return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None)
 
 
 def desired_status(
