@@ -146,7 +146,7 @@ def test_replace_all_in_one_namespace_keeps_other_namespaces() -> None:
         ("bearer   kr_abc  ", None, "kr_abc"),
         (None, "kr_xyz", "kr_xyz"),
         ("Basic dXNlcjpwYXNz", "kr_xyz", "kr_xyz"),
-        ("Bearer ", None, None),
+        ("  ", None, None),
         (None, None, None),
     ],
 )
@@ -154,6 +154,16 @@ def test_presented_key_comes_from_bearer_or_x_api_key(
     authorization: str | None, x_api_key: str | None, expected: str | None
 ) -> None:
     assert presented_key(authorization, x_api_key) == expected
+
+
+@pytest.mark.parametrize("authorization", ["kr_0123456789abcdef_secretsecret", "Bearer ",
+                                           "Basic dXNlcjpwYXNz", "Token kr_abc"])
+def test_an_authorization_header_that_is_not_bearer_is_refused_as_such(
+    authorization: str
+) -> None:
+    with pytest.raises(AuthError, match="must be 'Bearer <key>'") as refused:
+        presented_key(authorization, None)
+    assert "secret" not in str(refused.value) and "dXNl" not in str(refused.value)
 
 
 def test_a_key_id_published_twice_locks_nobody_out() -> None:

@@ -295,11 +295,12 @@ def _rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
 def _authenticate(gateway: Gateway, request: Request) -> KeyRecord:
     """The presented key's record, or 401. Its use goes to the ApiKey's status.lastUsedTime
     (in the background, at most once per ``key_use_seconds``)."""
-    presented = presented_key(
-        request.headers.get("authorization"), request.headers.get("x-api-key")
-    )
     now = datetime.now(UTC)
+    presented: str | None = None
     try:
+        presented = presented_key(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
         key = gateway.keys.authenticate(presented, now)
     except AuthError as err:
         _unless_starting(gateway, presented)

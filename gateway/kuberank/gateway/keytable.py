@@ -173,11 +173,15 @@ class KeyTable:
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or, failing that, ``X-API-Key``."""
+    """The key from ``Authorization: Bearer <key>`` or, failing that, ``X-API-Key``; an
+    Authorization header of another form (a bare key, Basic) is refused as such rather than
+    reported missing. The header's value is never echoed: it may be the key."""
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     if x_api_key and x_api_key.strip():
         return x_api_key.strip()
+    if authorization and authorization.strip():
+        raise AuthError("the Authorization header must be 'Bearer <key>'")
     return None
