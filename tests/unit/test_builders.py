@@ -360,3 +360,15 @@ def test_the_api_servers_watch_selectors_select_every_child_the_operator_makes()
         assert _selects(WATCH_SELECTORS[kind], child["metadata"]["labels"]), kind
     assert not _selects(WATCH_SELECTORS["v1", "secrets"], {"app": "someone-elses"})
     assert not _selects(WATCH_SELECTORS["v1", "pods"], {"kuberank.io/model": "x"})
+
+
+@pytest.mark.parametrize(("resources", "replicas", "strategy"), [
+    ({"gpus": 1}, 1, {"maxSurge": 1, "maxUnavailable": 0}),  # no outage for a lone replica
+    ({"gpus": 1}, 3, {"maxSurge": 0, "maxUnavailable": 1}),  # no spare GPU needed
+    ({"gpus": 0}, 3, {"maxSurge": 1, "maxUnavailable": 0}),
+])
+def test_a_rollout_of_several_gpu_replicas_needs_no_spare_gpu(
+    resources: dict[str, Any], replicas: int, strategy: dict[str, int]
+) -> None:
+    deployment = build_deployment(OWNER, _spec(resources=resources, replicas=replicas), SETTINGS)
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": strategy}

@@ -152,6 +152,15 @@ def _scheduling(spec: RerankModelSpec) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def rolling_update(spec: RerankModelSpec) -> dict[str, int]:
+    """How a rollout replaces pods. One replica: a new pod is ready before the old one goes (no
+    outage, but it needs room for one more pod). Several GPU replicas: one old pod goes first,
+    so a rollout needs no spare GPU, which tight GPU pools rarely have (the PDB allows as much)."""
+    if spec.resources.gpus > 0 and spec.replicas > 1:
+        return {"maxSurge": 0, "maxUnavailable": 1}
+    return {"maxSurge": 1, "maxUnavailable": 0}
+
+
 def build_deployment(
     owner: Owner, spec: RerankModelSpec, settings: OperatorSettings
 ) -> dict[str, Any]:
@@ -182,11 +191,7 @@ def build_deployment(
             # A first fetch and load may take the whole startup budget: only past it (and an
             # image pull) has the rollout stopped progressing.
             "progressDeadlineSeconds": settings.startup_timeout_s + PULL_ALLOWANCE_S,
-            # Keep serving during a rollout: a new pod must be ready before an old one goes.
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-            },
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(spec)},
             "template": {
                 "metadata": {
                     "labels": model_labels(owner.name),
