@@ -383,3 +383,16 @@ def test_pods_on_their_way_out_bring_no_problems_and_hold_the_gpus_pending_pods_
     # Other problems of live pods still count while one leaves.
     assert [p.reason for p in pod_problems([pod("a", crashing), pod("b", {}, leaving=True)],
                                            "nvidia.com/gpu")] == ["CrashLoop"]
+
+
+def test_a_generation_whose_children_were_not_applied_yet_is_not_observed() -> None:
+    """An edit (generation 3) whose apply failed and is retried: a pod event's status still
+    describes generation 2, whatever the pods say, so GitOps tools keep waiting."""
+    lagging = dataclasses.replace(FACTS, applied_generation=2)
+    status = compute_status(lagging, _dep(), [], None, T0)
+    assert status["observedGeneration"] == 2
+    assert {c["observedGeneration"] for c in status["conditions"]} == {2}
+    applied = dataclasses.replace(FACTS, applied_generation=3)
+    assert compute_status(applied, _dep(), [], None, T0)["observedGeneration"] == 3
+    blocked = compute_status(lagging, None, [], None, T0, Blocked("InvalidSpec", "x"))
+    assert blocked["observedGeneration"] == 3  # observed, and refused: that is the news

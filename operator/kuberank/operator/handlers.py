@@ -62,6 +62,9 @@ Key = tuple[str, str]
 _status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
 # Models none of whose children could be applied, and why (the reconcile handler's verdict).
 _blocked: dict[Key, Blocked] = {}
+# The newest generation whose children this process applied: status.observedGeneration never
+# runs ahead of it (GitOps tools read "observed and Ready" as "my change is live").
+_applied: dict[Key, int] = {}
 # Per child (kind, namespace, name): the foreign spec edits a repair has already answered.
 _answered_edits: dict[tuple[str, str, str], frozenset[Edit]] = {}
 
@@ -173,7 +176,8 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         try:
             status = models.desired_status(
                 body, _one(views.deployments, key), list(views.pods.get(key) or []), _now(),
-                taken_by=taken_by,
+                taken_by=taken_by, applied_generation=_applied.get(
+                    key, int((body.get("status") or {}).get("observedGeneration") or 0)),
             )
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
@@ -219,6 +223,7 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
                                        f"this model: {err.message}"))
         raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
     _blocked.pop(key, None)
+    _applied[key] = int(raw["metadata"].get("generation") or 0)
     _refresh(memo, key, _Views.of(kwargs), body=raw)
 
 
@@ -241,6 +246,7 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
     if event.get("type") == "DELETED":
         _metrics(memo).models.forget((namespace, name))
         _blocked.pop((namespace, name), None)
+        _applied.pop((namespace, name), None)
     if event.get("type") not in ("ADDED", "DELETED"):
         return
     views = _Views.of(kwargs)

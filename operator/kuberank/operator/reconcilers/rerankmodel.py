@@ -114,10 +114,13 @@ def desired_status(
     now: datetime,
     blocked: Blocked | None = None,
     taken_by: str | None = None,
+    applied_generation: int | None = None,
 ) -> dict[str, Any]:
     """Status from the model and what its children report (pure); ``taken_by`` names an
-    older model that serves the same served name. Raises InvalidSpecError for a spec the
-    operator cannot run, unless ``blocked`` already says why nothing was applied."""
+    older model that serves the same served name; ``applied_generation`` is the newest
+    generation whose children were applied (None: the current one). Raises InvalidSpecError
+    for a spec the operator cannot run, unless ``blocked`` already says why nothing was
+    applied."""
     meta = body["metadata"]
     raw_spec = body.get("spec") or {}
     gpu_name = "nvidia.com/gpu"
@@ -142,6 +145,7 @@ def desired_status(
         served_name=served,
         scales_to_zero=scales_to_zero,
         taken_by=taken_by,
+        applied_generation=applied_generation,
     )
     problems = pod_problems(pods, gpu_name)
     dep = DeploymentState.from_object(deployment) if deployment else None

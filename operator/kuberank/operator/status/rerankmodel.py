@@ -65,6 +65,15 @@ class ModelFacts:
     served_name: str
     scales_to_zero: bool = False  # spec.scaleToZero is set: 0 replicas means idle, not off
     taken_by: str | None = None  # an older RerankModel here serves the same servedName
+    # The newest generation whose children were applied; None: the current one.
+    applied_generation: int | None = None
+
+    def observed(self, blocked: bool) -> int:
+        """The generation the status describes: a spec whose children failed to apply (a
+        transient error being retried) is not observed yet; a blocked one is (it says why)."""
+        if blocked or self.applied_generation is None:
+            return self.generation
+        return min(self.generation, self.applied_generation)
 
 
 def compute_status(
@@ -80,9 +89,10 @@ def compute_status(
     replicas = deployment.replicas if deployment else 0
     ready = deployment.ready if deployment else 0
     wanted = _conditions(facts, deployment, problems, blocked)
+    observed = facts.observed(blocked is not None)
     status: dict[str, Any] = {
-        "observedGeneration": facts.generation,
-        "conditions": stamp(wanted, previous.get("conditions"), now, facts.generation),
+        "observedGeneration": observed,
+        "conditions": stamp(wanted, previous.get("conditions"), now, observed),
         "replicas": replicas,
         "readyReplicas": ready,
         "selector": selector_string(facts.name),
