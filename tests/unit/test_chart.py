@@ -132,6 +132,13 @@ def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -
     assert paths() == ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/models"]
     assert paths("--set", "gateway.ingress.path=/search/") == [
         "/search/v1/rerank", "/search/v2/rerank", "/search/rerank", "/search/v1/models"]
+    # ... and the gateway, told the prefix, serves what the Ingress forwards unstripped
+    docs = render(helm, *ALL_FEATURES, "--set", "gateway.ingress.path=/search/")
+    gateway = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "kr-kuberank-gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    prefix = next(e["value"] for e in container["env"] if e["name"].endswith("PATH_PREFIX"))
+    assert GatewaySettings(path_prefix=prefix).path_prefix == "/search"
 
 
 def test_ingress_paths_are_the_gateways_dialects_and_model_list(helm: str) -> None:

@@ -261,6 +261,17 @@ def test_a_trailing_slash_reaches_the_route_instead_of_a_redirect(
     assert error_code(response) == "no_ready_replica"
 
 
+def test_a_path_prefix_an_ingress_forwards_unstripped_is_served() -> None:
+    settings = GatewaySettings(max_body_bytes=4096, max_documents=3, path_prefix="/search/")
+    with TestClient(create_app(settings, StaticSource(OBJECTS))) as prefixed:
+        for path in ("/search/v1/rerank", "/search/v1/rerank/", "/v1/rerank"):
+            response = rerank(prefixed, KEY_ALL, path=path)
+            assert error_code(response) == "no_ready_replica", path  # routed, authenticated
+        assert error_code(rerank(prefixed, KEY_ALL, path="/searching/v1/rerank")) == "unknown_path"
+    with pytest.raises(ValueError, match="path_prefix"):
+        GatewaySettings(path_prefix="no-slash")
+
+
 def test_series_of_deleted_keys_and_models_leave_the_next_scrape(client: TestClient) -> None:
     rerank(client, KEY_BGE_ONLY)
     rerank(client, KEY_ALL, {"model": "minilm", "query": "q", "documents": ["a"]})

@@ -60,7 +60,7 @@ from kuberank.protocol.errors import (
 )
 from kuberank.protocol.openapi import ERRORS as ERROR_TEXT
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
-from kuberank.protocol.paths import TrailingSlashTolerant
+from kuberank.protocol.paths import PathNormalizer
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -160,7 +160,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     app.state.gateway = gateway
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(TrailingSlashTolerant)
+    app.add_middleware(PathNormalizer, prefix=settings.path_prefix)
 
     for dialect in Dialect:
         app.add_api_route(

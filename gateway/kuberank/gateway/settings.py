@@ -24,6 +24,11 @@ class GatewaySettings(BaseSettings):
         description="Namespaces to watch for ApiKeys, RerankModels and EndpointSlices "
         "(comma-separated); empty means all namespaces.",
     )
+    path_prefix: str = Field(
+        default="", pattern=r"^(/[A-Za-z0-9._~-]+)*/?$",
+        description="Path prefix an Ingress forwards unstripped (e.g. /search): "
+        "/search/v1/rerank is served as /v1/rerank; paths without it are served too.",
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
@@ -85,6 +90,11 @@ class GatewaySettings(BaseSettings):
         description="Each API key's status.lastUsedTime is written at most once per this many "
         "seconds (per gateway replica).",
     )
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")  # "/" and "" alike mean no prefix
 
     @field_validator("namespaces", mode="before")
     @classmethod

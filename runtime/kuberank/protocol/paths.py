@@ -1,8 +1,10 @@
-"""``/v1/rerank/`` is ``/v1/rerank``: one trailing slash is dropped before routing.
+"""Paths as clients spell them, routed as the app declares them.
 
-Starlette's own answer is a 307 to an absolute URL built from the Host header. Behind an Ingress
-that terminates TLS that URL says ``http://``, and clients that do not follow redirects for a
-POST (httpx's default) get a 307 they cannot use. Serving both spellings costs nothing.
+``/v1/rerank/`` is ``/v1/rerank``: Starlette's own answer to a trailing slash is a 307 to an
+absolute URL built from the Host header. Behind an Ingress that terminates TLS that URL says
+``http://``, and clients that do not follow redirects for a POST (httpx's default) get a 307
+they cannot use. An Ingress that forwards a path prefix unstripped (``/search/v1/rerank``) is
+served too, when the app is told the prefix.
 """
 
 from __future__ import annotations
@@ -15,16 +17,24 @@ def without_trailing_slash(path: str) -> str:
     return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
-class TrailingSlashTolerant:
-    """Routes ``/x/`` as ``/x``. Pair it with ``FastAPI(redirect_slashes=False)``."""
+def routed_path(path: str, prefix: str = "") -> str:
+    """The path to route: ``prefix`` (``/search``, no trailing slash) and one trailing slash
+    taken off. Paths outside the prefix are routed as they are (in-cluster clients)."""
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        path = path[len(prefix):] or "/"
+    return without_trailing_slash(path)
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class PathNormalizer:
+    """Routes ``routed_path(path)``. Pair it with ``FastAPI(redirect_slashes=False)``."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "") -> None:
         self.app = app
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and without_trailing_slash(scope["path"]) != scope["path"]:
-            scope = {**scope, "path": scope["path"][:-1]}
-            raw = scope.get("raw_path")
-            if isinstance(raw, bytes) and raw.endswith(b"/"):
-                scope["raw_path"] = raw[:-1]
+        if scope["type"] == "http":
+            path = routed_path(scope["path"], self.prefix)
+            if path != scope["path"]:
+                scope = {**scope, "path": path, "raw_path": path.encode("latin-1", "replace")}
         await self.app(scope, receive, send)

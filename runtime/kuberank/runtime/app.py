@@ -30,7 +30,7 @@ from kuberank.protocol.errors import (
     quoted,
 )
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
-from kuberank.protocol.paths import TrailingSlashTolerant
+from kuberank.protocol.paths import PathNormalizer
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
 from kuberank.protocol.shaping import shape_response
@@ -180,7 +180,7 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None,
     app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(TrailingSlashTolerant)
+    app.add_middleware(PathNormalizer)
     app.include_router(_rerank_router())
     app.include_router(_ops_router())
     document_request_bodies(app)
