@@ -116,12 +116,36 @@ def test_optional_ingress_carries_class_host_tls_and_annotations(helm: str) -> N
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"hosts": ["rr.example.org"], "secretName": "rerank-tls"}]
     assert ingress["spec"]["rules"][0]["host"] == "rr.example.org"
-    assert ingress["metadata"]["annotations"] == {"team": "search"}
+    assert ingress["metadata"]["annotations"]["team"] == "search"
     gateway = next(
         d for d in docs if d["kind"] == "Deployment" and "gateway" in d["metadata"]["name"]
     )
     assert "replicas" not in gateway["spec"]  # the HPA owns the count
     assert any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
+
+
+def test_ingress_nginx_gets_the_gateways_body_limit_and_waits_unless_told_otherwise(
+    helm: str,
+) -> None:
+    """nginx's own 1m body cap and 60 s timeouts would answer in HTML before the gateway."""
+    def annotations(*extra: str) -> dict[str, str]:
+        ingress = next(d for d in render(helm, "--set", "gateway.ingress.enabled=true", *extra)
+                       if d["kind"] == "Ingress")
+        found: dict[str, str] = ingress["metadata"].get("annotations") or {}
+        return found
+
+    nginx = "nginx.ingress.kubernetes.io/"
+    assert annotations("--set", "gateway.ingress.className=nginx") == {
+        nginx + "proxy-body-size": str(8 * 1024 * 1024),
+        nginx + "proxy-read-timeout": "305",  # a scale-to-zero wake may hold a request 300 s
+        nginx + "proxy-send-timeout": "305",
+    }
+    escaped = nginx.replace(".", "\\.")  # --set splits keys at unescaped dots
+    mine = annotations("--set", "gateway.ingress.className=nginx", "--set",
+                       "gateway.upstreamTimeoutSeconds=600", "--set-string",
+                       f"gateway.ingress.annotations.{escaped}proxy-body-size=1m")
+    assert mine[nginx + "proxy-body-size"] == "1m" and mine[nginx + "proxy-read-timeout"] == "605"
+    assert annotations("--set", "gateway.ingress.className=traefik") == {}
 
 
 def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -> None:
