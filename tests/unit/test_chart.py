@@ -373,8 +373,10 @@ def test_watch_namespaces_turn_cluster_roles_into_roles(helm: str) -> None:
         "--set",
         "gateway.watchNamespaces={team-a}",
     )
-    roles = sorted(
-        (d["kind"], d["metadata"].get("namespace", "")) for d in docs if "Role" in d["kind"]
+    roles = sorted(  # the operator's and gateway's (tenants' aggregated roles are apart)
+        (d["kind"], d["metadata"].get("namespace", "")) for d in docs
+        if "Role" in d["kind"] and "-tenant-" not in d["metadata"]["name"]
+        and "-tenant-" not in d.get("roleRef", {}).get("name", "")
     )
     assert ("ClusterRole", "") not in roles
     assert roles.count(("Role", "team-a")) == 2 and roles.count(("Role", "team-b")) == 1
@@ -521,3 +523,25 @@ def test_runtime_pods_pull_a_digest_pinned_image_with_the_secrets_given(
         [helm, "template", "kr", str(CHART), "--set",
          "operator.runtimeImagePullSecrets={Bad_Name}"], capture_output=True, text=True)
     assert refused.returncode != 0 and "runtimeImagePullSecrets" in refused.stderr
+
+
+def test_tenants_get_models_and_keys_through_the_default_view_edit_and_admin_roles(
+    helm: str,
+) -> None:
+    roles = {d["metadata"]["name"]: d for d in render(helm) if d["kind"] == "ClusterRole"
+             and d["metadata"]["name"].startswith("kr-kuberank-tenant-")}
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    view, edit = roles["kr-kuberank-tenant-view"], roles["kr-kuberank-tenant-edit"]
+    assert {k for k in view["metadata"]["labels"] if k.startswith(aggregate)} == {
+        aggregate + "view", aggregate + "edit", aggregate + "admin"}
+    assert {k for k in edit["metadata"]["labels"] if k.startswith(aggregate)} == {
+        aggregate + "edit", aggregate + "admin"}
+    granted = [(r, v) for role in (view, edit) for rule in role["rules"]
+               for r in rule["resources"] for v in rule["verbs"]]
+    assert ("rerankmodels", "create") in granted and ("apikeys", "delete") in granted
+    assert ("rerankmodels/scale", "update") in granted
+    assert not [r for r, _ in granted if r.endswith("/status") or r == "secrets"]
+    viewed = {v for rule in view["rules"] for v in rule["verbs"]}
+    assert viewed == {"get", "list", "watch"}  # viewers change nothing
+    off = render(helm, "--set", "rbac.aggregateToDefaultRoles=false")
+    assert not [d for d in off if d["metadata"]["name"].startswith("kr-kuberank-tenant-")]
