@@ -25,21 +25,25 @@ def promtool() -> str:
     return buildtools.promtool()
 
 
-@pytest.fixture(scope="module")
-def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _rules(directory: Path, *extra: str) -> Path:
     rendered = subprocess.run(
         [buildtools.helm(), "template", "kr", str(REPO / "charts" / "kuberank"),
          "--namespace", "ops", "--set", "metrics.prometheusRule.enabled=true",
-         "--set", "metrics.prometheusRule.labels.release=prometheus"],
+         "--set", "metrics.prometheusRule.labels.release=prometheus", *extra],
         capture_output=True, text=True, timeout=120,
     )
     assert rendered.returncode == 0, rendered.stderr
     rules = [d for d in yaml.safe_load_all(rendered.stdout)
              if d and d["kind"] == "PrometheusRule"]
     assert len(rules) == 1 and rules[0]["metadata"]["labels"]["release"] == "prometheus"
-    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    path = directory / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}))
     return path
+
+
+@pytest.fixture(scope="module")
+def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _rules(tmp_path_factory.mktemp("rules"))
 
 
 def test_rules_pass_promtool_check(promtool: str, rules_file: Path) -> None:
@@ -118,6 +122,47 @@ def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
     spec = {"rule_files": [str(rules_file)], "evaluation_interval": "1m",
             "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
     test_file = tmp_path / "alerts_test.yaml"
+    test_file.write_text(yaml.safe_dump(spec, width=1000))
+    tested = subprocess.run([promtool, "test", "rules", str(test_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_a_gateway_or_operator_that_stops_answering_scrapes_is_an_alert(
+    promtool: str, tmp_path: Path
+) -> None:
+    rules = _rules(tmp_path, "--set", "metrics.serviceMonitor.enabled=true",
+                   "--set", "metrics.podMonitor.enabled=true")
+    checked = subprocess.run([promtool, "check", "rules", str(rules)],
+                             capture_output=True, text=True, timeout=60)
+    assert "SUCCESS: 7 rules found" in checked.stdout, checked.stdout + checked.stderr
+    series = [  # two gateway replicas up for 10 minutes, then both gone; no operator at all
+        _series("up", "1x10 0x30", job="kr-kuberank-gateway", namespace="ops", pod="gw-1"),
+        _series("up", "1x10 0x30", job="kr-kuberank-gateway", namespace="ops", pod="gw-2"),
+        _series("up", "1x40", job="ops/kr-kuberank-runtime", namespace="team-a", pod="rt"),
+    ]
+    cases = [
+        _alerts("KuberankGatewayDown", "9m"),
+        _alerts("KuberankGatewayDown", "14m"),  # down 4 minutes: pending
+        _alerts("KuberankGatewayDown", "17m", {
+            "exp_labels": {"severity": "critical"},
+            "exp_annotations": {
+                "summary": "No kuberank gateway replica answers",
+                "description": "No pod of Service kr-kuberank-gateway in ops has been scraped "
+                "for 5 minutes: every rerank request through the gateway fails. kubectl get "
+                "pods -n ops -l app.kubernetes.io/component=gateway"}}),
+        _alerts("KuberankOperatorDown", "12m", {
+            "exp_labels": {"severity": "warning"},
+            "exp_annotations": {
+                "summary": "The kuberank operator is not running",
+                "description": "No operator pod in ops has been scraped for 10 minutes: serving "
+                "goes on, but new or changed RerankModels and ApiKeys are not acted on and their "
+                "status is stale. kubectl get pods -n ops -l "
+                "app.kubernetes.io/component=operator"}}),
+    ]
+    spec = {"rule_files": [str(rules)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
+    test_file = tmp_path / "down_test.yaml"
     test_file.write_text(yaml.safe_dump(spec, width=1000))
     tested = subprocess.run([promtool, "test", "rules", str(test_file)],
                             capture_output=True, text=True, timeout=120)
