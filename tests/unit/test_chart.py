@@ -93,6 +93,8 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("metrics.serviceMonitor.interval=soon", "pattern"),
         ("operator.replicas=0", "minimum"),
         ("operator.leaderElection.leaseSeconds=1", "minimum"),
+        ("gateway.maxBodyBytes=33554432", "maximum"),  # past what a runtime accepts
+        ("gateway.maxDocuments=5000", "maximum"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:
