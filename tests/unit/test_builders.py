@@ -223,6 +223,18 @@ def test_scheduling_fields_pass_through_unchanged() -> None:
     assert "nodeSelector" not in _pod(_spec())
 
 
+def test_gpu_pods_tolerate_the_gpu_taint_unless_the_spec_says_otherwise() -> None:
+    gpu_taint = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert _pod(_spec())["tolerations"] == [gpu_taint]
+    spot = {"key": "spot", "operator": "Exists"}
+    amd = _pod(_spec(resources={"gpuResourceName": "amd.com/gpu"}, scheduling={
+        "tolerations": [spot]}))
+    assert amd["tolerations"] == [spot, {**gpu_taint, "key": "amd.com/gpu"}]
+    own = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}
+    assert _pod(_spec(scheduling={"tolerations": [own]}))["tolerations"] == [own]
+    assert "tolerations" not in _pod(_spec(resources={"gpus": 0}))
+
+
 def test_spec_change_changes_the_pod_template_but_replicas_do_not() -> None:
     base = build_deployment(OWNER, _spec(), SETTINGS)["spec"]
     scaled = build_deployment(OWNER, _spec(replicas=3), SETTINGS)["spec"]

@@ -152,7 +152,9 @@ class Scheduling(CrdModel):
 
     node_selector: dict[str, str] | None = Field(default=None, description="Node labels.")
     tolerations: list[PreservedObject] | None = Field(
-        default=None, description="Pod tolerations (core/v1 Toleration)."
+        default=None, description="Pod tolerations (core/v1 Toleration). GPU models also "
+        "tolerate the NoSchedule taint named like resources.gpuResourceName unless one here "
+        "names that key."
     )
     affinity: PreservedObject | None = Field(
         default=None, description="Pod affinity (core/v1 Affinity)."

@@ -140,11 +140,22 @@ def _tmp_mount() -> dict[str, Any]:
     return {"name": "tmp", "mountPath": "/tmp"}
 
 
+def _tolerations(spec: RerankModelSpec) -> list[dict[str, Any]] | None:
+    """The spec's, plus one for the taint GPU pools carry by convention (the GPU resource's
+    name, NoSchedule) unless the spec already says something about that key: tolerating a
+    taint only lets the pod onto those nodes, it does not send it there."""
+    given = list(spec.scheduling.tolerations or [])
+    gpu = spec.resources.gpu_resource_name
+    if spec.resources.gpus > 0 and not any(t.get("key") == gpu for t in given):
+        given.append({"key": gpu, "operator": "Exists", "effect": "NoSchedule"})
+    return given or None
+
+
 def _scheduling(spec: RerankModelSpec) -> dict[str, Any]:
     s = spec.scheduling
     fields: dict[str, Any] = {
         "nodeSelector": s.node_selector,
-        "tolerations": s.tolerations,
+        "tolerations": _tolerations(spec),
         "affinity": s.affinity,
         "priorityClassName": s.priority_class_name,
         "runtimeClassName": s.runtime_class_name,
