@@ -103,3 +103,34 @@ def test_client_that_leaves_during_the_upload_is_a_499_not_a_server_error(
     wait_for("the request to count as 499", lambda: metric(
         busy_server, REQUESTS, path="/v1/rerank", status="499") == left_before + 1, timeout=30)
     assert metric(busy_server, REQUESTS, path="/v1/rerank", status="500") == 0
+
+
+def test_bodies_held_at_once_are_bounded_and_a_lone_large_one_still_fits(
+    tiny_model: Path,
+) -> None:
+    srv = Server(tiny_model, "--max-inflight-body-bytes", "4096")
+    try:
+        srv.wait_healthy()
+        small = {"query": "q", "documents": ["a panda"]}
+        lone = {"query": "q", "documents": ["x" * 6000]}  # larger than the whole budget
+        assert srv.client.post("/v1/rerank", json=lone).status_code == 200
+        # An upload in progress holds its declared 3000 bytes until it ends.
+        with socket.create_connection(("127.0.0.1", srv.port)) as uploading:
+            uploading.sendall(b"POST /v1/rerank HTTP/1.1\r\nhost: x\r\n"
+                              b"content-type: application/json\r\ncontent-length: 3000\r\n\r\n{")
+
+            def refused() -> dict[str, str] | None:
+                answer = srv.client.post("/v1/rerank", json={**small, "pad": "p" * 1500})
+                if answer.status_code != 429:
+                    return None
+                return {**answer.json()["error"], "retry": answer.headers["retry-after"]}
+
+            error = wait_for("a 429 while the upload holds the budget", refused)
+            assert error["code"] == "queue_full" and error["retry"] == "1"
+            assert "bytes of request bodies" in error["message"]
+            assert srv.client.post("/v1/rerank", json=small).status_code == 200  # it fits
+        # The upload's client left: its reservation is released.
+        wait_for("the reservation released", lambda: srv.client.post(
+            "/v1/rerank", json={**small, "pad": "p" * 1500}).status_code == 200)
+    finally:
+        srv.stop()

@@ -40,6 +40,7 @@ from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, max_answer_bytes, new_client, usage_tokens
 from kuberank.gateway.waking import Waker
 from kuberank.protocol.body import off_the_loop, read_body
+from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
@@ -159,6 +160,8 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
                   redirect_slashes=False)
     app.state.gateway = gateway
     install_error_handlers(app)
+    app.add_middleware(BodyBudgetMiddleware, budget=BodyBudget(settings.max_inflight_body_bytes),
+                       max_body_bytes=settings.max_body_bytes, retry_after=settings.retry_after)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(PathNormalizer, prefix=settings.path_prefix)
 

@@ -13,6 +13,7 @@ import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from kuberank.protocol.body import off_the_loop, read_body
+from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect, RerankRequest, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
@@ -179,6 +180,8 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None,
     app.state.draining = draining or threading.Event()
     app.state.started = time.time()
     install_error_handlers(app)
+    app.add_middleware(BodyBudgetMiddleware, budget=BodyBudget(settings.max_inflight_body_bytes),
+                       max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(PathNormalizer)
     app.include_router(_rerank_router())
