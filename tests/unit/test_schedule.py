@@ -103,21 +103,30 @@ def served_over_time(s: PairScheduler[Job], big: Job, steps: int) -> list[str]:
     return served
 
 
-def test_a_large_request_is_not_starved_by_a_stream_of_small_ones() -> None:
-    s: PairScheduler[Job] = PairScheduler(max_wait=5)
+@pytest.mark.parametrize("max_wait", [None, 60.0])
+def test_a_large_request_waits_in_proportion_to_its_size_not_for_a_fixed_bound(
+    max_wait: float | None,
+) -> None:
+    """A stream of one-pair requests at full load: the three-pair one is served in between, as
+    soon as it has waited as long per pair as they have (pure shortest-first would hold it until
+    a fixed bound, 10 s by default), and no small one waits over a step for it."""
+    s: PairScheduler[Job] = PairScheduler(max_wait=max_wait)
     big = job("big", 3)
     s.add(big, now=0.0)
-    served = served_over_time(s, big, 12)
-    # Small ones first while big waits; once it has waited over 5 s it is served to the end.
-    assert served[:6] == [f"s{t}-0" for t in range(6)]
-    assert served[6:9] == ["big0", "big1", "big2"]
+    served = served_over_time(s, big, 10)
+    assert served == ["s0-0", "big0", "s1-0", "s2-0", "big1", "s3-0", "big2",
+                      "s4-0", "s5-0", "s6-0"]  # each small one served within two steps
 
 
-def test_without_a_wait_bound_shortest_first_would_starve_it() -> None:
+def test_a_small_request_overtakes_a_large_one_that_has_waited_a_while() -> None:
     s: PairScheduler[Job] = PairScheduler()
-    big = job("big", 3)
-    s.add(big, now=0.0)
-    assert not any(name.startswith("big") for name in served_over_time(s, big, 12))
+    s.add(job("big", 100), now=0.0)
+    s.add(job("small", 1), now=0.5)
+    # At 0.5 s the big one has waited 5 ms a pair: the small one, 0 (both fresh would be a tie).
+    first = s.next_batch(1, 512, lambda j: False, now=0.5).pairs
+    assert [j.name for j, _ in first] == ["big"]  # the small one has not waited yet
+    second = s.next_batch(1, 512, lambda j: False, now=0.51).pairs
+    assert [j.name for j, _ in second] == ["small"]  # 10 ms on one pair beats 5.1 ms a pair
 
 
 def test_overdue_requests_go_first_in_arrival_order() -> None:

@@ -1,7 +1,7 @@
 """The scoring engine: llama contexts, each with one owner thread, fed by one queue of pairs.
 
 Requests are parsed and tokenized on worker threads (tokenizing only reads the vocabulary), then
-join one scheduler (schedule.py: fewest pairs left first, by default). Each context's owner
+join one scheduler (schedule.py: longest wait per pair first, by default). Each context's owner
 thread takes up to `max_batch_pairs` pairs whose tokens fit `n_batch` into a `llama_decode`,
 made outside the lock (ctypes releases the GIL), and a request's future is settled when its last
 pair is scored, whichever contexts scored its pairs. The contexts share the loaded weights; one

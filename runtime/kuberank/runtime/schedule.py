@@ -1,21 +1,23 @@
 """Which waiting pairs the engine decodes next: pure bookkeeping, no llama.cpp, no threads.
 
 Every request is a job of pairs. In arrival order ("fifo") a one-document request that lands
-behind a 500-document one waits for all 500 decodes. "shortest" (the default) serves the job with
-the fewest pairs left first, arrival order breaking ties: that minimizes the mean time requests
-wait (shortest remaining processing time) and keeps arrival order among equal requests. A large
-job would wait as long as smaller ones keep arriving, so a job that has waited ``max_wait``
-seconds goes to the front (the overdue ones in arrival order): nothing starves. A job whose
-client left is dropped whole when its turn comes.
+behind a 500-document one waits for all 500 decodes. "shortest" (the default) weighs each job's
+wait against its size: the job that has waited longest *per pair it brought* goes next, the one
+with fewer pairs left when that is equal (all new: shortest first), then the earlier one. A
+small request overtakes a large one after waiting a sliver of the large one's wait, so it is not
+stuck behind it; a large one is not held back by a stream of small ones beyond a wait in
+proportion to its size (highest response ratio next, with the request's pairs as its service
+time). Pure shortest-first held requests only a little larger than the rest until a fixed bound
+(10 s) under steady load. A job that has waited ``max_wait`` seconds goes to the front whatever
+its size (the overdue ones in arrival order). A job, once begun, keeps its turn against later
+ones of its size. A job whose client left is dropped whole when its turn comes.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
 Policy = Literal["shortest", "fifo"]
@@ -29,16 +31,16 @@ class HasPairs(Protocol):
 J = TypeVar("J", bound=HasPairs)
 
 
-OVERDUE = -1  # the first part of an overdue job's key: before every job still in its turn
-
-
-@dataclass(order=True)
+@dataclass
 class _Entry(Generic[J]):
-    key: tuple[int, int]  # (pairs left, or 0 in fifo, or OVERDUE; arrival number)
-    job: J = field(compare=False)
-    arrived: float = field(default=0.0, compare=False)
-    next: int = field(default=0, compare=False)
-    finished: bool = field(default=False, compare=False)
+    job: J
+    arrived: float
+    order: int  # arrival number
+    next: int = 0  # the first pair not handed out yet
+
+    @property
+    def left(self) -> int:
+        return len(self.job.pairs) - self.next
 
 
 @dataclass(frozen=True)
@@ -53,64 +55,53 @@ class PairScheduler(Generic[J]):
     def __init__(self, policy: Policy = "shortest", max_wait: float | None = None) -> None:
         self.policy = policy
         self.max_wait = max_wait
-        self._heap: list[_Entry[J]] = []
-        self._by_arrival: deque[_Entry[J]] = deque()  # for finding overdue jobs
+        self._jobs: list[_Entry[J]] = []  # in arrival order
         self._arrival = itertools.count()
 
     def __len__(self) -> int:
         """Jobs with pairs left."""
-        return len(self._heap)
+        return len(self._jobs)
 
     def add(self, job: J, now: float = 0.0) -> None:
-        if not job.pairs:
-            return
-        arrival = next(self._arrival)
-        entry = _Entry((len(job.pairs) if self.policy == "shortest" else 0, arrival), job, now)
-        heapq.heappush(self._heap, entry)
-        self._by_arrival.append(entry)
+        if job.pairs:
+            self._jobs.append(_Entry(job, now, next(self._arrival)))
 
     def next_batch(self, max_pairs: int, max_tokens: int, dropped: Callable[[J], bool],
                    now: float = 0.0) -> Batch[J]:
         """Up to ``max_pairs`` pairs within ``max_tokens`` tokens (always at least one pair when
         any is left), taken from the job first in line, then the next; a dropped job's pairs are
         removed and counted instead."""
-        self._promote_overdue(now)
         pairs: list[tuple[J, int]] = []
         tokens = skipped = 0
-        while self._heap and len(pairs) < max_pairs:
-            entry = self._heap[0]
-            left = len(entry.job.pairs) - entry.next
-            if dropped(entry.job):
-                self._pop()
-                skipped += left
-                continue
+        entry: _Entry[J] | None = None
+        while len(pairs) < max_pairs:
+            if entry is None:
+                entry = self._first(now)
+                if entry is None:
+                    break
+                if dropped(entry.job):
+                    self._jobs.remove(entry)
+                    skipped += entry.left
+                    entry = None
+                    continue
             size = len(entry.job.pairs[entry.next])
             if pairs and tokens + size > max_tokens:
                 break
             pairs.append((entry.job, entry.next))
             tokens += size
             entry.next += 1
-            if left == 1:
-                self._pop()
-            elif self.policy == "shortest" and entry.key[0] != OVERDUE:
-                # The first job with one pair fewer is still first: the heap stays valid.
-                entry.key = (left - 1, entry.key[1])
+            if entry.left == 0:  # done: the next pair comes from whoever is first now
+                self._jobs.remove(entry)
+                entry = None
         return Batch(pairs, skipped)
 
-    def _pop(self) -> None:
-        heapq.heappop(self._heap).finished = True
-
-    def _promote_overdue(self, now: float) -> None:
-        if self.max_wait is None or self.policy == "fifo":
-            return  # fifo serves the oldest first anyway
-        promoted = False
-        while self._by_arrival:
-            entry = self._by_arrival[0]
-            if not entry.finished and now - entry.arrived <= self.max_wait:
-                break
-            self._by_arrival.popleft()
-            if not entry.finished:
-                entry.key = (OVERDUE, entry.key[1])
-                promoted = True
-        if promoted:
-            heapq.heapify(self._heap)  # rare: at most once per job
+    def _first(self, now: float) -> _Entry[J] | None:
+        """The job whose turn it is (a scan: the waiting jobs are few, each chosen once per
+        job switch, not per pair)."""
+        if not self._jobs or self.policy == "fifo":
+            return self._jobs[0] if self._jobs else None
+        oldest = self._jobs[0]
+        if self.max_wait is not None and now - oldest.arrived > self.max_wait:
+            return oldest  # overdue: the oldest job goes first, whatever its size
+        return min(self._jobs, key=lambda e: (-(now - e.arrived) / len(e.job.pairs), e.left,
+                                              e.order))

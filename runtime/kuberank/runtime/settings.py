@@ -70,12 +70,12 @@ class RuntimeSettings(BaseSettings):
         f"{CPU_MAX_CONTEXTS} on the CPU, {GPU_CONTEXTS} with GPU offload; both measured best).")
     schedule: Literal["shortest", "fifo"] = Field(
         default="shortest", description="Which waiting request the engine serves first: the one "
-        "with the fewest pairs left (a small request does not wait behind a large one), or "
-        "arrival order.")
+        "that has waited longest per pair it brought, the fewest pairs first among new ones (a "
+        "small request does not wait behind a large one, a large one waits in proportion to "
+        "its size), or arrival order.")
     max_wait_seconds: float = Field(
         default=10.0, gt=0, description="With --schedule shortest, a request that has waited "
-        "this long is served next whatever its size, so a stream of small requests cannot "
-        "starve a large one.")
+        "this long is served next whatever its size.")
     cuda_graphs: bool = Field(
         default=False, description="Let llama.cpp capture CUDA graphs. Off by default: pairs of "
         "varying length change the graph at nearly every decode, and updating it aborted the "
