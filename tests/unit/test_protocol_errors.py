@@ -55,6 +55,7 @@ def test_unhandled_exception_becomes_500_json(client: TestClient) -> None:
     assert r.status_code == 500
     assert r.json()["error"]["type"] == "server_error"
     assert r.headers["x-request-id"] == "crash-1"  # answered outside the middleware, still named
+    assert r.headers["connection"] == "close"  # the server closes it: clients must not reuse it
 
 
 def test_every_error_answer_names_its_request(client: TestClient) -> None:

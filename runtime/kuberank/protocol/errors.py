@@ -190,6 +190,9 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(InternalError("internal server error"))
         if request_id:  # this answer is made outside every middleware, RequestIdMiddleware too
             response.headers[REQUEST_ID_HEADER] = request_id
+        # Starlette re-raises after this answer and the server then closes the connection:
+        # saying so keeps keep-alive clients from sending their next request into it.
+        response.headers["connection"] = "close"
         return response
 
     app.add_exception_handler(ApiError, on_api_error)
