@@ -272,6 +272,20 @@ def test_a_path_prefix_an_ingress_forwards_unstripped_is_served() -> None:
         GatewaySettings(path_prefix="no-slash")
 
 
+def test_a_model_still_loading_says_so_in_its_503() -> None:
+    loading = {**rerankmodel("loading"), "status": {"conditions": [
+        {"type": "Available", "status": "False", "reason": "NoReplicasReady",
+         "message": "No replica is ready yet (fetching or loading)."}]}}
+    settings = GatewaySettings(max_body_bytes=4096, max_documents=3)
+    with TestClient(create_app(settings, StaticSource([*OBJECTS, loading]))) as fresh:
+        response = rerank(fresh, KEY_ALL, {"model": "loading", "query": "q", "documents": ["a"]})
+        assert error_code(response) == "no_ready_replica"
+        assert response.json()["error"]["message"] == (
+            "model 'loading' has no ready replica: its replicas are still fetching or loading "
+            "the model")
+        assert response.headers["retry-after"]
+
+
 def test_series_of_deleted_keys_and_models_leave_the_next_scrape(client: TestClient) -> None:
     rerank(client, KEY_BGE_ONLY)
     rerank(client, KEY_ALL, {"model": "minilm", "query": "q", "documents": ["a"]})

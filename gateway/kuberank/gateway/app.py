@@ -419,6 +419,8 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
         why = f": {route.failing}" if route.failing else ""
         if route.replicas == 0 and not why:  # it will not come back by itself
             why = ": spec.replicas is 0 (kubectl scale rrm --replicas=1 serves it)"
+        elif route.starting and not why:
+            why = ": its replicas are still fetching or loading the model"
         raise Unavailable(
             f"model {route.served_name!r} has no ready replica{why}",
             code="no_ready_replica",

@@ -43,6 +43,7 @@ class ModelRoute:
     replicas: int = 1  # spec.replicas as last watched
     wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
     failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
+    starting: bool = False  # the operator reports its replicas fetching or loading the model
     aliases: tuple[str, ...] = ()  # spec.aliases: more names that reach this model
     autoscaled: bool = False  # spec.autoscaling is set: report this model's load
     timeout: float | None = None  # spec.limits.timeoutSeconds; None: the gateway's default
@@ -78,6 +79,7 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       replicas=replicas if isinstance(replicas, int) else 1,
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
+                      starting=_starting(obj.get("status")),
                       aliases=_aliases(spec.get("aliases")),
                       autoscaled=isinstance(spec.get("autoscaling"), Mapping),
                       timeout=_positive(timeout), claim=claim_order(meta))
@@ -107,6 +109,14 @@ def _failing(status: Any) -> str | None:
                 and cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS):
             return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
     return None
+
+
+def _starting(status: Any) -> bool:
+    """Available=False because no replica is ready yet: the pods fetch or load the model."""
+    conditions = (status or {}).get("conditions") if isinstance(status, Mapping) else None
+    return any(isinstance(c, Mapping) and c.get("type") == "Available"
+               and c.get("status") == "False" and c.get("reason") == "NoReplicasReady"
+               for c in conditions or [])
 
 
 def _wake_policy(raw: Any) -> WakePolicy | None:
