@@ -489,6 +489,13 @@ def test_runtime_image_compiles_llama_cpp_for_any_node_not_the_builder() -> None
                            env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                            check=True).stdout.split()
     assert "-DGGML_NATIVE=OFF" not in local  # scripts/setup.sh builds for this machine
+    cuda = subprocess.run(["bash", "images/install.sh", "--print-cmake-args"], cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "KUBERANK_PORTABLE": "1",
+                               "KUBERANK_ACCEL": "cuda"},
+                          capture_output=True, text=True, check=True).stdout.split()
+    archs = next(f for f in cuda if f.startswith("-DCMAKE_CUDA_ARCHITECTURES="))
+    assert "80-real" in archs and archs.endswith(";90")  # A100 code, PTX for what comes next
+    assert "CUDA_CACHE_PATH=/tmp/" in (REPO / "images" / "Dockerfile.runtime").read_text()
 
 
 @pytest.mark.parametrize(("values", "pdb"), [
