@@ -95,6 +95,7 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("operator.leaderElection.leaseSeconds=1", "minimum"),
         ("gateway.maxBodyBytes=33554432", "maximum"),  # past what a runtime accepts
         ("gateway.maxDocuments=5000", "maximum"),
+        ("gateway.keyUseSeconds=0", "minimum"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:
@@ -554,3 +555,12 @@ def test_tenants_get_models_and_keys_through_the_default_view_edit_and_admin_rol
     assert viewed == {"get", "list", "watch"}  # viewers change nothing
     off = render(helm, "--set", "rbac.aggregateToDefaultRoles=false")
     assert not [d for d in off if d["metadata"]["name"].startswith("kr-kuberank-tenant-")]
+
+
+def test_how_often_a_keys_last_use_is_written_is_the_platforms_to_choose(helm: str) -> None:
+    docs = render(helm, "--set", "gateway.keyUseSeconds=300")
+    gateway = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "kr-kuberank-gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    value = next(e["value"] for e in container["env"] if e["name"].endswith("KEY_USE_SECONDS"))
+    assert GatewaySettings(key_use_seconds=value).key_use_seconds == 300
