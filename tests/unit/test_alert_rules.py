@@ -62,6 +62,18 @@ def _alerts(name: str, at: str, *alerts: dict[str, Any]) -> dict[str, Any]:
     return {"eval_time": at, "alertname": name, "exp_alerts": list(alerts)}
 
 
+def _promtool_test(promtool: str, rules: Path, series: list[dict[str, str]],
+                   cases: list[dict[str, Any]], tmp_path: Path) -> None:
+    """Evaluate ``cases`` on ``series`` (one sample a minute) with Prometheus' rule engine."""
+    spec = {"rule_files": [str(rules)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
+    test_file = tmp_path / "alerts_test.yaml"
+    test_file.write_text(yaml.safe_dump(spec, width=1000))
+    tested = subprocess.run([promtool, "test", "rules", str(test_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
 def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
     promtool: str, rules_file: Path, tmp_path: Path
 ) -> None:
@@ -119,13 +131,7 @@ def test_each_alert_fires_for_the_model_in_trouble_only_in_its_own_namespace(
                 "describe rrm bge -n team-a has the message; docs/troubleshooting.md maps each "
                 "reason to its fix."}}),
     ]
-    spec = {"rule_files": [str(rules_file)], "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
-    test_file = tmp_path / "alerts_test.yaml"
-    test_file.write_text(yaml.safe_dump(spec, width=1000))
-    tested = subprocess.run([promtool, "test", "rules", str(test_file)],
-                            capture_output=True, text=True, timeout=120)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    _promtool_test(promtool, rules_file, series, cases, tmp_path)
 
 
 def test_a_gateway_or_operator_that_stops_answering_scrapes_is_an_alert(
@@ -160,10 +166,4 @@ def test_a_gateway_or_operator_that_stops_answering_scrapes_is_an_alert(
                 "status is stale. kubectl get pods -n ops -l "
                 "app.kubernetes.io/component=operator"}}),
     ]
-    spec = {"rule_files": [str(rules)], "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}]}
-    test_file = tmp_path / "down_test.yaml"
-    test_file.write_text(yaml.safe_dump(spec, width=1000))
-    tested = subprocess.run([promtool, "test", "rules", str(test_file)],
-                            capture_output=True, text=True, timeout=120)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    _promtool_test(promtool, rules, series, cases, tmp_path)
