@@ -7,11 +7,13 @@ keeps the engine busy for seconds: long enough to observe its queue from outside
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from polling import wait_for
 from promtext import sample
@@ -105,32 +107,33 @@ def test_client_that_leaves_during_the_upload_is_a_499_not_a_server_error(
     assert metric(busy_server, REQUESTS, path="/v1/rerank", status="500") == 0
 
 
-def test_bodies_held_at_once_are_bounded_and_a_lone_large_one_still_fits(
-    tiny_model: Path,
+def test_bodies_worked_on_at_once_are_bounded_and_a_lone_large_one_still_fits(
+    minilm_model: Path,
 ) -> None:
-    srv = Server(tiny_model, "--max-inflight-body-bytes", "4096")
+    big_body = len(json.dumps(BIG))  # ~30 KB: seconds of scoring on one thread
+    srv = Server(minilm_model, "--max-documents", str(MAX_DOCUMENTS),
+                 "--max-inflight-body-bytes", str(big_body + 8000))
+    small = {"query": "q", "documents": ["a panda"]}
+    medium = {"query": "q", "documents": ["a panda"], "pad": "p" * 9000}
     try:
         srv.wait_healthy()
-        small = {"query": "q", "documents": ["a panda"]}
-        lone = {"query": "q", "documents": ["x" * 6000]}  # larger than the whole budget
-        assert srv.client.post("/v1/rerank", json=lone).status_code == 200
-        # An upload in progress holds its declared 3000 bytes until it ends.
+        # A slow upload holds nothing until its body has arrived: others are served meanwhile.
         with socket.create_connection(("127.0.0.1", srv.port)) as uploading:
-            uploading.sendall(b"POST /v1/rerank HTTP/1.1\r\nhost: x\r\n"
-                              b"content-type: application/json\r\ncontent-length: 3000\r\n\r\n{")
-
-            def refused() -> dict[str, str] | None:
-                answer = srv.client.post("/v1/rerank", json={**small, "pad": "p" * 1500})
-                if answer.status_code != 429:
-                    return None
-                return {**answer.json()["error"], "retry": answer.headers["retry-after"]}
-
-            error = wait_for("a 429 while the upload holds the budget", refused)
+            uploading.sendall(b"POST /v1/rerank HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                              b"application/json\r\ncontent-length: 60000\r\n\r\n{")
+            assert srv.client.post("/v1/rerank", json=medium).status_code == 200
+        with (httpx.Client(base_url=srv.url, timeout=120) as other,
+              concurrent.futures.ThreadPoolExecutor(1) as pool):
+            scoring = pool.submit(other.post, "/v1/rerank", json=BIG)  # alone: it fits
+            wait_for("the large request queued", lambda: queue_depth(srv) > 0, interval=0.02)
+            refused = srv.client.post("/v1/rerank", json=medium)
+            assert refused.status_code == 429, refused.text
+            error = {**refused.json()["error"], "retry": refused.headers["retry-after"]}
             assert error["code"] == "queue_full" and error["retry"] == "1"
             assert "bytes of request bodies" in error["message"]
             assert srv.client.post("/v1/rerank", json=small).status_code == 200  # it fits
-        # The upload's client left: its reservation is released.
-        wait_for("the reservation released", lambda: srv.client.post(
-            "/v1/rerank", json={**small, "pad": "p" * 1500}).status_code == 200)
+            assert scoring.result().status_code == 200
+        # Answered: its reservation is released.
+        assert srv.client.post("/v1/rerank", json=medium).status_code == 200
     finally:
         srv.stop()

@@ -86,10 +86,10 @@ class RuntimeSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body in bytes (more is a 413).")
     max_inflight_body_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024, description="Request bodies held at once, in bytes "
-        "(each counted at its Content-Length, or max-body-bytes when compressed or unsized); a "
-        "request past it while others run is a 429 queue_full. Bounds memory under a burst of "
-        "large requests.")
+        default=64 * 1024 * 1024, ge=1024, description="Request bodies worked on at once, in "
+        "bytes (each counted from its arrival to its answer, 16 times its size if compressed); "
+        "a request past it while others hold theirs is a 429 queue_full. Bounds memory under "
+        "a burst of large requests.")
     shutdown_seconds: float = Field(
         default=20.0, ge=0, le=600, description="After the drain, seconds requests in flight "
         "get to finish before they are answered 503 draining and the server stops (the "
