@@ -30,3 +30,14 @@ def test_bodies_fit_until_the_budget_is_spent_and_a_lone_one_always_fits() -> No
     assert not budget.try_reserve(1)
     budget.release(60)
     assert budget.try_reserve(60) and budget.reserved == 100
+
+
+def test_a_request_grows_its_reservation_and_only_others_can_make_it_not_fit() -> None:
+    budget = BodyBudget(100)
+    assert budget.try_reserve(80)  # a body arriving: its first chunk
+    assert budget.try_reserve(500, holding=True)  # its own later chunks: it is alone
+    assert not budget.try_reserve(1)  # another request's first chunk
+    budget.release(580)
+    assert budget.try_reserve(50) and budget.try_reserve(30)  # two requests
+    assert not budget.try_reserve(21, holding=True)  # the second grows past: the first holds
+    assert budget.try_reserve(20, holding=True) and budget.reserved == 100

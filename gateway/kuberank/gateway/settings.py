@@ -33,8 +33,8 @@ class GatewaySettings(BaseSettings):
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
     max_inflight_body_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1024, description="Request bodies worked on at once, in "
-        "bytes (each counted from its arrival to its answer, 16 times its size if compressed); "
+        default=32 * 1024 * 1024, ge=1024, description="Request bodies held at once, in "
+        "bytes (each counted as it arrives, until answered; 16 times its size if compressed); "
         "a request past it while others hold theirs is a 429 queue_full. Bounds the gateway's "
         "memory under a burst of large requests, whichever keys send them.",
     )

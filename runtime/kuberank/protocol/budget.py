@@ -1,13 +1,15 @@
-"""A bound on the request bodies a process works on at once.
+"""A bound on the request bodies a process holds at once.
 
 Each body is capped on its own (413), but a burst of large ones is not: 48 concurrent 16 MiB
-bodies took a runtime past 2.5 GB while they were inflated, parsed and tokenized, before any
-queue limit applied. A request reserves its body's size once the body has arrived (more for a
-compressed one, which inflates) and holds it until it is answered; one that does not fit while
-others hold theirs gets 429 ``queue_full`` with Retry-After, like a full queue. Reserving on
-arrival, not on the declared length, means a slow or stalled upload holds nothing (it holds a
-connection, as before), and a request answered before its body is read (a 401) never counts.
-One request always fits, however large, so the bound never makes a valid request impossible.
+bodies took a runtime past 2.5 GB while they were inflated, parsed and tokenized, and 70 stalled
+7 MiB uploads took the gateway past its 512 MiB limit. A request reserves its body's bytes as
+they arrive (and, once a compressed body has arrived, what it may inflate to) and holds them
+until it is answered; a chunk that does not fit while other requests hold theirs is refused with
+429 ``queue_full`` and Retry-After, like a full queue. Counting what arrives, not the declared
+length, means a client holds only what it has really sent (four connections declaring 8 MiB and
+sending nothing once refused everyone), and a request answered before its body is read (a 401)
+never counts. One request always fits, however large: the bound never makes a valid request
+impossible.
 """
 
 from __future__ import annotations
@@ -29,15 +31,19 @@ class BodyBudget:
         self._holders = 0
         self._lock = threading.Lock()
 
-    def try_reserve(self, size: int) -> bool:
+    def try_reserve(self, size: int, *, holding: bool = False) -> bool:
+        """Reserve ``size`` more bytes for a request (``holding``: one that already holds
+        some); refused when it would pass the limit while another request holds bytes."""
         with self._lock:
-            if self._holders and self.reserved + size > self.limit:
+            others = self._holders - (1 if holding else 0)
+            if others and self.reserved + size > self.limit:
                 return False
             self.reserved += size
-            self._holders += 1
+            self._holders += 0 if holding else 1
             return True
 
     def release(self, size: int) -> None:
+        """Give back all a request held (it held some: ``try_reserve`` said yes once)."""
         with self._lock:
             self.reserved -= size
             self._holders -= 1
@@ -56,8 +62,8 @@ def _compressed(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class BodyBudgetMiddleware:
-    """Reserves each request body in ``budget`` once it has arrived, until the answer is sent;
-    a body that does not fit is refused from inside the app's own read (429 ``queue_full``)."""
+    """Reserves each request body's bytes in ``budget`` as they arrive, until the answer is
+    sent; a chunk that does not fit is refused from inside the app's own read (429)."""
 
     def __init__(self, app: ASGIApp, budget: BodyBudget, max_body_bytes: int,
                  retry_after: int = 1) -> None:
@@ -72,26 +78,33 @@ class BodyBudgetMiddleware:
             return
         compressed = _compressed(scope["headers"])
         received = held = 0
-        reserved = False
+        holding = False
+
+        def reserve(size: int) -> None:
+            nonlocal held, holding
+            if not self.budget.try_reserve(size, holding=holding):
+                raise RateLimited(
+                    f"the server is holding {self.budget.reserved} bytes of request bodies "
+                    f"(its limit is {self.budget.limit}); retry shortly",
+                    code="queue_full", retry_after=self.retry_after)
+            held, holding = held + size, True
 
         async def counted() -> Message:
-            nonlocal received, held, reserved
+            nonlocal received
             message = await receive()
-            if message["type"] != "http.request" or reserved:
+            if message["type"] != "http.request":
                 return message
             received += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                size = reserved_size(received, compressed, self.max_body_bytes)
-                if not self.budget.try_reserve(size):
-                    raise RateLimited(
-                        f"the server is working on {self.budget.reserved} bytes of request "
-                        f"bodies (its limit is {self.budget.limit}); retry shortly",
-                        code="queue_full", retry_after=self.retry_after)
-                held, reserved = size, True
+            # Past the cap the app answers 413 as it reads this chunk: nothing more to hold.
+            grown = min(received, self.max_body_bytes) - held
+            if grown > 0 or not holding:
+                reserve(max(0, grown))
+            if compressed and not message.get("more_body", False):
+                reserve(max(0, reserved_size(received, True, self.max_body_bytes) - held))
             return message
 
         try:
             await self.app(scope, counted, send)
         finally:
-            if reserved:
+            if holding:
                 self.budget.release(held)

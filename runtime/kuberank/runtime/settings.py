@@ -86,8 +86,8 @@ class RuntimeSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body in bytes (more is a 413).")
     max_inflight_body_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024, description="Request bodies worked on at once, in "
-        "bytes (each counted from its arrival to its answer, 16 times its size if compressed); "
+        default=64 * 1024 * 1024, ge=1024, description="Request bodies held at once, in "
+        "bytes (each counted as it arrives, until answered; 16 times its size if compressed); "
         "a request past it while others hold theirs is a 429 queue_full. Bounds memory under "
         "a burst of large requests.")
     shutdown_seconds: float = Field(
