@@ -1,6 +1,7 @@
 """kuberank-fetch against a real HTTP server on loopback (Range resume, checksum) and real files."""
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -185,14 +186,17 @@ def test_cli_http_error_points_at_the_url_field(
 
 
 def test_credentials_and_signatures_in_a_url_never_reach_a_message(
-    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The termination message becomes the model's conditions, Events and the gateway's 503."""
+    """The termination message becomes the model's conditions, Events and the gateway's 503;
+    the log is what `kubectl logs -c fetch-model` shows."""
+    caplog.set_level(logging.DEBUG)
     host = _url(server).removeprefix("http://").split("/")[0]
     url = f"http://reader:hunter2@{host}/m.gguf?X-Amz-Signature=s3cr3t"
     rc = main(["url", "--url", url, "--sha256", SHA, "--dest", str(tmp_path / "d")])
     assert rc == 1
-    said = capsys.readouterr().err + termination_log.read_text()
+    said = capsys.readouterr().err + termination_log.read_text() + caplog.text
     assert f"GET http://<credentials>@{host}/m.gguf?<redacted>: HTTP 404" in said
     assert "hunter2" not in said and "reader" not in said and "s3cr3t" not in said
 

@@ -87,6 +87,10 @@ def _termination_message(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # httpx logs every request's full URL at INFO: a url source's password or presigned
+    # signature would land in `kubectl logs -c fetch-model`. Our own lines say what matters.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
         link = run(args)
