@@ -7,6 +7,7 @@ body the runtime accepts. Token limits need a tokenizer and are left to the engi
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -64,8 +65,14 @@ def decode_json(raw: bytes) -> Any:
                          code="invalid_utf8") from None
     try:
         return json.loads(text)
-    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, 4301+ digits
+    except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("request body is not valid JSON: nested too deeply",
+                         code="invalid_json") from None
+    except ValueError:  # Python's own bound on integer digits (4300), not a JSON rule
+        raise BadRequest("request body is not valid JSON here: a number has more than "
+                         f"{sys.get_int_max_str_digits()} digits", code="invalid_json") from None
 
 
 def parse_request(
