@@ -52,6 +52,8 @@ def test_cohere_reads_max_tokens_per_doc_and_omits_documents_by_default() -> Non
 @pytest.mark.parametrize("raw", [
     b"{not json", b"", b"[1,", b"\"unterminated",
     b'{"query": "q", "documents": ["a"], "top_n": 1' + b"0" * 5000 + b"}",  # past int's limit
+    b'{"query": "q", "documents": ["a"], "top_n": NaN}',  # Python reads it; JSON has no NaN
+    b'{"query": "q", "documents": ["a"], "x": -Infinity}',
 ])
 def test_malformed_json_is_400(raw: bytes) -> None:
     with pytest.raises(BadRequest) as info:

@@ -56,6 +56,14 @@ class RerankRequest:
         return "texts" if self.dialect is Dialect.TEI else "documents"
 
 
+class _NotJsonError(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, RFC 8259 has no such values."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJsonError(constant)
+
+
 def decode_json(raw: bytes) -> Any:
     """Bytes → JSON value; invalid UTF-8 or JSON is the client's malformed request (400)."""
     try:
@@ -64,7 +72,10 @@ def decode_json(raw: bytes) -> Any:
         raise BadRequest(f"request body is not valid UTF-8 ({exc.reason} at byte {exc.start})",
                          code="invalid_utf8") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
+    except _NotJsonError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc} is not a JSON value",
+                         code="invalid_json") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
