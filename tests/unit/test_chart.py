@@ -96,6 +96,8 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("gateway.maxBodyBytes=33554432", "maximum"),  # past what a runtime accepts
         ("gateway.maxDocuments=5000", "maximum"),
         ("gateway.keyUseSeconds=0", "minimum"),
+        ("gateway.ingress.path=/v1", "not"),  # /v1/rerank would be routed as TEI's /rerank
+        ("gateway.ingress.path=/a b", "pattern"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:

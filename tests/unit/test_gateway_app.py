@@ -268,8 +268,9 @@ def test_a_path_prefix_an_ingress_forwards_unstripped_is_served() -> None:
             response = rerank(prefixed, KEY_ALL, path=path)
             assert error_code(response) == "no_ready_replica", path  # routed, authenticated
         assert error_code(rerank(prefixed, KEY_ALL, path="/searching/v1/rerank")) == "unknown_path"
-    with pytest.raises(ValueError, match="path_prefix"):
-        GatewaySettings(path_prefix="no-slash")
+    for wrong in ("no-slash", "/v1", "/rerank/", "/healthz"):
+        with pytest.raises(ValueError, match="path_prefix"):
+            GatewaySettings(path_prefix=wrong)
 
 
 def test_a_model_still_loading_says_so_in_its_503() -> None:

@@ -72,3 +72,18 @@ def test_a_metrics_port_in_use_is_one_clear_line_not_a_traceback() -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"kuberank-operator: cannot serve metrics on port {port}: Address already in use")
+
+
+def test_kopf_lists_and_watches_other_kinds_through_server_side_label_selectors() -> None:
+    import kopf
+    from kopf._cogs.structs.references import Resource
+    from kuberank.operator.cli import WATCH_SELECTORS, configure
+
+    settings = kopf.OperatorSettings()
+    configure(parse_args([]), settings)
+    pods = Resource(group="", version="v1", plural="pods")
+    assert list(settings.watching.label_selectors.collect(pods)) == [
+        WATCH_SELECTORS["v1", "pods"]]
+    models = Resource(group="kuberank.io", version="v1alpha1", plural="rerankmodels")
+    assert list(settings.watching.label_selectors.collect(models)) == []  # every one of ours
+    assert settings.watching.chunk_size == 500

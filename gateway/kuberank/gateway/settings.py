@@ -9,6 +9,9 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# First path segments the gateway answers itself: a prefix may not start with one of them.
+OWN_SEGMENTS = frozenset({"v1", "v2", "rerank", "healthz", "readyz", "metrics", "openapi.json"})
+
 
 class GatewaySettings(BaseSettings):
     """Flags of ``kuberank-gateway``; env var = KUBERANK_GATEWAY_ + flag in upper snake case."""
@@ -100,7 +103,12 @@ class GatewaySettings(BaseSettings):
     @field_validator("path_prefix")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")  # "/" and "" alike mean no prefix
+        prefix = value.rstrip("/")  # "/" and "" alike mean no prefix
+        first = prefix.split("/")[1] if prefix else ""
+        if first in OWN_SEGMENTS:  # /v1 would turn /v1/rerank into TEI's /rerank
+            raise ValueError(f"path_prefix {value!r} begins like the gateway's own paths "
+                             f"(/{first}/...); choose another, e.g. /reranker")
+        return prefix
 
     @field_validator("namespaces", mode="before")
     @classmethod
