@@ -10,6 +10,7 @@ from kuberank.gateway.ratelimit import (
     Quota,
     RateLimiter,
     TokenBucket,
+    estimated_tokens,
     quota_headers,
     retry_after_seconds,
 )
@@ -46,14 +47,16 @@ def test_bucket_never_holds_more_than_its_capacity() -> None:
     assert bucket.level == 10
 
 
-def test_debit_pushes_a_bucket_into_debt_of_at_most_one_capacity() -> None:
+def test_debit_can_push_a_bucket_into_debt_and_a_credit_fills_it_back_to_full() -> None:
     clock = FakeClock()
     bucket = TokenBucket(100, 60.0, clock)
-    bucket.debit(150)
-    assert bucket.level == pytest.approx(-50)
-    bucket.debit(10_000)  # a burst of concurrent requests: owing more than a minute is forgiven
-    assert bucket.level == pytest.approx(-100)
-    assert bucket.wait_for(1) == pytest.approx(101 * 60 / 100)
+    bucket.debit(250)
+    assert bucket.level == pytest.approx(-150)
+    assert bucket.wait_for(1) == pytest.approx(151 * 60 / 100)
+    bucket.debit(-200)  # a reservation larger than the use, given back
+    assert bucket.level == pytest.approx(50)
+    bucket.debit(-500)
+    assert bucket.level == pytest.approx(100)  # never past full
 
 
 def test_bucket_rejects_nonpositive_capacity() -> None:
@@ -230,8 +233,7 @@ def test_a_raised_limit_gives_room_at_once_and_a_lowered_one_takes_it_away() -> 
     assert limiter.admit("k", Limits(requests_per_minute=2)) > 0
     assert limiter.admit("k", Limits(requests_per_minute=3)) == 0.0  # 2 of 3 used: one left
     assert limiter.admit("k", Limits(requests_per_minute=3)) > 0
-    # 3 used of 1: owes 2, of which one minute's worth (1) is kept
-    assert limiter.admit("k", Limits(requests_per_minute=1)) == pytest.approx(120.0)
+    assert limiter.admit("k", Limits(requests_per_minute=1)) == pytest.approx(180.0)  # 3 used
 
 
 def test_tokens_of_a_request_whose_buckets_were_swept_are_still_charged() -> None:
@@ -264,3 +266,44 @@ def test_each_gateway_replica_admits_its_share_of_the_cap_rounded_up() -> None:
     assert Limits(concurrent_requests=10).shared(2).concurrent_here == 5
     assert Limits(concurrent_requests=1).shared(4).concurrent_here == 1
     assert Limits().shared(2).concurrent_here is None
+
+
+def test_a_burst_of_concurrent_requests_is_not_admitted_against_the_same_tokens() -> None:
+    """Tokens are reserved at admission: 200 requests at once of 8,000 estimated tokens each on
+    a 10,000-a-minute key admit one, not 200 (whose debt would lock the key out for hours)."""
+    limiter = RateLimiter(FakeClock())
+    limits = Limits(tokens_per_minute=10_000)
+    admitted = [limiter.admit("k", limits, tokens=8000) == 0.0 for _ in range(200)]
+    assert admitted.count(True) == 1
+    # It used 6,000: the rest of its reservation comes back, and one more fits now.
+    limiter.charge_tokens("k", 6000, limits, reserved=8000)
+    assert limiter.admit("k", limits, tokens=4000) == 0.0
+    assert limiter.admit("k", limits, tokens=1) > 0
+
+
+def test_a_request_larger_than_the_budget_waits_for_a_full_bucket_and_its_debt_holds() -> None:
+    """A budget holds over time: 100k-token requests on a 1,000-a-minute key run once every
+    100 minutes, however they are spaced."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    limits = Limits(tokens_per_minute=1000)
+    assert limiter.admit("k", limits, tokens=100_000) == 0.0  # a full bucket admits it
+    limiter.charge_tokens("k", 100_000, limits, reserved=100_000)
+    wait = limiter.admit("k", limits, tokens=100_000)
+    assert wait == pytest.approx(100 * 60.0)  # 99,000 owed, then a full 1,000 again
+    clock.now += wait
+    assert limiter.admit("k", limits, tokens=100_000) == 0.0
+
+
+def test_a_failed_request_gives_its_reservation_back() -> None:
+    limiter = RateLimiter(FakeClock())
+    limits = Limits(tokens_per_minute=1000)
+    assert limiter.admit("k", limits, tokens=900) == 0.0
+    assert limiter.admit("k", limits, tokens=900) > 0
+    limiter.charge_tokens("k", 0, limits, reserved=900)  # the upstream failed: nothing used
+    assert limiter.admit("k", limits, tokens=900) == 0.0
+
+
+def test_tokens_are_estimated_from_the_query_paired_with_each_document() -> None:
+    assert estimated_tokens("q" * 40, ["d" * 400, "d" * 40]) == (10 + 4 + 100) + (10 + 4 + 10)
+    assert estimated_tokens("q", []) == 0

@@ -29,6 +29,7 @@ from kuberank.gateway.ratelimit import (
     InFlight,
     Limits,
     RateLimiter,
+    estimated_tokens,
     quota_headers,
     retry_after_seconds,
 )
@@ -375,14 +376,21 @@ async def _rerank(
             code="concurrency_limited", retry_after=1,
         )
     try:
-        wait = gateway.limiter.admit(key.identity, labels.limits)
+        estimate = (estimated_tokens(parsed.query, parsed.documents)
+                    if labels.limits.tokens_per_minute else 0)
+        wait = gateway.limiter.admit(key.identity, labels.limits, estimate)
         if wait > 0:
             raise RateLimited(
                 "rate limit of this API key exceeded", retry_after=retry_after_seconds(wait)
             )
-        with _in_flight(gateway, route):
-            return await _forward(gateway, dialect, request, key, route, parsed.model, body,
-                                  labels.limits)
+        used = 0
+        try:
+            with _in_flight(gateway, route):
+                response, used = await _forward(gateway, dialect, request, key, route,
+                                                parsed.model, body)
+                return response
+        finally:  # what the runtime counted, against what admission reserved
+            gateway.limiter.charge_tokens(key.identity, used, labels.limits, reserved=estimate)
     finally:
         gateway.in_flight.leave(key.identity)
 
@@ -406,8 +414,9 @@ def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
 
 async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: KeyRecord,
                    route: ModelRoute, requested: str | None, body: bytes,
-                   limits: Limits) -> Response:
-    """Wake the model if need be, send the request to one of its replicas, charge the key."""
+                   ) -> tuple[Response, int]:
+    """Wake the model if need be, send the request to one of its replicas; the answer and the
+    tokens the runtime counted for it."""
     assert gateway.upstream is not None and gateway.waker is not None, "made in the lifespan"
     settings = gateway.settings
     endpoints = gateway.routes.endpoints(route)
@@ -434,10 +443,10 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
         route, endpoints, dialect.value, body, request_id(request)
     )
     answer = await unless_client_leaves(request, forwarding)
+    tokens = 0
     if answer.status == 200:
         tokens = await off_the_loop(len(answer.body), usage_tokens, answer.body,
                                     answer.usage_header)
         if tokens:
-            gateway.limiter.charge_tokens(key.identity, tokens, limits)
             gateway.metrics.used_tokens(key.key_id, route, tokens)
-    return Response(answer.body, status_code=answer.status, headers=answer.headers)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers), tokens

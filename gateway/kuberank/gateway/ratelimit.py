@@ -7,9 +7,11 @@ key's whole limit, scaled back up from this replica's share.
 
 Pure: the clock is injected, nothing here sleeps or does I/O. A request costs one request token
 up front. Its token cost is only known from the runtime's usage after it ran, so the token bucket
-is checked before (it must not be in debt) and debited after, possibly into debt (at most one
-minute's budget owed); the debt then delays the key's next request, which is how a per-minute
-token budget holds over time.
+is estimated from the request's text, reserved at admission (it must be there, or the bucket
+must be full for one larger than it holds) and settled with the runtime's count after, possibly
+into debt; the debt then delays the key's next request, which is how a per-minute token budget
+holds over time. Reserving first keeps a burst of concurrent requests from all being admitted
+against the same tokens.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 Clock = Callable[[], float]
@@ -60,11 +62,10 @@ class TokenBucket:
         return wait
 
     def debit(self, amount: float) -> None:
-        """Take ``amount`` tokens unconditionally; the level may go negative (debt), down to
-        one capacity owed: a burst of concurrent requests delays the key's next ones for about
-        a period more, not for hours (concurrency is what concurrentRequests bounds)."""
+        """Take ``amount`` tokens unconditionally; the level may go negative (debt). A negative
+        amount gives tokens back (a reservation that was more than the use), up to full."""
         self._refill()
-        self._level = max(self._level - amount, -self.capacity)
+        self._level = min(self.capacity, self._level - amount)
 
     @property
     def used(self) -> float:
@@ -233,20 +234,23 @@ class RateLimiter:
             bucket.debit(used * share)
         return bucket
 
-    def admit(self, key_id: str, limits: Limits) -> float:
-        """Admit one request (consuming a request token) and return 0, or return seconds to wait.
-
-        A key in token debt is refused without spending a request token.
-        """
+    def admit(self, key_id: str, limits: Limits, tokens: int = 0) -> float:
+        """Admit one request (consuming a request token and reserving its estimated ``tokens``)
+        and return 0, or return seconds to wait. A request needing more tokens than the bucket
+        holds is admitted when it is full. A refused request spends nothing."""
         with self._lock:
             self._sweep_locked()
             entry = self._buckets(key_id, limits)
             if entry.tokens is not None:
-                wait = entry.tokens.wait_for(1.0)
+                wait = entry.tokens.wait_for(min(max(tokens, 1), entry.tokens.capacity))
                 if wait > 0:
                     return wait
             if entry.requests is not None:
-                return entry.requests.try_take(1.0)
+                wait = entry.requests.try_take(1.0)
+                if wait > 0:
+                    return wait
+            if entry.tokens is not None and tokens > 0:
+                entry.tokens.debit(float(tokens))
             return 0.0
 
     def quota(self, key_id: str, limits: Limits) -> Quota:
@@ -261,10 +265,22 @@ class RateLimiter:
                         if entry.tokens is not None else None),
             )
 
-    def charge_tokens(self, key_id: str, tokens: int, limits: Limits) -> None:
-        """Debit the tokens a finished request used (to fresh buckets if the key's were swept
-        while it ran: a full bucket and a new one are the same)."""
+    def charge_tokens(self, key_id: str, tokens: int, limits: Limits, reserved: int = 0) -> None:
+        """Settle a finished request: debit the tokens it used beyond what ``admit`` reserved,
+        or give back what it did not use (all of it for a request that failed). Fresh buckets
+        if the key's were swept while it ran: a full bucket and a new one are the same."""
         with self._lock:
             entry = self._buckets(key_id, limits)
-            if entry.tokens is not None and tokens > 0:
-                entry.tokens.debit(float(tokens))
+            if entry.tokens is not None and tokens != reserved:
+                entry.tokens.debit(float(tokens - reserved))
+
+
+CHARS_PER_TOKEN = 4  # English text through a WordPiece or SentencePiece vocabulary, roughly
+PAIR_TOKENS = 4  # the special tokens around each pair
+
+
+def estimated_tokens(query: str, documents: Sequence[str]) -> int:
+    """Tokens a request will likely use: each document is scored with the query (the runtime
+    counts the exact number, settled after)."""
+    per_query = len(query) // CHARS_PER_TOKEN + PAIR_TOKENS
+    return sum(per_query + len(d) // CHARS_PER_TOKEN for d in documents)

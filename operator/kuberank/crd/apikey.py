@@ -37,10 +37,10 @@ class RateLimit(CrdModel):
     )
     tokens_per_minute: int | None = Field(
         default=None, ge=1, le=1_000_000_000, description="Prompt tokens per minute. A "
-        "request's tokens are known only once it ran: it is admitted while the key owes none, "
-        "and a large one may overdraw the minute (by at most one minute's tokens), which then "
-        "delays the key's next requests until repaid (Retry-After says how long). Requests "
-        "running at once are not held back by it: bound them with concurrentRequests."
+        "request's tokens are estimated from its text and reserved when it is admitted, then "
+        "settled with the runtime's count; one larger than the minute's tokens is admitted on "
+        "a full budget and overdraws it, which then delays the key's next requests until repaid "
+        "(Retry-After says how long)."
     )
     concurrent_requests: int | None = Field(
         default=None, ge=1, le=100_000,
