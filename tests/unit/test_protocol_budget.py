@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
-from kuberank.protocol.budget import COMPRESSION_ALLOWANCE, BodyBudget, reserved_size
+from kuberank.protocol.budget import (
+    COMPRESSION_ALLOWANCE,
+    OWNER_STATE,
+    BodyBudget,
+    BodyBudgetMiddleware,
+    reserved_size,
+)
+from kuberank.protocol.errors import RateLimited, error_response
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +51,72 @@ def test_a_request_grows_its_reservation_and_only_others_can_make_it_not_fit() -
     assert budget.try_reserve(50) and budget.try_reserve(30)  # two requests
     assert not budget.try_reserve(21, holding=True)  # the second grows past: the first holds
     assert budget.try_reserve(20, holding=True) and budget.reserved == 100
+
+
+def test_one_tenant_holds_at_most_its_share_while_another_of_its_requests_is_in() -> None:
+    budget = BodyBudget(100)  # half of it for one owner
+    assert budget.try_reserve(40, "greedy")
+    assert budget.try_reserve(10, "greedy")
+    assert not budget.try_reserve(1, "greedy")  # 51 of its 50
+    assert budget.try_reserve(45, "other")  # the rest stays for everyone else
+    budget.release(40, "greedy")
+    budget.release(10, "greedy")
+    budget.release(45, "other")
+    assert budget.reserved == 0
+    assert budget.try_reserve(90, "lone")  # alone, a tenant may use all of it
+
+
+def _post(app: Any, owner: str, body: bytes, stall: asyncio.Event | None = None) -> Any:
+    """One POST through ``app`` over real ASGI messages; its status, once answered."""
+    async def run() -> int:
+        chunks = [body[: len(body) // 2], body[len(body) // 2:]]
+        sent: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            chunk = chunks.pop(0)
+            if not chunks and stall is not None:
+                await stall.wait()  # an upload that stops halfway, until released
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(message["status"])
+
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": [],
+                 "state": {OWNER_STATE: owner}}
+        await app(scope, receive, send)
+        return sent[0]
+    return run()
+
+
+def test_the_middleware_charges_each_tenant_and_refuses_past_its_share() -> None:
+    async def reads_the_body(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            while (await receive()).get("more_body"):
+                pass
+        except RateLimited as refused:
+            await error_response(refused)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    budget = BodyBudget(1000)
+    app = BodyBudgetMiddleware(reads_the_body, budget, max_body_bytes=800)
+
+    async def scenario() -> list[int]:
+        stall = asyncio.Event()
+        stalled = [asyncio.create_task(_post(app, "greedy", b"x" * 400, stall))
+                   for _ in range(3)]  # each holds half of its 400 bytes while stalled
+        await asyncio.sleep(0.01)
+        answers = [await _post(app, "greedy", b"y" * 300),  # 200 + 200 + 200 + 150 > 500
+                   await _post(app, "other", b"z" * 300)]  # another tenant: served
+        stall.set()
+        answers += [await t for t in stalled]
+        return answers
+
+    greedy_refused, other, *stalled = asyncio.run(scenario())
+    assert greedy_refused == 429 and other == 200
+    # Of its three stalled uploads (200 bytes each so far) the third did not fit its share; of
+    # the other two, finishing (400 each) fits one at a time: one is served, one refused.
+    assert sorted(stalled) == [200, 429, 429]
+    assert budget.reserved == 0  # every request gave back what it held

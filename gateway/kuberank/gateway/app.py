@@ -41,7 +41,7 @@ from kuberank.gateway.sources import KubeSource, Source, StaticSource
 from kuberank.gateway.upstream import Upstream, max_answer_bytes, new_client, usage_tokens
 from kuberank.gateway.waking import Waker
 from kuberank.protocol.body import off_the_loop, read_body
-from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
+from kuberank.protocol.budget import OWNER_STATE, BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect, check_document_count, parse_request
 from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
@@ -357,6 +357,7 @@ async def _rerank(
     settings = gateway.settings
     key = _authenticate(gateway, request)
     labels.key = key
+    setattr(request.state, OWNER_STATE, key.namespace)  # its body counts against its tenant
     labels.limits = Limits(
         key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
     ).shared(_gateway_replicas(gateway))

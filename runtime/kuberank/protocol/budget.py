@@ -9,7 +9,10 @@ until it is answered; a chunk that does not fit while other requests hold theirs
 length, means a client holds only what it has really sent (four connections declaring 8 MiB and
 sending nothing once refused everyone), and a request answered before its body is read (a 401)
 never counts. One request always fits, however large: the bound never makes a valid request
-impossible.
+impossible. Where the app names who a body is charged to (the gateway: the key's namespace, in
+``scope["state"]``, before it reads the body), one tenant's requests hold at most half the bound
+while another of its requests is in: a tenant that stalls or floods uploads cannot refuse every
+other tenant.
 """
 
 from __future__ import annotations
@@ -22,31 +25,53 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 COMPRESSION_ALLOWANCE = 16  # JSON text rarely compresses better; the cap bounds the rest
 
 
-class BodyBudget:
-    """Bytes reserved by the requests in progress, up to ``limit``. Thread-safe, no I/O."""
+OWNER_SHARE = 0.5  # of the bound, the most one owner's requests hold while others come
+OWNER_STATE = "body_owner"  # in scope["state"]: who the body is charged to, once known
 
-    def __init__(self, limit: int) -> None:
+
+class BodyBudget:
+    """Bytes reserved by the requests in progress, up to ``limit``, and at most ``share`` of it
+    for one owner (the gateway's tenant, known once the key is checked). Thread-safe, no I/O."""
+
+    def __init__(self, limit: int, share: float = OWNER_SHARE) -> None:
         self.limit = limit
+        self.share = share
         self.reserved = 0
         self._holders = 0
+        self._by_owner: dict[str, list[int]] = {}  # owner -> [bytes held, requests holding]
         self._lock = threading.Lock()
 
-    def try_reserve(self, size: int, *, holding: bool = False) -> bool:
+    def try_reserve(self, size: int, owner: str | None = None, *, holding: bool = False) -> bool:
         """Reserve ``size`` more bytes for a request (``holding``: one that already holds
-        some); refused when it would pass the limit while another request holds bytes."""
+        some). Refused past the limit while another request holds bytes, or past the owner's
+        share while another of its requests does; a request alone always fits."""
         with self._lock:
             others = self._holders - (1 if holding else 0)
             if others and self.reserved + size > self.limit:
                 return False
+            mine = self._by_owner.get(owner, [0, 0]) if owner is not None else None
+            if (mine is not None and mine[1] - (1 if holding else 0) > 0
+                    and mine[0] + size > self.limit * self.share):
+                return False
             self.reserved += size
             self._holders += 0 if holding else 1
+            if owner is not None:
+                held = self._by_owner.setdefault(owner, [0, 0])
+                held[0] += size
+                held[1] += 0 if holding else 1
             return True
 
-    def release(self, size: int) -> None:
+    def release(self, size: int, owner: str | None = None) -> None:
         """Give back all a request held (it held some: ``try_reserve`` said yes once)."""
         with self._lock:
             self.reserved -= size
             self._holders -= 1
+            if owner is not None:
+                held = self._by_owner[owner]
+                held[0] -= size
+                held[1] -= 1
+                if not held[1]:
+                    del self._by_owner[owner]
 
 
 def reserved_size(received: int, compressed: bool, cap: int) -> int:
@@ -79,14 +104,17 @@ class BodyBudgetMiddleware:
         compressed = _compressed(scope["headers"])
         received = held = 0
         holding = False
+        owner: str | None = None
 
         def reserve(size: int) -> None:
-            nonlocal held, holding
-            if not self.budget.try_reserve(size, holding=holding):
+            nonlocal held, holding, owner
+            if not holding:  # charged to one owner for the request's life
+                owner = (scope.get("state") or {}).get(OWNER_STATE)
+            if not self.budget.try_reserve(size, owner, holding=holding):
                 raise RateLimited(
                     f"the server is holding {self.budget.reserved} bytes of request bodies "
-                    f"(its limit is {self.budget.limit}); retry shortly",
-                    code="queue_full", retry_after=self.retry_after)
+                    f"(its limit is {self.budget.limit}, {self.budget.share:.0%} of it for one "
+                    "tenant); retry shortly", code="queue_full", retry_after=self.retry_after)
             held, holding = held + size, True
 
         async def counted() -> Message:
@@ -107,4 +135,4 @@ class BodyBudgetMiddleware:
             await self.app(scope, counted, send)
         finally:
             if holding:
-                self.budget.release(held)
+                self.budget.release(held, owner)
