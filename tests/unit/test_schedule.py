@@ -136,3 +136,21 @@ def test_overdue_requests_go_first_in_arrival_order() -> None:
     s.add(job("fresh", 1), now=9.0)
     order = [f"{j.name}{i}" for j, i in s.next_batch(9, 512, lambda j: False, now=9.0).pairs]
     assert order == ["old0", "old1", "old2", "second0", "second1", "fresh0"]
+
+
+def test_thousands_of_waiting_jobs_each_hand_out_every_pair_once_and_equal_ones_in_order() -> None:
+    s: PairScheduler[Job] = PairScheduler(max_wait=5)
+    sizes = [1, 1, 2, 3, 8, 1, 32, 2] * 250
+    jobs = [job(f"j{i}-", n) for i, n in enumerate(sizes)]
+    for i, j in enumerate(jobs):
+        s.add(j, now=i * 0.001)
+    handed: list[tuple[str, int]] = []
+    t = 2.0
+    while len(s):
+        handed += [(j.name, i) for j, i in s.next_batch(8, 512, lambda j: False, now=t).pairs]
+        t += 0.01
+    assert sorted(handed) == sorted((j.name, i) for j in jobs for i in range(len(j.pairs)))
+    finished = [name for name, i in handed if i == len(jobs[int(name[1:-1])].pairs) - 1]
+    for n in set(sizes):  # jobs of one size end in the order they came
+        same = [name for name in finished if len(jobs[int(name[1:-1])].pairs) == n]
+        assert same == sorted(same, key=lambda name: int(name[1:-1]))

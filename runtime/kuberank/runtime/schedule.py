@@ -16,6 +16,7 @@ ones of its size. A job whose client left is dropped whole when its turn comes.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
@@ -36,11 +37,13 @@ class _Entry(Generic[J]):
     job: J
     arrived: float
     order: int  # arrival number
+    size: int  # the job's pairs, as it arrived
     next: int = 0  # the first pair not handed out yet
+    finished: bool = False
 
     @property
     def left(self) -> int:
-        return len(self.job.pairs) - self.next
+        return self.size - self.next
 
 
 @dataclass(frozen=True)
@@ -50,21 +53,31 @@ class Batch(Generic[J]):
 
 
 class PairScheduler(Generic[J]):
-    """Jobs waiting for the engine, handed out as batches of (job, pair index)."""
+    """Jobs waiting for the engine, handed out as batches of (job, pair index).
+
+    Jobs are kept by size, each size in arrival order: among jobs of one size the oldest has
+    waited longest per pair, so choosing the next job compares one job per size present, not
+    every waiting job (thousands under overload)."""
 
     def __init__(self, policy: Policy = "shortest", max_wait: float | None = None) -> None:
         self.policy = policy
         self.max_wait = max_wait
-        self._jobs: list[_Entry[J]] = []  # in arrival order
+        self._by_size: dict[int, deque[_Entry[J]]] = {}
+        self._arrivals: deque[_Entry[J]] = deque()  # every job in arrival order (finished
+        self._waiting = 0                           # ones leave when they reach the front)
         self._arrival = itertools.count()
 
     def __len__(self) -> int:
         """Jobs with pairs left."""
-        return len(self._jobs)
+        return self._waiting
 
     def add(self, job: J, now: float = 0.0) -> None:
-        if job.pairs:
-            self._jobs.append(_Entry(job, now, next(self._arrival)))
+        if not job.pairs:
+            return
+        entry = _Entry(job, now, next(self._arrival), len(job.pairs))
+        self._by_size.setdefault(entry.size, deque()).append(entry)
+        self._arrivals.append(entry)
+        self._waiting += 1
 
     def next_batch(self, max_pairs: int, max_tokens: int, dropped: Callable[[J], bool],
                    now: float = 0.0) -> Batch[J]:
@@ -80,8 +93,8 @@ class PairScheduler(Generic[J]):
                 if entry is None:
                     break
                 if dropped(entry.job):
-                    self._jobs.remove(entry)
                     skipped += entry.left
+                    self._remove(entry)
                     entry = None
                     continue
             size = len(entry.job.pairs[entry.next])
@@ -91,17 +104,31 @@ class PairScheduler(Generic[J]):
             tokens += size
             entry.next += 1
             if entry.left == 0:  # done: the next pair comes from whoever is first now
-                self._jobs.remove(entry)
+                self._remove(entry)
                 entry = None
         return Batch(pairs, skipped)
 
+    def _oldest(self) -> _Entry[J] | None:
+        while self._arrivals and self._arrivals[0].finished:
+            self._arrivals.popleft()
+        return self._arrivals[0] if self._arrivals else None
+
     def _first(self, now: float) -> _Entry[J] | None:
-        """The job whose turn it is (a scan: the waiting jobs are few, each chosen once per
-        job switch, not per pair)."""
-        if not self._jobs or self.policy == "fifo":
-            return self._jobs[0] if self._jobs else None
-        oldest = self._jobs[0]
+        """The job whose turn it is: always the oldest of its size."""
+        oldest = self._oldest()
+        if oldest is None or self.policy == "fifo":
+            return oldest
         if self.max_wait is not None and now - oldest.arrived > self.max_wait:
             return oldest  # overdue: the oldest job goes first, whatever its size
-        return min(self._jobs, key=lambda e: (-(now - e.arrived) / len(e.job.pairs), e.left,
-                                              e.order))
+        return min((jobs[0] for jobs in self._by_size.values()),
+                   key=lambda e: (-(now - e.arrived) / e.size, e.left, e.order))
+
+    def _remove(self, entry: _Entry[J]) -> None:
+        """Take out a job that ``_first`` chose (so the oldest of its size)."""
+        jobs = self._by_size[entry.size]
+        assert jobs[0] is entry, "only the oldest job of a size is ever chosen"
+        jobs.popleft()
+        if not jobs:
+            del self._by_size[entry.size]
+        entry.finished = True
+        self._waiting -= 1
