@@ -64,7 +64,7 @@ _status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
 _blocked: dict[Key, Blocked] = {}
 # The newest generation whose children this process applied: status.observedGeneration never
 # runs ahead of it (GitOps tools read "observed and Ready" as "my change is live").
-_applied: dict[Key, int] = {}
+_applied: dict[Key, tuple[str, int]] = {}  # (uid, generation): a recreated model starts over
 # Per child (kind, namespace, name): the foreign spec edits a repair has already answered.
 _answered_edits: dict[tuple[str, str, str], frozenset[Edit]] = {}
 
@@ -176,13 +176,21 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         try:
             status = models.desired_status(
                 body, _one(views.deployments, key), list(views.pods.get(key) or []), _now(),
-                taken_by=taken_by, applied_generation=_applied.get(
-                    key, int((body.get("status") or {}).get("observedGeneration") or 0)),
+                taken_by=taken_by, applied_generation=_applied_generation(key, body),
             )
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
         changed = _publish(memo, key, body, status)
     _announce(body, changed, "Ready")
+
+
+def _applied_generation(key: Key, body: dict[str, Any]) -> int:
+    """The newest generation of this object whose children were applied; before this process
+    applied any, what the status last said."""
+    uid, generation = _applied.get(key, ("", 0))
+    if uid and uid == body["metadata"].get("uid"):
+        return generation
+    return int((body.get("status") or {}).get("observedGeneration") or 0)
 
 
 def _publish(memo: Any, key: Key, body: dict[str, Any], status: dict[str, Any],
@@ -223,7 +231,7 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
                                        f"this model: {err.message}"))
         raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
     _blocked.pop(key, None)
-    _applied[key] = int(raw["metadata"].get("generation") or 0)
+    _applied[key] = (raw["metadata"].get("uid", ""), int(raw["metadata"].get("generation") or 0))
     _refresh(memo, key, _Views.of(kwargs), body=raw)
 
 
