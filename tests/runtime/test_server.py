@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -412,6 +413,19 @@ def test_a_non_reranker_model_exits_1_with_the_reason_last(embedding_only_model:
         assert last.startswith("kuberank-runtime: cannot serve ") and "not a reranker" in last
     finally:
         srv.stop()
+
+
+def test_a_port_already_taken_exits_3_before_the_model_is_loaded(tiny_model: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [RUNTIME, "--model", str(tiny_model), "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "address already in use" in proc.stderr.lower()
+    assert "serving " not in proc.stderr  # the engine never loaded the model
 
 
 def test_help_documents_every_flag_and_its_environment_variable() -> None:

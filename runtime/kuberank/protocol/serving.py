@@ -55,5 +55,9 @@ class DrainingServer(uvicorn.Server):
 def serve(app: Any, drain_seconds: float, draining: threading.Event,
           stop: threading.Event | None = None, **config: Any) -> None:
     """Run ``app`` like ``uvicorn.run(app, **config)``, draining on SIGTERM; setting ``stop``
-    ends it at once (requests in flight still finish)."""
-    DrainingServer(uvicorn.Config(app, **config), drain_seconds, draining, stop).run()
+    ends it at once (requests in flight still finish). The port is bound before the app
+    starts: a port already taken exits (3, uvicorn's startup failure) at once, not after the
+    app's startup has loaded a model for minutes."""
+    settings = uvicorn.Config(app, **config)
+    listening = settings.bind_socket()
+    DrainingServer(settings, drain_seconds, draining, stop).run(sockets=[listening])
