@@ -268,6 +268,8 @@ def test_a_path_prefix_an_ingress_forwards_unstripped_is_served() -> None:
             response = rerank(prefixed, KEY_ALL, path=path)
             assert error_code(response) == "no_ready_replica", path  # routed, authenticated
         assert error_code(rerank(prefixed, KEY_ALL, path="/searching/v1/rerank")) == "unknown_path"
+        wrong = rerank(prefixed, KEY_ALL, path="/search/v1/reranks/")
+        assert wrong.json()["error"]["message"] == "no such path: POST /search/v1/reranks/"
     for wrong in ("no-slash", "/v1", "/rerank/", "/healthz"):
         with pytest.raises(ValueError, match="path_prefix"):
             GatewaySettings(path_prefix=wrong)

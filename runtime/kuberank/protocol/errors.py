@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kuberank.protocol.paths import sent_path
 from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
 from kuberank.protocol.requestid import chosen_request_id
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -147,7 +148,7 @@ _HTTP_STATUS_ERRORS: dict[int, type[ApiError]] = {
 
 def _from_http_exception(exc: StarletteHTTPException, request: Request) -> ApiError:
     if exc.status_code == 404:  # Starlette's 404: no route matched
-        return PathNotFound(f"no such path: {request.method} {request.url.path}")
+        return PathNotFound(f"no such path: {request.method} {sent_path(request.scope)}")
     cls = _HTTP_STATUS_ERRORS.get(exc.status_code)
     message = str(exc.detail)
     if cls is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+SENT_PATH = "sent_path"  # in scope["state"]
+
 
 def without_trailing_slash(path: str) -> str:
     """``path`` without one trailing ``/`` (the root stays ``/``)."""
@@ -36,5 +38,12 @@ class PathNormalizer:
         if scope["type"] == "http":
             path = routed_path(scope["path"], self.prefix)
             if path != scope["path"]:
+                state = scope.setdefault("state", {})
+                state[SENT_PATH] = scope["path"]  # what a 404 names: what the client sent
                 scope = {**scope, "path": path, "raw_path": path.encode("latin-1", "replace")}
         await self.app(scope, receive, send)
+
+
+def sent_path(scope: Scope) -> str:
+    """The path as the client sent it, before PathNormalizer."""
+    return str((scope.get("state") or {}).get(SENT_PATH, scope["path"]))
