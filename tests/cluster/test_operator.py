@@ -519,6 +519,9 @@ def test_rollout_restart_is_kept_when_other_edits_are_reverted(
             "exactly one",
         ),
         ({"source": {"url": {"url": "https://x/m.gguf", "sha256": "short"}}}, "sha256"),
+        ({"source": {"url": {"sha256": SHA}}}, "exactly one of url, urlSecretRef"),
+        ({"source": {"url": {"url": "https://x/m.gguf", "urlSecretRef": {"name": "s"},
+                             "sha256": SHA}}}, "exactly one of url, urlSecretRef"),
         (
             {"source": {"pvc": {"claimName": "c", "path": "m"}}, "limits": {"overflow": "explode"}},
             "overflow",

@@ -188,6 +188,15 @@ def test_cache_claim_keeps_fetched_files_and_the_runtime_reads_them_read_only() 
     assert hf["initContainers"][0]["args"][-2:] == ["--cache", "/cache"]
 
 
+def test_a_url_from_a_secret_reaches_the_fetcher_by_environment_never_its_arguments() -> None:
+    spec = _spec(source={"url": {"urlSecretRef": {"name": "store", "key": "signed"},
+                                 "sha256": SHA}})
+    (init,) = _pod(spec)["initContainers"]
+    assert init["args"][:5] == ["url", "--url-env", "KUBERANK_FETCH_URL", "--sha256", SHA]
+    assert _env(init)["KUBERANK_FETCH_URL"] == {
+        "secretKeyRef": {"name": "store", "key": "signed"}}
+
+
 def test_cache_claim_is_not_mounted_for_a_source_read_in_place() -> None:
     pod = _pod(_spec(source={"pvc": {"claimName": "weights", "path": "r.gguf"}},
                      cache={"claimName": "model-cache"}))

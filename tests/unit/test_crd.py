@@ -115,11 +115,24 @@ def test_spec_parses_camel_case_and_fills_defaults() -> None:
     [
         {},
         {"url": {"url": "https://x/m.gguf", "sha256": SHA}, "pvc": {"claimName": "c", "path": "m"}},
+        {"url": {"sha256": SHA}},
+        {"url": {"url": "https://x/m.gguf", "urlSecretRef": {"name": "s"}, "sha256": SHA}},
     ],
 )
 def test_spec_rejects_anything_but_exactly_one_source(source: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="exactly one"):
         RerankModelSpec.model_validate({"source": source})
+
+
+def test_a_url_may_come_from_a_secret_whose_key_defaults_to_url() -> None:
+    spec = RerankModelSpec.model_validate(
+        {"source": {"url": {"urlSecretRef": {"name": "store"}, "sha256": SHA}}})
+    assert spec.source.url is not None and spec.source.url.url is None
+    assert spec.source.url.url_secret_ref is not None
+    assert spec.source.url.url_secret_ref.key == "url"
+    nodes = dict(_walk(_schema(rerankmodel_crd())))
+    rules = [v["rule"] for v in nodes[".spec.source.url"]["x-kubernetes-validations"]]
+    assert rules == ["has(self.url) != has(self.urlSecretRef)"]
 
 
 def test_spec_rejects_bad_quantities_and_bounds() -> None:

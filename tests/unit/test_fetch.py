@@ -201,6 +201,26 @@ def test_credentials_and_signatures_in_a_url_never_reach_a_message(
     assert "hunter2" not in said and "reader" not in said and "s3cr3t" not in said
 
 
+def test_a_url_from_the_environment_is_fetched_and_its_failures_name_the_secret(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    termination_log: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBERANK_FETCH_URL", _url(server))
+    dest = tmp_path / "d"
+    assert main(["url", "--url-env", "KUBERANK_FETCH_URL", "--sha256", SHA,
+                 "--dest", str(dest)]) == 0
+    assert (dest / "model.gguf").read_bytes() == PAYLOAD
+    monkeypatch.setenv("KUBERANK_FETCH_URL", _url(server, "/missing.gguf"))
+    assert main(["url", "--url-env", "KUBERANK_FETCH_URL", "--sha256", SHA,
+                 "--dest", str(tmp_path / "e")]) == 1
+    assert termination_log.read_text().endswith(
+        "check the URL in the Secret spec.source.url.urlSecretRef names")
+    monkeypatch.setenv("KUBERANK_FETCH_URL", "not a url")
+    assert main(["url", "--url-env", "KUBERANK_FETCH_URL", "--sha256", SHA,
+                 "--dest", str(tmp_path / "f")]) == 1
+    assert "does not hold an http(s) URL" in capsys.readouterr().err
+
+
 def test_unreachable_server_gives_up_after_attempts(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="after 2 attempts"):
         fetch_url("http://127.0.0.1:9/m.gguf", SHA, tmp_path, attempts=2, timeout_s=1)

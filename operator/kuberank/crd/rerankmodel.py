@@ -69,14 +69,44 @@ class HuggingFaceSource(CrdModel):
     )
 
 
-class UrlSource(CrdModel):
-    """A single file over HTTP(S), verified against its SHA-256."""
+class UrlSecretKeyRef(SecretKeyRef):
+    """A key in a Secret of the RerankModel's namespace holding a URL."""
 
-    url: str = Field(description="http(s) URL of the GGUF file.", pattern=r"^https?://.+")
+    key: str = Field(default="url", description="Key inside the Secret.", min_length=1)
+
+
+class UrlSource(CrdModel):
+    """A single file over HTTP(S), verified against its SHA-256: the URL in the spec, or in a
+    Secret when it carries credentials or a presigned signature (whoever may read the model may
+    read its spec)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.url) != has(self.urlSecretRef)",
+                 "message": "set exactly one of url, urlSecretRef"}
+            ]
+        }
+    )
+
+    url: str | None = Field(
+        default=None, description="http(s) URL of the GGUF file.", pattern=r"^https?://.+"
+    )
+    url_secret_ref: UrlSecretKeyRef | None = Field(
+        default=None, description="Secret key (default key: url) holding the http(s) URL, "
+        "for one with credentials or a presigned signature; it reaches the fetcher as an "
+        "environment variable, never the pod's arguments or the model's status."
+    )
     sha256: str = Field(
         description="Expected SHA-256 (hex) of the file; a mismatch fails the pod.",
         pattern=r"^[0-9a-f]{64}$",
     )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> UrlSource:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("url needs exactly one of url, urlSecretRef")
+        return self
 
 
 class PvcSource(CrdModel):

@@ -26,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kuberank-fetch", description=__doc__)
     sub = p.add_subparsers(dest="source", required=True)
     url = sub.add_parser("url", help="HTTP(S) file verified by SHA-256")
-    url.add_argument("--url", required=True)
+    where = url.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url")
+    where.add_argument("--url-env", metavar="NAME",
+                       help="environment variable holding the URL (from a Secret: it may carry "
+                       "credentials or a presigned signature, kept out of the pod's arguments)")
     url.add_argument("--sha256", required=True)
     hf = sub.add_parser("hf", help="Hugging Face Hub file or glob")
     hf.add_argument("--repo", required=True)
@@ -46,7 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fetch_spec_url(url: str, sha256: str, dest: Path) -> Path:
+def _spec_url(args: argparse.Namespace) -> str:
+    if args.url is not None:
+        return str(args.url)
+    url = os.environ.get(args.url_env, "").strip()
+    if not url.startswith(("http://", "https://")):
+        raise FetchError(f"${args.url_env} does not hold an http(s) URL; check the Secret key "
+                         "spec.source.url.urlSecretRef names")
+    return url
+
+
+def _fetch_spec_url(url: str, sha256: str, dest: Path, field: str) -> Path:
     """fetch_url, with its failure pointing at the RerankModel field to check.
 
     The hint lives here, not in fetch_url, because other callers (the WordNet corpus fetch)
@@ -58,7 +72,7 @@ def _fetch_spec_url(url: str, sha256: str, dest: Path) -> Path:
         raise ChecksumMismatchError(
             f"{err}; check spec.source.url.sha256 or the file on the server") from err
     except FetchError as err:
-        raise FetchError(f"{err}; check spec.source.url.url") from err
+        raise FetchError(f"{err}; check {field}") from err
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -67,7 +81,9 @@ def run(args: argparse.Namespace) -> Path:
     if args.source == "url":
         sha256 = args.sha256.lower()
         with exclusive(args.cache or dest, url_entry(sha256)) as entry:
-            target = _fetch_spec_url(args.url, sha256, entry)
+            field = ("spec.source.url.url" if args.url is not None
+                     else "the URL in the Secret spec.source.url.urlSecretRef names")
+            target = _fetch_spec_url(_spec_url(args), sha256, entry, field)
     elif args.source == "hf":
         with exclusive(args.cache or dest, hf_entry(args.repo, args.revision)) as entry:
             target = fetch_hf(args.repo, args.file, args.revision, entry)

@@ -16,12 +16,17 @@ CACHE_DIR = "/cache"
 LINK_NAME = "model.gguf"
 
 
+URL_ENV = "KUBERANK_FETCH_URL"  # a url source's URL, when it comes from a Secret
+
+
 def fetch_args(source: ModelSource, cache: ModelCache | None = None) -> list[str]:
     """kuberank-fetch arguments for the one source that is set."""
     common = ["--dest", MODELS_DIR, "--link", LINK_NAME]
     cached = [*common, "--cache", CACHE_DIR] if uses_cache(source, cache) else common
     if source.url is not None:
-        return ["url", "--url", source.url.url, "--sha256", source.url.sha256, *cached]
+        where = (["--url", source.url.url] if source.url.url is not None
+                 else ["--url-env", URL_ENV])
+        return ["url", *where, "--sha256", source.url.sha256, *cached]
     if source.hugging_face is not None:
         hf = source.hugging_face
         return ["hf", "--repo", hf.repo, "--file", hf.file, "--revision", hf.revision, *cached]
@@ -35,8 +40,13 @@ def uses_cache(source: ModelSource, cache: ModelCache | None) -> bool:
 
 
 def fetch_env(source: ModelSource) -> list[dict[str, Any]]:
-    """HF_HOME inside the cache volume (read-only root), plus the token from its Secret."""
+    """HF_HOME inside the cache volume (read-only root), plus the token or URL from its
+    Secret."""
     env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{MODELS_DIR}/.hf"}]
+    secret_url = source.url.url_secret_ref if source.url is not None else None
+    if secret_url is not None:
+        env.append({"name": URL_ENV, "valueFrom": {"secretKeyRef": {
+            "name": secret_url.name, "key": secret_url.key}}})
     hf = source.hugging_face
     if hf is not None and hf.token_secret_ref is not None:
         ref = hf.token_secret_ref
