@@ -15,6 +15,7 @@ from typing import Any
 
 from kuberank.crd.apikey import parse_spec
 from kuberank.crd.keys import digest_secret, parse_key, verify_secret
+from kuberank.gateway.grouped import Grouped
 from pydantic import ValidationError
 
 ALL_MODELS = "*"
@@ -99,55 +100,35 @@ class KeyTable:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[str, dict[tuple[str, str], KeyRecord]] = {}
-        self._by_object: dict[tuple[str, str], KeyRecord] = {}
+        self._records: Grouped[KeyRecord, str] = Grouped(lambda r: r.key_id)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._by_object)
+            return len(self._records)
 
     def upsert(self, record: KeyRecord) -> None:
         with self._lock:
-            self._drop_locked(record.namespace, record.name)
-            self._add_locked(record)
+            self._records.put(record)
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._drop_locked(namespace, name)
+            self._records.drop((namespace, name))
 
     def replace_all(self, records: Iterable[KeyRecord], namespace: str | None = None) -> None:
         """Install a fresh list; with ``namespace`` only that namespace's keys are replaced."""
         with self._lock:
-            stale = [k for k in self._by_object if namespace is None or k[0] == namespace]
-            for ns, name in stale:
-                self._drop_locked(ns, name)
-            for record in records:
-                self._drop_locked(record.namespace, record.name)
-                self._add_locked(record)
-
-    def _add_locked(self, record: KeyRecord) -> None:
-        where = (record.namespace, record.name)
-        self._by_object[where] = record
-        self._by_id.setdefault(record.key_id, {})[where] = record
-
-    def _drop_locked(self, namespace: str, name: str) -> None:
-        old = self._by_object.pop((namespace, name), None)
-        if old is None:
-            return
-        sharing = self._by_id.get(old.key_id, {})
-        sharing.pop((namespace, name), None)
-        if not sharing:
-            self._by_id.pop(old.key_id, None)
+            self._records.replace(
+                records, lambda where, _: namespace is None or where[0] == namespace)
 
     def key_ids(self) -> set[tuple[str, str]]:
         """Every ``(key id, namespace)`` a watched ApiKey publishes."""
         with self._lock:
-            return {(r.key_id, r.namespace) for r in self._by_object.values()}
+            return {(r.key_id, r.namespace) for r in self._records.values()}
 
     def get(self, key_id: str) -> list[KeyRecord]:
         """Every record publishing ``key_id`` (usually one)."""
         with self._lock:
-            return list(self._by_id.get(key_id, {}).values())
+            return self._records.group(key_id)
 
     def authenticate(self, presented: str | None, now: datetime) -> KeyRecord:
         """The record for a presented key, or AuthError saying why it is refused."""

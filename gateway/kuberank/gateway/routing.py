@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kuberank.crd.rerankmodel import claim_order, served_name
+from kuberank.gateway.grouped import Grouped
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"
@@ -176,10 +177,10 @@ class RoutingTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], ModelRoute] = {}
-        self._slices: dict[tuple[str, str], SliceRecord] = {}
-        # (namespace, service) → its slices by name: a request looks at its Service's slices,
-        # not at every slice of the cluster.
-        self._by_service: dict[tuple[str, str], dict[str, SliceRecord]] = {}
+        # Grouped by (namespace, Service): a request looks at its Service's slices, not at
+        # every slice of the cluster.
+        self._slices: Grouped[SliceRecord, tuple[str, str]] = Grouped(
+            lambda r: (r.namespace, r.service_name))
 
     # -- writers (watch side) -------------------------------------------------------------
     def upsert_model(self, route: ModelRoute) -> None:
@@ -197,39 +198,18 @@ class RoutingTable:
 
     def upsert_slice(self, record: SliceRecord) -> None:
         with self._lock:
-            self._remove_slice_locked(record.namespace, record.name)
-            self._add_slice_locked(record)
+            self._slices.put(record)
 
     def remove_slice(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._remove_slice_locked(namespace, name)
+            self._slices.drop((namespace, name))
 
     def replace_slices(self, records: Iterable[SliceRecord], namespace: str | None = None,
                        pool: str = "models") -> None:
         """Install a fresh list of one watch's slices (``pool``), in ``namespace`` or all."""
         with self._lock:
-            stale = [k for k, r in self._slices.items()
-                     if r.pool == pool and not _kept(k, namespace)]
-            for ns, name in stale:
-                self._remove_slice_locked(ns, name)
-            for record in records:
-                self._remove_slice_locked(record.namespace, record.name)
-                self._add_slice_locked(record)
-
-    def _add_slice_locked(self, record: SliceRecord) -> None:
-        self._slices[(record.namespace, record.name)] = record
-        service = (record.namespace, record.service_name)
-        self._by_service.setdefault(service, {})[record.name] = record
-
-    def _remove_slice_locked(self, namespace: str, name: str) -> None:
-        old = self._slices.pop((namespace, name), None)
-        if old is None:
-            return
-        service = (namespace, old.service_name)
-        siblings = self._by_service.get(service, {})
-        siblings.pop(name, None)
-        if not siblings:
-            self._by_service.pop(service, None)
+            self._slices.replace(
+                records, lambda where, r: r.pool == pool and not _kept(where, namespace))
 
     # -- readers (request side) -----------------------------------------------------------
     def models_in(self, namespace: str) -> list[ModelRoute]:
@@ -289,12 +269,8 @@ class RoutingTable:
     def service_endpoints(self, namespace: str, service: str) -> list[str]:
         """The ready endpoints of a Service, from the EndpointSlices watched."""
         with self._lock:
-            found = {
-                endpoint
-                for record in self._by_service.get((namespace, service), {}).values()
-                for endpoint in record.endpoints
-            }
-        return sorted(found)
+            slices = self._slices.group((namespace, service))
+        return sorted({endpoint for record in slices for endpoint in record.endpoints})
 
 
 def _kept(key: tuple[str, str], namespace: str | None) -> bool:
