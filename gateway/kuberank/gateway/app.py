@@ -38,7 +38,13 @@ from kuberank.gateway.routing import ModelRoute, RoutingTable, with_model
 from kuberank.gateway.scaler import Scaler
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import KubeSource, Source, StaticSource
-from kuberank.gateway.upstream import Upstream, max_answer_bytes, new_client, usage_tokens
+from kuberank.gateway.upstream import (
+    Upstream,
+    header_tokens,
+    max_answer_bytes,
+    new_client,
+    usage_tokens,
+)
 from kuberank.gateway.waking import Waker
 from kuberank.protocol.body import off_the_loop, read_body
 from kuberank.protocol.budget import OWNER_STATE, BodyBudget, BodyBudgetMiddleware
@@ -446,8 +452,10 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
     answer = await unless_client_leaves(request, forwarding)
     tokens = 0
     if answer.status == 200:
-        tokens = await off_the_loop(len(answer.body), usage_tokens, answer.body,
-                                    answer.usage_header)
+        # Runtimes report the count in a header; only other servers' bodies need parsing.
+        reported = header_tokens(answer.usage_header)
+        tokens = (reported if reported is not None
+                  else await off_the_loop(len(answer.body), usage_tokens, answer.body))
         if tokens:
             gateway.metrics.used_tokens(key.key_id, route, tokens)
     return Response(answer.body, status_code=answer.status, headers=answer.headers), tokens

@@ -136,22 +136,19 @@ class Upstream:
 
     async def _read_answer(self, route: ModelRoute, response: aiohttp.ClientResponse) -> bytes:
         limit = self._max_answer_bytes
-        too_large = Unavailable(
-            f"model {route.served_name!r} replica answered more than {limit} bytes",
-            retry_after=self._retry_after,
-        )
-        if (response.content_length or 0) > limit:
-            self._metrics.upstream_error(route, "protocol")
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(ANSWER_CHUNK_BYTES):
-            size += len(chunk)
-            if size > limit:
-                self._metrics.upstream_error(route, "protocol")
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if (response.content_length or 0) <= limit:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(ANSWER_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        self._metrics.upstream_error(route, "protocol")
+        raise Unavailable(f"model {route.served_name!r} replica answered more than {limit} bytes",
+                          retry_after=self._retry_after)
 
 
 def max_answer_bytes(max_body_bytes: int) -> int:
@@ -160,14 +157,20 @@ def max_answer_bytes(max_body_bytes: int) -> int:
     return 6 * max_body_bytes + (1 << 20)
 
 
+def header_tokens(header: str | None) -> int | None:
+    """The tokens an ``x-prompt-tokens`` header reports, if it is a count."""
+    return int(header) if header is not None and header.strip().isdigit() else None
+
+
 def usage_tokens(body: bytes, header: str | None = None) -> int:
     """Tokens a runtime reported for a successful answer (0 when it reported none).
 
     The ``x-prompt-tokens`` header wins when present; otherwise Jina/GPUStack bodies carry
     ``usage.total_tokens`` and Cohere v2 ``meta.tokens.input_tokens``; TEI's bare list has none.
     """
-    if header is not None and header.strip().isdigit():
-        return int(header)
+    from_header = header_tokens(header)
+    if from_header is not None:
+        return from_header
     try:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
