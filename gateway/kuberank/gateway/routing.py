@@ -102,22 +102,27 @@ def _aliases(raw: Any) -> tuple[str, ...]:
 PENDING_REASONS = frozenset({"InsufficientGPU", "ClaimNotReady", "Unschedulable"})
 
 
+def _condition(status: Any, kind: str) -> Mapping[str, Any]:
+    """The operator's condition ``kind`` in a status as watched (empty when absent or odd)."""
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for cond in conditions if isinstance(conditions, list) else []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return {}
+
+
 def _failing(status: Any) -> str | None:
     """The operator's Degraded condition, when it names a failure that waiting will not fix."""
-    conditions = (status or {}).get("conditions") if isinstance(status, Mapping) else None
-    for cond in conditions or []:
-        if (isinstance(cond, Mapping) and cond.get("type") == "Degraded"
-                and cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS):
-            return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
+    cond = _condition(status, "Degraded")
+    if cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS:
+        return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
     return None
 
 
 def _starting(status: Any) -> bool:
     """Available=False because no replica is ready yet: the pods fetch or load the model."""
-    conditions = (status or {}).get("conditions") if isinstance(status, Mapping) else None
-    return any(isinstance(c, Mapping) and c.get("type") == "Available"
-               and c.get("status") == "False" and c.get("reason") == "NoReplicasReady"
-               for c in conditions or [])
+    cond = _condition(status, "Available")
+    return cond.get("status") == "False" and cond.get("reason") == "NoReplicasReady"
 
 
 def _wake_policy(raw: Any) -> WakePolicy | None:
