@@ -18,6 +18,7 @@ other tenant.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from kuberank.protocol.errors import RateLimited
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,14 @@ OWNER_SHARE = 0.5  # of the bound, the most one owner's requests hold while othe
 OWNER_STATE = "body_owner"  # in scope["state"]: who the body is charged to, once known
 
 
+@dataclass
+class _Held:
+    """What one owner's requests hold."""
+
+    bytes: int = 0
+    requests: int = 0
+
+
 class BodyBudget:
     """Bytes reserved by the requests in progress, up to ``limit``, and at most ``share`` of it
     for one owner (the gateway's tenant, known once the key is checked). Thread-safe, no I/O."""
@@ -38,7 +47,7 @@ class BodyBudget:
         self.share = share
         self.reserved = 0
         self._holders = 0
-        self._by_owner: dict[str, list[int]] = {}  # owner -> [bytes held, requests holding]
+        self._by_owner: dict[str, _Held] = {}
         self._lock = threading.Lock()
 
     def try_reserve(self, size: int, owner: str | None = None, *, holding: bool = False) -> bool:
@@ -49,16 +58,16 @@ class BodyBudget:
             others = self._holders - (1 if holding else 0)
             if others and self.reserved + size > self.limit:
                 return False
-            mine = self._by_owner.get(owner, [0, 0]) if owner is not None else None
-            if (mine is not None and mine[1] - (1 if holding else 0) > 0
-                    and mine[0] + size > self.limit * self.share):
+            mine = self._by_owner.get(owner, _Held()) if owner is not None else None
+            if (mine is not None and mine.requests - (1 if holding else 0) > 0
+                    and mine.bytes + size > self.limit * self.share):
                 return False
             self.reserved += size
             self._holders += 0 if holding else 1
             if owner is not None:
-                held = self._by_owner.setdefault(owner, [0, 0])
-                held[0] += size
-                held[1] += 0 if holding else 1
+                held = self._by_owner.setdefault(owner, _Held())
+                held.bytes += size
+                held.requests += 0 if holding else 1
             return True
 
     def release(self, size: int, owner: str | None = None) -> None:
@@ -68,9 +77,9 @@ class BodyBudget:
             self._holders -= 1
             if owner is not None:
                 held = self._by_owner[owner]
-                held[0] -= size
-                held[1] -= 1
-                if not held[1]:
+                held.bytes -= size
+                held.requests -= 1
+                if not held.requests:
                     del self._by_owner[owner]
 
 
