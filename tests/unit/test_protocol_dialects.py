@@ -124,11 +124,20 @@ def test_cohere_cuts_long_documents_by_default_as_cohere_does() -> None:
         {"query": "q", "documents": ["a"], "top_n": 1.5},
         {"query": "q", "documents": ["a"], "return_documents": "yes"},
         {"query": "", "documents": ["a"]},
+        {"query": " \t\n\u3000", "documents": ["a"]},
     ],
 )
 def test_schema_violations_are_422(fields: dict[str, Any]) -> None:
     with pytest.raises(Unprocessable):
         parse_request(Dialect.JINA, body(**fields))
+
+
+def test_an_empty_or_blank_query_says_so() -> None:
+    for query in ("", "  \n"):
+        with pytest.raises(Unprocessable) as info:
+            parse_request(Dialect.COHERE, body(query=query, documents=["a"]))
+        assert (info.value.code, info.value.message) == (
+            "empty_query", "query must contain text (it is empty or only whitespace)")
 
 
 @pytest.mark.parametrize(

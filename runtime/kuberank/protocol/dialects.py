@@ -146,8 +146,11 @@ def check_document_count(count: int, max_documents: int | None) -> None:
 
 
 def _check(request: RerankRequest, max_documents: int | None) -> None:
-    if not request.query:
-        raise Unprocessable("query must be a non-empty string", code="empty_query")
+    # A query of only whitespace tokenizes to nothing, as an empty one does: every document
+    # would be scored against no question at all.
+    if not request.query.strip():
+        raise Unprocessable("query must contain text (it is empty or only whitespace)",
+                            code="empty_query")
     if not request.documents:
         raise BadRequest(f"{request.documents_field} must not be empty", code="empty_documents")
     # An empty document is ranked like any other (TEI does the same): one empty chunk in a
