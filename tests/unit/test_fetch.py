@@ -40,6 +40,12 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/m.gguf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path != "/m.gguf":
             self.send_error(404)
             return
@@ -171,6 +177,14 @@ def test_http_error_is_a_fetch_error_that_names_no_spec_field(
     with pytest.raises(FetchError, match="HTTP 404") as caught:
         fetch_url(_url(server, "/missing.gguf"), SHA, tmp_path)
     assert "spec." not in str(caught.value)  # callers without a RerankModel reuse fetch_url
+
+
+def test_a_redirect_to_another_protocol_fails_at_once_without_retries(
+    server: FileServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(FetchError, match="only http and https can be fetched"):
+        fetch_url(_url(server, "/moved"), SHA, tmp_path, attempts=5)
+    assert "attempt" not in caplog.text  # nothing retried what cannot change
 
 
 def test_cli_http_error_points_at_the_url_field(

@@ -87,6 +87,9 @@ def fetch_url(
             try:
                 _download(http, url, part)
                 break
+            except httpx.UnsupportedProtocol as err:  # a redirect to ftp:// stays one
+                raise FetchError(f"GET {shown(url)}: {err} (only http and https can be "
+                                 "fetched)") from err
             except (httpx.TransportError, httpx.RemoteProtocolError) as err:
                 if attempt == attempts:
                     raise FetchError(
