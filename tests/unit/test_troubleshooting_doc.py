@@ -1,5 +1,6 @@
-"""docs/troubleshooting.md names every error code a client can get and every pod problem the
-operator reports, so adding one without documenting it fails here."""
+"""docs/troubleshooting.md names every error code a client can get, every pod problem the
+operator reports and every reason a model or key is not well, so adding one without documenting
+it fails here."""
 
 from __future__ import annotations
 
@@ -28,16 +29,41 @@ def _pod_problems() -> set[str]:
     return set(re.findall(r'PodProblem\(\s*"([A-Za-z]+)"', pods))
 
 
+# Reasons of conditions that say all is well: nothing to troubleshoot.
+HEALTHY = {"AllReplicasReady", "MinimumReplicasAvailable", "AsExpected", "RolloutComplete",
+           "Valid"}
+
+
+def _unwell_reasons() -> set[str]:
+    """Reasons of a RerankModel's conditions and of an ApiKey's ``Active`` that are not
+    ``HEALTHY``, and why the operator wrote nothing of a model (``Blocked``)."""
+    status = REPO / "operator" / "kuberank" / "operator" / "status"
+    model = (status / "rerankmodel.py").read_text()
+    key = (status / "apikey.py").read_text()
+    handlers = (REPO / "operator" / "kuberank" / "operator" / "handlers.py").read_text()
+    cond = r'Cond\(\s*"(\w+)",\s*"\w+",\s*"(\w+)"'
+    reasons = {reason for _, reason in re.findall(cond, model)}
+    reasons |= {reason for kind, reason in re.findall(cond, key) if kind == "Active"}
+    reasons |= set(re.findall(r'Blocked\("(\w+)"', handlers))
+    return reasons - HEALTHY
+
+
 def test_sources_were_read() -> None:
     assert {"queue_full", "invalid_api_key", "client_closed_request"} <= _codes()
     assert {"InsufficientGPU", "FetchFailed"} <= _pod_problems()
+    assert {"RollingOut", "ServedNameTaken", "InvalidSpec", "Expired"} <= _unwell_reasons()
 
 
-@pytest.mark.parametrize("code", sorted(_codes() - {"internal_error"}))
+@pytest.mark.parametrize("code", sorted(_codes()))
 def test_every_error_code_is_explained(code: str) -> None:
     assert f"`{code}`" in DOC
 
 
 @pytest.mark.parametrize("reason", sorted(_pod_problems()))
 def test_every_pod_problem_is_explained(reason: str) -> None:
+    assert f"`{reason}`" in DOC
+
+
+@pytest.mark.parametrize("reason", sorted(_unwell_reasons()))
+def test_every_reason_a_model_or_key_is_not_well_is_explained(reason: str) -> None:
     assert f"`{reason}`" in DOC
