@@ -4,8 +4,11 @@ from typing import Any
 import pytest
 import yaml
 from kuberank.crd import ApiKeySpec, RerankModelSpec
+from kuberank.crd.rerankmodel import Engine
 from kuberank.crd.generate import apikey_crd, main, rendered, rerankmodel_crd
+from kuberank.runtime.settings import RuntimeSettings
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 pytestmark = pytest.mark.unit
 
@@ -147,6 +150,28 @@ def test_spec_rejects_bad_quantities_and_bounds() -> None:
         RerankModelSpec.model_validate({"source": src, "engine": {"contexts": 17}})
     spec = RerankModelSpec.model_validate({"source": src, "resources": {"cpu": 4}})
     assert spec.resources.cpu == "4"
+
+
+# spec.engine fields and the runtime settings they become.
+ENGINE_TO_RUNTIME = {"context_size": "ctx_size", "batch_size": "batch_size", "threads": "threads",
+                     "max_batch_pairs": "max_batch_pairs", "contexts": "contexts",
+                     "gpu_layers": "gpu_layers"}
+
+
+def _bounds(field: FieldInfo) -> tuple[float, float]:
+    low, high = float("-inf"), float("inf")
+    for rule in field.metadata:
+        low = max(low, getattr(rule, "ge", None) or low)
+        high = min(high, getattr(rule, "le", None) or high)
+    return low, high
+
+
+@pytest.mark.parametrize("field", sorted(ENGINE_TO_RUNTIME))
+def test_the_crd_admits_no_engine_value_the_runtime_refuses(field: str) -> None:
+    """A value the API server admits but the runtime refuses is a model that crash-loops."""
+    crd_low, crd_high = _bounds(Engine.model_fields[field])
+    run_low, run_high = _bounds(RuntimeSettings.model_fields[ENGINE_TO_RUNTIME[field]])
+    assert crd_low >= run_low and crd_high <= run_high
 
 
 def test_apikey_spec_defaults_to_every_model() -> None:

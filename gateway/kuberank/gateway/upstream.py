@@ -1,10 +1,11 @@
 """Forwarding one request to a runtime replica: pick, send, and try another replica when the
 first did no work.
 
-A request is tried elsewhere (up to ``ATTEMPTS`` replicas) only when it cannot have run: the
-connection failed, or the runtime refused it before scoring (429: its queue is full; 503: its
+A request is tried elsewhere (up to ``ATTEMPTS`` replicas) only when no answer can have come of
+it: the connection failed, or the runtime said 429 (its queue is full, before scoring) or 503 (its
 model is not loaded, e.g. a pod still in the endpoints while it shuts down or after its model
-failed). If every replica tried refused, the last refusal is passed on as the runtime wrote it
+failed; or it stopped at the end of its shutdown grace before finishing the request, whose
+scoring then starts again elsewhere). If every replica tried refused, the last refusal is passed on as the runtime wrote it
 (with its ``Retry-After``). A runtime that takes too long becomes 504; a replica that cannot be
 reached at all, or breaks the connection mid-answer, becomes 503.
 

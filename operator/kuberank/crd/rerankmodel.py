@@ -209,7 +209,8 @@ class Engine(CrdModel):
         default=None, ge=64, le=131072, description="Context tokens (llama.cpp n_ctx)."
     )
     batch_size: int | None = Field(
-        default=None, ge=1, le=131072, description="Batch tokens; must cover the longest pair."
+        default=None, ge=16, le=131072,
+        description="Batch tokens (at least 16, as the runtime takes); must cover the longest pair."
     )
     threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads.")
     max_batch_pairs: int | None = Field(
@@ -218,7 +219,9 @@ class Engine(CrdModel):
     contexts: int | None = Field(
         default=None, ge=1, le=16, description="llama.cpp contexts decoding side by side over "
         "one copy of the weights (each adds its compute buffers); unset: 4 on a GPU, one per "
-        "CPU thread up to 4 on the CPU (measured best). threads is shared out between them.")
+        "CPU thread up to 4 on the CPU (measured best), dropping with a warning those the device "
+        "cannot hold; a count set here is required (if that many do not fit, the pod fails to "
+        "start). threads is shared out between them.")
     gpu_layers: int | None = Field(
         default=None, ge=-1, le=1000, description="Layers offloaded to the GPU (-1: all)."
     )
@@ -406,8 +409,9 @@ class RerankModelStatus(CrdModel):
     )
     last_request_time: datetime | None = Field(
         default=None,
-        description="When the gateway last forwarded a request to a model with scaleToZero "
-        "(written by the gateway, at most once per a quarter of afterIdleSeconds).",
+        description="When a gateway last forwarded a request to this model (written by the "
+        "gateways for every model, at most once a minute per gateway replica, and every quarter "
+        "of scaleToZero.afterIdleSeconds when that is shorter).",
     )
 
 
