@@ -353,6 +353,8 @@ def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreat
     (["gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=5",
       "gateway.autoscaling.maxReplicas=3"], "minReplicas must not exceed"),
     (["nameOverride=Ranker"], "nameOverride"),  # names of objects are lower case
+    (["operator.runtimeImage=reg.example/runtime@sha256:" + "a" * 64],
+     "set operator.runtimeCpuImage too"),  # the operator would refuse to start
 ])
 def test_values_that_would_break_a_pod_are_refused_by_helm(
     helm: str, values: list[str], message: str

@@ -404,11 +404,14 @@ class SlowToSync(StaticSource):
 def test_a_gateway_not_yet_synced_answers_503_where_it_would_refuse_for_not_knowing() -> None:
     source = SlowToSync(OBJECTS)
     with TestClient(create_app(GatewaySettings(), source)) as client:
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503 and error_code(not_ready) == "gateway_starting"
         starting = rerank(client, generate_key())
         assert starting.status_code == 503 and error_code(starting) == "gateway_starting"
         assert starting.headers["retry-after"] == "1"
         assert rerank(client, None).status_code == 401  # no key at all: nothing to wait for
         source.listed = True
+        assert client.get("/readyz").status_code == 200
         assert rerank(client, generate_key()).status_code == 401
         assert error_code(rerank(client, KEY_ALL, {"model": "nope", "query": "q",
                                                    "documents": ["a"]})) == "model_not_found"

@@ -212,7 +212,9 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         if gateway.draining.is_set():
             return error_response(Unavailable("shutting down: draining", code="draining"))
         if not gateway.source.synced():
-            return error_response(Unavailable("caches not yet synced", retry_after=1))
+            return error_response(Unavailable(
+                "the gateway is starting: its keys and models are not loaded yet",
+                code="gateway_starting", retry_after=1))
         return JSONResponse({"status": "ready"})
 
     # Some load balancers probe with HEAD; kept out of the schema (one operation per path).
