@@ -318,6 +318,63 @@ def test_default_contexts_that_do_not_fit_leave_those_that_do(
     assert "out of memory" in str(required.error)
 
 
+class RecordingContext(RankContext):
+    """A real context that remembers the size of each decode it was given."""
+
+    fail = False
+
+    def __init__(self, model: RankModel, params: ContextParams) -> None:
+        super().__init__(model, params)
+        self.decodes: list[int] = []
+
+    def score(self, pairs: list[list[int]]) -> list[float]:
+        self.decodes.append(len(pairs))
+        if self.fail:
+            raise RuntimeError("llama_decode failed with status -3")
+        return super().score(pairs)
+
+
+class Recording(Engine):
+    def _new_context(self, model: RankModel, params: ContextParams) -> RankContext:
+        ctx = RecordingContext(model, params)
+        self.made = [*getattr(self, "made", []), ctx]
+        return ctx
+
+
+def test_every_context_decodes_a_full_batch_before_the_engine_is_ready(
+    tiny_model: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What llama.cpp sets up at the first decode (a GPU's kernels) is paid before readiness,
+    not by the first request; the warm-up is no client's work, so no metric counts it."""
+    caplog.set_level("INFO")
+    engine = Recording(RuntimeSettings(model=tiny_model, threads=1, contexts=2,
+                                       max_batch_pairs=4))
+    engine.start()
+    try:
+        assert engine.wait_ready(30)
+        assert [ctx.decodes for ctx in engine.made] == [[4], [4]]
+        assert "warmed up 2 context(s)" in caplog.text
+        assert engine.metrics.registry.get_sample_value(
+            "kuberank_runtime_batch_pairs_count") == 0
+        assert context_pairs(engine, "0") == context_pairs(engine, "1") == 0
+    finally:
+        engine.stop()
+
+
+def test_a_model_that_cannot_score_fails_its_load_instead_of_its_first_request(
+    tiny_model: Path,
+) -> None:
+    RecordingContext.fail = True
+    try:
+        engine = Recording(RuntimeSettings(model=tiny_model, threads=1))
+        engine.start()
+        assert not engine.wait_ready(30)
+    finally:
+        RecordingContext.fail = False
+    assert engine.state == "failed"
+    assert "could not score a pair: llama_decode failed with status -3" in str(engine.error)
+
+
 def queue_depth(engine: Engine) -> float:
     return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0.0
 

@@ -255,7 +255,30 @@ class Engine:
                  "%d pair(s) and %d tokens per decode", "GPU" if offloaded else "CPU",
                  len(contexts), threads, choices.flash_attn, choices.max_batch_pairs,
                  first.n_batch)
+        try:
+            self._warm_up(contexts)
+        except Exception as exc:
+            for ctx in contexts:
+                ctx.close()
+            model.close()
+            raise ModelLoadError(f"the model loaded but could not score a pair: {exc}") from exc
         return model, contexts
+
+    def _warm_up(self, contexts: list[RankContext]) -> None:
+        """One full decode on each context before the model is called ready.
+
+        The first decode pays for what llama.cpp sets up lazily (a GPU loads its kernels then,
+        and JIT-compiles them when it is newer than the image's machine code, for minutes): done
+        here it falls inside the startup probe's budget, not on the first client's request after
+        the pod already takes traffic. A model that cannot score fails its load instead."""
+        assert self.builder is not None
+        pair = self.builder.pair(self.builder.query("warm up", truncate=True), "warm up",
+                                 truncate=True).tokens
+        started = time.perf_counter()
+        for ctx in contexts:
+            ctx.score([pair] * max(1, min(ctx.max_seqs, ctx.n_batch // len(pair))))
+        log.info("warmed up %d context(s) in %.0f ms", len(contexts),
+                 (time.perf_counter() - started) * 1000)
 
     def _new_context(self, model: RankModel, params: ContextParams) -> RankContext:
         return RankContext(model, params)
