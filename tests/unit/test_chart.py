@@ -304,6 +304,7 @@ def test_gateway_drains_and_gets_the_grace_to_finish_requests_in_flight(helm: st
     assert GatewaySettings(keep_alive_seconds=env["KUBERANK_GATEWAY_KEEP_ALIVE_SECONDS"]
                            ).keep_alive_seconds == 75 > 60
     assert GatewaySettings(access_log=env["KUBERANK_GATEWAY_ACCESS_LOG"]).access_log is False
+    assert GatewaySettings(read_timeout=env["KUBERANK_GATEWAY_READ_TIMEOUT"]).read_timeout == 60
     assert pod["terminationGracePeriodSeconds"] == 5 + 60 + 5  # drain + upstream timeout
     pod = gateway_pod("--set", "gateway.drainSeconds=0", "--set-json",
                       "gateway.upstreamTimeoutSeconds=2.5")

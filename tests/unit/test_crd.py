@@ -4,8 +4,8 @@ from typing import Any
 import pytest
 import yaml
 from kuberank.crd import ApiKeySpec, RerankModelSpec
-from kuberank.crd.rerankmodel import Engine
 from kuberank.crd.generate import apikey_crd, main, rendered, rerankmodel_crd
+from kuberank.crd.rerankmodel import Engine
 from kuberank.runtime.settings import RuntimeSettings
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo

@@ -369,7 +369,7 @@ async def _rerank(
     labels.limits = Limits(
         key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
     ).shared(_gateway_replicas(gateway))
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes, settings.read_timeout)
     parsed = await off_the_loop(len(body), parse_request, dialect, body)
     route = _choose_model(gateway, key, parsed.model)
     labels.model = route.served_name

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         app,
         settings.drain_seconds,
         app.state.gateway.draining,
+        read_timeout=settings.read_timeout,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

@@ -55,6 +55,11 @@ class GatewaySettings(BaseSettings):
         "than the proxies in front keep theirs (ingress-nginx: 60), so a proxy never sends a "
         "request on a connection the gateway is closing at that moment (a 502).",
     )
+    read_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="Seconds a client may take to send a "
+        "request's headers, and may stall while sending its body, before the request is "
+        "answered 408 request_timeout and its connection closed (nginx's default: 60), so "
+        "stalled clients cannot hold connections for ever.")
     drain_seconds: float = Field(
         default=5.0, ge=0, description="Seconds to keep accepting requests after SIGTERM (while "
         "/readyz fails) before shutting down, so load balancers stop sending first.",

@@ -2,12 +2,12 @@
 first did no work.
 
 A request is tried elsewhere (up to ``ATTEMPTS`` replicas) only when no answer can have come of
-it: the connection failed, or the runtime said 429 (its queue is full, before scoring) or 503 (its
-model is not loaded, e.g. a pod still in the endpoints while it shuts down or after its model
-failed; or it stopped at the end of its shutdown grace before finishing the request, whose
-scoring then starts again elsewhere). If every replica tried refused, the last refusal is passed on as the runtime wrote it
-(with its ``Retry-After``). A runtime that takes too long becomes 504; a replica that cannot be
-reached at all, or breaks the connection mid-answer, becomes 503.
+it: the connection failed, or the runtime said 429 (its queue is full, before scoring) or 503
+(its model is not loaded, e.g. a pod still in the endpoints while it shuts down or after its
+model failed; or it stopped at the end of its shutdown grace before finishing the request, whose
+scoring then starts again elsewhere). If every replica tried refused, the last refusal is passed
+on as the runtime wrote it (with its ``Retry-After``). A runtime that takes too long becomes
+504; a replica that cannot be reached at all, or breaks the connection mid-answer, becomes 503.
 
 The client is aiohttp rather than httpx: on this path (benchmarks/bench_gateway.py) switching
 halved the gateway's CPU per forwarded request (0.98 -> 0.46 ms) and its added p50 latency.

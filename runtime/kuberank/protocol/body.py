@@ -17,6 +17,7 @@ from kuberank.protocol.errors import (
     BadRequest,
     ClientClosedRequest,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from starlette.requests import ClientDisconnect, Request
@@ -41,8 +42,9 @@ async def off_the_loop(size: int, work: Callable[P, T], *args: P.args, **kwargs:
     return await anyio.to_thread.run_sync(lambda: work(*args, **kwargs))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, decoded, or PayloadTooLarge as soon as it is known to exceed ``limit``."""
+async def read_body(request: Request, limit: int, stall_seconds: float = 60.0) -> bytes:
+    """The whole body, decoded, or PayloadTooLarge as soon as it is known to exceed ``limit``,
+    or RequestTimeout when the client sends nothing for ``stall_seconds``."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "", *INFLATED):
         raise UnsupportedMediaType(
@@ -58,8 +60,16 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit}")
     chunks: list[bytes] = []
     received = 0
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            with anyio.move_on_after(stall_seconds) as waited:
+                chunk = await anext(stream, None)
+            if waited.cancelled_caught:
+                raise RequestTimeout(f"the client sent no more of the body for {stall_seconds:g}"
+                                     f" s, after {received} bytes")
+            if chunk is None:
+                break
             received += len(chunk)
             if received > limit:
                 raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")

@@ -27,6 +27,7 @@ class ApiError(Exception):
     status: int = 500
     type: str = "server_error"
     default_code: str = "internal_error"
+    closes: bool = False  # the answer ends the connection (what is left of the request is unread)
 
     def __init__(
         self, message: str, *, code: str | None = None, retry_after: int | None = None
@@ -73,6 +74,15 @@ class PayloadTooLarge(ApiError):  # noqa: N818 - names read as HTTP statuses
     status = 413
     type = "invalid_request_error"
     default_code = "payload_too_large"
+
+
+class RequestTimeout(ApiError):  # noqa: N818 - names read as HTTP statuses
+    """The client stalled while sending its request; the rest of it is never read."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+    closes = True
 
 
 class UnsupportedMediaType(ApiError):  # noqa: N818 - names read as HTTP statuses
@@ -134,6 +144,8 @@ def error_response(err: ApiError, headers: Mapping[str, str] | None = None) -> J
     merged = dict(headers or {})
     if err.retry_after is not None:
         merged["Retry-After"] = str(err.retry_after)
+    if err.closes:
+        merged["Connection"] = "close"
     if err.status == 401:  # RFC 6750: say which scheme the key goes in
         merged.setdefault("WWW-Authenticate", 'Bearer realm="kuberank"')
     return JSONResponse(error_body(err), status_code=err.status, headers=merged or None)

@@ -94,6 +94,11 @@ class RuntimeSettings(BaseSettings):
         default=20.0, ge=0, le=600, description="After the drain, seconds requests in flight "
         "get to finish before they are answered 503 draining and the server stops (the "
         "operator's pods have 30 s of grace: 5 of drain, 20 of this, 5 to spare).")
+    read_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="Seconds a client may take to send a "
+        "request's headers, and may stall while sending its body, before the request is "
+        "answered 408 request_timeout and its connection closed (nginx's default: 60), so "
+        "stalled clients cannot hold connections for ever.")
     drain_seconds: float = Field(
         default=5.0, ge=0, le=60, description="Seconds to keep serving after SIGTERM (while "
         "/health answers 503 draining) before shutting down, so clients of the pod's Service "

@@ -1,0 +1,133 @@
+"""A client that stalls while sending a request gets 408 and loses its connection, instead of
+holding it for ever: headers through the server's protocol (serve), bodies through read_body.
+Real uvicorn on a loopback socket, driven byte by byte."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from kuberank.protocol.body import read_body
+from kuberank.protocol.errors import install_error_handlers
+from kuberank.protocol.serving import serve
+from polling import wait_for
+
+pytestmark = pytest.mark.unit
+
+DEADLINE = 1.0  # seconds; every stall below is far past it, every pause far inside it
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/echo")
+    async def echo(request: Request) -> JSONResponse:
+        body = await read_body(request, 1 << 20, stall_seconds=DEADLINE)
+        return JSONResponse({"bytes": len(body)})
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        chosen: int = probe.getsockname()[1]
+    stop = threading.Event()
+    server = threading.Thread(
+        target=serve, args=(_app(), 0.0, threading.Event(), stop, DEADLINE),
+        kwargs={"host": "127.0.0.1", "port": chosen, "log_level": "warning"}, daemon=True)
+    server.start()
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", chosen)) == 0
+
+    wait_for("the server to listen", listening, timeout=30)
+    yield chosen
+    stop.set()
+    server.join(10)
+
+
+def _connect(port: int) -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.settimeout(30)  # a server that never closes fails the test here, not hangs it
+    return conn
+
+
+def _until_closed(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def _answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def _timed_out(raw: bytes) -> str:
+    status, headers, body = _answer(raw)
+    assert status == 408 and headers["connection"] == "close", raw
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_timeout" and error["type"] == "invalid_request_error"
+    message: str = error["message"]
+    return message
+
+
+REQUEST = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+def test_a_client_that_connects_and_says_nothing_is_answered_408_and_closed(port: int) -> None:
+    with _connect(port) as conn:
+        assert "headers not received within 1 s" in _timed_out(_until_closed(conn))
+
+
+def test_half_sent_headers_are_answered_408_and_closed(port: int) -> None:
+    with _connect(port) as conn:
+        conn.sendall(REQUEST)  # no blank line: the headers never end
+        assert "headers not received" in _timed_out(_until_closed(conn))
+
+
+def test_a_stalled_body_is_answered_408_saying_how_much_came(port: int) -> None:
+    with _connect(port) as conn:
+        conn.sendall(REQUEST + b"Content-Length: 100\r\n\r\n" + b"x" * 10)
+        assert "no more of the body for 1 s, after 10 bytes" in _timed_out(_until_closed(conn))
+
+
+def test_a_kept_alive_connection_gets_the_deadline_for_each_request(port: int) -> None:
+    """A first request answered in full, then a second that stalls in its headers."""
+    with _connect(port) as conn:
+        conn.sendall(REQUEST + b"Content-Length: 2\r\n\r\n{}")
+        first = b""
+        while b'{"bytes":2}' not in first:
+            first += conn.recv(65536)
+        assert _answer(first)[0] == 200
+        conn.sendall(b"POST /echo HTTP/1.1\r\n")
+        assert "headers not received" in _timed_out(_until_closed(conn))
+
+
+def test_a_slow_client_that_keeps_sending_is_served(port: int) -> None:
+    """The deadlines are for stalls: a body trickling in, each piece well inside them, is fine
+    (a body's deadline restarts with every piece)."""
+    with _connect(port) as conn:
+        conn.sendall(REQUEST + b"Content-Length: 6\r\n\r\n")
+        for piece in (b"a", b"b", b"c", b"d", b"e", b"f"):  # 2 s in all, a piece every 1/3 s
+            time.sleep(DEADLINE / 3)
+            conn.sendall(piece)
+        answer = b""
+        while b"}" not in answer:
+            answer += conn.recv(65536)
+    status, _, body = _answer(answer)
+    assert status == 200 and json.loads(body) == {"bytes": 6}
