@@ -594,6 +594,24 @@ def test_revoked_key_is_refused_within_seconds(tenant: Tenant) -> None:
     assert time.monotonic() - started < 5
 
 
+def test_a_key_deleted_while_its_finalizer_waits_is_refused_at_once(tenant: Tenant) -> None:
+    """With the operator down, a deleted ApiKey stays (its finalizer waits for the operator):
+    its key must stop working anyway, not when the operator comes back."""
+    key = served_tenant(tenant)
+    tenant.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, tenant.namespace, "apikeys", "app",
+        {"metadata": {"finalizers": ["kuberank.io/operator"]}})
+    tenant.delete_key("app")
+    try:
+        eventually(status_of(401, lambda: tenant.post(key)), timeout=5)
+        held = tenant.custom.get_namespaced_custom_object(
+            GROUP, VERSION, tenant.namespace, "apikeys", "app")
+        assert held["metadata"]["deletionTimestamp"]  # still there, only marked
+    finally:
+        tenant.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, tenant.namespace, "apikeys", "app", {"metadata": {"finalizers": []}})
+
+
 def test_disabling_and_reenabling_a_key_take_effect_while_running(tenant: Tenant) -> None:
     key = served_tenant(tenant)
     tenant.patch_key("app", {"disabled": True})

@@ -13,6 +13,7 @@ from kuberank.gateway.keytable import (
     presented_key,
     record_from_apikey,
 )
+from kuberank.gateway.watch import ApiKeySink
 
 pytestmark = pytest.mark.unit
 
@@ -86,6 +87,27 @@ def test_key_without_published_status_is_not_a_record() -> None:
     obj = apikey(generate_key())
     obj["status"] = {}
     assert record_from_apikey(obj) is None
+
+
+def test_a_key_being_deleted_stops_working_before_its_finalizer_is_done() -> None:
+    """The operator's finalizer keeps a deleted ApiKey in the API server until the operator
+    runs: its key is revoked as soon as it is marked, on a watch event and on a relist."""
+    key = generate_key()
+    obj = apikey(key)
+    table = KeyTable()
+    sink = ApiKeySink(table)
+    sink.apply("ADDED", obj)
+    assert table.authenticate(key, NOW).name == "team-a"
+    deleting = {**obj, "metadata": {**obj["metadata"], "finalizers": ["kuberank.io/operator"],
+                                    "deletionTimestamp": "2026-05-01T11:59:00Z"}}
+    sink.apply("MODIFIED", deleting)
+    with pytest.raises(AuthError):
+        table.authenticate(key, NOW)
+    sink.replace([obj], None)
+    assert table.authenticate(key, NOW)
+    sink.replace([deleting], None)
+    with pytest.raises(AuthError):
+        table.authenticate(key, NOW)
 
 
 def test_missing_models_means_every_model_as_the_crd_defaults() -> None:

@@ -64,11 +64,15 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:
     """An ApiKey object (as the API server returns it) → record; None until the operator has
-    published status.keyId and status.digest, or when the object is malformed."""
+    published status.keyId and status.digest, when the object is malformed, or once it is being
+    deleted: ``kubectl delete`` only marks a key while its finalizer waits for the operator
+    (which may be down for minutes), and a key revoked by deleting it must stop working then."""
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     key_id, digest = status.get("keyId"), status.get("digest")
     if not key_id or not digest or not meta.get("name") or not meta.get("namespace"):
+        return None
+    if meta.get("deletionTimestamp"):
         return None
     try:
         spec = parse_spec(obj.get("spec") or {})
