@@ -295,7 +295,8 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     began = time.monotonic()
     proc = subprocess.run(
         [release, "upgrade", RELEASE, str(REPO / "charts" / "kuberank"), "-n", SYSTEM_NS,
-         f"--kubeconfig={kubectl.kubeconfig}", "--reuse-values", "--set", "gateway.logLevel=debug",
+         f"--kubeconfig={kubectl.kubeconfig}", "--reset-then-reuse-values",
+         "--set", "gateway.logLevel=debug",
          "--set", "operator.verbose=true", "--set", "operator.replicas=2",
          "--wait", "--timeout=180s"],
         capture_output=True, text=True,

@@ -7,6 +7,7 @@ the status subresource. A typed client would add nothing but conversions.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import ssl
 import tempfile
@@ -22,8 +23,11 @@ import yaml
 Obj = dict[str, Any]
 
 
+UNREACHABLE = 0  # ApiError.status when no answer came at all
+
+
 class ApiError(Exception):
-    """An HTTP error answered by the API server."""
+    """An HTTP error answered by the API server, or none (``UNREACHABLE``)."""
 
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"{status}: {body[:300]}")
@@ -85,6 +89,10 @@ class Kube:
                 raw = resp.read()
         except urllib.error.HTTPError as err:
             raise ApiError(err.code, err.read().decode(errors="replace")) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            # The API server is down or restarting: an error like any other answer, which the
+            # callers retry, not one that ends a pod's worker (leaving a pod "Running" for ever).
+            raise ApiError(UNREACHABLE, f"API server unreachable: {err}") from None
         return json.loads(raw) if raw else {}
 
     def get(self, path: str, **query: str) -> Obj:
