@@ -103,20 +103,26 @@ def measure_mixed(url: str, pool: list[str], seconds: float,
     return answered
 
 
-def run_policy(gguf: Path, policy: str, args: argparse.Namespace,
-               load: Callable[[str], str]) -> float:
-    """Serve ``gguf`` with ``policy``, run ``load`` against it; the pairs it decoded per second."""
-    proc, url = start_runtime(gguf, "--threads", str(args.threads), "--schedule", policy,
-                              "--gpu-layers", str(args.gpu_layers))
-    try:
-        before, started = pairs_decoded(url), time.perf_counter()
-        summary = load(url)
-        rate = (pairs_decoded(url) - before) / (time.perf_counter() - started)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    print(f"{policy:<9} {summary} | pairs decoded: {rate:6.1f}/s", flush=True)
-    return rate
+Load = Callable[[str], tuple[str, tuple[float, ...]]]  # url -> (summary line, figures)
+
+
+def compare(gguf: Path, args: argparse.Namespace, load: Load) -> dict[str, tuple[float, ...]]:
+    """Serve ``gguf`` under each policy and run ``load`` against it: per policy, the figures
+    ``load`` measured and, last, the pairs the engine decoded per second."""
+    figures: dict[str, tuple[float, ...]] = {}
+    for policy in POLICIES:
+        proc, url = start_runtime(gguf, "--threads", str(args.threads), "--schedule", policy,
+                                  "--gpu-layers", str(args.gpu_layers))
+        try:
+            before, started = pairs_decoded(url), time.perf_counter()
+            summary, measured = load(url)
+            rate = (pairs_decoded(url) - before) / (time.perf_counter() - started)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        print(f"{policy:<9} {summary} | pairs decoded: {rate:6.1f}/s", flush=True)
+        figures[policy] = (*measured, rate)
+    return figures
 
 
 def main() -> None:
@@ -144,41 +150,36 @@ def main() -> None:
     print(f"{gguf.name}, gpu layers {args.gpu_layers}, {what}, {args.seconds:.0f} s per policy, "
           f"{args.words} words per document, {args.threads} thread(s), "
           f"load average {os.getloadavg()[0]:.1f} at start")
-    figures: dict[str, tuple[float, ...]] = {}
     if args.load == "beside":
         large = documents(args.large, args.words, vocab_file=args.vocab)
-        for policy in POLICIES:
-            def beside(url: str, policy: str = policy) -> str:
-                small, large_pairs = measure(url, large, args.seconds)
-                p50, p99 = percentile_ms(small, 0.5), percentile_ms(small, 0.99)
-                figures[policy] = (p50, p99)
-                return (f"small requests: n={len(small):3d} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms"
-                        f"  (mean {statistics.mean(small) * 1000:.1f} ms),"
-                        f" {large_pairs} pairs answered in large requests")
-            rate = run_policy(gguf, policy, args, beside)
-            figures[policy] += (rate,)
+
+        def beside(url: str) -> tuple[str, tuple[float, ...]]:
+            small, large_pairs = measure(url, large, args.seconds)
+            p50, p99 = percentile_ms(small, 0.5), percentile_ms(small, 0.99)
+            return (f"small requests: n={len(small):3d} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms"
+                    f"  (mean {statistics.mean(small) * 1000:.1f} ms),"
+                    f" {large_pairs} pairs answered in large requests"), (p50, p99)
+
+        figures = compare(gguf, args, beside)
         fifo, shortest = figures["fifo"], figures["shortest"]
         print(f"\nsmall p50 shortest/fifo: {shortest[0] / fifo[0]:.3f}x   "
               f"p99: {shortest[1] / fifo[1]:.3f}x   pairs decoded: {shortest[2] / fifo[2]:.2f}x")
         return
     pool = documents(MIXED_SIZES.stop, args.words, vocab_file=args.vocab)
-    for policy in POLICIES:
-        def mixed(url: str, policy: str = policy) -> str:
-            answered = measure_mixed(url, pool, args.seconds, args.clients)
-            every = [latency for _, latency in answered]
-            larger = [latency for n, latency in answered if n >= LARGE_IN_MIX]
-            figures[policy] = (percentile_ms(every, 0.5), percentile_ms(every, 0.95),
-                               max(every) * 1000, percentile_ms(larger, 0.5), max(larger) * 1000)
-            p50, p95, worst, larger_p50, larger_max = figures[policy]
-            return (f"n={len(every):4d} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  max {worst:7.1f} ms"
-                    f" | {LARGE_IN_MIX}+ documents: p50 {larger_p50:7.1f} ms"
-                    f"  max {larger_max:7.1f} ms")
-        rate = run_policy(gguf, policy, args, mixed)
-        figures[policy] += (rate,)
+
+    def mixed(url: str) -> tuple[str, tuple[float, ...]]:
+        answered = measure_mixed(url, pool, args.seconds, args.clients)
+        every = [latency for _, latency in answered]
+        larger = [latency for n, latency in answered if n >= LARGE_IN_MIX]
+        p50, p95, worst = percentile_ms(every, 0.5), percentile_ms(every, 0.95), max(every) * 1000
+        return (f"n={len(every):4d} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  max {worst:7.1f} ms"
+                f" | {LARGE_IN_MIX}+ documents: p50 {percentile_ms(larger, 0.5):7.1f} ms"
+                f"  max {max(larger) * 1000:7.1f} ms"), (p50, p95, worst)
+
+    figures = compare(gguf, args, mixed)
     fifo, shortest = figures["fifo"], figures["shortest"]
     print(f"\nshortest/fifo: p50 {shortest[0] / fifo[0]:.3f}x   p95 {shortest[1] / fifo[1]:.3f}x"
-          f"   max {shortest[2] / fifo[2]:.3f}x   pairs decoded: {shortest[5] / fifo[5]:.2f}x")
-
+          f"   max {shortest[2] / fifo[2]:.3f}x   pairs decoded: {shortest[3] / fifo[3]:.2f}x")
 
 if __name__ == "__main__":
     main()
