@@ -4,6 +4,7 @@ Real uvicorn on a loopback socket, driven byte by byte."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -26,6 +27,11 @@ DEADLINE = 1.0  # seconds; every stall below is far past it, every pause far ins
 def _app() -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
+
+    @app.get("/slow")
+    async def slow() -> JSONResponse:
+        await asyncio.sleep(DEADLINE * 1.5)
+        return JSONResponse({"slow": True})
 
     @app.post("/echo")
     async def echo(request: Request) -> JSONResponse:
@@ -131,3 +137,41 @@ def test_a_slow_client_that_keeps_sending_is_served(port: int) -> None:
             answer += conn.recv(65536)
     status, _, body = _answer(answer)
     assert status == 200 and json.loads(body) == {"bytes": 6}
+
+
+def _first_answer(conn: socket.socket) -> bytes:
+    """One complete answer whose body is a small JSON object."""
+    data = b""
+    while not data.endswith(b"}"):
+        data += conn.recv(65536)
+    return data
+
+
+def test_a_stray_byte_between_requests_does_not_hold_the_connection_for_ever(port: int) -> None:
+    """A CRLF after an answer starts no request, but stops uvicorn's keep-alive timer."""
+    with _connect(port) as conn:
+        conn.sendall(REQUEST + b"Content-Length: 2\r\n\r\n{}")
+        assert _answer(_first_answer(conn))[0] == 200
+        conn.sendall(b"\r\n")
+        assert "headers not received" in _timed_out(_until_closed(conn))
+
+
+def test_the_unread_rest_of_a_body_answered_early_does_not_hold_the_connection(
+    port: int,
+) -> None:
+    with _connect(port) as conn:
+        conn.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        assert _answer(_first_answer(conn))[0] == 404  # answered without reading the body
+        conn.sendall(b"x")
+        assert _until_closed(conn).startswith(b"HTTP/1.1 408")
+
+
+def test_a_pipelined_request_that_stalls_never_cuts_the_answer_before_it(port: int) -> None:
+    """The first request takes longer than the deadline to answer while the second, sent right
+    behind it, never finishes its headers: the first answer arrives whole, then the 408."""
+    with _connect(port) as conn:
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /slo")
+        answers = _until_closed(conn)
+    first, _, rest = answers.partition(b'{"slow":true}')
+    assert _answer(first + b'{"slow":true}')[0] == 200
+    assert "headers not received" in _timed_out(rest)

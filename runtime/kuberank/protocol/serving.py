@@ -72,6 +72,15 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._arm_header_deadline()  # a client that connects and says nothing
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Bytes between requests that begin none (a stray CRLF, the unread rest of a body
+        # answered early) stop uvicorn's keep-alive timer without starting a request: without
+        # a deadline such a connection would stay open for ever.
+        if (self._header_deadline is None and not self._answering()
+                and not self.transport.is_closing()):
+            self._arm_header_deadline()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._header_deadline is None:  # the next request on a kept-alive connection
@@ -93,9 +102,16 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self._header_deadline.cancel()
             self._header_deadline = None
 
+    def _answering(self) -> bool:
+        """A request of this connection, whose headers came in time, is not answered yet."""
+        return self.cycle is not None and not self.cycle.response_complete
+
     def _headers_late(self) -> None:
         self._header_deadline = None
         if self.transport.is_closing():
+            return
+        if self._answering():  # a pipelined request stalls behind one still being answered:
+            self._arm_header_deadline()  # its answer must not be cut, so look again later
             return
         message = (f"request headers not received within {self.header_seconds:g} s; "
                    "the connection is closed")
