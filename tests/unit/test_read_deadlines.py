@@ -5,6 +5,7 @@ Real uvicorn on a loopback socket, driven byte by byte."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -13,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from kuberank.protocol.body import read_body
+from kuberank.protocol.connection import MAX_HEADER_BYTES
 from kuberank.protocol.errors import install_error_handlers
 from kuberank.protocol.serving import serve
 from polling import wait_for
@@ -22,11 +24,16 @@ from polling import wait_for
 pytestmark = pytest.mark.unit
 
 DEADLINE = 1.0  # seconds; every stall below is far past it, every pause far inside it
+BIG = 4 << 20  # an answer far larger than the socket buffers on both sides
 
 
 def _app() -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
+
+    @app.get("/big")
+    async def big() -> Response:
+        return Response(b"x" * BIG, media_type="application/octet-stream")
 
     @app.get("/slow")
     async def slow() -> JSONResponse:
@@ -175,3 +182,66 @@ def test_a_pipelined_request_that_stalls_never_cuts_the_answer_before_it(port: i
     first, _, rest = answers.partition(b'{"slow":true}')
     assert _answer(first + b'{"slow":true}')[0] == 200
     assert "headers not received" in _timed_out(rest)
+
+
+def test_headers_past_the_cap_are_answered_431_before_they_fill_memory(port: int) -> None:
+    with _connect(port) as conn:
+        conn.sendall(REQUEST)
+        filler = b"X-Filler: " + b"y" * 1000 + b"\r\n"
+        with contextlib.suppress(ConnectionError):  # the server may close while we still send
+            for _ in range(MAX_HEADER_BYTES // len(filler) + 2):
+                conn.sendall(filler)
+        status, headers, body = _answer(_until_closed(conn))
+    assert status == 431 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
+
+
+def test_headers_under_the_cap_are_served(port: int) -> None:
+    with _connect(port) as conn:
+        filler = b"X-Filler: " + b"y" * (MAX_HEADER_BYTES // 2) + b"\r\n"
+        conn.sendall(REQUEST + filler + b"Content-Length: 2\r\n\r\n{}")
+        assert _answer(_first_answer(conn))[0] == 200
+
+
+def test_what_the_http_parser_refuses_is_a_json_400(port: int) -> None:
+    with _connect(port) as conn:
+        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n")
+        status, headers, body = _answer(_until_closed(conn))
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+def _small_receive_buffer(conn: socket.socket) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+def test_an_answer_nobody_reads_ends_its_connection_and_frees_it(port: int) -> None:
+    """The client asks for 4 MiB and reads nothing: after the deadline the server drops the
+    connection (and the buffered answer) instead of holding both for ever."""
+    conn = socket.socket()
+    _small_receive_buffer(conn)
+    conn.connect(("127.0.0.1", port))
+    conn.settimeout(30)
+    with conn:
+        conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(DEADLINE * 3)  # the client's stall: it reads nothing for three deadlines
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                received += len(chunk)
+    assert received < BIG  # cut off, not delivered
+
+
+def test_a_slow_reader_that_keeps_reading_gets_the_whole_answer(port: int) -> None:
+    conn = socket.socket()
+    _small_receive_buffer(conn)
+    conn.connect(("127.0.0.1", port))
+    conn.settimeout(30)
+    with conn:
+        conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := conn.recv(1 << 20):
+            data += chunk
+            time.sleep(0.01)  # slow, but never a deadline without reading
+    assert _answer(data)[0] == 200 and data.endswith(b"x" * 100)
+    assert len(data.partition(b"\r\n\r\n")[2]) == BIG

@@ -1,0 +1,149 @@
+"""uvicorn's httptools protocol with the bounds uvicorn leaves out, so that no client holds a
+connection, or the server's memory, for as long as it likes (nginx has each of them:
+``client_header_timeout``, ``large_client_header_buffers``, ``send_timeout``).
+
+- A request's headers must be complete within ``read_seconds`` of its first byte (for the first
+  request, of the connection; bytes between requests that begin none count too), else 408.
+- They may take ``MAX_HEADER_BYTES`` at most, else 431 (the parser would buffer any size).
+- An answer the client stops reading (the write buffer past its high-water mark, not shrinking
+  for ``read_seconds``) ends the connection: it would hold the answer's memory for ever.
+- What the HTTP parser refuses is answered in the API's JSON error shape, not plain text.
+
+A stalled body is the app's to time out (``read_body``), so that it can answer in JSON. Every
+answer here closes the connection; none is written while an earlier (pipelined) request of the
+connection is still being answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers; nginx's default is 4 x 8 KiB
+
+
+def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer in the API's error shape, closing the connection."""
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                 "code": code}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+class BoundedProtocol(HttpToolsProtocol):
+    read_seconds = 60.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._write_watch: asyncio.TimerHandle | None = None
+        self._buffered = 0
+        self._arm_header_deadline()  # a client that connects and says nothing
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        reading_headers = self._header_deadline is not None
+        if reading_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self._header_deadline is not None and self._header_bytes > MAX_HEADER_BYTES:
+            self._refuse(431, "Request Header Fields Too Large",
+                         f"request headers exceed {MAX_HEADER_BYTES} bytes",
+                         code="headers_too_large")
+        elif self._header_deadline is None and not self._answering():
+            # Bytes between requests that begin none (a stray CRLF, the unread rest of a body
+            # answered early) stop uvicorn's keep-alive timer without starting a request.
+            self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_deadline is None:  # the next request on a kept-alive connection
+            self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, "Bad Request", f"{msg.rstrip('.')}: the HTTP request does not parse",
+                     code="bad_request")
+
+    def _arm_header_deadline(self) -> None:
+        self._header_bytes = 0
+        self._header_deadline = self.loop.call_later(self.read_seconds, self._headers_late)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
+    def _answering(self) -> bool:
+        """A request of this connection, whose headers came in time, is not answered yet."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if self.transport.is_closing():
+            return
+        if self._answering():  # a pipelined request stalls behind one still being answered:
+            self._arm_header_deadline()  # its answer must not be cut, so look again later
+            return
+        self._refuse(408, "Request Timeout",
+                     f"request headers not received within {self.read_seconds:g} s; the "
+                     "connection is closed", code="request_timeout")
+
+    def _refuse(self, status: int, reason: str, message: str, *, code: str) -> None:
+        log.info("%s: %d %s", self._peer(), status, message)
+        self._disarm_header_deadline()
+        if not self._answering():  # never inside the answer of an earlier request
+            self.transport.write(error_bytes(status, reason, code, message))
+        self.transport.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_writes()
+
+    def resume_writing(self) -> None:
+        self._stop_watching_writes()
+        super().resume_writing()
+
+    def _watch_writes(self) -> None:
+        self._stop_watching_writes()
+        self._buffered = self.transport.get_write_buffer_size()
+        self._write_watch = self.loop.call_later(self.read_seconds, self._check_writes)
+
+    def _stop_watching_writes(self) -> None:
+        if self._write_watch is not None:
+            self._write_watch.cancel()
+            self._write_watch = None
+
+    def _check_writes(self) -> None:
+        self._write_watch = None
+        if self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size() < self._buffered:
+            self._watch_writes()  # the client reads, if slowly
+            return
+        log.info("%s: read nothing of its answer for %g s; the connection is closed",
+                 self._peer(), self.read_seconds)
+        self.transport.abort()  # frees what it would not read
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        self._stop_watching_writes()
+        super().connection_lost(exc)
