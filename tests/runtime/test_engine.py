@@ -326,9 +326,11 @@ class RecordingContext(RankContext):
     def __init__(self, model: RankModel, params: ContextParams) -> None:
         super().__init__(model, params)
         self.decodes: list[int] = []
+        self.tokens: list[int] = []
 
     def score(self, pairs: list[list[int]]) -> list[float]:
         self.decodes.append(len(pairs))
+        self.tokens.append(sum(map(len, pairs)))
         if self.fail:
             raise RuntimeError("llama_decode failed with status -3")
         return super().score(pairs)
@@ -341,22 +343,30 @@ class Recording(Engine):
         return ctx
 
 
-def test_every_context_decodes_a_full_batch_before_the_engine_is_ready(
+def test_every_context_decodes_before_the_engine_is_ready(
     tiny_model: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """What llama.cpp sets up at the first decode (a GPU's kernels) is paid before readiness,
-    not by the first request; the warm-up is no client's work, so no metric counts it."""
+    """A CPU decodes one short pair per context; on a GPU (``full``) each decodes the largest
+    batch a request can bring, as many pairs of as many tokens as fit, so its kernels are
+    loaded before readiness, not by the first request. The warm-up is no client's work: no
+    metric counts it."""
     caplog.set_level("INFO")
     engine = Recording(RuntimeSettings(model=tiny_model, threads=1, contexts=2,
                                        max_batch_pairs=4))
     engine.start()
     try:
         assert engine.wait_ready(30)
-        assert [ctx.decodes for ctx in engine.made] == [[4], [4]]
+        assert [ctx.decodes for ctx in engine.made] == [[1], [1]]
+        assert all(tokens < 16 for ctx in engine.made for tokens in ctx.tokens)
         assert "warmed up 2 context(s)" in caplog.text
         assert engine.metrics.registry.get_sample_value(
             "kuberank_runtime_batch_pairs_count") == 0
         assert context_pairs(engine, "0") == context_pairs(engine, "1") == 0
+
+        engine._warm_up(engine.made, full=True)  # as on a GPU (no requests are in flight)
+        assert [ctx.decodes[1:] for ctx in engine.made] == [[4], [4]]
+        assert all(ctx.tokens[1] > ctx.n_batch * 3 // 4 for ctx in engine.made), [
+            (ctx.tokens, ctx.n_batch) for ctx in engine.made]
     finally:
         engine.stop()
 

@@ -256,7 +256,7 @@ class Engine:
                  len(contexts), threads, choices.flash_attn, choices.max_batch_pairs,
                  first.n_batch)
         try:
-            self._warm_up(contexts)
+            self._warm_up(contexts, full=offloaded)
         except Exception as exc:
             for ctx in contexts:
                 ctx.close()
@@ -264,19 +264,26 @@ class Engine:
             raise ModelLoadError(f"the model loaded but could not score a pair: {exc}") from exc
         return model, contexts
 
-    def _warm_up(self, contexts: list[RankContext]) -> None:
-        """One full decode on each context before the model is called ready.
+    def _warm_up(self, contexts: list[RankContext], full: bool) -> None:
+        """A decode on each context before the model is called ready; a model that cannot
+        score fails its load instead of its first request.
 
-        The first decode pays for what llama.cpp sets up lazily (a GPU loads its kernels then,
-        and JIT-compiles them when it is newer than the image's machine code, for minutes): done
-        here it falls inside the startup probe's budget, not on the first client's request after
-        the pod already takes traffic. A model that cannot score fails its load instead."""
+        On a GPU (``full``) it is the largest a request can bring, as many pairs of as many
+        tokens as a decode takes: the first decode of a shape pays for what llama.cpp sets up
+        lazily (a GPU loads its kernels then, and JIT-compiles them when it is newer than the
+        image's machine code, for minutes), which here falls inside the startup probe's budget,
+        not on a client's request after the pod takes traffic. A CPU has nothing to load: one
+        short pair each (a full one would cost a large model seconds of start per context)."""
         assert self.builder is not None
-        pair = self.builder.pair(self.builder.query("warm up", truncate=True), "warm up",
-                                 truncate=True).tokens
+        query = self.builder.query("warm up", truncate=True)
         started = time.perf_counter()
         for ctx in contexts:
-            ctx.score([pair] * max(1, min(ctx.max_seqs, ctx.n_batch // len(pair))))
+            count = ctx.max_seqs if full else 1
+            room = min(self.builder.limits.max_pair_tokens, ctx.n_batch // count)
+            words = max(1, room - self.builder.layout.overhead - len(query.tokens)) if full else 2
+            pair = self.builder.pair(query, " ".join(["warm"] * words), truncate=True,
+                                     max_tokens_per_doc=words).tokens
+            ctx.score([pair] * max(1, min(count, ctx.n_batch // len(pair))))
         log.info("warmed up %d context(s) in %.0f ms", len(contexts),
                  (time.perf_counter() - started) * 1000)
 
