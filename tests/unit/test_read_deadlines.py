@@ -211,18 +211,20 @@ def test_what_the_http_parser_refuses_is_a_json_400(port: int) -> None:
     assert json.loads(body)["error"]["code"] == "bad_request"
 
 
-def _small_receive_buffer(conn: socket.socket) -> None:
+def _with_small_receive_buffer(port: int) -> socket.socket:
+    """A connection whose kernel buffer holds little, so what it does not read stays with the
+    server."""
+    conn = socket.socket()
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.connect(("127.0.0.1", port))
+    conn.settimeout(30)
+    return conn
 
 
 def test_an_answer_nobody_reads_ends_its_connection_and_frees_it(port: int) -> None:
     """The client asks for 4 MiB and reads nothing: after the deadline the server drops the
     connection (and the buffered answer) instead of holding both for ever."""
-    conn = socket.socket()
-    _small_receive_buffer(conn)
-    conn.connect(("127.0.0.1", port))
-    conn.settimeout(30)
-    with conn:
+    with _with_small_receive_buffer(port) as conn:
         conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(DEADLINE * 3)  # the client's stall: it reads nothing for three deadlines
         received = 0
@@ -233,11 +235,7 @@ def test_an_answer_nobody_reads_ends_its_connection_and_frees_it(port: int) -> N
 
 
 def test_a_slow_reader_that_keeps_reading_gets_the_whole_answer(port: int) -> None:
-    conn = socket.socket()
-    _small_receive_buffer(conn)
-    conn.connect(("127.0.0.1", port))
-    conn.settimeout(30)
-    with conn:
+    with _with_small_receive_buffer(port) as conn:
         conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := conn.recv(1 << 20):
