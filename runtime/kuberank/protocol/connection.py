@@ -19,7 +19,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from http import HTTPStatus
 
+from kuberank.protocol.errors import (
+    ApiError,
+    BadRequest,
+    HeadersTooLarge,
+    RequestTimeout,
+    error_body,
+)
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
@@ -27,13 +35,18 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; nginx's default is 4 x 8 KiB
 
 
-def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
-    """A whole HTTP/1.1 answer in the API's error shape, closing the connection."""
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                 "code": code}}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n")
+def error_bytes(err: ApiError) -> bytes:
+    """``err`` as a whole HTTP/1.1 answer in the API's error shape, closing the connection."""
+    body = json.dumps(error_body(err)).encode()
+    head = (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\n"
+            f"content-type: application/json\r\nconnection: close\r\n"
+            f"content-length: {len(body)}\r\n\r\n")
     return head.encode() + body
+
+
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    if timer is not None:
+        timer.cancel()
 
 
 class BoundedProtocol(HttpToolsProtocol):
@@ -50,16 +63,13 @@ class BoundedProtocol(HttpToolsProtocol):
     # -- reading -------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        reading_headers = self._header_deadline is not None
-        if reading_headers:
+        if self._header_deadline is not None:  # reading a request's headers
             self._header_bytes += len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
         if self._header_deadline is not None and self._header_bytes > MAX_HEADER_BYTES:
-            self._refuse(431, "Request Header Fields Too Large",
-                         f"request headers exceed {MAX_HEADER_BYTES} bytes",
-                         code="headers_too_large")
+            self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
         elif self._header_deadline is None and not self._answering():
             # Bytes between requests that begin none (a stray CRLF, the unread rest of a body
             # answered early) stop uvicorn's keep-alive timer without starting a request.
@@ -75,17 +85,15 @@ class BoundedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "Bad Request", f"{msg.rstrip('.')}: the HTTP request does not parse",
-                     code="bad_request")
+        self._refuse(BadRequest(f"{msg.rstrip('.')}: the HTTP request does not parse"))
 
     def _arm_header_deadline(self) -> None:
         self._header_bytes = 0
         self._header_deadline = self.loop.call_later(self.read_seconds, self._headers_late)
 
     def _disarm_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+        _cancel(self._header_deadline)
+        self._header_deadline = None
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
@@ -101,15 +109,14 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._answering():  # a pipelined request stalls behind one still being answered:
             self._arm_header_deadline()  # its answer must not be cut, so look again later
             return
-        self._refuse(408, "Request Timeout",
-                     f"request headers not received within {self.read_seconds:g} s; the "
-                     "connection is closed", code="request_timeout")
+        self._refuse(RequestTimeout(f"request headers not received within "
+                                    f"{self.read_seconds:g} s; the connection is closed"))
 
-    def _refuse(self, status: int, reason: str, message: str, *, code: str) -> None:
-        log.info("%s: %d %s", self._peer(), status, message)
+    def _refuse(self, err: ApiError) -> None:
+        log.info("%s: %d %s", self._peer(), err.status, err.message)
         self._disarm_header_deadline()
         if not self._answering():  # never inside the answer of an earlier request
-            self.transport.write(error_bytes(status, reason, code, message))
+            self.transport.write(error_bytes(err))
         self.transport.close()
 
     # -- writing -------------------------------------------------------------------------------
@@ -128,9 +135,8 @@ class BoundedProtocol(HttpToolsProtocol):
         self._write_watch = self.loop.call_later(self.read_seconds, self._check_writes)
 
     def _stop_watching_writes(self) -> None:
-        if self._write_watch is not None:
-            self._write_watch.cancel()
-            self._write_watch = None
+        _cancel(self._write_watch)
+        self._write_watch = None
 
     def _check_writes(self) -> None:
         self._write_watch = None

@@ -85,6 +85,13 @@ class RequestTimeout(ApiError):  # noqa: N818 - names read as HTTP statuses
     closes = True
 
 
+class HeadersTooLarge(ApiError):  # noqa: N818 - names read as HTTP statuses
+    status = 431
+    type = "invalid_request_error"
+    default_code = "headers_too_large"
+    closes = True
+
+
 class UnsupportedMediaType(ApiError):  # noqa: N818 - names read as HTTP statuses
     status = 415
     type = "invalid_request_error"
