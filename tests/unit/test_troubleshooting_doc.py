@@ -40,7 +40,8 @@ def _unwell_reasons() -> set[str]:
     status = REPO / "operator" / "kuberank" / "operator" / "status"
     model = (status / "rerankmodel.py").read_text()
     key = (status / "apikey.py").read_text()
-    handlers = (REPO / "operator" / "kuberank" / "operator" / "handlers.py").read_text()
+    handlers = (REPO / "operator" / "kuberank" / "operator" / "handlers"
+                / "rerankmodel.py").read_text()
     cond = r'Cond\(\s*"(\w+)",\s*"\w+",\s*"(\w+)"'
     reasons = {reason for _, reason in re.findall(cond, model)}
     reasons |= {reason for kind, reason in re.findall(cond, key) if kind == "Active"}

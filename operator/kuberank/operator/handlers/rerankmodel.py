@@ -1,0 +1,207 @@
+# kopf declares its callbacks as Protocols listing every kwarg; handlers that name only the
+# kwargs they use (as kopf documents) do not match them structurally, hence arg-type is off here.
+# mypy: disable-error-code="arg-type"
+"""A RerankModel: reconcile its children, and keep its status following its Deployment, its
+pods and the models of its namespace that claim the same served name."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
+from kuberank.crd.rerankmodel import served_name
+from kuberank.operator.builders.meta import MODEL_LABEL, RUNTIME_NAME
+from kuberank.operator.handlers.children import on_child_event
+from kuberank.operator.handlers.common import (
+    CHILD_LABELS,
+    Key,
+    announce,
+    kube_of,
+    metrics_of,
+    now,
+    one,
+    retry_conflict,
+    settings_of,
+    temporary,
+)
+from kuberank.operator.kube import KubeError
+from kuberank.operator.metrics import ModelState
+from kuberank.operator.reconcilers import rerankmodel as models
+from kuberank.operator.reconcilers.ownership import NameConflictError
+from kuberank.operator.status.rerankmodel import Blocked
+
+RUNTIME_PODS = {"app.kubernetes.io/name": RUNTIME_NAME, MODEL_LABEL: kopf.PRESENT}
+
+# kopf runs sync handlers of different objects (the model, its Deployment, its pods) on a thread
+# pool. Status for one model is computed and written under its lock, from the indexes as they are
+# once the lock is held, so a slow handler can never overwrite a newer status with an older view.
+_status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
+# Models none of whose children could be applied, and why (the reconcile handler's verdict).
+_blocked: dict[Key, Blocked] = {}
+# The newest generation whose children this process applied: status.observedGeneration never
+# runs ahead of it (GitOps tools read "observed and Ready" as "my change is live").
+_applied: dict[Key, tuple[str, int]] = {}  # (uid, generation): a recreated model starts over
+
+
+# ---- indexes: in-memory views of what the watches saw -------------------------------------
+
+
+@kopf.index(GROUP, VERSION, MODEL_PLURAL)
+def model_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS)
+def deployment_index(
+    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    return {(namespace, labels[MODEL_LABEL]): dict(body)}
+
+
+@kopf.index("v1", "pods", labels=RUNTIME_PODS)
+def pod_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[MODEL_LABEL]): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, MODEL_PLURAL)
+def served_name_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """Models by (namespace, served name): who else claims a model's served name."""
+    return {(namespace, served_name(body)): dict(body)}
+
+
+@dataclass(frozen=True)
+class _Views:
+    """What the watches saw, as the indexes above: kopf hands each to every handler by name."""
+
+    models: kopf.Index[Key, Any]
+    deployments: kopf.Index[Key, Any]
+    pods: kopf.Index[Key, Any]
+    served: kopf.Index[Key, Any]
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> _Views:
+        return cls(kwargs["model_index"], kwargs["deployment_index"], kwargs["pod_index"],
+                   kwargs["served_name_index"])
+
+
+# ---- status -------------------------------------------------------------------------------
+
+
+def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = None) -> None:
+    body = body or one(views.models, key)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics_of(memo).models.forget(key)
+        return
+    with _status_locks[key]:
+        if key in _blocked:
+            return  # the reconcile handler published why nothing was applied (_block)
+        body = models.with_written_status(body)
+        rivals = list(views.served.get((key[0], served_name(body))) or [])
+        taken_by = models.served_name_owner(body, rivals)
+        try:
+            status = models.desired_status(
+                body, one(views.deployments, key), list(views.pods.get(key) or []), now(),
+                taken_by=taken_by, applied_generation=_applied_generation(key, body),
+            )
+        except models.InvalidSpecError:
+            return  # the reconcile handler owns the InvalidSpecError condition
+        changed = _publish(memo, key, body, status)
+    announce(body, changed, "Ready")
+
+
+def _applied_generation(key: Key, body: dict[str, Any]) -> int:
+    """The newest generation of this object whose children were applied; before this process
+    applied any, what the status last said."""
+    uid, generation = _applied.get(key, ("", 0))
+    if uid and uid == body["metadata"].get("uid"):
+        return generation
+    return int((body.get("status") or {}).get("observedGeneration") or 0)
+
+
+def _publish(memo: Any, key: Key, body: dict[str, Any], status: dict[str, Any],
+             ) -> list[dict[str, Any]]:
+    """The model's state into the operator's metrics and its status (call under its lock);
+    returns the conditions that transitioned."""
+    metrics_of(memo).models.update(key, ModelState.of(body.get("spec") or {}, status))
+    try:
+        return models.publish_status(kube_of(memo), body, status)
+    except KubeError as err:
+        raise temporary(err) from err
+
+
+def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
+    """Publish why nothing of the model was applied; child events leave that status alone
+    until a reconcile gets through."""
+    with _status_locks[key]:
+        _blocked[key] = blocked
+        status = models.desired_status(body, None, [], now(), blocked=blocked)
+        changed = _publish(memo, key, body, status)
+    announce(body, changed, "Ready")
+
+
+# ---- handlers -----------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, MODEL_PLURAL, id="reconcile")
+@kopf.on.create(GROUP, VERSION, MODEL_PLURAL, id="reconcile")
+@kopf.on.update(GROUP, VERSION, MODEL_PLURAL, id="reconcile")
+def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    raw = dict(body)
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    try:
+        spec = models.parse_spec(raw.get("spec"))
+    except models.InvalidSpecError as err:
+        _block(memo, key, raw, Blocked("InvalidSpec", str(err)))
+        raise kopf.PermanentError(f"invalid spec: {err}") from err
+    try:
+        models.apply_children(kube_of(memo), settings_of(memo), models.owner_of(raw), spec)
+    except NameConflictError as err:
+        if not err.predecessor:
+            _block(memo, key, raw, Blocked("NameConflict", str(err)))
+        raise retry_conflict(err) from err
+    except KubeError as err:
+        if err.transient:
+            raise temporary(err) from err
+        _block(memo, key, raw, Blocked("ChildRefused", f"The API server refused a child of "
+                                       f"this model: {err.message}"))
+        raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
+    _blocked.pop(key, None)
+    _applied[key] = (raw["metadata"].get("uid", ""), int(raw["metadata"].get("generation") or 0))
+    _refresh(memo, key, _Views.of(kwargs), body=raw)
+
+
+@kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="siblings")
+def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: Any,
+                **kwargs: Any) -> None:
+    """A model created or deleted changes who holds its served name: the other models of the
+    namespace claiming that name are re-evaluated (``ServedNameTaken`` set or cleared). A
+    deleted model's metrics go with it (a model without children gets no child events)."""
+    if event.get("type") == "DELETED":
+        metrics_of(memo).models.forget((namespace, name))
+        _blocked.pop((namespace, name), None)
+        _applied.pop((namespace, name), None)
+    if event.get("type") not in ("ADDED", "DELETED"):
+        return
+    views = _Views.of(kwargs)
+    for other in views.served.get((namespace, served_name(body))) or []:
+        if other["metadata"]["name"] != name:
+            _refresh(memo, (namespace, other["metadata"]["name"]), views)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+def deployment_event(event: kopf.RawEvent, body: kopf.Body, labels: kopf.Labels, namespace: str,
+                     memo: Any, **kwargs: Any) -> None:
+    key, views = (namespace, labels[MODEL_LABEL]), _Views.of(kwargs)
+    on_child_event(event, body, key, memo, views.models)
+    _refresh(memo, key, views)
+
+
+@kopf.on.event("v1", "pods", labels=RUNTIME_PODS)
+def pod_event(labels: kopf.Labels, namespace: str, memo: Any, **kwargs: Any) -> None:
+    _refresh(memo, (namespace, labels[MODEL_LABEL]), _Views.of(kwargs))
