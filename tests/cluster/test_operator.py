@@ -201,6 +201,38 @@ def test_a_newer_model_claiming_a_served_name_is_told_and_takes_it_once_the_olde
     wait_condition(wait_for, kubectl, "rrm", "newer", "Ready", "True")
 
 
+def test_an_alias_another_model_holds_is_flagged_until_either_lets_go(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    def degraded_message() -> str:
+        return str(condition(kubectl.get("rrm", "zeta"), "Degraded").get("message", ""))
+
+    kubectl.apply(model("zeta", resources={"gpus": 0}, aliases=["rerank", "fine"]))
+    wait_condition(wait_for, kubectl, "rrm", "zeta", "Ready", "True")
+    assert condition(kubectl.get("rrm", "zeta"), "Degraded")["status"] == "False"
+    # a model created later whose served name is the alias: the served name wins
+    kubectl.apply(model("rerank", resources={"gpus": 0}))
+    obj = wait_condition(wait_for, kubectl, "rrm", "zeta", "Degraded", "True", "AliasShadowed")
+    assert "1 of its aliases: 'rerank' goes to RerankModel 'rerank' (its servedName)" in (
+        condition(obj, "Degraded")["message"])
+    assert condition(obj, "Ready")["status"] == "True"  # it serves, under its other names
+    events = kubectl.run(
+        "get", "events", "--field-selector", "involvedObject.name=zeta", "-o", "json")
+    assert any(e["reason"] == "AliasShadowed" and e["type"] == "Warning"
+               for e in json.loads(events.stdout)["items"])
+    # an edit of the other model's aliases alone (no object created) is noticed too
+    kubectl.run("patch", "rrm", "rerank", "--type=merge", "-p", '{"spec":{"aliases":["fine"]}}')
+    wait_for("both aliases flagged", lambda: "2 of its aliases" in degraded_message())
+    assert ("'fine' goes to RerankModel 'rerank' (which declares it too and sorts first by "
+            "name)") in degraded_message()
+    assert condition(kubectl.get("rrm", "rerank"), "Degraded")["status"] == "False"
+    kubectl.run("patch", "rrm", "rerank", "--type=merge", "-p", '{"spec":{"aliases":null}}')
+    wait_for("one alias flagged again", lambda: "1 of its aliases" in degraded_message())
+    kubectl.run("delete", "rrm", "rerank", "--wait=true")
+    wait_condition(wait_for, kubectl, "rrm", "zeta", "Degraded", "False")
+    kubectl.run("delete", "rrm", "zeta", "--wait=true")
+
+
 def test_kubectl_scale_changes_replicas_and_adds_a_pdb(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -271,3 +272,34 @@ def test_a_relist_of_one_watch_keeps_the_slices_another_watch_found() -> None:
     assert routes.service_endpoints("ns1", "rrm-bge") == []
     routes.replace_slices([], namespace="ns1", pool="peers")
     assert routes.service_endpoints("ns1", "gw") == []
+
+
+def test_the_operator_flags_exactly_the_aliases_the_gateway_sends_elsewhere() -> None:
+    """The operator's ``AliasShadowed`` and the gateway's routing are two copies of one rule:
+    over many seeded namespaces, an alias is flagged exactly when the gateway routes it to
+    another model (models that do not hold their served name aside: ``ServedNameTaken``)."""
+    from kuberank.operator.reconcilers.rerankmodel import served_name_owner, shadowed_aliases
+
+    names, pool = ["a", "b", "c"], ["a", "b", "x", "y"]
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(3000):
+        objs = []
+        for name in rng.sample(names, rng.randint(2, 3)):
+            obj = rerankmodel(name, served=rng.choice([None, *pool]))
+            obj["metadata"]["creationTimestamp"] = f"2026-11-0{rng.randint(1, 3)}T00:00:00Z"
+            obj["spec"]["aliases"] = rng.sample(pool, rng.randint(0, 3))
+            objs.append(obj)
+        table = RoutingTable()
+        table.replace_models([r for r in map(route_from_rerankmodel, objs) if r is not None])
+        for obj in objs:
+            if served_name_owner(obj, objs) is not None:
+                continue
+            flagged = {s.alias: s.holder for s in shadowed_aliases(obj, objs)}
+            for alias in obj["spec"]["aliases"]:
+                route = table.resolve("ns1", alias)
+                assert route is not None
+                elsewhere = route.name if route.name != obj["metadata"]["name"] else None
+                assert flagged.get(alias) == elsewhere, (objs, alias)
+                checked += 1
+    assert checked > 3000

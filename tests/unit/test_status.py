@@ -12,6 +12,7 @@ from kuberank.operator.status.rerankmodel import (
     Blocked,
     DeploymentState,
     ModelFacts,
+    Shadowed,
     compute_status,
 )
 
@@ -277,12 +278,15 @@ def test_a_served_name_an_older_model_holds_is_not_ready_and_says_which() -> Non
                                              "another model serves this servedName.")
 
 
-def _model(name: str, served: str | None, created: str, deleting: bool = False
-           ) -> dict[str, Any]:
+def _model(name: str, served: str | None, created: str, deleting: bool = False,
+           aliases: tuple[str, ...] = ()) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "ns", "creationTimestamp": created}
     if deleting:
         meta["deletionTimestamp"] = created
-    return {"metadata": meta, "spec": {"servedName": served} if served else {}}
+    spec: dict[str, Any] = {"servedName": served} if served else {}
+    if aliases:
+        spec["aliases"] = list(aliases)
+    return {"metadata": meta, "spec": spec}
 
 
 def test_the_oldest_model_owns_a_served_name_and_newer_ones_are_told() -> None:
@@ -299,6 +303,43 @@ def test_the_oldest_model_owns_a_served_name_and_newer_ones_are_told() -> None:
     twin = _model("beta", "m", "2026-11-02T00:00:00Z")
     assert models.served_name_owner(twin, [new, twin]) == "alpha"
     assert models.served_name_owner(new, [new, twin]) is None
+
+
+def test_a_shadowed_alias_degrades_a_ready_model_and_names_where_requests_go() -> None:
+    shadowed = dataclasses.replace(FACTS, shadowed=(
+        Shadowed("rerank", "other", "servedName"), Shadowed("bge", "aaa", "alias")))
+    conds = _by_type(compute_status(shadowed, _dep(), [], None, T0))
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("True", "AllReplicasReady")
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == (
+        "True", "AliasShadowed")
+    assert conds["Degraded"]["message"] == (
+        "No request reaches this model through 2 of its aliases: 'rerank' goes to RerankModel "
+        "'other' (its servedName); 'bge' goes to RerankModel 'aaa' (which declares it too and "
+        "sorts first by name). Remove each from spec.aliases here or from the other model.")
+    # a rollout still says it is rolling out; a pod's problem is the first thing to fix
+    conds = _by_type(compute_status(shadowed, _dep(updated=1), [], None, T0))
+    assert (conds["Ready"]["reason"], conds["Degraded"]["reason"]) == (
+        "RollingOut", "AliasShadowed")
+    looping = {"restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+    crash = pod_problem({"metadata": {"name": "p"}, "status": {"containerStatuses": [looping]}},
+                        "nvidia.com/gpu")
+    assert crash is not None
+    conds = _by_type(compute_status(shadowed, _dep(ready=0, available=0), [crash], None, T0))
+    assert conds["Degraded"]["reason"] == "CrashLoop"
+
+
+def test_an_alias_reaches_the_model_the_gateway_sends_it_to() -> None:
+    old = _model("old", "bge", "2026-11-01T00:00:00Z", aliases=("rerank", "shared"))
+    new = _model("new", "bge", "2026-11-02T00:00:00Z", aliases=("mine",))  # bge is taken
+    zed = _model("zed", None, "2026-10-01T00:00:00Z", aliases=("shared", "bge", "zed", "own"))
+    rerank = _model("rerank", None, "2026-12-01T00:00:00Z")
+    everyone = [old, new, zed, rerank]
+    assert models.shadowed_aliases(old, everyone) == (Shadowed("rerank", "rerank", "servedName"),)
+    assert models.shadowed_aliases(zed, everyone) == (
+        Shadowed("bge", "old", "servedName"), Shadowed("shared", "old", "alias"))
+    assert models.shadowed_aliases(new, everyone) == ()  # ServedNameTaken says it all
+    leaving = _model("rerank", None, "2026-12-01T00:00:00Z", deleting=True)
+    assert models.shadowed_aliases(old, [old, new, zed, leaving]) == ()
 
 
 def test_transition_time_changes_only_when_status_changes() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberank.crd.rerankmodel import claim_order, served_name
+from kuberank.crd.rerankmodel import aliases_of, claim_order, served_name
 from kuberank.gateway.grouped import Grouped
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -81,7 +81,7 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
                       starting=_starting(obj.get("status")),
-                      aliases=_aliases(spec.get("aliases")),
+                      aliases=aliases_of(obj),
                       autoscaled=isinstance(spec.get("autoscaling"), Mapping),
                       timeout=_positive(timeout), claim=claim_order(meta))
 
@@ -89,11 +89,6 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
 def _positive(raw: Any) -> float | None:
     ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0
     return float(raw) if ok else None
-
-
-def _aliases(raw: Any) -> tuple[str, ...]:
-    names = raw if isinstance(raw, list) else []
-    return tuple(sorted({n for n in names if isinstance(n, str) and n}))
 
 
 # Pods Pending for these reasons may still start (a node autoscaler adds a GPU node, a claim

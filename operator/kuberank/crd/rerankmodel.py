@@ -427,6 +427,14 @@ def served_name(obj: Mapping[str, Any]) -> str:
     return str(spec.get("servedName") or (obj.get("metadata") or {}).get("name") or "")
 
 
+def aliases_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """spec.aliases of a RerankModel object as the API server returns it, sorted, without
+    duplicates or anything that is not a name."""
+    raw = (obj.get("spec") or {}).get("aliases")
+    names = raw if isinstance(raw, list) else []
+    return tuple(sorted({n for n in names if isinstance(n, str) and n}))
+
+
 def claim_order(metadata: Mapping[str, Any]) -> tuple[str, str]:
     """Which of several RerankModels of one namespace with the same served name serves it: the
     oldest (creationTimestamp, RFC 3339 so it sorts as text), then the first by name. The gateway

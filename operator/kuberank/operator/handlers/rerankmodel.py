@@ -2,7 +2,8 @@
 # kwargs they use (as kopf documents) do not match them structurally, hence arg-type is off here.
 # mypy: disable-error-code="arg-type"
 """A RerankModel: reconcile its children, and keep its status following its Deployment, its
-pods and the models of its namespace that claim the same served name."""
+pods and the models of its namespace that claim the same names (its served name, its
+aliases)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import kopf
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.crd.rerankmodel import served_name
+from kuberank.crd.rerankmodel import aliases_of, served_name
 from kuberank.operator.builders.meta import MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.handlers.children import on_child_event
 from kuberank.operator.handlers.common import (
@@ -47,6 +48,8 @@ _blocked: dict[Key, Blocked] = {}
 # The newest generation whose children this process applied: status.observedGeneration never
 # runs ahead of it (GitOps tools read "observed and Ready" as "my change is live").
 _applied: dict[Key, tuple[str, int]] = {}  # (uid, generation): a recreated model starts over
+# The aliases each model had when last seen: an edit of them re-evaluates its neighbours.
+_aliases_seen: dict[Key, tuple[str, ...]] = {}
 
 
 # ---- indexes: in-memory views of what the watches saw -------------------------------------
@@ -70,9 +73,9 @@ def pod_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) ->
 
 
 @kopf.index(GROUP, VERSION, MODEL_PLURAL)
-def served_name_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    """Models by (namespace, served name): who else claims a model's served name."""
-    return {(namespace, served_name(body)): dict(body)}
+def namespace_index(namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    """Models by namespace: who else claims a model's served name or its aliases."""
+    return {namespace: dict(body)}
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,12 @@ class _Views:
     models: kopf.Index[Key, Any]
     deployments: kopf.Index[Key, Any]
     pods: kopf.Index[Key, Any]
-    served: kopf.Index[Key, Any]
+    neighbours: kopf.Index[str, Any]
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> _Views:
         return cls(kwargs["model_index"], kwargs["deployment_index"], kwargs["pod_index"],
-                   kwargs["served_name_index"])
+                   kwargs["namespace_index"])
 
 
 # ---- status -------------------------------------------------------------------------------
@@ -102,17 +105,21 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         if key in _blocked:
             return  # the reconcile handler published why nothing was applied (_block)
         body = models.with_written_status(body)
-        rivals = list(views.served.get((key[0], served_name(body))) or [])
-        taken_by = models.served_name_owner(body, rivals)
+        neighbours = list(views.neighbours.get(key[0]) or [])
         try:
             status = models.desired_status(
                 body, one(views.deployments, key), list(views.pods.get(key) or []), now(),
-                taken_by=taken_by, applied_generation=_applied_generation(key, body),
+                taken_by=models.served_name_owner(body, neighbours),
+                shadowed=models.shadowed_aliases(body, neighbours),
+                applied_generation=_applied_generation(key, body),
             )
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
         changed = _publish(memo, key, body, status)
     announce(body, changed, "Ready")
+    for cond in changed:  # Ready stays True: the model serves, under fewer names
+        if cond["type"] == "Degraded" and cond["reason"] == "AliasShadowed":
+            kopf.event(body, type="Warning", reason=cond["reason"], message=cond["message"])
 
 
 def _applied_generation(key: Key, body: dict[str, Any]) -> int:
@@ -179,18 +186,25 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 @kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="siblings")
 def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: Any,
                 **kwargs: Any) -> None:
-    """A model created or deleted changes who holds its served name: the other models of the
-    namespace claiming that name are re-evaluated (``ServedNameTaken`` set or cleared). A
-    deleted model's metrics go with it (a model without children gets no child events)."""
-    if event.get("type") == "DELETED":
-        metrics_of(memo).models.forget((namespace, name))
-        _blocked.pop((namespace, name), None)
-        _applied.pop((namespace, name), None)
-    if event.get("type") not in ("ADDED", "DELETED"):
-        return
+    """A model created or deleted changes who holds its served name, and one created, deleted
+    or with other aliases changes who holds an alias: the other models of the namespace that
+    claim its served name or declare aliases are re-evaluated (``ServedNameTaken``,
+    ``AliasShadowed`` set or cleared). A deleted model's metrics go with it (a model without
+    children gets no child events)."""
+    key, kind, aliases = (namespace, name), event.get("type"), aliases_of(body)
+    seen = _aliases_seen.get(key)
+    if kind == "DELETED":
+        metrics_of(memo).models.forget(key)
+        for state in (_blocked, _applied, _aliases_seen):
+            state.pop(key, None)
+    else:
+        _aliases_seen[key] = aliases
+    if kind not in ("ADDED", "DELETED") and (kind is None or seen == aliases):
+        return  # the initial listing (each model's own reconcile looks), or aliases unchanged
     views = _Views.of(kwargs)
-    for other in views.served.get((namespace, served_name(body))) or []:
-        if other["metadata"]["name"] != name:
+    for other in views.neighbours.get(namespace) or []:
+        if other["metadata"]["name"] != name and (
+                served_name(other) == served_name(body) or aliases_of(other)):
             _refresh(memo, (namespace, other["metadata"]["name"]), views)
 
 

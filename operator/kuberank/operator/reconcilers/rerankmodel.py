@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from kuberank.crd.common import API_VERSION
-from kuberank.crd.rerankmodel import KIND, RerankModelSpec, claim_order, served_name
+from kuberank.crd.rerankmodel import (
+    KIND,
+    RerankModelSpec,
+    aliases_of,
+    claim_order,
+    served_name,
+)
 from kuberank.operator.builders.deployment import build_deployment
 from kuberank.operator.builders.meta import Owner, child_name
 from kuberank.operator.builders.network import (
@@ -26,6 +32,7 @@ from kuberank.operator.status.rerankmodel import (
     Blocked,
     DeploymentState,
     ModelFacts,
+    Shadowed,
     compute_status,
 )
 from pydantic import ValidationError
@@ -107,6 +114,35 @@ def served_name_owner(body: Mapping[str, Any], others: Iterable[Mapping[str, Any
     return str(first["metadata"]["name"])
 
 
+def shadowed_aliases(
+    body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]
+) -> tuple[Shadowed, ...]:
+    """The aliases of this model that reach another model of its namespace, by the rule the
+    gateway routes by (``RoutingTable.resolve``): of the models that hold their served name
+    (``claim_order``), a served name wins over an alias, and of several declaring one alias
+    the first by name gets it. None for a model that does not hold its own served name
+    (``ServedNameTaken`` says why nothing reaches it). Pure."""
+    me = body["metadata"]["name"]
+    live = [o for o in others if not o["metadata"].get("deletionTimestamp")
+            and o["metadata"]["name"] != me]
+    holders: dict[str, Mapping[str, Any]] = {}
+    for model in sorted([body, *live], key=lambda o: claim_order(o["metadata"])):
+        holders.setdefault(served_name(model), model)
+    if holders[served_name(body)] is not body:
+        return ()
+    by_name = sorted(holders.values(), key=lambda o: str(o["metadata"]["name"]))
+    shadowed = []
+    for alias in aliases_of(body):
+        if (holder := holders.get(alias)) is not None:
+            how = "servedName"
+        else:
+            holder = next(o for o in by_name if alias in aliases_of(o))
+            how = "alias"
+        if holder is not body:
+            shadowed.append(Shadowed(alias, str(holder["metadata"]["name"]), how))
+    return tuple(shadowed)
+
+
 def desired_status(
     body: dict[str, Any],
     deployment: dict[str, Any] | None,
@@ -115,9 +151,11 @@ def desired_status(
     blocked: Blocked | None = None,
     taken_by: str | None = None,
     applied_generation: int | None = None,
+    shadowed: tuple[Shadowed, ...] = (),
 ) -> dict[str, Any]:
     """Status from the model and what its children report (pure); ``taken_by`` names an
-    older model that serves the same served name; ``applied_generation`` is the newest
+    older model that serves the same served name, ``shadowed`` the aliases that reach other
+    models (``shadowed_aliases``); ``applied_generation`` is the newest
     generation whose children were applied (None: the current one). Raises InvalidSpecError
     for a spec the operator cannot run, unless ``blocked`` already says why nothing was
     applied."""
@@ -145,6 +183,7 @@ def desired_status(
         served_name=served,
         scales_to_zero=scales_to_zero,
         taken_by=taken_by,
+        shadowed=shadowed,
         applied_generation=applied_generation,
     )
     problems = pod_problems(pods, gpu_name)

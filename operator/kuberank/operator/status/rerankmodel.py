@@ -55,6 +55,21 @@ class Blocked:
 
 
 @dataclass(frozen=True)
+class Shadowed:
+    """An alias of the model that requests never bring here: ``holder`` serves it, as its
+    ``servedName`` or as an alias of its own (its name sorts first)."""
+
+    alias: str
+    holder: str
+    how: str  # "servedName" or "alias"
+
+    def describe(self) -> str:
+        why = ("its servedName" if self.how == "servedName"
+               else "which declares it too and sorts first by name")
+        return f"{self.alias!r} goes to RerankModel {self.holder!r} ({why})"
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     """What the status needs from the RerankModel itself."""
 
@@ -65,6 +80,7 @@ class ModelFacts:
     served_name: str
     scales_to_zero: bool = False  # spec.scaleToZero is set: 0 replicas means idle, not off
     taken_by: str | None = None  # an older RerankModel here serves the same servedName
+    shadowed: tuple[Shadowed, ...] = ()  # aliases that reach other models
     # The newest generation whose children were applied; None: the current one.
     applied_generation: int | None = None
 
@@ -127,7 +143,16 @@ def _conditions(
                 taken]
     degraded = _degraded(dep, problems)
     ready = _ready(facts, dep, available, progressing, degraded)
+    if degraded.status == "False" and facts.shadowed:  # it serves, under fewer names
+        degraded = _aliases_shadowed(facts.shadowed)
     return [ready, available, progressing, degraded]
+
+
+def _aliases_shadowed(shadowed: tuple[Shadowed, ...]) -> Cond:
+    where = "; ".join(s.describe() for s in shadowed)
+    return Cond("Degraded", "True", "AliasShadowed",
+                f"No request reaches this model through {len(shadowed)} of its aliases: {where}. "
+                "Remove each from spec.aliases here or from the other model.")
 
 
 def _rolled_out(facts: ModelFacts, dep: DeploymentState) -> bool:
