@@ -797,6 +797,12 @@ def test_a_request_wakes_a_model_scaled_to_zero_and_is_held_until_a_replica_is_r
 
         woken = eventually(scaled_up)
         assert woken["status"]["lastRequestTime"], "the request was recorded for the idle clock"
+
+        def all_three_held() -> None:  # at the gateway, not still on their way there
+            assert sample(tenant.gateway.metrics(), "kuberank_gateway_requests_in_flight",
+                          model=SERVED) == 3
+
+        eventually(all_three_held)
         assert not any(f.done() for f in held), "held while no replica is ready"
         tenant.endpoints("tiny", REPLICA_1)  # what the Deployment's first ready pod brings
         answers = [f.result(timeout=30) for f in held]
