@@ -1069,6 +1069,23 @@ def test_client_that_leaves_ends_the_upstream_call(
         proc.stop()
 
 
+def test_a_connection_the_gateway_refuses_at_the_door_is_counted(tenant: Tenant) -> None:
+    closed = "kuberank_gateway_connections_closed_total"
+    before = sample(tenant.gateway.metrics(), closed, reason="headers_too_large")
+    port = int(tenant.gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(b"POST /v1/rerank HTTP/1.1\r\nHost: x\r\nX-Filler: "
+                         + b"y" * (70 << 10) + b"\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+
+    def counted() -> None:
+        assert sample(tenant.gateway.metrics(), closed, reason="headers_too_large") == before + 1
+
+    eventually(counted)
+
+
 def test_aliases_reach_the_model_and_change_without_touching_it(tenant: Tenant) -> None:
     tenant.model("tiny", aliases=["rerank-english-v3.0", "old-tiny"])
     tenant.endpoints("tiny", REPLICA_1)

@@ -8,6 +8,7 @@ keeps the engine busy for seconds: long enough to observe its queue from outside
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -131,3 +132,29 @@ def test_bodies_held_at_once_are_bounded_and_a_lone_large_one_still_fits(
         assert srv.client.post("/v1/rerank", json=medium).status_code == 200
     finally:
         srv.stop()
+
+
+def refused_at_the_door(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a raw connection; what the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(30)
+        with contextlib.suppress(ConnectionError):  # it may close while we still send
+            sock.sendall(request)
+        answer = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
+
+
+def test_connections_closed_before_the_app_saw_a_request_are_counted_by_why(
+    busy_server: Server,
+) -> None:
+    closed = "kuberank_runtime_connections_closed_total"
+    huge = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"y" * (70 << 10) + b"\r\n\r\n"
+    assert refused_at_the_door(busy_server.port, huge).startswith(b"HTTP/1.1 431")
+    garbled = b"POST /v1/rerank HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n"
+    assert refused_at_the_door(busy_server.port, garbled).startswith(b"HTTP/1.1 400")
+    wait_for("both counted", lambda: (
+        metric(busy_server, closed, reason="headers_too_large") == 1
+        and metric(busy_server, closed, reason="bad_request") == 1))

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
 
 DEADLINE = 1.0  # seconds; every stall below is far past it, every pause far inside it
 BIG = 4 << 20  # an answer far larger than the socket buffers on both sides
+CLOSED: list[str] = []  # why the server closed each connection its app never saw (on_closed)
 
 
 def _app() -> FastAPI:
@@ -56,7 +57,8 @@ def port() -> Iterator[int]:
     stop = threading.Event()
     server = threading.Thread(
         target=serve, args=(_app(), 0.0, threading.Event(), stop, DEADLINE),
-        kwargs={"host": "127.0.0.1", "port": chosen, "log_level": "warning"}, daemon=True)
+        kwargs={"host": "127.0.0.1", "port": chosen, "log_level": "warning",
+                "on_closed": CLOSED.append}, daemon=True)
     server.start()
 
     def listening() -> bool:
@@ -102,9 +104,20 @@ def _timed_out(raw: bytes) -> str:
 REQUEST = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
+@contextlib.contextmanager
+def closing_reasons() -> Iterator[list[str]]:
+    """The reasons ``on_closed`` is told of within the block (the servers' metrics count them)."""
+    seen: list[str] = []
+    before = len(CLOSED)
+    yield seen
+    time.sleep(0.2)  # the server's side of a close may trail the client's by a moment
+    seen.extend(CLOSED[before:])
+
+
 def test_a_client_that_connects_and_says_nothing_is_answered_408_and_closed(port: int) -> None:
-    with _connect(port) as conn:
+    with closing_reasons() as reasons, _connect(port) as conn:
         assert "headers not received within 1 s" in _timed_out(_until_closed(conn))
+    assert reasons == ["request_timeout"]
 
 
 def test_half_sent_headers_are_answered_408_and_closed(port: int) -> None:
@@ -114,9 +127,10 @@ def test_half_sent_headers_are_answered_408_and_closed(port: int) -> None:
 
 
 def test_a_stalled_body_is_answered_408_saying_how_much_came(port: int) -> None:
-    with _connect(port) as conn:
+    with closing_reasons() as reasons, _connect(port) as conn:
         conn.sendall(REQUEST + b"Content-Length: 100\r\n\r\n" + b"x" * 10)
         assert "no more of the body for 1 s, after 10 bytes" in _timed_out(_until_closed(conn))
+    assert reasons == []  # the app answered it: its request metrics count it
 
 
 def test_a_kept_alive_connection_gets_the_deadline_for_each_request(port: int) -> None:
@@ -194,6 +208,18 @@ def test_headers_past_the_cap_are_answered_431_before_they_fill_memory(port: int
         status, headers, body = _answer(_until_closed(conn))
     assert status == 431 and headers["connection"] == "close"
     assert json.loads(body)["error"]["code"] == "headers_too_large"
+    assert CLOSED[-1] == "headers_too_large"
+
+
+def test_headers_past_the_cap_in_one_write_are_answered_431_too(port: int) -> None:
+    """All of it in one read: parsed before the bytes could be counted on their way in."""
+    with closing_reasons() as reasons, _connect(port) as conn:
+        filler = b"X-Filler: " + b"y" * (MAX_HEADER_BYTES + 10) + b"\r\n"
+        with contextlib.suppress(ConnectionError):
+            conn.sendall(REQUEST + filler + b"Content-Length: 2\r\n\r\n{}")
+        status, _, body = _answer(_until_closed(conn))
+    assert status == 431 and json.loads(body)["error"]["code"] == "headers_too_large"
+    assert reasons == ["headers_too_large"]
 
 
 def test_headers_under_the_cap_are_served(port: int) -> None:
@@ -204,9 +230,10 @@ def test_headers_under_the_cap_are_served(port: int) -> None:
 
 
 def test_what_the_http_parser_refuses_is_a_json_400(port: int) -> None:
-    with _connect(port) as conn:
+    with closing_reasons() as reasons, _connect(port) as conn:
         conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n")
         status, headers, body = _answer(_until_closed(conn))
+    assert reasons == ["bad_request"]
     assert status == 400 and headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "bad_request"
 
@@ -224,7 +251,7 @@ def _with_small_receive_buffer(port: int) -> socket.socket:
 def test_an_answer_nobody_reads_ends_its_connection_and_frees_it(port: int) -> None:
     """The client asks for 4 MiB and reads nothing: after the deadline the server drops the
     connection (and the buffered answer) instead of holding both for ever."""
-    with _with_small_receive_buffer(port) as conn:
+    with closing_reasons() as reasons, _with_small_receive_buffer(port) as conn:
         conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(DEADLINE * 3)  # the client's stall: it reads nothing for three deadlines
         received = 0
@@ -232,6 +259,7 @@ def test_an_answer_nobody_reads_ends_its_connection_and_frees_it(port: int) -> N
             while chunk := conn.recv(65536):
                 received += len(chunk)
     assert received < BIG  # cut off, not delivered
+    assert reasons == ["answer_unread"]
 
 
 def test_a_slow_reader_that_keeps_reading_gets_the_whole_answer(port: int) -> None:

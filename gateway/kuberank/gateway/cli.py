@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.drain_seconds,
         app.state.gateway.draining,
         read_timeout=settings.read_timeout,
+        on_closed=app.state.gateway.metrics.connection_closed,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

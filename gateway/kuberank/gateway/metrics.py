@@ -71,6 +71,14 @@ class GatewayMetrics:
             buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
             registry=self.registry,
         )
+        self.connections_closed = Counter(
+            "kuberank_gateway_connections_closed",
+            "Connections closed before a request reached the app, by why: request_timeout "
+            "(headers not sent within --read-timeout), headers_too_large, bad_request (not "
+            "HTTP), answer_unread (the client read nothing of its answer for --read-timeout).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.keys = Gauge(
             "kuberank_gateway_api_keys",
             "API keys currently known to the gateway.",
@@ -94,6 +102,9 @@ class GatewayMetrics:
 
     def woke(self, route: ModelRoute) -> None:
         self.wakeups.labels(route.namespace, route.served_name).inc()
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason).inc()
 
     def waited_for_wake(self, route: ModelRoute, seconds: float) -> None:
         self.wake_wait.labels(route.namespace, route.served_name).observe(seconds)

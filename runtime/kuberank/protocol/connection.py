@@ -4,14 +4,17 @@ connection, or the server's memory, for as long as it likes (nginx has each of t
 
 - A request's headers must be complete within ``read_seconds`` of its first byte (for the first
   request, of the connection; bytes between requests that begin none count too), else 408.
-- They may take ``MAX_HEADER_BYTES`` at most, else 431 (the parser would buffer any size).
+- They may take ``MAX_HEADER_BYTES`` at most, else 431 (the parser would buffer any size):
+  counted as they arrive and as they are parsed, so neither a trickle nor one large read
+  gets past it.
 - An answer the client stops reading (the write buffer past its high-water mark, not shrinking
   for ``read_seconds``) ends the connection: it would hold the answer's memory for ever.
 - What the HTTP parser refuses is answered in the API's JSON error shape, not plain text.
 
 A stalled body is the app's to time out (``read_body``), so that it can answer in JSON. Every
 answer here closes the connection; none is written while an earlier (pipelined) request of the
-connection is still being answered.
+connection is still being answered. The app never sees these connections, so each one closed
+here is told to ``on_closed`` (the servers count them: a slow-client attack shows in metrics).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import logging
 from http import HTTPStatus
 
+from httptools import HttpParserError
 from kuberank.protocol.errors import (
     ApiError,
     BadRequest,
@@ -49,13 +53,27 @@ def _cancel(timer: asyncio.TimerHandle | None) -> None:
         timer.cancel()
 
 
+ANSWER_UNREAD = "answer_unread"  # why a connection was closed without an answer
+
+
+class _HeadersOverCapError(HttpParserError):
+    """Stops the parser inside its callback: uvicorn answers what stops it with
+    ``send_400_response``, which says 431 for this one."""
+
+
 class BoundedProtocol(HttpToolsProtocol):
     read_seconds = 60.0
+
+    @staticmethod
+    def on_closed(reason: str) -> None:
+        """A connection was closed here: ``reason`` is the refusal's error code, or
+        ``ANSWER_UNREAD``. Subclasses (``serving.serve``) count them."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._parsed_bytes = 0  # of this request's line and headers, as the parser gives them
         self._write_watch: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._arm_header_deadline()  # a client that connects and says nothing
@@ -77,14 +95,32 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._parsed_bytes = 0
         if self._header_deadline is None:  # the next request on a kept-alive connection
             self._arm_header_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_parsed(self, size: int) -> None:
+        """Headers that came in one read are parsed before ``data_received`` can look."""
+        self._parsed_bytes += size
+        if self._parsed_bytes > MAX_HEADER_BYTES:
+            raise _HeadersOverCapError
 
     def on_headers_complete(self) -> None:
         self._disarm_header_deadline()
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
+        if self._parsed_bytes > MAX_HEADER_BYTES:
+            self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
+            return
         self._refuse(BadRequest(f"{msg.rstrip('.')}: the HTTP request does not parse"))
 
     def _arm_header_deadline(self) -> None:
@@ -114,6 +150,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _refuse(self, err: ApiError) -> None:
         log.info("%s: %d %s", self._peer(), err.status, err.message)
+        self.on_closed(err.code)
         self._disarm_header_deadline()
         if not self._answering():  # never inside the answer of an earlier request
             self.transport.write(error_bytes(err))
@@ -147,6 +184,7 @@ class BoundedProtocol(HttpToolsProtocol):
             return
         log.info("%s: read nothing of its answer for %g s; the connection is closed",
                  self._peer(), self.read_seconds)
+        self.on_closed(ANSWER_UNREAD)
         self.transport.abort()  # frees what it would not read
 
     def connection_lost(self, exc: Exception | None) -> None:

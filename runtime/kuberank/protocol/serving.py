@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -58,13 +59,17 @@ class DrainingServer(uvicorn.Server):
 
 def serve(app: Any, drain_seconds: float, draining: threading.Event,
           stop: threading.Event | None = None, read_timeout: float = 60.0,
-          **config: Any) -> None:
+          on_closed: Callable[[str], None] | None = None, **config: Any) -> None:
     """Run ``app`` like ``uvicorn.run(app, **config)``, draining on SIGTERM; setting ``stop``
     ends it at once (requests in flight still finish); a client may stall ``read_timeout``
-    seconds at most (BoundedProtocol). The port is bound before the app starts: a port already taken
+    seconds at most (BoundedProtocol, which tells ``on_closed`` why it closed a connection
+    the app never saw). The port is bound before the app starts: a port already taken
     exits (3, uvicorn's startup failure) at once, not after the app's startup has loaded a
     model for minutes."""
-    protocol = type("Bounded", (BoundedProtocol,), {"read_seconds": read_timeout})
+    bounds: dict[str, Any] = {"read_seconds": read_timeout}
+    if on_closed is not None:
+        bounds["on_closed"] = staticmethod(on_closed)
+    protocol = type("Bounded", (BoundedProtocol,), bounds)
     settings = uvicorn.Config(app, http=protocol, **config)
     listening = settings.bind_socket()
     DrainingServer(settings, drain_seconds, draining, stop).run(sockets=[listening])

@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     engine = Engine(settings, on_failure=stop_on_failure)
     app = create_app(settings, engine, draining)
     serve(app, settings.drain_seconds, draining, failed, settings.read_timeout,
+          on_closed=engine.metrics.connection_closed,
           host=settings.host, port=settings.port, log_level="info",
           timeout_graceful_shutdown=round(settings.shutdown_seconds),
           # Longer than the gateway keeps idle upstream connections (30 s), so it never sends

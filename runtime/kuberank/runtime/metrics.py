@@ -42,6 +42,15 @@ class RuntimeMetrics:
                                      ["context"], registry=r)
         self.decode_seconds = Histogram("kuberank_runtime_decode_seconds",
                                         "Time of one llama_decode", buckets=_LATENCY, registry=r)
+        self.connections_closed = Counter(
+            "kuberank_runtime_connections_closed",
+            "Connections closed before a request reached the app, by why: request_timeout "
+            "(headers not sent within --read-timeout), headers_too_large, bad_request (not "
+            "HTTP), answer_unread (the client read nothing of its answer for --read-timeout).",
+            ["reason"], registry=r)
         # A pod given a GPU but running a CPU build of llama.cpp is slow, not broken: say where.
         self.engine = Info("kuberank_runtime_engine", "Where llama.cpp scores pairs (device: cpu "
                            "or gpu) and the packing and flash attention in force", registry=r)
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason).inc()
