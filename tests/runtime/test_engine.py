@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -433,18 +434,41 @@ def test_cuda_graphs_are_off_unless_asked_for(tiny_model: Path, cuda_graphs: boo
     assert done.stdout.strip() == expected
 
 
+class GatedEngine(Engine):
+    """Its contexts decode only while ``gate`` is open, so a test can line requests up in the
+    queue before any of them is scored (on a fast model the queue moves in milliseconds)."""
+
+    def __init__(self, settings: RuntimeSettings, gate: threading.Event) -> None:
+        self.gate = gate
+        super().__init__(settings)
+
+    def _new_context(self, model: RankModel, params: ContextParams) -> RankContext:
+        gate = self.gate
+
+        class GatedContext(RankContext):
+            def score(self, pairs: list[list[int]]) -> list[float]:
+                assert gate.wait(60), "the test never opened the gate"
+                return super().score(pairs)
+
+        return GatedContext(model, params)
+
+
 @pytest.mark.parametrize(("schedule", "max_wait", "overtakes"),
                          [("shortest", 10.0, True), ("fifo", 10.0, False),
                           ("shortest", 0.001, False)],  # the large one is overdue at once
                          ids=["shortest", "fifo", "shortest-large-one-overdue"])
 def test_a_small_request_overtakes_a_large_one_unless_fifo_or_overdue(
         tiny_model: Path, schedule: str, max_wait: float, overtakes: bool) -> None:
-    """How much of the large request is still waiting when the small one is answered."""
-    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, schedule=schedule,
-                                    max_wait_seconds=max_wait, max_documents=4000))
+    """How much of the large request is still waiting when the small one is answered; both
+    are queued before the engine scores anything."""
+    gate = threading.Event()
+    gate.set()  # the warm-up decodes
+    engine = GatedEngine(RuntimeSettings(model=tiny_model, threads=1, schedule=schedule,
+                                         max_wait_seconds=max_wait, max_documents=4000), gate)
     engine.start()
     try:
         assert engine.wait_ready(30)
+        gate.clear()
         big = RerankRequest(dialect=Dialect.JINA, query="panda",
                             documents=[f"document number {i}" for i in range(4000)])
         small = RerankRequest(dialect=Dialect.JINA, query="panda", documents=["a bear"])
@@ -453,15 +477,20 @@ def test_a_small_request_overtakes_a_large_one_unless_fifo_or_overdue(
             await engine.rerank(small)
             return queue_depth(engine)
 
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
             big_done = pool.submit(asyncio.run, engine.rerank(big))
-            wait_for("the large request to be queued", lambda: queue_depth(engine) >= 3900,
-                     timeout=30, interval=0.001)
-            left_of_big = asyncio.run(small_then_queue_depth())
+            wait_for("the large request to be queued", lambda: queue_depth(engine) == 4000,
+                     timeout=30)
+            small_done = pool.submit(asyncio.run, small_then_queue_depth())
+            wait_for("the small one to be queued behind it",
+                     lambda: queue_depth(engine) == 4001, timeout=30)
+            gate.set()
+            left_of_big = small_done.result(timeout=60)
             assert len(big_done.result(timeout=60).scores) == 4000
         assert (left_of_big > 1000) is overtakes, left_of_big
         assert overtakes or left_of_big == 0
     finally:
+        gate.set()
         engine.stop()
 
 
