@@ -390,25 +390,49 @@ def queue_depth(engine: Engine) -> float:
     return engine.metrics.registry.get_sample_value("kuberank_runtime_queue_depth") or 0.0
 
 
+class GatedEngine(Engine):
+    """Its contexts decode only while ``gate`` is open, so a test can line requests up in the
+    queue before any of them is scored (on a fast model the queue moves in milliseconds)."""
+
+    def __init__(self, settings: RuntimeSettings, gate: threading.Event) -> None:
+        self.gate = gate
+        super().__init__(settings)
+
+    def _new_context(self, model: RankModel, params: ContextParams) -> RankContext:
+        gate = self.gate
+
+        class GatedContext(RankContext):
+            def score(self, pairs: list[list[int]]) -> list[float]:
+                assert gate.wait(60), "the test never opened the gate"
+                return super().score(pairs)
+
+        return GatedContext(model, params)
+
+
 @pytest.mark.parametrize("contexts", [1, 2])
 def test_packing_engine_finishes_queued_work_then_stops_promptly(tiny_model: Path,
                                                                  contexts: int) -> None:
     """Stop arrives while a packed batch is being filled (402 pairs leave 2 for the last one):
     the request is still answered, every owner thread ends at once, not 10 s later, and the
     stopped engine refuses new work with a 503."""
-    engine = Engine(RuntimeSettings(model=tiny_model, threads=1, max_batch_pairs=4,
-                                    contexts=contexts))
+    gate = threading.Event()
+    gate.set()  # the warm-up decodes
+    engine = GatedEngine(RuntimeSettings(model=tiny_model, threads=1, max_batch_pairs=4,
+                                         contexts=contexts), gate)
     engine.start()
     assert engine.wait_ready(30)
+    gate.clear()
     request = RerankRequest(dialect=Dialect.JINA, query="panda",
                             documents=[f"document number {i}" for i in range(402)])
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         answer = pool.submit(asyncio.run, engine.rerank(request))
-        wait_for("the request to be queued", lambda: queue_depth(engine), timeout=30,
-                 interval=0.001)
+        wait_for("the request to be queued", lambda: queue_depth(engine) == 402, timeout=30)
         started = time.monotonic()
-        engine.stop(timeout=10)
+        stopping = threading.Thread(target=engine.stop, kwargs={"timeout": 10})
+        stopping.start()  # asked to stop with all 402 pairs still to score
+        gate.set()
+        stopping.join()
         stop_seconds = time.monotonic() - started
         scores = answer.result(timeout=30).scores
     assert len(scores) == 402
@@ -432,25 +456,6 @@ def test_cuda_graphs_are_off_unless_asked_for(tiny_model: Path, cuda_graphs: boo
     done = subprocess.run([sys.executable, "-c", code, str(tiny_model)], env=env,
                           capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == expected
-
-
-class GatedEngine(Engine):
-    """Its contexts decode only while ``gate`` is open, so a test can line requests up in the
-    queue before any of them is scored (on a fast model the queue moves in milliseconds)."""
-
-    def __init__(self, settings: RuntimeSettings, gate: threading.Event) -> None:
-        self.gate = gate
-        super().__init__(settings)
-
-    def _new_context(self, model: RankModel, params: ContextParams) -> RankContext:
-        gate = self.gate
-
-        class GatedContext(RankContext):
-            def score(self, pairs: list[list[int]]) -> list[float]:
-                assert gate.wait(60), "the test never opened the gate"
-                return super().score(pairs)
-
-        return GatedContext(model, params)
 
 
 @pytest.mark.parametrize(("schedule", "max_wait", "overtakes"),
