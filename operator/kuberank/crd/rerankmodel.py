@@ -250,7 +250,8 @@ class Limits(CrdModel):
         default=None, ge=1, le=131072, description="Most tokens of one document."
     )
     overflow: Literal["truncate", "reject"] = Field(
-        default="truncate", description="Over-long pairs are truncated or rejected (413)."
+        default="truncate", description="Over-long pairs are truncated or rejected (413); "
+        "Cohere's /v2/rerank always truncates, as Cohere's API does.",
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=3600,
