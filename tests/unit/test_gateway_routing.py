@@ -113,6 +113,8 @@ def test_a_degraded_model_is_failing_unless_its_pods_may_still_be_scheduled() ->
         assert pending is not None and pending.failing is None, reason
     healthy = route_from_rerankmodel(degraded("AsExpected", status="False"))
     assert healthy is not None and healthy.failing is None
+    serving = route_from_rerankmodel(degraded("AliasShadowed"))  # serves, under fewer names
+    assert serving is not None and serving.failing is None
     odd = rerankmodel("bge")
     odd["status"] = {"conditions": ["junk", {"type": "Degraded"}]}
     route = route_from_rerankmodel(odd)

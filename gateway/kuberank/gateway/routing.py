@@ -95,6 +95,9 @@ def _positive(raw: Any) -> float | None:
 # binds), so requests for a waking model are held through them; other Degraded reasons
 # (CrashLoop, FetchFailed, ImagePullFailed, ...) are answered at once.
 PENDING_REASONS = frozenset({"InsufficientGPU", "ClaimNotReady", "Unschedulable"})
+# Degraded reasons of a model that serves all the same (some of its aliases reach another
+# model): no reason to refuse a request, nor to tell a client its model is failing.
+SERVING_REASONS = frozenset({"AliasShadowed"})
 
 
 def _condition(status: Any, kind: str) -> Mapping[str, Any]:
@@ -109,7 +112,7 @@ def _condition(status: Any, kind: str) -> Mapping[str, Any]:
 def _failing(status: Any) -> str | None:
     """The operator's Degraded condition, when it names a failure that waiting will not fix."""
     cond = _condition(status, "Degraded")
-    if cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS:
+    if cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS | SERVING_REASONS:
         return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
     return None
 
