@@ -198,6 +198,22 @@ def test_a_pipelined_request_that_stalls_never_cuts_the_answer_before_it(port: i
     assert "headers not received" in _timed_out(rest)
 
 
+def test_garbage_after_a_request_is_refused_after_its_answer_not_instead_of_it(
+    port: int,
+) -> None:
+    """Stray bytes behind a whole request (a Content-Length a little short): the request is
+    answered, then the bytes that do not parse get their 400 and the connection closes."""
+    with closing_reasons() as reasons, _connect(port) as conn:
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+        answers = _until_closed(conn)
+    first, _, rest = answers.partition(b'{"slow":true}')
+    assert _answer(first + b'{"slow":true}')[0] == 200
+    status, headers, body = _answer(rest)
+    assert status == 400 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert reasons == ["bad_request"]
+
+
 def test_headers_past_the_cap_are_answered_431_before_they_fill_memory(port: int) -> None:
     with _connect(port) as conn:
         conn.sendall(REQUEST)

@@ -12,9 +12,10 @@ connection, or the server's memory, for as long as it likes (nginx has each of t
 - What the HTTP parser refuses is answered in the API's JSON error shape, not plain text.
 
 A stalled body is the app's to time out (``read_body``), so that it can answer in JSON. Every
-answer here closes the connection; none is written while an earlier (pipelined) request of the
-connection is still being answered. The app never sees these connections, so each one closed
-here is told to ``on_closed`` (the servers count them: a slow-client attack shows in metrics).
+answer here closes the connection; none is written into the answer of an earlier (pipelined)
+request of the connection: it waits for that answer (reading no more meanwhile). The app never
+sees these refusals, so each is told to ``on_closed`` (the servers count them: a slow-client
+attack shows in metrics).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._parsed_bytes = 0  # of this request's line and headers, as the parser gives them
+        self._after_answers: ApiError | None = None  # a refusal waiting for earlier answers
         self._write_watch: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._arm_header_deadline()  # a client that connects and says nothing
@@ -149,12 +151,24 @@ class BoundedProtocol(HttpToolsProtocol):
                                     f"{self.read_seconds:g} s; the connection is closed"))
 
     def _refuse(self, err: ApiError) -> None:
+        """Answer ``err`` and close; while an earlier request of the connection is still being
+        answered, read no more and refuse once it (and any request pipelined behind it) is."""
+        self._disarm_header_deadline()
+        if self._answering():  # never inside the answer of an earlier request
+            self._after_answers = err
+            self.transport.pause_reading()
+            return
         log.info("%s: %d %s", self._peer(), err.status, err.message)
         self.on_closed(err.code)
-        self._disarm_header_deadline()
-        if not self._answering():  # never inside the answer of an earlier request
-            self.transport.write(error_bytes(err))
+        self.transport.write(error_bytes(err))
         self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (self._after_answers is not None and not self.transport.is_closing()
+                and not self._answering() and not self.pipeline):
+            err, self._after_answers = self._after_answers, None
+            self._refuse(err)
 
     # -- writing -------------------------------------------------------------------------------
 
