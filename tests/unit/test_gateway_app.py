@@ -145,6 +145,20 @@ def test_more_documents_than_allowed_gets_422(client: TestClient) -> None:
     assert error_code(response) == "too_many_documents"
 
 
+def test_any_count_over_the_limit_is_refused_naming_the_limit_that_applies() -> None:
+    """Past the runtimes' hard cap (10,000) too: the refusal names the model's or the
+    gateway's limit, the one a client can use, not a cap it can never reach."""
+    settings = GatewaySettings(max_body_bytes=1 << 20, max_documents=3)
+    with TestClient(create_app(settings, StaticSource(OBJECTS))) as roomy:
+        for model, limit in (("bge", 3), ("small", 2)):
+            for count in (10, 10_001):
+                body = {"model": model, "query": "q", "documents": ["a"] * count}
+                response = rerank(roomy, KEY_ALL, body)
+                assert error_code(response) == "too_many_documents", response.text
+                assert response.json()["error"]["message"] == (
+                    f"{count} documents exceed the limit of {limit} per request")
+
+
 def test_a_models_own_document_limit_is_enforced_before_rate_limiting(
     client: TestClient,
 ) -> None:

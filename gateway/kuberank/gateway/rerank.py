@@ -127,7 +127,7 @@ async def _rerank(
         key.requests_per_minute, key.tokens_per_minute, key.concurrent_requests
     ).shared(gateway.replicas())
     body = await read_body(request, settings.max_body_bytes, settings.read_timeout)
-    parsed = await off_the_loop(len(body), parse_request, dialect, body)
+    parsed = await off_the_loop(len(body), parse_request, dialect, body, count=False)
     route = choose_model(gateway, key, parsed.model)
     labels.model = route.served_name
     # The model's own limit when it sets one (up to HARD_MAX_DOCUMENTS), else the gateway's.

@@ -87,9 +87,11 @@ def decode_json(raw: bytes) -> Any:
 
 
 def parse_request(
-    dialect: Dialect, raw: bytes, *, max_documents: int | None = None
+    dialect: Dialect, raw: bytes, *, max_documents: int | None = None, count: bool = True
 ) -> RerankRequest:
-    """Validate a raw body of `dialect`; raise BadRequest (400) or Unprocessable (422)."""
+    """Validate a raw body of `dialect`; raise BadRequest (400) or Unprocessable (422).
+    ``count=False`` leaves the document count to the caller (the gateway knows its limit only
+    once it knows the model), so a refusal names the limit that applies."""
     body = decode_json(raw)
     if not isinstance(body, dict):
         raise Unprocessable("request body must be a JSON object")
@@ -97,7 +99,7 @@ def parse_request(
         request = _from_wire(dialect, body)
     except ValidationError as exc:
         raise Unprocessable(_describe(exc)) from None
-    _check(request, max_documents)
+    _check(request, max_documents, count)
     return request
 
 
@@ -145,7 +147,7 @@ def check_document_count(count: int, max_documents: int | None) -> None:
         )
 
 
-def _check(request: RerankRequest, max_documents: int | None) -> None:
+def _check(request: RerankRequest, max_documents: int | None, count: bool) -> None:
     # A query of only whitespace tokenizes to nothing, as an empty one does: every document
     # would be scored against no question at all.
     if not request.query.strip():
@@ -155,7 +157,8 @@ def _check(request: RerankRequest, max_documents: int | None) -> None:
         raise BadRequest(f"{request.documents_field} must not be empty", code="empty_documents")
     # An empty document is ranked like any other (TEI does the same): one empty chunk in a
     # retrieval result must not fail the whole request.
-    check_document_count(len(request.documents), max_documents)
+    if count:
+        check_document_count(len(request.documents), max_documents)
     if request.top_n is not None and request.top_n < 1:
         raise Unprocessable("top_n must be at least 1", code="invalid_top_n")
     if request.max_tokens_per_doc is not None and request.max_tokens_per_doc < 1:
