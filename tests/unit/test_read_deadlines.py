@@ -214,6 +214,40 @@ def test_garbage_after_a_request_is_refused_after_its_answer_not_instead_of_it(
     assert reasons == ["bad_request"]
 
 
+CHUNKED = REQUEST + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_broken_chunked_body_is_a_400_at_once(port: int) -> None:
+    with closing_reasons() as reasons, _connect(port) as conn:
+        started = time.monotonic()
+        conn.sendall(CHUNKED + b"3\r\nabc\r\nZZZ\r\n")
+        status, headers, body = _answer(_until_closed(conn))
+        took = time.monotonic() - started
+    assert status == 400 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert took < DEADLINE / 2, took  # not held until the body's deadline
+    assert reasons == ["bad_request"]
+
+
+def test_a_queued_requests_broken_body_is_refused_after_the_answer_before_it(
+    port: int,
+) -> None:
+    with _connect(port) as conn:
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + CHUNKED + b"3\r\nabc\r\nZZ")
+        answers = _until_closed(conn)
+    first, _, rest = answers.partition(b'{"slow":true}')
+    assert _answer(first + b'{"slow":true}')[0] == 200
+    assert _answer(rest)[0] == 400
+
+
+def test_a_chunked_bodys_trailers_do_not_count_as_headers(port: int) -> None:
+    half = b"X-Filler: " + b"y" * (MAX_HEADER_BYTES // 2) + b"\r\n"
+    with _connect(port) as conn:
+        conn.sendall(CHUNKED.replace(b"Transfer", half + b"Transfer")
+                     + b"2\r\n{}\r\n0\r\n" + half.replace(b"X-Filler", b"X-Trailer") + b"\r\n")
+        assert _answer(_first_answer(conn))[0] == 200
+
+
 def test_headers_past_the_cap_are_answered_431_before_they_fill_memory(port: int) -> None:
     with _connect(port) as conn:
         conn.sendall(REQUEST)

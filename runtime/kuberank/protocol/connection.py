@@ -33,7 +33,7 @@ from kuberank.protocol.errors import (
     RequestTimeout,
     error_body,
 )
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,11 @@ class BoundedProtocol(HttpToolsProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._parsed_bytes = 0  # of this request's line and headers, as the parser gives them
+        self._in_headers = False
         self._after_answers: ApiError | None = None  # a refusal waiting for earlier answers
+        # Requests of this connection not answered yet, oldest first (uvicorn's ``cycle`` is
+        # the newest parsed only: one pipelined behind another replaces it).
+        self._unanswered: list[RequestResponseCycle] = []
         self._write_watch: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._arm_header_deadline()  # a client that connects and says nothing
@@ -98,6 +102,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._parsed_bytes = 0
+        self._in_headers = True  # httptools calls on_header for a chunked body's trailers too
         if self._header_deadline is None:  # the next request on a kept-alive connection
             self._arm_header_deadline()
 
@@ -106,7 +111,8 @@ class BoundedProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
+        if self._in_headers:
+            self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
         super().on_header(name, value)
 
     def _count_parsed(self, size: int) -> None:
@@ -116,8 +122,11 @@ class BoundedProtocol(HttpToolsProtocol):
             raise _HeadersOverCapError
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
         self._disarm_header_deadline()
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle not in self._unanswered:
+            self._unanswered.append(self.cycle)
 
     def send_400_response(self, msg: str) -> None:
         if self._parsed_bytes > MAX_HEADER_BYTES:
@@ -138,7 +147,8 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _answering(self) -> bool:
         """A request of this connection, whose headers came in time, is not answered yet."""
-        return self.cycle is not None and not self.cycle.response_complete
+        self._unanswered = [c for c in self._unanswered if not c.response_complete]
+        return bool(self._unanswered)
 
     def _headers_late(self) -> None:
         self._header_deadline = None
@@ -151,16 +161,34 @@ class BoundedProtocol(HttpToolsProtocol):
                                     f"{self.read_seconds:g} s; the connection is closed"))
 
     def _refuse(self, err: ApiError) -> None:
-        """Answer ``err`` and close; while an earlier request of the connection is still being
-        answered, read no more and refuse once it (and any request pipelined behind it) is."""
+        """Answer ``err`` and close the connection, never inside the answer of an earlier
+        request: bytes that broke after a whole request (or a queued request's body) are
+        refused once the answers before them are out, reading no more meanwhile."""
         self._disarm_header_deadline()
-        if self._answering():  # never inside the answer of an earlier request
-            self._after_answers = err
-            self.transport.pause_reading()
-            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.more_body or self._drop_queued(cycle):
+                self._after_answers = err
+                self.transport.pause_reading()
+                return
+            if cycle.response_started:  # its own body broke under an answer already begun
+                self._close(err, answer=False)
+                return
+        self._close(err, answer=True)
+
+    def _drop_queued(self, cycle: RequestResponseCycle) -> bool:
+        """A pipelined request whose body broke before its turn never runs."""
+        if self.pipeline and self.pipeline[0][0] is cycle:
+            self.pipeline.popleft()
+            cycle.response_complete = True  # nothing waits for its answer
+            return True
+        return False
+
+    def _close(self, err: ApiError, answer: bool) -> None:
         log.info("%s: %d %s", self._peer(), err.status, err.message)
         self.on_closed(err.code)
-        self.transport.write(error_bytes(err))
+        if answer:
+            self.transport.write(error_bytes(err))
         self.transport.close()
 
     def on_response_complete(self) -> None:
@@ -168,7 +196,7 @@ class BoundedProtocol(HttpToolsProtocol):
         if (self._after_answers is not None and not self.transport.is_closing()
                 and not self._answering() and not self.pipeline):
             err, self._after_answers = self._after_answers, None
-            self._refuse(err)
+            self._close(err, answer=True)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -204,4 +232,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
         self._stop_watching_writes()
+        if self._after_answers is not None:  # the answer before it closed the connection
+            self.on_closed(self._after_answers.code)
+            self._after_answers = None
         super().connection_lost(exc)
