@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from kuberank.crd.apikey import ApiKeySpec
+from kuberank.crd.rerankmodel import ALIAS_SHADOWED
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions
@@ -311,7 +312,7 @@ def test_a_shadowed_alias_degrades_a_ready_model_and_names_where_requests_go() -
     conds = _by_type(compute_status(shadowed, _dep(), [], None, T0))
     assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("True", "AllReplicasReady")
     assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == (
-        "True", "AliasShadowed")
+        "True", ALIAS_SHADOWED)  # the name the gateway knows it by
     assert conds["Degraded"]["message"] == (
         "No request reaches this model through 2 of its aliases: 'rerank' goes to RerankModel "
         "'other' (its servedName); 'bge' goes to RerankModel 'aaa' (which declares it too and "

@@ -73,9 +73,10 @@ class GatewayMetrics:
         )
         self.connections_closed = Counter(
             "kuberank_gateway_connections_closed",
-            "Connections closed before a request reached the app, by why: request_timeout "
-            "(headers not sent within --read-timeout), headers_too_large, bad_request (not "
-            "HTTP), answer_unread (the client read nothing of its answer for --read-timeout).",
+            "Connections the server closed on its own, by why: request_timeout (headers not "
+            "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
+            "not HTTP), answer_unread (an answer the client read nothing of for --read-timeout)."
+            " Only answer_unread follows a request the request metrics counted.",
             ["reason"],
             registry=self.registry,
         )

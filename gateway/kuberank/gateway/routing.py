@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberank.crd.rerankmodel import aliases_of, claim_order, served_name
+from kuberank.crd.rerankmodel import ALIAS_SHADOWED, aliases_of, claim_order, served_name
 from kuberank.gateway.grouped import Grouped
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -95,9 +95,9 @@ def _positive(raw: Any) -> float | None:
 # binds), so requests for a waking model are held through them; other Degraded reasons
 # (CrashLoop, FetchFailed, ImagePullFailed, ...) are answered at once.
 PENDING_REASONS = frozenset({"InsufficientGPU", "ClaimNotReady", "Unschedulable"})
-# Degraded reasons of a model that serves all the same (some of its aliases reach another
-# model): no reason to refuse a request, nor to tell a client its model is failing.
-SERVING_REASONS = frozenset({"AliasShadowed"})
+# Degraded reasons of a model that serves all the same: no reason to refuse a request, nor to
+# tell a client its model is failing.
+SERVING_REASONS = frozenset({ALIAS_SHADOWED})
 
 
 def _condition(status: Any, kind: str) -> Mapping[str, Any]:

@@ -251,7 +251,7 @@ class Limits(CrdModel):
     )
     overflow: Literal["truncate", "reject"] = Field(
         default="truncate", description="Over-long pairs are truncated or rejected (413); "
-        "Cohere's /v2/rerank always truncates, as Cohere's API does.",
+        "Cohere's /v2/rerank always truncates documents, as Cohere's API does.",
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=3600,
@@ -426,6 +426,11 @@ def served_name(obj: Mapping[str, Any]) -> str:
     spec.servedName, else its own name (``RerankModelSpec.served_name_for`` on parsed specs)."""
     spec = obj.get("spec") or {}
     return str(spec.get("servedName") or (obj.get("metadata") or {}).get("name") or "")
+
+
+# The Degraded reason of a model some of whose aliases reach another model: it serves all the
+# same (Ready stays True), so the gateway does not take it for a failure.
+ALIAS_SHADOWED = "AliasShadowed"
 
 
 def aliases_of(obj: Mapping[str, Any]) -> tuple[str, ...]:

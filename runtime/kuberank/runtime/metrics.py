@@ -44,9 +44,10 @@ class RuntimeMetrics:
                                         "Time of one llama_decode", buckets=_LATENCY, registry=r)
         self.connections_closed = Counter(
             "kuberank_runtime_connections_closed",
-            "Connections closed before a request reached the app, by why: request_timeout "
-            "(headers not sent within --read-timeout), headers_too_large, bad_request (not "
-            "HTTP), answer_unread (the client read nothing of its answer for --read-timeout).",
+            "Connections the server closed on its own, by why: request_timeout (headers not "
+            "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
+            "not HTTP), answer_unread (an answer the client read nothing of for --read-timeout)."
+            " Only answer_unread follows a request the request metrics counted.",
             ["reason"], registry=r)
         # A pod given a GPU but running a CPU build of llama.cpp is slow, not broken: say where.
         self.engine = Info("kuberank_runtime_engine", "Where llama.cpp scores pairs (device: cpu "

@@ -15,8 +15,8 @@ from typing import Any
 
 import kopf
 from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.rerankmodel import ALIAS_SHADOWED, aliases_of, served_name
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.crd.rerankmodel import aliases_of, served_name
 from kuberank.operator.builders.meta import MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.handlers.children import on_child_event
 from kuberank.operator.handlers.common import (
@@ -118,7 +118,7 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         changed = _publish(memo, key, body, status)
     announce(body, changed, "Ready")
     for cond in changed:  # Ready stays True: the model serves, under fewer names
-        if cond["type"] == "Degraded" and cond["reason"] == "AliasShadowed":
+        if cond["type"] == "Degraded" and cond["reason"] == ALIAS_SHADOWED:
             kopf.event(body, type="Warning", reason=cond["reason"], message=cond["message"])
 
 
@@ -202,10 +202,17 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
     if kind not in ("ADDED", "DELETED") and (kind is None or seen == aliases):
         return  # the initial listing (each model's own reconcile looks), or aliases unchanged
     views = _Views.of(kwargs)
+    failed = None
     for other in views.neighbours.get(namespace) or []:
         if other["metadata"]["name"] != name and (
                 served_name(other) == served_name(body) or aliases_of(other)):
-            _refresh(memo, (namespace, other["metadata"]["name"]), views)
+            try:
+                _refresh(memo, (namespace, other["metadata"]["name"]), views)
+            except kopf.TemporaryError as err:  # the others still get their turn
+                failed = err
+    if failed is not None:
+        _aliases_seen.pop(key, None)  # event handlers are not retried: the model's next one is
+        raise failed
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)

@@ -150,7 +150,7 @@ def _conditions(
 
 def _aliases_shadowed(shadowed: tuple[Shadowed, ...]) -> Cond:
     where = "; ".join(s.describe() for s in shadowed)
-    return Cond("Degraded", "True", "AliasShadowed",
+    return Cond("Degraded", "True", "AliasShadowed",  # crd.rerankmodel.ALIAS_SHADOWED
                 f"No request reaches this model through {len(shadowed)} of its aliases: {where}. "
                 "Remove each from spec.aliases here or from the other model.")
 
