@@ -208,7 +208,7 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
                 served_name(other) == served_name(body) or aliases_of(other)):
             try:
                 _refresh(memo, (namespace, other["metadata"]["name"]), views)
-            except kopf.TemporaryError as err:  # the others still get their turn
+            except (kopf.TemporaryError, kopf.PermanentError) as err:  # the others get their turn
                 failed = err
     if failed is not None:
         _aliases_seen.pop(key, None)  # event handlers are not retried: the model's next one is
