@@ -21,8 +21,11 @@ attack shows in metrics).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import struct
+import termios
 from http import HTTPStatus
 
 from httptools import HttpParserError
@@ -76,6 +79,8 @@ class BoundedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._parsed_bytes = 0  # of this request's line and headers, as the parser gives them
         self._in_headers = False
+        self._in_message = False  # between a request's first byte and the end of its body
+        self._drain_deadline: asyncio.TimerHandle | None = None
         self._after_answers: ApiError | None = None  # a refusal waiting for earlier answers
         # Requests of this connection not answered yet, oldest first (uvicorn's ``cycle`` is
         # the newest parsed only: one pipelined behind another replaces it).
@@ -95,12 +100,17 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._header_deadline is not None and self._header_bytes > MAX_HEADER_BYTES:
             self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
         elif self._header_deadline is None and not self._answering():
-            # Bytes between requests that begin none (a stray CRLF, the unread rest of a body
-            # answered early) stop uvicorn's keep-alive timer without starting a request.
-            self._arm_header_deadline()
+            # Bytes that begin no request stop uvicorn's keep-alive timer: the rest of a body
+            # answered early (drained while it keeps coming), or a stray CRLF (a request's
+            # headers must follow in time).
+            if self._in_message:
+                self._arm_drain_deadline()
+            else:
+                self._arm_header_deadline()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_message = True
         self._parsed_bytes = 0
         self._in_headers = True  # httptools calls on_header for a chunked body's trailers too
         if self._header_deadline is None:  # the next request on a kept-alive connection
@@ -133,6 +143,27 @@ class BoundedProtocol(HttpToolsProtocol):
             self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
             return
         self._refuse(BadRequest(f"{msg.rstrip('.')}: the HTTP request does not parse"))
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        _cancel(self._drain_deadline)
+        self._drain_deadline = None
+        super().on_message_complete()
+        if self._header_deadline is None and not self._answering():
+            self._arm_header_deadline()  # a body drained after its answer: the next request
+
+    def _arm_drain_deadline(self) -> None:
+        _cancel(self._drain_deadline)  # restarted by every read: a deadline for stalls
+        self._drain_deadline = self.loop.call_later(self.read_seconds, self._drain_stalled)
+
+    def _drain_stalled(self) -> None:
+        """The rest of a body answered early stopped coming: its answer is out, so close."""
+        self._drain_deadline = None
+        if not self.transport.is_closing() and not self._answering():
+            log.info("%s: sent no more of a body already answered for %g s; the connection "
+                     "is closed", self._peer(), self.read_seconds)
+            self.on_closed(RequestTimeout.default_code)
+            self.transport.close()
 
     def _arm_header_deadline(self) -> None:
         self._header_bytes = 0
@@ -210,29 +241,48 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _watch_writes(self) -> None:
         self._stop_watching_writes()
-        self._buffered = self.transport.get_write_buffer_size()
+        self._buffered = self._unsent()
         self._write_watch = self.loop.call_later(self.read_seconds, self._check_writes)
+
+    def _unsent(self) -> int:
+        """Bytes of answers the client has not taken yet: the transport's buffer and what the
+        kernel still holds (its buffer moves only when a third of the kernel's frees up, so
+        a slow reader's progress can be invisible in the transport's alone)."""
+        held = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        try:
+            queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+        except (AttributeError, OSError, ValueError):
+            return held
+        return held + int(struct.unpack("i", queued)[0])
 
     def _stop_watching_writes(self) -> None:
         _cancel(self._write_watch)
         self._write_watch = None
 
     def _check_writes(self) -> None:
+        # A closing transport still holds what it could not send (an answer with
+        # Connection: close, or one a refusal follows): asyncio would wait for it for ever.
         self._write_watch = None
-        if self.transport.is_closing():
-            return
-        if self.transport.get_write_buffer_size() < self._buffered:
+        if self.transport.get_write_buffer_size() == 0:  # all handed to the kernel (a closing
+            return                                       # transport is never resumed)
+        if self._unsent() < self._buffered:
             self._watch_writes()  # the client reads, if slowly
             return
         log.info("%s: read nothing of its answer for %g s; the connection is closed",
                  self._peer(), self.read_seconds)
         self.on_closed(ANSWER_UNREAD)
+        self._after_answers = None  # moot: one count per connection
         self.transport.abort()  # frees what it would not read
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
+        _cancel(self._drain_deadline)
         self._stop_watching_writes()
         if self._after_answers is not None:  # the answer before it closed the connection
             self.on_closed(self._after_answers.code)
             self._after_answers = None
+        for cycle in self._unanswered:  # uvicorn tells only the newest (a pipelined one):
+            cycle.disconnected = True   # the one being answered would write to a closed
+            cycle.message_event.set()   # transport, and score for nobody
         super().connection_lost(exc)
