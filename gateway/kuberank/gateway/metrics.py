@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Set
 
 from kuberank.gateway.routing import ModelRoute
+from kuberank.protocol.connection import CLOSED_HELP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -73,10 +74,7 @@ class GatewayMetrics:
         )
         self.connections_closed = Counter(
             "kuberank_gateway_connections_closed",
-            "Connections the server closed on its own, by why: request_timeout (headers not "
-            "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
-            "not HTTP), answer_unread (an answer the client read nothing of for --read-timeout)."
-            " Only answer_unread follows a request the request metrics counted.",
+            CLOSED_HELP,
             ["reason"],
             registry=self.registry,
         )

@@ -58,6 +58,13 @@ def _cancel(timer: asyncio.TimerHandle | None) -> None:
 
 
 ANSWER_UNREAD = "answer_unread"  # why a connection was closed without an answer
+# The help of the servers' counter of what ``on_closed`` is told (one text for both).
+CLOSED_HELP = (
+    "Connections the server closed on its own, by why: request_timeout (headers not "
+    "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
+    "not HTTP), answer_unread (an answer the client read nothing of for --read-timeout)."
+    " Only answer_unread follows a request the request metrics counted."
+)
 
 
 class _HeadersOverCapError(HttpParserError):

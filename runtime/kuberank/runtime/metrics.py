@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kuberank.protocol.connection import CLOSED_HELP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -44,10 +45,7 @@ class RuntimeMetrics:
                                         "Time of one llama_decode", buckets=_LATENCY, registry=r)
         self.connections_closed = Counter(
             "kuberank_runtime_connections_closed",
-            "Connections the server closed on its own, by why: request_timeout (headers not "
-            "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
-            "not HTTP), answer_unread (an answer the client read nothing of for --read-timeout)."
-            " Only answer_unread follows a request the request metrics counted.",
+            CLOSED_HELP,
             ["reason"], registry=r)
         # A pod given a GPU but running a CPU build of llama.cpp is slow, not broken: say where.
         self.engine = Info("kuberank_runtime_engine", "Where llama.cpp scores pairs (device: cpu "
