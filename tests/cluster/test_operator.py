@@ -196,9 +196,20 @@ def test_a_newer_model_claiming_a_served_name_is_told_and_takes_it_once_the_olde
         "get", "events", "--field-selector", "involvedObject.name=newer", "-o", "json")
     assert any(e["reason"] == "ServedNameTaken" and e["type"] == "Warning"
                for e in json.loads(events.stdout)["items"])
-    # The older one goes: the newer one is told it now serves the name.
-    kubectl.run("delete", "rrm", "older", "--wait=true")
+    # The older one goes: the newer one is told it now serves the name as soon as the deletion
+    # starts (the gateway routes to it from then on), though a finalizer keeps the older one.
+    def finalizers(change: Callable[[list[str]], list[str]]) -> None:
+        held = (kubectl.get("rrm", "older") or {})["metadata"].get("finalizers") or []
+        patch = {"metadata": {"finalizers": change(held)}}
+        kubectl.run("patch", "rrm", "older", "--type=merge", "-p", json.dumps(patch))
+
+    finalizers(lambda held: [*held, "test.kuberank.io/hold"])
+    kubectl.run("delete", "rrm", "older", "--wait=false")
     wait_condition(wait_for, kubectl, "rrm", "newer", "Ready", "True")
+    assert (kubectl.get("rrm", "older") or {})["metadata"].get("deletionTimestamp")
+    finalizers(lambda held: [f for f in held if f != "test.kuberank.io/hold"])
+    wait_for("the older one gone", lambda: kubectl.get("rrm", "older") is None)
+    assert condition(kubectl.get("rrm", "newer"), "Ready")["status"] == "True"
 
 
 def test_an_alias_another_model_holds_is_flagged_until_either_lets_go(

@@ -16,6 +16,7 @@ from kuberank.gateway.routing import (
     slice_from_endpointslice,
     with_model,
 )
+from kuberank.gateway.watch import ModelSink
 
 pytestmark = pytest.mark.unit
 
@@ -140,6 +141,23 @@ def test_the_oldest_model_keeps_a_served_name_a_newer_one_claims_too() -> None:
     newer["metadata"]["creationTimestamp"] = "2026-11-26T09:00:00Z"
     routes = table(newer, older)
     assert routes.resolve("ns1", "m") == ModelRoute("ns1", "zeta", "m")
+
+
+def test_a_model_being_deleted_holds_no_name_and_its_rival_takes_it_at_once() -> None:
+    older, newer = rerankmodel("zeta", served="m"), rerankmodel("alpha", served="m")
+    older["metadata"]["creationTimestamp"] = "2026-11-01T09:00:00Z"
+    newer["metadata"]["creationTimestamp"] = "2026-11-26T09:00:00Z"
+    sink = ModelSink(RoutingTable())
+    sink.replace([older, newer], None)
+    assert (route := sink.routes.resolve("ns1", "m")) is not None and route.name == "zeta"
+    older["metadata"]["deletionTimestamp"] = "2026-11-27T09:00:00Z"  # a finalizer holds it
+    sink.apply("MODIFIED", older)
+    assert (route := sink.routes.resolve("ns1", "m")) is not None and route.name == "alpha"
+    assert sink.routes.model("ns1", "zeta") is None
+    sink.replace([older, newer], None)  # a relist agrees
+    assert [r.name for r in sink.routes.models_in("ns1")] == ["alpha"]
+    sink.apply("MODIFIED", newer | {"metadata": newer["metadata"] | {"deletionTimestamp": "x"}})
+    assert sink.routes.resolve("ns1", "m") is None  # 404 unknown model, not a doomed replica
 
 
 def aliased(name: str, *aliases: str, served: str | None = None) -> dict[str, Any]:

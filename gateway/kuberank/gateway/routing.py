@@ -13,7 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberank.crd.rerankmodel import ALIAS_SHADOWED, aliases_of, claim_order, served_name
+from kuberank.crd.rerankmodel import (
+    ALIAS_SHADOWED,
+    NameClaim,
+    aliases_of,
+    claim_order,
+    name_holders,
+    served_name,
+)
 from kuberank.gateway.grouped import Grouped
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -55,6 +62,10 @@ class ModelRoute:
     def service_name(self) -> str:
         return f"rrm-{self.name}"
 
+    @property
+    def name_claim(self) -> NameClaim:
+        return NameClaim(self.name, self.served_name, self.aliases, self.claim)
+
 
 @dataclass(frozen=True)
 class SliceRecord:
@@ -67,10 +78,13 @@ class SliceRecord:
 
 
 def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
+    """The route of a watched RerankModel; none for one being deleted, which no longer holds
+    its names (the operator's rule too: a rival takes its served name at once, and requests for
+    it get 404 rather than the replicas that garbage collection is about to remove)."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     name, namespace = meta.get("name"), meta.get("namespace")
-    if not name or not namespace:
+    if not name or not namespace or meta.get("deletionTimestamp"):
         return None
     limits = spec.get("limits") or {}
     limit, timeout = limits.get("maxDocuments"), limits.get("timeoutSeconds")
@@ -215,19 +229,21 @@ class RoutingTable:
                 records, lambda where, r: r.pool == pool and not _kept(where, namespace))
 
     # -- readers (request side) -----------------------------------------------------------
+    def _holders(self, namespace: str) -> dict[str, ModelRoute]:
+        """Every name a client may send in the namespace, and the model it reaches
+        (``name_holders``: the rule the operator reports ``ServedNameTaken`` and
+        ``AliasShadowed`` by)."""
+        with self._lock:
+            routes = {n: r for (ns, n), r in self._models.items() if ns == namespace}
+        holders = name_holders(r.name_claim for r in routes.values())
+        return {name: routes[claim.name] for name, claim in holders.items()}
+
     def models_in(self, namespace: str) -> list[ModelRoute]:
         """The namespace's models, one per served name: when two RerankModels claim the same
         served name the oldest gets it (``claim_order``; the operator marks the other
         ``ServedNameTaken``)."""
-        with self._lock:
-            routes = sorted(
-                (r for (ns, _), r in self._models.items() if ns == namespace),
-                key=lambda r: r.claim,
-            )
-        chosen: dict[str, ModelRoute] = {}
-        for route in routes:
-            chosen.setdefault(route.served_name, route)
-        return sorted(chosen.values(), key=lambda r: r.served_name)
+        served = [r for name, r in self._holders(namespace).items() if name == r.served_name]
+        return sorted(served, key=lambda r: r.served_name)
 
     def served_names(self) -> set[tuple[str, str]]:
         """Every ``(namespace, served name)`` a watched model claims."""
@@ -247,24 +263,12 @@ class RoutingTable:
     def resolve(self, namespace: str, name: str) -> ModelRoute | None:
         """The model a client's ``model`` value names: a served name first, else an alias (the
         alphabetically first object declaring it), so an alias never shadows a served name."""
-        routes = self.models_in(namespace)
-        for route in routes:
-            if route.served_name == name:
-                return route
-        for route in sorted(routes, key=lambda r: r.name):
-            if name in route.aliases:
-                return route
-        return None
+        return self._holders(namespace).get(name)
 
     def names_in(self, namespace: str) -> list[tuple[str, ModelRoute]]:
         """Every name a client may send in the namespace (served names and the aliases they do
         not shadow), each with the model it reaches, sorted by name."""
-        routes = self.models_in(namespace)
-        names = {r.served_name: r for r in routes}
-        for route in sorted(routes, key=lambda r: r.name):
-            for alias in route.aliases:
-                names.setdefault(alias, route)
-        return sorted(names.items())
+        return sorted(self._holders(namespace).items(), key=lambda item: item[0])
 
     def endpoints(self, route: ModelRoute) -> list[str]:
         return self.service_endpoints(route.namespace, route.service_name)

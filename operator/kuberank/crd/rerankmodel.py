@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -448,3 +449,35 @@ def claim_order(metadata: Mapping[str, Any]) -> tuple[str, str]:
     served name, and its traffic, from one that already has it."""
     created = metadata.get("creationTimestamp")
     return (created if isinstance(created, str) and created else "~", str(metadata.get("name")))
+
+
+@dataclass(frozen=True)
+class NameClaim:
+    """The names one RerankModel claims in its namespace (``name_holders`` decides which it
+    gets)."""
+
+    name: str  # the object's name
+    served_name: str
+    aliases: tuple[str, ...] = ()
+    order: tuple[str, str] = ("~", "")  # claim_order
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> NameClaim:
+        meta = obj.get("metadata") or {}
+        return cls(str(meta.get("name") or ""), served_name(obj), aliases_of(obj),
+                   claim_order(meta))
+
+
+def name_holders(claims: Iterable[NameClaim]) -> dict[str, NameClaim]:
+    """Every name clients may send in one namespace, and the model it reaches: of the models
+    claiming one served name the first by ``claim_order`` holds it, a served name beats any
+    alias, and of the holders declaring one alias the first by object name gets it. The one
+    rule the gateway routes by and the operator reports (``ServedNameTaken``,
+    ``AliasShadowed``). Pure."""
+    holders: dict[str, NameClaim] = {}
+    for claim in sorted(claims, key=lambda c: c.order):
+        holders.setdefault(claim.served_name, claim)
+    for holder in sorted(holders.values(), key=lambda c: c.name):
+        for alias in holder.aliases:
+            holders.setdefault(alias, holder)
+    return holders

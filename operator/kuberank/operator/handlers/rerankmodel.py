@@ -48,8 +48,9 @@ _blocked: dict[Key, Blocked] = {}
 # The newest generation whose children this process applied: status.observedGeneration never
 # runs ahead of it (GitOps tools read "observed and Ready" as "my change is live").
 _applied: dict[Key, tuple[str, int]] = {}  # (uid, generation): a recreated model starts over
-# The aliases each model had when last seen: an edit of them re-evaluates its neighbours.
-_aliases_seen: dict[Key, tuple[str, ...]] = {}
+# What each model claimed when last seen: its aliases, and whether it claims names at all (one
+# being deleted does not). A change of either re-evaluates its neighbours.
+_claims_seen: dict[Key, tuple[tuple[str, ...], bool]] = {}
 
 
 # ---- indexes: in-memory views of what the watches saw -------------------------------------
@@ -189,18 +190,20 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
     """A model created or deleted changes who holds its served name, and one created, deleted
     or with other aliases changes who holds an alias: the other models of the namespace that
     claim its served name or declare aliases are re-evaluated (``ServedNameTaken``,
-    ``AliasShadowed`` set or cleared). A deleted model's metrics go with it (a model without
-    children gets no child events)."""
-    key, kind, aliases = (namespace, name), event.get("type"), aliases_of(body)
-    seen = _aliases_seen.get(key)
+    ``AliasShadowed`` set or cleared). A model lets go of its names when its deletion starts
+    (a finalizer or foreground deletion may keep it for a while), as the gateway routes. A
+    deleted model's metrics go with it (a model without children gets no child events)."""
+    key, kind = (namespace, name), event.get("type")
+    claims = (aliases_of(body), not body.get("metadata", {}).get("deletionTimestamp"))
+    seen = _claims_seen.get(key)
     if kind == "DELETED":
         metrics_of(memo).models.forget(key)
-        for state in (_blocked, _applied, _aliases_seen):
+        for state in (_blocked, _applied, _claims_seen):
             state.pop(key, None)
     else:
-        _aliases_seen[key] = aliases
-    if kind not in ("ADDED", "DELETED") and (kind is None or seen == aliases):
-        return  # the initial listing (each model's own reconcile looks), or aliases unchanged
+        _claims_seen[key] = claims
+    if kind not in ("ADDED", "DELETED") and (kind is None or seen == claims):
+        return  # the initial listing (each model's own reconcile looks), or claims unchanged
     views = _Views.of(kwargs)
     failed = None
     for other in views.neighbours.get(namespace) or []:
@@ -211,7 +214,7 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
             except (kopf.TemporaryError, kopf.PermanentError) as err:  # the others get their turn
                 failed = err
     if failed is not None:
-        _aliases_seen.pop(key, None)  # event handlers are not retried: the model's next one is
+        _claims_seen.pop(key, None)  # event handlers are not retried: the model's next one is
         raise failed
 
 

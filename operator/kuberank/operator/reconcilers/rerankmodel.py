@@ -9,9 +9,9 @@ from typing import Any
 from kuberank.crd.common import API_VERSION
 from kuberank.crd.rerankmodel import (
     KIND,
+    NameClaim,
     RerankModelSpec,
-    aliases_of,
-    claim_order,
+    name_holders,
     served_name,
 )
 from kuberank.operator.builders.deployment import build_deployment
@@ -101,46 +101,35 @@ def revert_child(
     kube.replace(reverted(live, wanted[0]))
 
 
+def _holders(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]],
+             ) -> dict[str, NameClaim]:
+    """``name_holders`` over this model and the others of its namespace not being deleted."""
+    me = body["metadata"]["name"]
+    live = [o for o in others if not o["metadata"].get("deletionTimestamp")
+            and o["metadata"]["name"] != me]
+    return name_holders(NameClaim.of(o) for o in [body, *live])
+
+
 def served_name_owner(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -> str | None:
     """The older RerankModel of the namespace that serves this model's served name, if any
     (``claim_order``: the rule the gateway routes by). Pure."""
-    mine, claim = served_name(body), claim_order(body["metadata"])
-    rivals = [o for o in others if served_name(o) == mine
-              and not o["metadata"].get("deletionTimestamp")
-              and o["metadata"]["name"] != body["metadata"]["name"]]
-    first = min(rivals, key=lambda o: claim_order(o["metadata"]), default=None)
-    if first is None or claim_order(first["metadata"]) > claim:
-        return None
-    return str(first["metadata"]["name"])
+    holder = _holders(body, others)[served_name(body)]
+    return None if holder.name == body["metadata"]["name"] else holder.name
 
 
 def shadowed_aliases(
     body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]
 ) -> tuple[Shadowed, ...]:
     """The aliases of this model that reach another model of its namespace, by the rule the
-    gateway routes by (``RoutingTable.resolve``): of the models that hold their served name
-    (``claim_order``), a served name wins over an alias, and of several declaring one alias
-    the first by name gets it. None for a model that does not hold its own served name
-    (``ServedNameTaken`` says why nothing reaches it). Pure."""
-    me = body["metadata"]["name"]
-    live = [o for o in others if not o["metadata"].get("deletionTimestamp")
-            and o["metadata"]["name"] != me]
-    holders: dict[str, Mapping[str, Any]] = {}
-    for model in sorted([body, *live], key=lambda o: claim_order(o["metadata"])):
-        holders.setdefault(served_name(model), model)
-    if holders[served_name(body)] is not body:
+    gateway routes by (``name_holders``). None for a model that does not hold its own served
+    name (``ServedNameTaken`` says why nothing reaches it). Pure."""
+    holders, mine = _holders(body, others), NameClaim.of(body)
+    if holders[mine.served_name].name != mine.name:
         return ()
-    by_name = sorted(holders.values(), key=lambda o: str(o["metadata"]["name"]))
-    shadowed = []
-    for alias in aliases_of(body):
-        if (holder := holders.get(alias)) is not None:
-            how = "servedName"
-        else:
-            holder = next(o for o in by_name if alias in aliases_of(o))
-            how = "alias"
-        if holder is not body:
-            shadowed.append(Shadowed(alias, str(holder["metadata"]["name"]), how))
-    return tuple(shadowed)
+    return tuple(
+        Shadowed(alias, holder.name, "servedName" if holder.served_name == alias else "alias")
+        for alias in mine.aliases if (holder := holders[alias]).name != mine.name
+    )
 
 
 def desired_status(
