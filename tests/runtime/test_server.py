@@ -75,6 +75,19 @@ def test_jina_rerank_returns_the_contract_shape(server: Server) -> None:
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
 
 
+def test_documents_sent_as_objects_come_back_whole_and_an_empty_model_is_none(
+    server: Server,
+) -> None:
+    """GPUStack answers a document object as it was sent (an id to match results by)."""
+    sent = [{"text": DOCS[0], "id": "a-1", "tags": ["x"]}, DOCS[1], {"text": DOCS[2], "id": 3}]
+    r = rerank(server, {"model": "", "query": "What is a panda?", "documents": sent})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "tiny"
+    for res in r.json()["results"]:
+        original = sent[res["index"]]
+        assert res["document"] == (original if isinstance(original, dict) else {"text": original})
+
+
 def test_return_documents_false_omits_the_document_key(server: Server) -> None:
     r = rerank(server, {"query": "q", "documents": DOCS, "return_documents": False})
     assert all("document" not in res for res in r.json()["results"])
@@ -145,7 +158,7 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
         schema = part["content"]["application/json"]["schema"]
         return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
 
-    bodies = {"/v1/rerank": {"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1},
+    bodies = {"/v1/rerank": {"query": "q", "documents": ["a", {"text": "b", "id": 1}], "top_n": 2},
               "/rerank": {"query": "q", "texts": ["a", "b"], "return_text": True},
               "/v2/rerank": {"query": "q", "documents": ["a", "b"], "return_documents": True}}
     for path, body in bodies.items():

@@ -19,6 +19,20 @@ def test_jina_request_accepts_strings_and_text_objects() -> None:
                                 documents=["a", "b"], top_n=2)
 
 
+def test_the_other_fields_of_object_documents_are_kept_for_the_answer() -> None:
+    docs = ["a", {"text": "b", "id": 7, "meta": {"lang": "en"}}, {"text": "c"}]
+    for dialect in (Dialect.JINA, Dialect.COHERE):
+        req = parse_request(dialect, body(query="q", documents=docs))
+        assert req.documents == ["a", "b", "c"]
+        assert req.extras == {1: {"id": 7, "meta": {"lang": "en"}}}
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_an_empty_model_is_no_model_as_at_the_gateway(dialect: Dialect) -> None:
+    field = "texts" if dialect is Dialect.TEI else "documents"
+    assert parse_request(dialect, body(model="", query="q", **{field: ["a"]})).model is None
+
+
 def test_jina_defaults_return_documents_and_leave_normalize_to_the_model() -> None:
     req = parse_request(Dialect.JINA, body(query="q", documents=["a"]))
     assert req.return_documents is True

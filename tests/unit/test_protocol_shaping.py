@@ -39,6 +39,17 @@ def test_jina_response_matches_the_gpustack_contract() -> None:
     }
 
 
+@pytest.mark.parametrize("dialect", [Dialect.JINA, Dialect.COHERE])
+def test_a_document_sent_as_an_object_comes_back_with_its_other_fields(dialect: Dialect) -> None:
+    extras = {2: {"id": "doc-9", "title": "Pandas"}}
+    out = shape_response(request(dialect, extras=extras, return_documents=True), SCORES,
+                         model="m", prompt_tokens=3, response_id="r1")
+    assert [r["document"] for r in out["results"]] == [
+        {"text": "The giant panda", "id": "doc-9", "title": "Pandas"},
+        {"text": "it is a bear"}, {"text": "hi"}]
+    TypeAdapter(ANSWERS[dialect]).validate_python(out)
+
+
 def test_top_n_cuts_after_sorting() -> None:
     out = shape_response(request(top_n=1), SCORES, model="m", prompt_tokens=1, response_id="r1")
     assert [r["index"] for r in out["results"]] == [2]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -42,13 +43,15 @@ class RerankRequest:
     dialect: Dialect
     query: str
     documents: list[str]
-    model: str | None = None
+    model: str | None = None  # an empty string is none too: the model the caller gets
     top_n: int | None = None
     return_documents: bool = True
     normalize: bool | None = None
     truncate: bool | None = None
     truncation_direction: Literal["right", "left"] = "right"
     max_tokens_per_doc: int | None = None
+    # Fields besides "text" of documents sent as objects, by index: answered with the document.
+    extras: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def documents_field(self) -> str:
@@ -107,8 +110,8 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
     if dialect is Dialect.JINA:
         jina = JinaRequest.model_validate(body)
         return RerankRequest(
-            dialect=dialect, model=jina.model, query=jina.query,
-            documents=_texts(jina.documents), top_n=jina.top_n,
+            dialect=dialect, model=jina.model or None, query=jina.query,
+            documents=_texts(jina.documents), extras=_extras(jina.documents), top_n=jina.top_n,
             return_documents=jina.return_documents is not False, normalize=jina.normalize,
             truncate=jina.truncate,
         )
@@ -118,14 +121,14 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
             "left" if tei.truncation_direction.lower() == "left" else "right"
         )
         return RerankRequest(
-            dialect=dialect, model=tei.model, query=tei.query, documents=list(tei.texts),
+            dialect=dialect, model=tei.model or None, query=tei.query, documents=list(tei.texts),
             return_documents=tei.return_text, normalize=not tei.raw_scores,
             truncate=tei.truncate, truncation_direction=direction,
         )
     cohere = CohereRequest.model_validate(body)
     return RerankRequest(
-        dialect=dialect, model=cohere.model, query=cohere.query,
-        documents=_texts(cohere.documents), top_n=cohere.top_n,
+        dialect=dialect, model=cohere.model or None, query=cohere.query,
+        documents=_texts(cohere.documents), extras=_extras(cohere.documents), top_n=cohere.top_n,
         return_documents=bool(cohere.return_documents),
         normalize=True if cohere.normalize is None else cohere.normalize,
         max_tokens_per_doc=(COHERE_MAX_TOKENS_PER_DOC if cohere.max_tokens_per_doc is None
@@ -135,6 +138,13 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
 
 def _texts(documents: list[Document]) -> list[str]:
     return [d if isinstance(d, str) else d.text for d in documents]
+
+
+def _extras(documents: list[Document]) -> dict[int, dict[str, Any]]:
+    """The fields besides ``text`` of the documents sent as objects (an id, a title, ...), by
+    index: answered back with each document, as GPUStack and Cohere do."""
+    return {i: dict(d.model_extra) for i, d in enumerate(documents)
+            if not isinstance(d, str) and d.model_extra}
 
 
 def check_document_count(count: int, max_documents: int | None) -> None:

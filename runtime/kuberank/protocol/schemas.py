@@ -19,6 +19,10 @@ class _Wire(BaseModel):
 
 
 class TextObject(_Wire):
+    """A document as an object: fields besides ``text`` (an id, a title, ...) are answered back
+    with it, as GPUStack and Cohere do, so results can be matched without their index."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
     text: str
 
 
@@ -31,7 +35,8 @@ NORMALIZE = ("Scores as sigmoid probabilities in [0, 1] instead of the raw class
              "(default: the model's spec.scoring.normalize).")
 TRUNCATE = ("Shorten pairs over the token limits (true) or refuse them with 413 (false); "
             "default: the model's spec.limits.overflow.")
-DOCUMENTS = "Texts to rank, as strings or {\"text\": ...} objects."
+DOCUMENTS = ("Texts to rank, as strings or {\"text\": ...} objects (whose other fields come back "
+             "with the document).")
 
 
 class JinaRequest(_Wire):
@@ -84,8 +89,10 @@ class CohereRequest(_Wire):
 closed = with_config(ConfigDict(extra="forbid"))  # an undocumented key fails the checks
 
 
-@closed
+@with_config(ConfigDict(extra="allow"))
 class DocumentText(TypedDict):
+    """The document as sent: its text, and the other fields of a document sent as an object."""
+
     text: str
 
 

@@ -53,7 +53,8 @@ def shape_response(
         ]
     results = [
         {"index": r.index, "relevance_score": r.score}
-        | ({"document": {"text": docs[r.index]}} if request.return_documents else {})
+        | ({"document": {"text": docs[r.index], **request.extras.get(r.index, {})}}
+           if request.return_documents else {})
         for r in ranked
     ]
     if request.dialect is Dialect.COHERE:
