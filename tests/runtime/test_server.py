@@ -182,6 +182,8 @@ def test_retrieving_the_served_model_answers_its_card_and_any_other_404(server: 
     listed = server.client.get("/v1/models").json()["data"]
     assert server.client.get("/v1/models/tiny").json() == listed[0]
     assert_error(server.client.get("/v1/models/other"), 404, "model_not_found")
+    documented = server.client.get("/openapi.json").json()["paths"]["/v1/models/{model_id}"]
+    assert "404" in documented["get"]["responses"]
 
 
 def test_a_long_query_still_lets_each_document_be_read(server: Server) -> None:

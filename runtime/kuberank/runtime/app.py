@@ -146,7 +146,8 @@ def _ops_router() -> APIRouter:
     async def models(request: Request) -> dict[str, Any]:
         return {"object": "list", "data": [card(request)]}
 
-    @router.get("/v1/models/{model_id:path}")
+    @router.get("/v1/models/{model_id:path}", responses={
+        404: {"model": ErrorResponse, "description": "Not the model this runtime serves."}})
     async def model(model_id: str, request: Request) -> dict[str, Any]:
         """OpenAI's retrieve: the served model's card, 404 for any other name."""
         served = card(request)
