@@ -104,6 +104,16 @@ def test_scores_are_the_same_in_every_dialect(server: Server) -> None:
     assert cohere["meta"]["api_version"]["version"] == "2"
 
 
+def test_the_jina_and_tei_paths_answer_either_body_in_its_own_shape(server: Server) -> None:
+    """As llama-server: its clients send `documents` to /rerank, or `texts` to /v1/rerank."""
+    jina = rerank(server, {"query": "panda", "documents": DOCS}, "/rerank")
+    tei = rerank(server, {"query": "panda", "texts": DOCS, "raw_scores": True}, "/v1/rerank")
+    assert jina.status_code == tei.status_code == 200, (jina.text, tei.text)
+    assert jina.json()["object"] == "list"
+    assert {r["index"]: r["relevance_score"] for r in jina.json()["results"]} == pytest.approx(
+        {r["index"]: r["score"] for r in tei.json()})
+
+
 def test_every_dialect_reports_evaluated_tokens_in_a_header(server: Server) -> None:
     jina = rerank(server, {"query": "panda", "documents": DOCS})
     tei = rerank(server, {"query": "panda", "texts": DOCS}, "/rerank")

@@ -33,6 +33,24 @@ def test_an_empty_model_is_no_model_as_at_the_gateway(dialect: Dialect) -> None:
     assert parse_request(dialect, body(model="", query="q", **{field: ["a"]})).model is None
 
 
+@pytest.mark.parametrize(("path", "fields", "read_as"), [
+    (Dialect.JINA, {"texts": ["a"]}, Dialect.TEI),
+    (Dialect.TEI, {"documents": ["a"]}, Dialect.JINA),
+    (Dialect.JINA, {"documents": ["a"], "texts": ["b"]}, Dialect.JINA),
+    (Dialect.TEI, {"documents": ["a"], "texts": ["b"]}, Dialect.TEI),
+    (Dialect.COHERE, {"documents": ["a"], "texts": ["b"]}, Dialect.COHERE),
+])
+def test_jina_and_tei_paths_read_either_body_as_llama_server_does(
+    path: Dialect, fields: dict[str, Any], read_as: Dialect,
+) -> None:
+    assert parse_request(path, body(query="q", **fields)).dialect is read_as
+
+
+def test_cohere_never_reads_texts() -> None:
+    with pytest.raises(Unprocessable, match="documents: Field required"):
+        parse_request(Dialect.COHERE, body(query="q", texts=["a"]))
+
+
 def test_jina_defaults_return_documents_and_leave_normalize_to_the_model() -> None:
     req = parse_request(Dialect.JINA, body(query="q", documents=["a"]))
     assert req.return_documents is True

@@ -99,11 +99,22 @@ def parse_request(
     if not isinstance(body, dict):
         raise Unprocessable("request body must be a JSON object")
     try:
-        request = _from_wire(dialect, body)
+        request = _from_wire(_by_fields(dialect, body), body)
     except ValidationError as exc:
         raise Unprocessable(_describe(exc)) from None
     _check(request, max_documents, count)
     return request
+
+
+def _by_fields(dialect: Dialect, body: Mapping[str, Any]) -> Dialect:
+    """The dialect of a body sent to ``/v1/rerank`` or ``/rerank``: as llama-server reads them,
+    ``texts`` without ``documents`` is TEI's and ``documents`` without ``texts`` Jina's, so a
+    client set up for either path is served on both (and answered in its own shape)."""
+    if dialect is Dialect.JINA and "texts" in body and "documents" not in body:
+        return Dialect.TEI
+    if dialect is Dialect.TEI and "documents" in body and "texts" not in body:
+        return Dialect.JINA
+    return dialect
 
 
 def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
