@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
 
 DEADLINE = 1.0  # seconds; every stall below is far past it, every pause far inside it
 BIG = 4 << 20  # an answer far larger than the socket buffers on both sides
+BODY_STARTED = threading.Event()  # /stream received the first bytes of a body
 CLOSED: list[str] = []  # why the server closed each connection its app never saw (on_closed)
 
 
@@ -40,6 +41,13 @@ def _app() -> FastAPI:
     async def slow() -> JSONResponse:
         await asyncio.sleep(DEADLINE * 1.5)
         return JSONResponse({"slow": True})
+
+    @app.post("/stream")
+    async def stream(request: Request) -> JSONResponse:
+        async for chunk in request.stream():
+            if chunk:
+                BODY_STARTED.set()
+        return JSONResponse({"done": True})
 
     @app.post("/echo")
     async def echo(request: Request) -> JSONResponse:
@@ -248,6 +256,34 @@ def test_a_chunked_bodys_trailers_do_not_count_as_headers(port: int) -> None:
         conn.sendall(CHUNKED.replace(b"Transfer", half + b"Transfer")
                      + b"2\r\n{}\r\n0\r\n" + half.replace(b"X-Filler", b"X-Trailer") + b"\r\n")
         assert _answer(_first_answer(conn))[0] == 200
+
+
+def test_trailers_past_the_cap_are_answered_431_before_they_fill_memory(port: int) -> None:
+    """The parser keeps trailers whole until they end: they are counted as they come in."""
+    BODY_STARTED.clear()
+    with closing_reasons() as reasons, _connect(port) as conn:
+        conn.sendall(CHUNKED.replace(b"/echo", b"/stream") + b"2\r\n{}\r\n0\r\n")
+        assert BODY_STARTED.wait(10)  # the trailers come in reads of their own
+        filler = b"X-Trailer: " + b"y" * 1000  # one trailer that never ends
+        with contextlib.suppress(ConnectionError):  # the server may close while we still send
+            for _ in range(MAX_HEADER_BYTES // len(filler) + 2):
+                conn.sendall(filler)
+        status, headers, body = _answer(_until_closed(conn))
+    assert status == 431 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["message"].startswith("request trailers exceed")
+    assert reasons == ["headers_too_large"]
+
+
+def test_a_body_in_many_small_chunks_is_not_taken_for_trailers(port: int) -> None:
+    with _connect(port) as conn:
+        conn.sendall(CHUNKED)
+        for _ in range(4):  # more than the cap, each chunk's size line and data in two reads
+            conn.sendall(b"8000\r\n")
+            time.sleep(0.05)  # so that they arrive as reads of their own
+            conn.sendall(b"x" * 0x8000 + b"\r\n")
+        conn.sendall(b"0\r\nX-Trailer: 1\r\n\r\n")
+        status, _, body = _answer(_first_answer(conn))
+    assert status == 200 and json.loads(body) == {"bytes": 4 * 0x8000}
 
 
 def test_headers_past_the_cap_are_answered_431_before_they_fill_memory(port: int) -> None:

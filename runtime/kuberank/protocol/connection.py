@@ -87,6 +87,11 @@ class BoundedProtocol(HttpToolsProtocol):
         self._parsed_bytes = 0  # of this request's line and headers, as the parser gives them
         self._in_headers = False
         self._in_message = False  # between a request's first byte and the end of its body
+        # A chunk's size line was parsed and none of its data yet: after the last chunk's,
+        # the bytes are trailers, which the parser buffers whole before any callback.
+        self._chunk_begun = False
+        self._body_read = False  # the parser gave body bytes of the read being parsed
+        self._trailer_bytes = 0
         self._drain_deadline: asyncio.TimerHandle | None = None
         self._after_answers: ApiError | None = None  # a refusal waiting for earlier answers
         # Requests of this connection not answered yet, oldest first (uvicorn's ``cycle`` is
@@ -101,11 +106,16 @@ class BoundedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._header_deadline is not None:  # reading a request's headers
             self._header_bytes += len(data)
+        between_chunks, self._body_read = self._chunk_begun, False
         super().data_received(data)
         if self.transport.is_closing():
             return
+        if between_chunks and self._chunk_begun and not self._body_read:  # no chunk data came
+            self._trailer_bytes += len(data)
         if self._header_deadline is not None and self._header_bytes > MAX_HEADER_BYTES:
             self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
+        elif self._trailer_bytes > MAX_HEADER_BYTES:
+            self._refuse(HeadersTooLarge(f"request trailers exceed {MAX_HEADER_BYTES} bytes"))
         elif self._header_deadline is None and not self._answering():
             # Bytes that begin no request stop uvicorn's keep-alive timer: the rest of a body
             # answered early (drained while it keeps coming), or a stray CRLF (a request's
@@ -118,7 +128,8 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_message = True
-        self._parsed_bytes = 0
+        self._parsed_bytes = self._trailer_bytes = 0
+        self._chunk_begun = False
         self._in_headers = True  # httptools calls on_header for a chunked body's trailers too
         if self._header_deadline is None:  # the next request on a kept-alive connection
             self._arm_header_deadline()
@@ -131,6 +142,13 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._in_headers:
             self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
         super().on_header(name, value)
+
+    def on_chunk_header(self) -> None:
+        self._chunk_begun = True
+
+    def on_body(self, body: bytes) -> None:
+        self._chunk_begun, self._body_read = False, True
+        super().on_body(body)
 
     def _count_parsed(self, size: int) -> None:
         """Headers that came in one read are parsed before ``data_received`` can look."""
@@ -152,7 +170,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._refuse(BadRequest(f"{msg.rstrip('.')}: the HTTP request does not parse"))
 
     def on_message_complete(self) -> None:
-        self._in_message = False
+        self._in_message = self._chunk_begun = False
         _cancel(self._drain_deadline)
         self._drain_deadline = None
         super().on_message_complete()
