@@ -113,6 +113,14 @@ def test_gpu_shortage_explains_itself_in_ready_and_degraded() -> None:
     assert other is not None and other.reason == "Unschedulable"
 
 
+def test_the_schedulers_message_is_a_sentence_of_its_own_in_ours() -> None:
+    message = 'persistentvolumeclaim "missing-claim" not found. not found'  # as the scheduler says
+    problem = pod_problem({"metadata": {"name": "p"}, "status": _unschedulable(message)},
+                          "nvidia.com/gpu")
+    assert problem is not None and problem.reason == "ClaimNotReady"
+    assert f"Pending: {message}. The claims named in spec.cache" in problem.message
+
+
 def _unschedulable(message: str) -> dict[str, Any]:
     return {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}

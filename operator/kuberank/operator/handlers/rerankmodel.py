@@ -206,7 +206,7 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
         return  # the initial listing (each model's own reconcile looks), or claims unchanged
     views = _Views.of(kwargs)
     failed = None
-    for other in views.neighbours.get(namespace) or []:
+    for other in list(views.neighbours.get(namespace) or []):  # the index changes under us
         if other["metadata"]["name"] != name and (
                 served_name(other) == served_name(body) or aliases_of(other)):
             try:

@@ -50,12 +50,12 @@ def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | Non
         if "persistentvolumeclaim" in unscheduled.lower():
             return PodProblem(
                 "ClaimNotReady",
-                f"Pod {name} is Pending: {unscheduled.strip()} The claims named in spec.cache "
+                f"Pod {name} is Pending: {_sentence(unscheduled)} The claims named in spec.cache "
                 "and spec.source.pvc must exist in this namespace and be bound (kubectl get pvc).",
             )
         return PodProblem(
             "Unschedulable",
-            f"Pod {name} is Pending: {unscheduled.strip()} "
+            f"Pod {name} is Pending: {_sentence(unscheduled)} "
             "Check spec.scheduling and spec.resources.",
         )
     for init in status.get("initContainerStatuses") or []:
@@ -67,6 +67,12 @@ def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | Non
         if problem is not None:
             return problem
     return None
+
+
+def _sentence(text: str) -> str:
+    """The scheduler's message as a sentence of its own, whatever it ends with."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _unschedulable(status: dict[str, Any]) -> str | None:
