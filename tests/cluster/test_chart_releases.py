@@ -1,0 +1,88 @@
+"""The chart refuses a release whose operator would share a namespace with another release's:
+two operators on one namespace both act on its models and keys (two keys minted for one
+ApiKey). helm's `lookup` runs against a real API server (server-side dry runs); the other
+release stands there as the RBAC objects the chart finds it by."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Kubectl
+    from localcluster import Cluster
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+OTHER = "other"  # the release already installed
+LABELS = {"app.kubernetes.io/name": "kuberank", "app.kubernetes.io/component": "operator",
+          "app.kubernetes.io/instance": OTHER}
+
+
+def rbac(kind: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+            "metadata": {"name": name, "labels": LABELS}, "rules": []}
+
+
+def create_in(kubectl: Kubectl, namespace: str, obj: dict[str, Any]) -> None:
+    kubectl.run("apply", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(obj))
+
+
+@pytest.fixture
+def install(cluster: Cluster, namespace: str) -> Iterator[Any]:
+    def dry_run(*values: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cluster.bin_dir / "helm"), "install", "mine", str(REPO / "charts" / "kuberank"),
+             "-n", namespace, "--dry-run=server", f"--kubeconfig={cluster.kubeconfig}",
+             *values], capture_output=True, text=True, timeout=120)
+
+    yield dry_run
+
+
+def watching(*namespaces: str) -> str:
+    return f"--set-json=operator.watchNamespaces={json.dumps(list(namespaces))}"
+
+
+def test_a_release_sharing_a_namespace_with_another_releases_operator_is_refused(
+    kubectl: Kubectl, install: Any, namespace: str,
+) -> None:
+    team_a, team_b = f"{namespace}-a", f"{namespace}-b"
+    for ns in (team_a, team_b):
+        kubectl.run("create", "namespace", ns)
+    try:
+        # The other release watches team-a; its leader-election Role lives in this namespace.
+        create_in(kubectl, team_a, rbac("Role", f"{OTHER}-kuberank-operator"))
+        create_in(kubectl, namespace, rbac("Role", f"{OTHER}-kuberank-operator-lease"))
+        refused = install(watching(team_b, team_a))
+        assert refused.returncode != 0
+        assert (f'release "{OTHER}" already runs a kuberank operator for namespace "{team_a}"'
+                in refused.stderr), refused.stderr
+        everywhere = install()  # a cluster-wide release would act on team-a too
+        assert everywhere.returncode != 0
+        assert f'for namespace "{team_a}"' in everywhere.stderr, everywhere.stderr
+        # Disjoint namespaces are fine (its lease Role's namespace is not one it watches).
+        beside = install(watching(team_b, namespace))
+        assert beside.returncode == 0, beside.stderr
+    finally:
+        for ns in (team_a, team_b):
+            kubectl.run("delete", "namespace", ns, "--wait=false")
+
+
+def test_no_release_may_join_a_cluster_wide_one(kubectl: Kubectl, install: Any,
+                                               namespace: str) -> None:
+    kubectl.apply(rbac("ClusterRole", f"{namespace}-{OTHER}-kuberank-operator"))
+    try:
+        for values in ((), (watching(namespace),)):
+            refused = install(*values)
+            assert refused.returncode != 0
+            assert f'release "{OTHER}" already runs a cluster-wide kuberank operator' in (
+                refused.stderr), refused.stderr
+    finally:
+        kubectl.run("delete", "clusterrole", f"{namespace}-{OTHER}-kuberank-operator")
+    assert install(watching(namespace)).returncode == 0
