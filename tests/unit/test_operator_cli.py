@@ -87,3 +87,13 @@ def test_kopf_lists_and_watches_other_kinds_through_server_side_label_selectors(
     models = Resource(group="kuberank.io", version="v1alpha1", plural="rerankmodels")
     assert list(settings.watching.label_selectors.collect(models)) == []  # every one of ours
     assert settings.watching.chunk_size == 500
+
+
+def test_only_a_cluster_wide_operator_scans_namespaces_and_crds() -> None:
+    import kopf
+    from kuberank.operator.cli import configure
+
+    for argv, scans in (([], True), (["--namespace", "team-a"], False)):
+        settings = kopf.OperatorSettings()
+        configure(parse_args(argv), settings)
+        assert settings.scanning.disabled is not scans

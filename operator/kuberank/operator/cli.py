@@ -108,6 +108,10 @@ def configure(settings: OperatorSettings, kopf_settings: kopf.OperatorSettings) 
     for resource, selector in WATCH_SELECTORS.items():
         kopf_settings.watching.label_selectors[resource] = selector
     kopf_settings.execution.max_workers = 16
+    # An operator given its namespaces watches exactly those, on Roles there: kopf's scans of
+    # namespaces and CRDs need cluster-wide reads it is not granted (refused and retried for
+    # about a minute before it would start handling anything).
+    kopf_settings.scanning.disabled = bool(settings.namespaces)
 
 
 def main(argv: list[str] | None = None) -> int:
