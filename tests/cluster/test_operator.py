@@ -753,6 +753,16 @@ def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
     assert verify_secret("5" * 32, taken["status"]["digest"])
     assert condition(taken, "Active")["status"] == "True"
     assert _secret_key(kubectl, "byo") == own  # kept, not re-minted
+
+    def warnings(reason: str) -> list[str]:
+        listed = json.loads(kubectl.run("get", "events", "-o", "json").stdout)["items"]
+        return [e["message"] for e in listed if e.get("reason") == reason
+                and e["type"] == "Warning" and e["involvedObject"]["name"] == "byo"]
+
+    # Taken, but not silently: the key id its clients lost is named.
+    wait_for("a KeyChanged warning", lambda: any(
+        f"key id {minted['status']['keyId']} is gone" in m and "(id 0123456789abcdef)" in m
+        for m in warnings("KeyChanged")))
     # Something that is no key is replaced by a fresh one.
     kubectl.run("patch", "secret", "byo-key", "--type=merge", "-p",
                 json.dumps({"stringData": {"api-key": "hunter2"}}))
@@ -762,9 +772,7 @@ def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
              != "0123456789abcdef")
 
     def replaced_warnings() -> list[str]:
-        listed = json.loads(kubectl.run("get", "events", "-o", "json").stdout)["items"]
-        return [e["message"] for e in listed if e.get("reason") == "KeyReplaced"
-                and e["type"] == "Warning" and e["involvedObject"]["name"] == "byo"]
+        return warnings("KeyReplaced")
 
     # The old key's clients now get 401: that is said, with the id they lost.
     wait_for("a KeyReplaced warning", lambda: any("0123456789abcdef is gone" in m
@@ -774,6 +782,7 @@ def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
     wait_for("a deleted key Secret re-minted, with a warning",
              lambda: any(f"{before} is gone" in m for m in replaced_warnings()))
     assert "hunter2" not in json.dumps(replaced_warnings())
+    assert len(warnings("KeyChanged")) == 1  # a minted key is no change by someone else
 
 
 def test_operator_logs_json_serves_liveness_and_stops_gracefully(

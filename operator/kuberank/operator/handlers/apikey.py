@@ -51,14 +51,23 @@ def _reconcile(body: dict[str, Any], memo: Any) -> None:
         raise temporary(err) from err
     if minted.rotated:
         kopf.event(body, type="Normal", reason="Rotated", message=f"New key id {minted.key_id}.")
+    secret = secret_name(body["metadata"]["name"])
     if minted.lost:
-        message = (f"Secret {secret_name(body['metadata']['name'])} was deleted or held no key, "
-                   f"so a new key (id {minted.key_id}) was minted; key id {minted.lost} is gone "
-                   "and its clients get 401 until they use the new one.")
-        log.warning("ApiKey %s/%s: %s", body["metadata"]["namespace"],
-                    body["metadata"]["name"], message)
-        kopf.event(body, type="Warning", reason="KeyReplaced", message=message)
+        _warn(body, "KeyReplaced", f"Secret {secret} was deleted or held no kuberank key, so a "
+              f"new key (id {minted.key_id}) was minted; key id {minted.lost} is gone and its "
+              "clients get 401 until they use the new one.")
+    if minted.overwritten:
+        _warn(body, "KeyChanged", f"Secret {secret} now holds a key this operator did not mint "
+              f"(id {minted.key_id}), which is taken as the key; key id {minted.overwritten} is "
+              "gone and its clients get 401. Annotate kuberank.io/rotate to mint a new one.")
     announce(body, changed, "Active")
+
+
+def _warn(body: dict[str, Any], reason: str, message: str) -> None:
+    """A change of key nobody asked the operator for: in its log and as a Warning Event."""
+    log.warning("ApiKey %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"],
+                message)
+    kopf.event(body, type="Warning", reason=reason, message=message)
 
 
 @kopf.on.resume(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")

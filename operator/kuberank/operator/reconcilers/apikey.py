@@ -10,7 +10,8 @@ from kuberank.crd.apikey import KIND, ROTATE_ANNOTATION, ApiKeySpec, secret_name
 from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
 from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret
-from kuberank.operator.kube import Kube, Ref
+from kuberank.operator.drift import data_edited_since_ours
+from kuberank.operator.kube import FIELD_MANAGER, Kube, Ref
 from kuberank.operator.reconcilers import publish
 from kuberank.operator.reconcilers.ownership import claimed
 from kuberank.operator.status.apikey import compute_status
@@ -30,6 +31,9 @@ class Minted:
     # The key id a minted key replaced without anyone asking (its Secret was deleted or
     # emptied): its clients now get 401, which deserves a Warning.
     lost: str | None = None
+    # The key id that a key written into the Secret by someone else (carried over from another
+    # cluster, restored, edited) replaced: taken as the key, and its clients get 401 too.
+    overwritten: str | None = None
 
 
 def parse_spec(raw: Any) -> ApiKeySpec:
@@ -50,7 +54,8 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
     ref = Ref("v1", "Secret", owner.namespace, secret_name(owner.name))
     wanted_rotation = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
-    parsed = parse_key(key_from_secret(claimed(kube, ref, owner)) or "")
+    secret = claimed(kube, ref, owner)
+    parsed = parse_key(key_from_secret(secret) or "")
     lost = status.get("keyId") if parsed is None and not rotate else None
     if parsed is None or rotate:
         key = generate_key()
@@ -58,12 +63,19 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
         parsed = parse_key(key)
         assert parsed is not None
         digest = digest_secret(parsed.secret)
+        overwritten = None
     else:
         digest = status.get("digest") or ""
+        overwritten = None
         if status.get("keyId") != parsed.key_id or not verify_secret(parsed.secret, digest):
             digest = digest_secret(parsed.secret)
+            # Written by someone else, not the operator's own write whose status did not land:
+            # then a published key is lost (none published yet: nothing is).
+            if secret is not None and data_edited_since_ours(secret, FIELD_MANAGER):
+                overwritten = status.get("keyId") or None
     rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
-    return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None)
+    return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None,
+                  overwritten=overwritten)
 
 
 def desired_status(
