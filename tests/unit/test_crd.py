@@ -179,3 +179,11 @@ def test_apikey_spec_defaults_to_every_model() -> None:
     assert spec.models == ["*"] and spec.allows_model("anything")
     narrow = ApiKeySpec.model_validate({"models": ["a"], "expiresAt": "2030-01-01T00:00:00Z"})
     assert not narrow.allows_model("b") and narrow.expires_at is not None
+
+
+@pytest.mark.parametrize("models", [[], ["a", "a"], ["a", ""]])
+def test_apikey_models_are_distinct_names(models: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        ApiKeySpec.model_validate({"models": models})
+    schema = ApiKeySpec.model_json_schema()["properties"]["models"]
+    assert schema["x-kubernetes-list-type"] == "set" and schema["items"]["minLength"] == 1

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from kuberank.crd.common import Condition, CrdModel
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 KIND = "ApiKey"
 PLURAL = "apikeys"
@@ -64,10 +64,12 @@ class ApiKeySpec(CrdModel):
     )
 
     description: str = Field(default="", description="What the key is for.", max_length=1000)
-    models: list[str] = Field(
+    models: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
         default_factory=lambda: ["*"],
-        json_schema_extra={"default": ["*"]},
-        description="Served names this key may use, or ['*'] for every model in the namespace.",
+        # a set: the API server refuses a name given twice
+        json_schema_extra={"default": ["*"], "x-kubernetes-list-type": "set"},
+        description="Served names (or aliases) this key may use, or ['*'] for every model in "
+        "the namespace (the default when left out).",
         min_length=1,
         max_length=100,
     )
@@ -76,6 +78,13 @@ class ApiKeySpec(CrdModel):
     )
     disabled: bool = Field(default=False, description="Refuse the key without deleting it.")
     rate_limit: RateLimit | None = Field(default=None, description="Per-key rate limits.")
+
+    @field_validator("models")
+    @classmethod
+    def _each_name_once(cls, models: list[str]) -> list[str]:
+        if len(set(models)) != len(models):
+            raise ValueError("a name is given twice")
+        return models
 
     def allows_model(self, served_name: str) -> bool:
         return "*" in self.models or served_name in self.models
