@@ -181,9 +181,10 @@ def test_apikey_spec_defaults_to_every_model() -> None:
     assert not narrow.allows_model("b") and narrow.expires_at is not None
 
 
-@pytest.mark.parametrize("models", [[], ["a", "a"], ["a", ""]])
-def test_apikey_models_are_distinct_names(models: list[str]) -> None:
-    with pytest.raises(ValidationError):
-        ApiKeySpec.model_validate({"models": models})
+def test_apikey_models_are_distinct_names() -> None:
     schema = ApiKeySpec.model_json_schema()["properties"]["models"]
     assert schema["x-kubernetes-list-type"] == "set" and schema["items"]["minLength"] == 1
+    with pytest.raises(ValidationError):
+        ApiKeySpec.model_validate({"models": []})
+    # What the API server took before it refused these is read as it means.
+    assert ApiKeySpec.model_validate({"models": ["a", "", "b", "a"]}).models == ["a", "b"]

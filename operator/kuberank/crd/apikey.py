@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from kuberank.crd.common import Condition, CrdModel
-from pydantic import ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 KIND = "ApiKey"
 PLURAL = "apikeys"
@@ -64,10 +64,12 @@ class ApiKeySpec(CrdModel):
     )
 
     description: str = Field(default="", description="What the key is for.", max_length=1000)
-    models: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
+    models: list[str] = Field(
         default_factory=lambda: ["*"],
-        # a set: the API server refuses a name given twice
-        json_schema_extra={"default": ["*"], "x-kubernetes-list-type": "set"},
+        # The API server refuses a name given twice or an empty one; objects it took before it
+        # did are read as they mean (``_each_name_once``), not refused by the gateway.
+        json_schema_extra={"default": ["*"], "x-kubernetes-list-type": "set",
+                           "items": {"type": "string", "minLength": 1, "maxLength": 253}},
         description="Served names (or aliases) this key may use, or ['*'] for every model in "
         "the namespace (the default when left out).",
         min_length=1,
@@ -82,9 +84,7 @@ class ApiKeySpec(CrdModel):
     @field_validator("models")
     @classmethod
     def _each_name_once(cls, models: list[str]) -> list[str]:
-        if len(set(models)) != len(models):
-            raise ValueError("a name is given twice")
-        return models
+        return list(dict.fromkeys(name for name in models if name))
 
     def allows_model(self, served_name: str) -> bool:
         return "*" in self.models or served_name in self.models
