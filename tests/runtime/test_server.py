@@ -88,6 +88,13 @@ def test_documents_sent_as_objects_come_back_whole_and_an_empty_model_is_none(
         assert res["document"] == (original if isinstance(original, dict) else {"text": original})
 
 
+def test_a_number_past_a_doubles_range_is_a_400_not_a_failed_answer(server: Server) -> None:
+    r = server.client.post("/v1/rerank", content=b'{"query": "q", "documents": '
+                           b'[{"text": "a", "weight": 1e999}]}')
+    assert_error(r, 400, "invalid_json")
+    assert "out of range" in r.json()["error"]["message"]
+
+
 def test_return_documents_false_omits_the_document_key(server: Server) -> None:
     r = rerank(server, {"query": "q", "documents": DOCS, "return_documents": False})
     assert all("document" not in res for res in r.json()["results"])

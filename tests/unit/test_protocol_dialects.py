@@ -86,6 +86,9 @@ def test_cohere_reads_max_tokens_per_doc_and_omits_documents_by_default() -> Non
     b'{"query": "q", "documents": ["a"], "top_n": 1' + b"0" * 5000 + b"}",  # past int's limit
     b'{"query": "q", "documents": ["a"], "top_n": NaN}',  # Python reads it; JSON has no NaN
     b'{"query": "q", "documents": ["a"], "x": -Infinity}',
+    # a double's range: an object document's fields are echoed, and no JSON can say inf
+    b'{"query": "q", "documents": [{"text": "a", "score": 1e999}]}',
+    b'{"query": "q", "documents": ["a"], "x": -1.5e400}',
 ])
 def test_malformed_json_is_400(raw: bytes) -> None:
     with pytest.raises(BadRequest) as info:

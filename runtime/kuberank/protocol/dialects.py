@@ -7,6 +7,7 @@ body the runtime accepts. Token limits need a tokenizer and are left to the engi
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,15 @@ def _not_json(constant: str) -> Any:
     raise _NotJsonError(constant)
 
 
+def _finite(literal: str) -> float:
+    """A JSON number as a float; one past a double's range (1e999) is no number an answer
+    could carry back (an object document's fields are echoed)."""
+    value = float(literal)
+    if math.isinf(value):
+        raise _NotJsonError(f"{literal[:40]} (out of range)")
+    return value
+
+
 def decode_json(raw: bytes) -> Any:
     """Bytes → JSON value; invalid UTF-8 or JSON is the client's malformed request (400)."""
     try:
@@ -75,7 +85,7 @@ def decode_json(raw: bytes) -> Any:
         raise BadRequest(f"request body is not valid UTF-8 ({exc.reason} at byte {exc.start})",
                          code="invalid_utf8") from None
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except _NotJsonError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc} is not a JSON value",
                          code="invalid_json") from None
