@@ -274,6 +274,25 @@ def test_trailers_past_the_cap_are_answered_431_before_they_fill_memory(port: in
     assert reasons == ["headers_too_large"]
 
 
+def test_a_pipelined_request_is_not_taken_for_the_trailers_before_it(port: int) -> None:
+    """The read that ends one request's trailers and brings the next one's headers (large but
+    legal) and last chunk is no trailer of either."""
+    stream = CHUNKED.replace(b"/echo", b"/stream")
+    big = b"X-Filler: " + b"y" * (MAX_HEADER_BYTES - 12_000) + b"\r\n"
+    BODY_STARTED.clear()
+    with _connect(port) as conn:
+        conn.sendall(stream + b"2\r\n{}\r\n0\r\n")
+        assert BODY_STARTED.wait(10)
+        BODY_STARTED.clear()
+        conn.sendall(b"X-Trailer: " + b"t" * 20_000 + b"\r\n\r\n"
+                     + stream.replace(b"Transfer", big + b"Transfer") + b"0\r\n")
+        answers = _first_answer(conn)  # the first request's: its trailers ended
+        conn.sendall(b"\r\n")
+        while answers.count(b"}") < 2 and (more := conn.recv(65536)):
+            answers += more
+    assert answers.count(b"HTTP/1.1 200 OK") == 2, answers[:300]
+
+
 def test_a_body_in_many_small_chunks_is_not_taken_for_trailers(port: int) -> None:
     with _connect(port) as conn:
         conn.sendall(CHUNKED)

@@ -90,7 +90,8 @@ class BoundedProtocol(HttpToolsProtocol):
         # A chunk's size line was parsed and none of its data yet: after the last chunk's,
         # the bytes are trailers, which the parser buffers whole before any callback.
         self._chunk_begun = False
-        self._body_read = False  # the parser gave body bytes of the read being parsed
+        # The read being parsed gave body bytes or began a message: it is no trailer's.
+        self._not_trailers = False
         self._trailer_bytes = 0
         self._drain_deadline: asyncio.TimerHandle | None = None
         self._after_answers: ApiError | None = None  # a refusal waiting for earlier answers
@@ -106,11 +107,13 @@ class BoundedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._header_deadline is not None:  # reading a request's headers
             self._header_bytes += len(data)
-        between_chunks, self._body_read = self._chunk_begun, False
+        between_chunks, self._not_trailers = self._chunk_begun, False
         super().data_received(data)
         if self.transport.is_closing():
             return
-        if between_chunks and self._chunk_begun and not self._body_read:  # no chunk data came
+        # Only whole reads after the last chunk's size line count: the trailers in the read that
+        # brought that line are not (the cap holds within one read's size).
+        if between_chunks and self._chunk_begun and not self._not_trailers:
             self._trailer_bytes += len(data)
         if self._header_deadline is not None and self._header_bytes > MAX_HEADER_BYTES:
             self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
@@ -129,7 +132,7 @@ class BoundedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_message = True
         self._parsed_bytes = self._trailer_bytes = 0
-        self._chunk_begun = False
+        self._chunk_begun, self._not_trailers = False, True
         self._in_headers = True  # httptools calls on_header for a chunked body's trailers too
         if self._header_deadline is None:  # the next request on a kept-alive connection
             self._arm_header_deadline()
@@ -147,7 +150,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._chunk_begun = True
 
     def on_body(self, body: bytes) -> None:
-        self._chunk_begun, self._body_read = False, True
+        self._chunk_begun, self._not_trailers = False, True
         super().on_body(body)
 
     def _count_parsed(self, size: int) -> None:
