@@ -182,8 +182,10 @@ def test_apikey_spec_defaults_to_every_model() -> None:
 
 
 def test_apikey_models_are_distinct_names() -> None:
-    schema = ApiKeySpec.model_json_schema()["properties"]["models"]
-    assert schema["x-kubernetes-list-type"] == "set" and schema["items"]["minLength"] == 1
+    schema = ApiKeySpec.model_json_schema()
+    assert schema["properties"]["models"]["items"]["minLength"] == 1
+    assert "x-kubernetes-list-type" not in schema["properties"]["models"]  # atomic: one owner
+    assert any("exists_one" in r["rule"] for r in schema["x-kubernetes-validations"])
     with pytest.raises(ValidationError):
         ApiKeySpec.model_validate({"models": []})
     # What the API server took before it refused these is read as it means.

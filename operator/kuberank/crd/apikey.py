@@ -58,7 +58,14 @@ class ApiKeySpec(CrdModel):
                 {
                     "rule": "!has(self.models) || !('*' in self.models) || size(self.models) == 1",
                     "message": "models: '*' cannot be combined with other names",
-                }
+                },
+                {
+                    # A rule, not x-kubernetes-list-type: set, which would let server-side
+                    # apply merge the lists of two managers into a key's access.
+                    "rule": "!has(self.models) || "
+                            "self.models.all(m, self.models.exists_one(n, n == m))",
+                    "message": "models: a name is given twice",
+                },
             ]
         }
     )
@@ -68,7 +75,7 @@ class ApiKeySpec(CrdModel):
         default_factory=lambda: ["*"],
         # The API server refuses a name given twice or an empty one; objects it took before it
         # did are read as they mean (``_each_name_once``), not refused by the gateway.
-        json_schema_extra={"default": ["*"], "x-kubernetes-list-type": "set",
+        json_schema_extra={"default": ["*"],
                            "items": {"type": "string", "minLength": 1, "maxLength": 253}},
         description="Served names (or aliases) this key may use, or ['*'] for every model in "
         "the namespace (the default when left out).",
