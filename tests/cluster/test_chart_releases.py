@@ -21,13 +21,19 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER = "other"  # the release already installed
-LABELS = {"app.kubernetes.io/name": "kuberank", "app.kubernetes.io/component": "operator",
-          "app.kubernetes.io/instance": OTHER}
+LABELS = {"app.kubernetes.io/part-of": "kuberank", "app.kubernetes.io/component": "operator"}
 
 
-def rbac(kind: str, name: str) -> dict[str, Any]:
+def rbac(kind: str, name: str, release: str = OTHER, release_namespace: str = "kr-system",
+         ) -> dict[str, Any]:
+    """An operator's role as the chart makes it (labels, and Helm's own annotations)."""
+    annotations = {"meta.helm.sh/release-name": release,
+                   "meta.helm.sh/release-namespace": release_namespace}
+    labels = {**LABELS, "app.kubernetes.io/instance": release,
+              "app.kubernetes.io/name": "renamed"}  # nameOverride: part-of is kept
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
-            "metadata": {"name": name, "labels": LABELS}, "rules": []}
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "rules": []}
 
 
 def create_in(kubectl: Kubectl, namespace: str, obj: dict[str, Any]) -> None:
@@ -69,9 +75,32 @@ def test_a_release_sharing_a_namespace_with_another_releases_operator_is_refused
         # Disjoint namespaces are fine (its lease Role's namespace is not one it watches).
         beside = install(watching(team_b, namespace))
         assert beside.returncode == 0, beside.stderr
+        # Where the installer may not read roles cluster-wide, the check can be turned off.
+        unchecked = install(watching(team_a), "--set=operator.checkOtherReleases=false")
+        assert unchecked.returncode == 0, unchecked.stderr
     finally:
         for ns in (team_a, team_b):
             kubectl.run("delete", "namespace", ns, "--wait=false")
+
+
+def test_a_releases_own_roles_are_not_another_release(
+    kubectl: Kubectl, install: Any, namespace: str,
+) -> None:
+    """An upgrade finds the release's own Role in the namespace it watches; a release of the
+    same name in another namespace is another release."""
+    team = f"{namespace}-t"
+    kubectl.run("create", "namespace", team)
+    try:
+        create_in(kubectl, team, rbac("Role", "mine-kuberank-operator", "mine", namespace))
+        upgrade = install(watching(team))
+        assert upgrade.returncode == 0, upgrade.stderr
+        create_in(kubectl, team, rbac("Role", "mine-x-operator", "mine", "elsewhere"))
+        refused = install(watching(team))
+        assert refused.returncode != 0
+        assert f'release "mine" already runs a kuberank operator for namespace "{team}"' in (
+            refused.stderr), refused.stderr
+    finally:
+        kubectl.run("delete", "namespace", team, "--wait=false")
 
 
 def test_no_release_may_join_a_cluster_wide_one(kubectl: Kubectl, install: Any,
