@@ -114,3 +114,16 @@ def test_a_secret_whose_data_another_writer_set_after_ours_was_edited() -> None:
         _secret(ours, ("kubectl-patch", "2026-01-01T00:00:01Z", True)), "kuberank-operator")
     assert not data_edited_since_ours(
         _secret(ours, ("kubectl-label", "2026-01-01T00:00:09Z", False)), "kuberank-operator")
+
+
+def test_an_edit_of_one_data_key_is_told_from_another() -> None:
+    """KeyChanged is about the key field only: a tool adding another data key changed no key."""
+    ours = {"manager": "kuberank-operator", "time": "2026-01-01T00:00:05Z",
+            "fieldsV1": {"f:data": {"f:api-key": {}}}}
+    other = {"manager": "vault-agent", "time": "2026-01-01T00:00:09Z",
+             "fieldsV1": {"f:data": {"f:ca.crt": {}}}}
+    secret = {"metadata": {"managedFields": [ours, other]}}
+    assert data_edited_since_ours(secret, "kuberank-operator")
+    assert not data_edited_since_ours(secret, "kuberank-operator", "api-key")
+    other["fieldsV1"] = {"f:data": {"f:api-key": {}, "f:ca.crt": {}}}
+    assert data_edited_since_ours(secret, "kuberank-operator", "api-key")

@@ -31,13 +31,20 @@ def foreign_spec_edits(obj: Mapping[str, Any], manager: str) -> frozenset[Edit]:
     return frozenset(edits)
 
 
-def data_edited_since_ours(obj: Mapping[str, Any], manager: str) -> bool:
-    """Whether another writer set a Secret's ``data`` at or after the operator's last write
-    (``kubectl edit secret``, a GitOps tool), as opposed to the event of our own write."""
+def data_edited_since_ours(obj: Mapping[str, Any], manager: str, key: str | None = None,
+                           ) -> bool:
+    """Whether another writer set a Secret's ``data`` (its ``key`` when given) at or after the
+    operator's last write (``kubectl edit secret``, a GitOps tool), as opposed to the event of
+    our own write."""
     entries = (obj.get("metadata") or {}).get("managedFields") or []
     ours = max((str(e.get("time") or "") for e in entries if e.get("manager") == manager),
                default="")
-    return any(e.get("manager") != manager and "f:data" in (e.get("fieldsV1") or {})
+
+    def sets_it(entry: Mapping[str, Any]) -> bool:
+        data = (entry.get("fieldsV1") or {}).get("f:data")
+        return data is not None and (key is None or f"f:{key}" in data)
+
+    return any(e.get("manager") != manager and sets_it(e)
                and str(e.get("time") or "") >= ours for e in entries)
 
 

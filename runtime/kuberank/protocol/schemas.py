@@ -22,7 +22,7 @@ class TextObject(_Wire):
     """A document as an object: fields besides ``text`` (an id, a title, ...) are answered back
     with it, as GPUStack and Cohere do, so results can be matched without their index."""
 
-    model_config = ConfigDict(strict=True, extra="allow")
+    model_config = ConfigDict(extra="allow")  # merged with _Wire's: strict still
     text: str
 
 

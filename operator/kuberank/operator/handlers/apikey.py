@@ -57,9 +57,11 @@ def _reconcile(body: dict[str, Any], memo: Any) -> None:
               f"new key (id {minted.key_id}) was minted; key id {minted.lost} is gone and its "
               "clients get 401 until they use the new one.")
     if minted.overwritten:
+        lost = (f"key id {minted.overwritten} is gone" if minted.overwritten != minted.key_id
+                else "the key it had under that id is gone")
         _warn(body, "KeyChanged", f"Secret {secret} now holds a key this operator did not mint "
-              f"(id {minted.key_id}), which is taken as the key; key id {minted.overwritten} is "
-              "gone and its clients get 401. Annotate kuberank.io/rotate to mint a new one.")
+              f"(id {minted.key_id}), which is taken as the key; {lost} and its clients get "
+              "401. Annotate kuberank.io/rotate to mint a new one.")
     announce(body, changed, "Active")
 
 

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kuberank.crd.apikey import KIND, ROTATE_ANNOTATION, ApiKeySpec, secret_name
+from kuberank.crd.apikey import (
+    KIND,
+    ROTATE_ANNOTATION,
+    SECRET_FIELD,
+    ApiKeySpec,
+    secret_name,
+)
 from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
 from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret
@@ -57,21 +63,21 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
     secret = claimed(kube, ref, owner)
     parsed = parse_key(key_from_secret(secret) or "")
     lost = status.get("keyId") if parsed is None and not rotate else None
+    overwritten = None
     if parsed is None or rotate:
         key = generate_key()
         kube.apply(build_secret(owner, key))
         parsed = parse_key(key)
         assert parsed is not None
         digest = digest_secret(parsed.secret)
-        overwritten = None
     else:
         digest = status.get("digest") or ""
-        overwritten = None
         if status.get("keyId") != parsed.key_id or not verify_secret(parsed.secret, digest):
             digest = digest_secret(parsed.secret)
             # Written by someone else, not the operator's own write whose status did not land:
             # then a published key is lost (none published yet: nothing is).
-            if secret is not None and data_edited_since_ours(secret, FIELD_MANAGER):
+            if secret is not None and data_edited_since_ours(secret, FIELD_MANAGER,
+                                                             SECRET_FIELD):
                 overwritten = status.get("keyId") or None
     rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
     return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None,
