@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 from conftest import start_operator
+from kuberank.operator.kube import Kube
 
 if TYPE_CHECKING:
     from conftest import Kubectl
@@ -81,3 +82,13 @@ def test_a_namespaced_operator_needs_nothing_but_the_charts_role(
     log = op.logs()
     for refusal in ("Forbidden", "403", "Not enough permissions"):
         assert refusal not in log, log[-3000:]
+
+
+def test_what_the_api_server_serves_is_read_from_discovery(
+    api_client: Any, crds: Path,
+) -> None:
+    """What a namespaced operator checks before it starts (it exits when the CRDs are not
+    served, rather than idle): the installed group version, and one that does not exist."""
+    kube = Kube(api_client)
+    assert {"rerankmodels", "apikeys"} <= kube.served("kuberank.io/v1alpha1")
+    assert kube.served("kuberank.io/v9") == set()

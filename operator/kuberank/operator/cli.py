@@ -16,6 +16,9 @@ import uuid
 from typing import Any
 
 import kopf
+from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
+from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.kube import Kube, load_client
@@ -114,6 +117,17 @@ def configure(settings: OperatorSettings, kopf_settings: kopf.OperatorSettings) 
     kopf_settings.scanning.disabled = bool(settings.namespaces)
 
 
+def _exit_unless_crds_served(kube: Kube) -> None:
+    """An operator given its namespaces does not watch for CRDs (``configure``): started before
+    them it would idle, healthy to every probe. It exits instead, and is restarted until they
+    are installed (a GitOps sync wave, ``helm install --skip-crds`` then the CRDs)."""
+    missing = sorted({MODEL_PLURAL, APIKEY_PLURAL} - kube.served(f"{GROUP}/{VERSION}"))
+    if missing:
+        sys.exit(f"kuberank-operator: the API server does not serve {', '.join(missing)} "
+                 f"({GROUP}/{VERSION}) yet: install the CRDs (the chart's crds/, or kubectl "
+                 "apply -f crds/); an operator limited to namespaces does not wait for them")
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     kopf.configure(
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"kuberank-operator: cannot serve metrics on port {settings.metrics_port}: "
                      f"{err.strerror or err}")
     api = load_client()
+    if settings.namespaces:
+        _exit_unless_crds_served(Kube(api))
     leadership = _lead(settings, api) if settings.leader_elect else None
     try:
         kopf.run(

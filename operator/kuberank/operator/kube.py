@@ -149,6 +149,13 @@ class Kube:
     def get(self, ref: Ref) -> dict[str, Any] | None:
         return self._call("GET", ref.path())
 
+    def served(self, api_version: str) -> set[str]:
+        """The resources (plurals) the API server serves in ``api_version`` ("group/version"):
+        none when it serves no such group version, as before its CRDs are installed."""
+        found = self._call("GET", f"/apis/{api_version}") or {}
+        return {str(r.get("name")) for r in found.get("resources") or [] if "/" not in
+                str(r.get("name"))}
+
     def delete(self, ref: Ref) -> bool:
         """True when something was deleted; absent objects are fine."""
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
