@@ -21,7 +21,8 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER = "other"  # the release already installed
-LABELS = {"app.kubernetes.io/part-of": "kuberank", "app.kubernetes.io/component": "operator"}
+LABELS = {"app.kubernetes.io/part-of": "kuberank", "app.kubernetes.io/component": "operator",
+          "app.kubernetes.io/managed-by": "Helm"}
 
 
 def rbac(kind: str, name: str, release: str = OTHER, release_namespace: str = "kr-system",
