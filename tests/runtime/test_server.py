@@ -178,7 +178,8 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
     bodies = {"/v1/rerank": {"query": "q", "documents": ["a", {"text": "b", "id": 1}], "top_n": 2},
               "/rerank": {"query": "q", "texts": ["a", "b"], "return_text": True},
               "/v2/rerank": {"query": "q", "documents": ["a", "b"], "return_documents": True}}
-    for path, body in bodies.items():
+    crossed = [("/rerank", bodies["/v1/rerank"]), ("/v1/rerank", bodies["/rerank"])]
+    for path, body in [*bodies.items(), *crossed]:  # each path reads the other's body too
         schema_of(path).validate(body)
         answer = server.client.post(path, json=body)
         assert answer.status_code == 200, answer.text

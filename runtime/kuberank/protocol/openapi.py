@@ -30,6 +30,9 @@ REQUESTS: dict[Dialect, type[BaseModel]] = {
 ANSWERS: dict[Dialect, Any] = {
     Dialect.JINA: JinaResponse, Dialect.TEI: list[TeiResult], Dialect.COHERE: CohereResponse,
 }
+# As llama-server reads them, each of these paths takes the other's body too, and answers it in
+# that body's shape (``dialects._by_fields``).
+ALSO_READS: dict[Dialect, Dialect] = {Dialect.JINA: Dialect.TEI, Dialect.TEI: Dialect.JINA}
 ERRORS = {
     400: "Malformed JSON or UTF-8, or no documents.",
     401: "Missing, unknown, expired or disabled API key.",
@@ -58,8 +61,12 @@ def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]],
                      answer_headers: dict[str, Any] | None = None) -> dict[int | str, Any]:
     """FastAPI ``responses=`` for one dialect: its answer (with ``answer_headers`` besides the
     request id) and the errors this process returns."""
+    other = ALSO_READS.get(dialect)
+    answer = ANSWERS[dialect] if other is None else ANSWERS[dialect] | ANSWERS[other]
+    described = "The documents, best first" + (
+        f" (in {other.name.title()}'s shape for a {other.name.title()} body)." if other else ".")
     out: dict[int | str, Any] = {
-        200: {"model": ANSWERS[dialect], "description": "The documents, best first.",
+        200: {"model": answer, "description": described,
               "headers": {**REQUEST_ID, **(answer_headers or {})}},
     }
     for error in errors:
@@ -82,11 +89,16 @@ def document_request_bodies(app: FastAPI) -> None:
             operation = document["paths"].get(dialect.value, {}).get("post")
             if operation is None:
                 continue
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            components[model.__name__] = schema
+            read = [model] + ([REQUESTS[ALSO_READS[dialect]]] if dialect in ALSO_READS else [])
+            refs = []
+            for each in read:
+                schema = each.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema.pop("$defs", {}))
+                components[each.__name__] = schema
+                refs.append({"$ref": f"#/components/schemas/{each.__name__}"})
+            body = refs[0] if len(refs) == 1 else {"anyOf": refs}
             operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+                "schema": body}}}
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
