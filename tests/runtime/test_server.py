@@ -88,11 +88,15 @@ def test_documents_sent_as_objects_come_back_whole_and_an_empty_model_is_none(
         assert res["document"] == (original if isinstance(original, dict) else {"text": original})
 
 
-def test_a_number_past_a_doubles_range_is_a_400_not_a_failed_answer(server: Server) -> None:
+def test_what_no_answer_could_carry_back_is_a_400_not_a_failed_answer(server: Server) -> None:
     r = server.client.post("/v1/rerank", content=b'{"query": "q", "documents": '
                            b'[{"text": "a", "weight": 1e999}]}')
     assert_error(r, 400, "invalid_json")
     assert "out of range" in r.json()["error"]["message"]
+    # nor a string no answer can encode, in any field that would be answered back
+    r = server.client.post("/v2/rerank", content=b'{"query": "q", "return_documents": true, '
+                           b'"documents": [{"text": "a", "m": {"deep": ["\\ud800"]}}]}')
+    assert_error(r, 400, "invalid_utf8")
 
 
 def test_return_documents_false_omits_the_document_key(server: Server) -> None:

@@ -97,6 +97,29 @@ def test_malformed_json_is_400(raw: bytes) -> None:
     assert info.value.code == "invalid_json"
 
 
+@pytest.mark.parametrize(("raw", "message"), [
+    (rb'{"query": "q", "documents": ["b", {"text": "a", "m": {"d": ["\udc00"]}}]}',
+     "documents[1] has a field that contains an unpaired surrogate"),
+    (rb'{"query": "q", "documents": [{"text": "a", "m": {"\ud800": 1}}]}',
+     "documents[0] has a field that contains an unpaired surrogate"),
+    (rb'{"query": "q", "documents": [{"text": "a", "\ud800x": 1}]}',
+     "documents[0] has a field name that is not valid Unicode"),
+])
+def test_an_unpaired_surrogate_anywhere_in_an_echoed_document_is_400(
+    raw: bytes, message: str,
+) -> None:
+    """Its other fields are answered back: a string no answer can encode is refused up front."""
+    for dialect in (Dialect.JINA, Dialect.COHERE):
+        with pytest.raises(BadRequest) as info:
+            parse_request(dialect, raw)
+        assert info.value.code == "invalid_utf8" and message in info.value.message
+
+
+def test_paired_surrogates_in_an_echoed_document_are_fine() -> None:
+    raw = rb'{"query": "q", "documents": [{"text": "a", "\ud83d\udc3c": ["\ud83d\udc3c"]}]}'
+    assert parse_request(Dialect.JINA, raw).extras == {0: {"\U0001f43c": ["\U0001f43c"]}}
+
+
 def test_invalid_utf8_is_400() -> None:
     with pytest.raises(BadRequest) as info:
         parse_request(Dialect.JINA, b'{"query": "\xff\xfe", "documents": ["a"]}')

@@ -111,6 +111,12 @@ def parse_request(
     try:
         request = _from_wire(_by_fields(dialect, body), body)
     except ValidationError as exc:
+        for error in exc.errors():
+            if error["type"] == "string_unicode":  # a key with an unpaired surrogate
+                field, index = (*error["loc"][:2], "")[:2]
+                where = f"{field}[{index}]" if isinstance(index, int) else str(field)
+                raise BadRequest(f"{where} has a field name that is not valid Unicode (an "
+                                 "unpaired surrogate)", code="invalid_utf8") from None
         raise Unprocessable(_describe(exc)) from None
     _check(request, max_documents, count)
     return request
@@ -198,15 +204,43 @@ def _check(request: RerankRequest, max_documents: int | None, count: bool) -> No
 
 
 def _check_encodable(request: RerankRequest) -> None:
-    """JSON escapes can smuggle lone surrogates (\\ud800) that no tokenizer can take."""
-    for where, text in [("query", request.query)] + [
-        (f"{request.documents_field}[{i}]", d) for i, d in enumerate(request.documents)
-    ]:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
+    """JSON escapes can smuggle lone surrogates (\\ud800) that no tokenizer can take, nor
+    any answer carry back (an object document's other fields are echoed)."""
+    texts = [("query", request.query)] + [
+        (f"{request.documents_field}[{i}]", d) for i, d in enumerate(request.documents)]
+    for where, text in texts:
+        if not _encodable(text):
             raise BadRequest(f"{where} contains an unpaired surrogate, not valid Unicode",
-                             code="invalid_utf8") from None
+                             code="invalid_utf8")
+    for i, extra in request.extras.items():
+        if not _all_encodable(extra):
+            raise BadRequest(f"{request.documents_field}[{i}] has a field that contains an "
+                             "unpaired surrogate, not valid Unicode", code="invalid_utf8")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_encodable(value: Any) -> bool:
+    """Every string in a decoded JSON value, keys too (walked without recursion: JSON may nest
+    as deep as the decoder went)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 # Pydantic tags each failed branch of ``Document`` (str | TextObject) with the branch's name.
