@@ -789,6 +789,38 @@ def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
     assert len(warnings("KeyChanged")) == 1  # a minted key is no change by someone else
 
 
+def test_another_apikeys_whole_key_written_into_a_secret_is_not_taken(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """Taken, it would make one key two tenants': the copy is re-minted and said so."""
+    for name in ("victim", "copier"):
+        kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                       "metadata": {"name": name}, "spec": {}})
+        wait_condition(wait_for, kubectl, "ak", name, "Active", "True")
+    victim = (kubectl.get("ak", "victim") or {})["status"]
+    copier_id = (kubectl.get("ak", "copier") or {})["status"]["keyId"]
+    stolen = _secret_key(kubectl, "victim")
+    kubectl.run("patch", "secret", "copier-key", "--type=merge", "-p",
+                json.dumps({"stringData": {"api-key": stolen}}))
+
+    def replaced() -> list[str]:
+        listed = json.loads(kubectl.run("get", "events", "-o", "json").stdout)["items"]
+        return [e["message"] for e in listed if e.get("reason") == "KeyReplaced"
+                and e["involvedObject"]["name"] == "copier"]
+
+    namespace = kubectl.namespace
+    wait_for("the copy re-minted, with a warning", lambda: any(
+        f"held the key of ApiKey {namespace}/victim" in m and f"key id {copier_id} is gone" in m
+        for m in replaced()))
+    fresh = parse_key(_secret_key(kubectl, "copier"))
+    assert fresh is not None and fresh.key_id not in (victim["keyId"], copier_id)
+    wait_for("the fresh key published", lambda: (kubectl.get("ak", "copier") or {})["status"]
+             .get("keyId") == fresh.key_id)
+    assert (kubectl.get("ak", "victim") or {})["status"]["keyId"] == victim["keyId"]
+    assert _secret_key(kubectl, "victim") == stolen  # the holder keeps its key
+    assert stolen not in json.dumps(replaced())
+
+
 def test_operator_logs_json_serves_liveness_and_stops_gracefully(
     kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]
 ) -> None:

@@ -214,6 +214,18 @@ def test_a_key_id_published_twice_locks_nobody_out() -> None:
     assert table.authenticate(forged_key, NOW).namespace == "team-a"
 
 
+def test_a_whole_key_held_by_two_apikeys_reaches_neither_namespace() -> None:
+    """A tenant who copies another's whole key into its own Secret must not get the other's
+    requests: while two records match, the key is refused (the operator re-mints the copy)."""
+    key = generate_key()
+    table = table_with(apikey(key, name="prod", namespace="team-b"),
+                       apikey(key, name="thief", namespace="aaa"))
+    with pytest.raises(AuthError, match="held by more than one ApiKey"):
+        table.authenticate(key, NOW)
+    table.remove("aaa", "thief")
+    assert table.authenticate(key, NOW).namespace == "team-b"
+
+
 def test_records_name_their_apikey_object_as_the_limit_holder() -> None:
     key = generate_key()
     record = table_with(apikey(key, name="prod", namespace="team-b")).authenticate(key, NOW)

@@ -149,7 +149,13 @@ class KeyTable:
         matching = [r for r in candidates if verify_secret(parsed.secret, r.digest)]
         if not matching:
             raise AuthError("invalid API key")
-        record = min(matching, key=lambda r: (r.namespace, r.name))
+        if len(matching) > 1:
+            # The whole key copied into another ApiKey's Secret (the operator re-mints such a
+            # copy at once): whichever record won would send one tenant's requests, queries
+            # and all, to the other tenant's models. Neither is taken meanwhile.
+            raise AuthError("API key is held by more than one ApiKey; it is refused until "
+                            "only one holds it")
+        record = matching[0]
         if record.disabled:
             raise AuthError("API key is disabled")
         if record.expired(now):

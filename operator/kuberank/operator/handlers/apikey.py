@@ -31,7 +31,7 @@ from kuberank.operator.reconcilers.ownership import NameConflictError
 from kuberank.operator.status.apikey import seconds_until_expiry
 
 
-def _reconcile(body: dict[str, Any], memo: Any) -> None:
+def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any]) -> None:
     kube = kube_of(memo)
     try:
         spec = apikeys.parse_spec(body.get("spec"))
@@ -39,7 +39,8 @@ def _reconcile(body: dict[str, Any], memo: Any) -> None:
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:
         try:
-            minted = apikeys.ensure_key(kube, body)
+            minted = apikeys.ensure_key(kube, body,
+                                        lambda key_id: list(by_key_id.get(key_id) or []))
         except NameConflictError as err:
             if not err.predecessor:
                 status = apikeys.desired_status(body, spec, None, now(), conflict=str(err))
@@ -52,7 +53,13 @@ def _reconcile(body: dict[str, Any], memo: Any) -> None:
     if minted.rotated:
         kopf.event(body, type="Normal", reason="Rotated", message=f"New key id {minted.key_id}.")
     secret = secret_name(body["metadata"]["name"])
-    if minted.lost:
+    if minted.copied_from:
+        gone = (f"; key id {minted.lost} is gone and its clients get 401 until they use the "
+                "new one" if minted.lost else "")
+        _warn(body, "KeyReplaced", f"Secret {secret} held the key of ApiKey "
+              f"{minted.copied_from}, and no two ApiKeys may share a key (the gateway refuses "
+              f"a key two of them hold), so a new key (id {minted.key_id}) was minted{gone}.")
+    elif minted.lost:
         _warn(body, "KeyReplaced", f"Secret {secret} was deleted or held no kuberank key, so a "
               f"new key (id {minted.key_id}) was minted; key id {minted.lost} is gone and its "
               "clients get 401 until they use the new one.")
@@ -75,13 +82,22 @@ def _warn(body: dict[str, Any], reason: str, message: str) -> None:
 @kopf.on.resume(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")
-def reconcile_apikey(body: kopf.Body, memo: Any, **_: Any) -> None:
-    _reconcile(dict(body), memo)
+def reconcile_apikey(body: kopf.Body, memo: Any, apikey_by_key_id: kopf.Index[str, Any],
+                     **_: Any) -> None:
+    _reconcile(dict(body), memo, apikey_by_key_id)
 
 
 @kopf.index(GROUP, VERSION, APIKEY_PLURAL)
 def apikey_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, name): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, APIKEY_PLURAL)
+def apikey_by_key_id(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    """ApiKeys by the key id they publish: who else holds a key written into a Secret (an
+    empty dict, not None, for none yet: kopf keeps an object's old entries on None)."""
+    key_id = (body.get("status") or {}).get("keyId")
+    return {str(key_id): dict(body)} if key_id else {}
 
 
 @kopf.on.event("v1", "secrets", labels={APIKEY_LABEL: kopf.PRESENT})
@@ -92,6 +108,7 @@ def secret_event(
     body: kopf.Body,
     memo: Any,
     apikey_index: kopf.Index[Key, Any],
+    apikey_by_key_id: kopf.Index[str, Any],
     **_: Any,
 ) -> None:
     """A deleted key Secret is re-minted (the old key is gone; clients need the new one). One
@@ -103,7 +120,7 @@ def secret_event(
         return
     owner = one(apikey_index, (namespace, labels[APIKEY_LABEL]))
     if owner is not None and not owner["metadata"].get("deletionTimestamp"):
-        _reconcile(owner, memo)
+        _reconcile(owner, memo, apikey_by_key_id)
 
 
 @kopf.daemon(GROUP, VERSION, APIKEY_PLURAL, id="expiry", cancellation_timeout=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,13 @@ from kuberank.crd.apikey import (
     ApiKeySpec,
     secret_name,
 )
-from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
+from kuberank.crd.keys import (
+    ParsedKey,
+    digest_secret,
+    generate_key,
+    parse_key,
+    verify_secret,
+)
 from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret
 from kuberank.operator.drift import data_edited_since_ours
@@ -40,6 +47,9 @@ class Minted:
     # The key id that a key written into the Secret by someone else (carried over from another
     # cluster, restored, edited) replaced: taken as the key, and its clients get 401 too.
     overwritten: str | None = None
+    # "namespace/name" of the ApiKey whose very key someone wrote into this one's Secret: not
+    # taken (a fresh key was minted), or one tenant could take the other's requests.
+    copied_from: str | None = None
 
 
 def parse_spec(raw: Any) -> ApiKeySpec:
@@ -51,9 +61,24 @@ def parse_spec(raw: Any) -> ApiKeySpec:
         ) from err
 
 
-def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
-    """Keep the stored key unless it is missing, malformed or a rotation is requested; never
-    touch a Secret of that name that this ApiKey does not control (NameConflictError)."""
+def copied_from(parsed: ParsedKey, uid: str, others: Iterable[Mapping[str, Any]]) -> str | None:
+    """Another live ApiKey that publishes this very key, id and secret, as "namespace/name".
+    Pure."""
+    for other in others:
+        meta, status = other.get("metadata") or {}, other.get("status") or {}
+        if (meta.get("uid") != uid and not meta.get("deletionTimestamp")
+                and status.get("keyId") == parsed.key_id
+                and verify_secret(parsed.secret, str(status.get("digest") or ""))):
+            return f"{meta.get('namespace')}/{meta.get('name')}"
+    return None
+
+
+def ensure_key(kube: Kube, body: dict[str, Any],
+               published: Callable[[str], Iterable[Mapping[str, Any]]] = lambda _: ()) -> Minted:
+    """Keep the stored key unless it is missing, malformed, another ApiKey's (``published``:
+    the ApiKeys that publish a key id) written into this one's Secret, or a rotation is
+    requested; never touch a Secret of that name that this ApiKey does not control
+    (NameConflictError)."""
     meta = body["metadata"]
     status = body.get("status") or {}
     owner = Owner(kind=KIND, name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
@@ -62,6 +87,12 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
     rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
     secret = claimed(kube, ref, owner)
     parsed = parse_key(key_from_secret(secret) or "")
+    copied = None
+    if (parsed is not None and not rotate and secret is not None
+            and data_edited_since_ours(secret, FIELD_MANAGER, SECRET_FIELD)):
+        copied = copied_from(parsed, str(meta.get("uid")), published(parsed.key_id))
+        if copied is not None:
+            parsed = None  # as good as no key: a fresh one is minted
     lost = status.get("keyId") if parsed is None and not rotate else None
     overwritten = None
     if parsed is None or rotate:
@@ -81,7 +112,7 @@ def ensure_key(kube: Kube, body: dict[str, Any]) -> Minted:
                 overwritten = status.get("keyId") or None
     rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
     return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None,
-                  overwritten=overwritten)
+                  overwritten=overwritten, copied_from=copied)
 
 
 def desired_status(
