@@ -68,8 +68,8 @@ def test_a_release_sharing_a_namespace_with_another_releases_operator_is_refused
         create_in(kubectl, namespace, rbac("Role", f"{OTHER}-kuberank-operator-lease"))
         refused = install(watching(team_b, team_a))
         assert refused.returncode != 0
-        assert (f'release "{OTHER}" already runs a kuberank operator for namespace "{team_a}"'
-                in refused.stderr), refused.stderr
+        assert (f'release "{OTHER}" (namespace "kr-system") already runs a kuberank operator '
+                f'for namespace "{team_a}"' in refused.stderr), refused.stderr
         everywhere = install()  # a cluster-wide release would act on team-a too
         assert everywhere.returncode != 0
         assert f'for namespace "{team_a}"' in everywhere.stderr, everywhere.stderr
@@ -98,8 +98,8 @@ def test_a_releases_own_roles_are_not_another_release(
         create_in(kubectl, team, rbac("Role", "mine-x-operator", "mine", "elsewhere"))
         refused = install(watching(team))
         assert refused.returncode != 0
-        assert f'release "mine" already runs a kuberank operator for namespace "{team}"' in (
-            refused.stderr), refused.stderr
+        assert (f'release "mine" (namespace "elsewhere") already runs a kuberank operator for '
+                f'namespace "{team}"' in refused.stderr), refused.stderr
     finally:
         kubectl.run("delete", "namespace", team, "--wait=false")
 
@@ -111,8 +111,8 @@ def test_no_release_may_join_a_cluster_wide_one(kubectl: Kubectl, install: Any,
         for values in ((), (watching(namespace),)):
             refused = install(*values)
             assert refused.returncode != 0
-            assert f'release "{OTHER}" already runs a cluster-wide kuberank operator' in (
-                refused.stderr), refused.stderr
+            assert (f'release "{OTHER}" (namespace "kr-system") already runs a cluster-wide '
+                    'kuberank operator' in refused.stderr), refused.stderr
     finally:
         kubectl.run("delete", "clusterrole", f"{namespace}-{OTHER}-kuberank-operator")
     assert install(watching(namespace)).returncode == 0

@@ -163,7 +163,8 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
          "--dry-run=server", f"--kubeconfig={kubectl.kubeconfig}"],
         capture_output=True, text=True)
     assert second.returncode != 0
-    assert f'release "{RELEASE}" already runs a cluster-wide kuberank operator' in second.stderr, (
+    assert (f'release "{RELEASE}" (namespace "{SYSTEM_NS}") already runs a cluster-wide '
+            'kuberank operator') in second.stderr, (
         second.stderr)
 
     model = {

@@ -69,6 +69,13 @@ def test_tei_maps_texts_return_text_raw_scores_and_truncation() -> None:
     assert req.truncation_direction == "left"
 
 
+def test_tei_bodies_take_top_n_as_llama_server_does() -> None:
+    assert parse_request(Dialect.TEI, body(query="q", texts=["a"], top_n=1)).top_n == 1
+    assert parse_request(Dialect.JINA, body(query="q", texts=["a"], top_n=1)).top_n == 1
+    with pytest.raises(Unprocessable):
+        parse_request(Dialect.TEI, body(query="q", texts=["a"], top_n=0))
+
+
 def test_tei_scores_are_sigmoid_unless_raw_scores() -> None:
     assert parse_request(Dialect.TEI, body(query="q", texts=["a"])).normalize is True
 

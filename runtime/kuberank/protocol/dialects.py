@@ -149,6 +149,7 @@ def _from_wire(dialect: Dialect, body: dict[str, Any]) -> RerankRequest:
         )
         return RerankRequest(
             dialect=dialect, model=tei.model or None, query=tei.query, documents=list(tei.texts),
+            top_n=tei.top_n,
             return_documents=tei.return_text, normalize=not tei.raw_scores,
             truncate=tei.truncate, truncation_direction=direction,
         )

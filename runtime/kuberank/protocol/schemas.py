@@ -59,6 +59,8 @@ class TeiRequest(_Wire):
     model: str | None = Field(default=None, description=MODEL)
     query: str
     texts: list[str] = Field(description="Texts to rank.")
+    top_n: int | None = Field(default=None, description="Return only the n best results "
+                              "(llama-server takes it in this body; TEI has no such field).")
     return_text: bool = Field(default=False, description="Include each text in its result.")
     raw_scores: bool = Field(default=False,
                              description="Raw classifier output instead of sigmoid probabilities.")
