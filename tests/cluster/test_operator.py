@@ -206,7 +206,8 @@ def test_a_newer_model_claiming_a_served_name_is_told_and_takes_it_once_the_olde
     finalizers(lambda held: [*held, "test.kuberank.io/hold"])
     kubectl.run("delete", "rrm", "older", "--wait=false")
     wait_condition(wait_for, kubectl, "rrm", "newer", "Ready", "True")
-    assert (kubectl.get("rrm", "older") or {})["metadata"].get("deletionTimestamp")
+    held = wait_condition(wait_for, kubectl, "rrm", "older", "Ready", "False", "Deleting")
+    assert held["metadata"].get("deletionTimestamp")
     finalizers(lambda held: [f for f in held if f != "test.kuberank.io/hold"])
     wait_for("the older one gone", lambda: kubectl.get("rrm", "older") is None)
     assert condition(kubectl.get("rrm", "newer"), "Ready")["status"] == "True"

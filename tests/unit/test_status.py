@@ -446,3 +446,12 @@ def test_a_generation_whose_children_were_not_applied_yet_is_not_observed() -> N
     assert compute_status(applied, _dep(), [], None, T0)["observedGeneration"] == 3
     blocked = compute_status(lagging, None, [], None, T0, Blocked("InvalidSpec", "x"))
     assert blocked["observedGeneration"] == 3  # observed, and refused: that is the news
+
+
+def test_a_model_being_deleted_says_so_in_ready_whatever_its_pods_do() -> None:
+    deleting = dataclasses.replace(FACTS, deleting=True)
+    conds = _by_type(compute_status(deleting, _dep(ready=1, available=1), [], None, T0))
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "Deleting")
+    assert conds["Available"]["status"] == "True"  # its pods still run until they go
+    taken = dataclasses.replace(deleting, taken_by="older")  # says more than a lost name
+    assert _by_type(compute_status(taken, None, [], None, T0))["Ready"]["reason"] == "Deleting"

@@ -99,9 +99,10 @@ class _Views:
 
 def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = None) -> None:
     body = body or one(views.models, key)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    if body is None:
         metrics_of(memo).models.forget(key)
         return
+    deleting = bool(body["metadata"].get("deletionTimestamp"))
     with _status_locks[key]:
         if key in _blocked:
             return  # the reconcile handler published why nothing was applied (_block)
@@ -117,6 +118,8 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         except models.InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
         changed = _publish(memo, key, body, status)
+        if deleting:  # its metrics go with it (Ready says Deleting until then)
+            metrics_of(memo).models.forget(key)
     announce(body, changed, "Ready")
     for cond in changed:  # Ready stays True: the model serves, under fewer names
         if cond["type"] == "Degraded" and cond["reason"] == ALIAS_SHADOWED:
@@ -206,6 +209,11 @@ def model_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str
         return  # the initial listing (each model's own reconcile looks), or claims unchanged
     views = _Views.of(kwargs)
     failed = None
+    if kind == "MODIFIED" and not claims[1]:  # its deletion began: its own status says so
+        try:
+            _refresh(memo, key, views)
+        except (kopf.TemporaryError, kopf.PermanentError) as err:
+            failed = err
     for other in list(views.neighbours.get(namespace) or []):  # the index changes under us
         if other["metadata"]["name"] != name and (
                 served_name(other) == served_name(body) or aliases_of(other)):

@@ -174,6 +174,7 @@ def desired_status(
         taken_by=taken_by,
         shadowed=shadowed,
         applied_generation=applied_generation,
+        deleting=bool(meta.get("deletionTimestamp")),
     )
     problems = pod_problems(pods, gpu_name)
     dep = DeploymentState.from_object(deployment) if deployment else None

@@ -83,6 +83,7 @@ class ModelFacts:
     shadowed: tuple[Shadowed, ...] = ()  # aliases that reach other models
     # The newest generation whose children were applied; None: the current one.
     applied_generation: int | None = None
+    deleting: bool = False  # kubectl delete was asked; finalizers hold the object a while
 
     def observed(self, blocked: bool) -> int:
         """The generation the status describes: a spec whose children failed to apply (a
@@ -134,6 +135,11 @@ def _conditions(
         ]
     available = _available(facts, dep, problems)
     progressing = _progressing(facts, dep)
+    if facts.deleting:  # the gateway stopped routing to it the moment the deletion began
+        message = ("The model is being deleted: requests for its names no longer reach it, "
+                   "and its pods go with it once its finalizers let go.")
+        return [Cond("Ready", "False", "Deleting", message), available, progressing,
+                _degraded(dep, problems)]
     if facts.taken_by is not None:  # its pods may run, but no request reaches them
         message = (f"servedName {facts.served_name!r} is already served by the older "
                    f"RerankModel {facts.taken_by!r} in this namespace, so requests for it go "
