@@ -819,6 +819,23 @@ def test_another_apikeys_whole_key_written_into_a_secret_is_not_taken(
              .get("keyId") == fresh.key_id)
     assert (kubectl.get("ak", "victim") or {})["status"]["keyId"] == victim["keyId"]
     assert _secret_key(kubectl, "victim") == stolen  # the holder keeps its key
+    # Written under the operator's own field manager (a client may name any), the copy is
+    # still not taken: what the status publishes decides, not who wrote the Secret.
+    kubectl.run("patch", "secret", "copier-key", "--type=merge", "--field-manager",
+                "kuberank-operator", "-p", json.dumps({"stringData": {"api-key": stolen}}))
+    kubectl.run("annotate", "ak", "copier", "nudge=1")  # any change reconciles it
+
+    def copier_key_id() -> str | None:
+        held = parse_key(_secret_key(kubectl, "copier"))
+        return held.key_id if held is not None else None
+
+    wait_for("the spoofed copy re-minted too",
+             lambda: copier_key_id() not in (None, victim["keyId"], fresh.key_id))
+    again = parse_key(_secret_key(kubectl, "copier"))
+    assert again is not None
+    wait_for("the second fresh key published", lambda: (kubectl.get("ak", "copier") or {})
+             ["status"].get("keyId") == again.key_id)
+    assert (kubectl.get("ak", "victim") or {})["status"]["keyId"] == victim["keyId"]
     assert stolen not in json.dumps(replaced())
 
 

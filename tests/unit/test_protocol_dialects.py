@@ -122,6 +122,14 @@ def test_an_unpaired_surrogate_anywhere_in_an_echoed_document_is_400(
         assert info.value.code == "invalid_utf8" and message in info.value.message
 
 
+def test_an_unpaired_surrogate_in_a_checked_value_names_the_field() -> None:
+    raw = rb'{"query": "q", "texts": ["a"], "truncation_direction": "\ud800"}'
+    with pytest.raises(BadRequest) as info:
+        parse_request(Dialect.TEI, raw)
+    assert info.value.code == "invalid_utf8"
+    assert info.value.message.startswith("truncation_direction contains an unpaired surrogate")
+
+
 def test_paired_surrogates_in_an_echoed_document_are_fine() -> None:
     raw = rb'{"query": "q", "documents": [{"text": "a", "\ud83d\udc3c": ["\ud83d\udc3c"]}]}'
     assert parse_request(Dialect.JINA, raw).extras == {0: {"\U0001f43c": ["\U0001f43c"]}}

@@ -98,7 +98,8 @@ class KeyTable:
 
     An id is public (status.keyId, metrics labels) and a key's owner may put any key into its
     Secret, so two ApiKeys can publish the same id: each keeps its record and the secret decides
-    which one a presented key is. An id can never be taken over to lock another tenant out.
+    which one a presented key is. An id can never be taken over to lock another tenant out;
+    a whole key (secret too) that two ApiKeys publish is refused for both (``authenticate``).
     Written by a watch thread, read by the event loop: every access holds the lock briefly.
     """
 

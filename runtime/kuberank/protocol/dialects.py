@@ -112,11 +112,14 @@ def parse_request(
         request = _from_wire(_by_fields(dialect, body), body)
     except ValidationError as exc:
         for error in exc.errors():
-            if error["type"] == "string_unicode":  # a key with an unpaired surrogate
-                field, index = (*error["loc"][:2], "")[:2]
-                where = f"{field}[{index}]" if isinstance(index, int) else str(field)
-                raise BadRequest(f"{where} has a field name that is not valid Unicode (an "
-                                 "unpaired surrogate)", code="invalid_utf8") from None
+            if error["type"] == "string_unicode":  # pydantic checks these itself
+                loc = error["loc"]
+                if len(loc) > 2 and isinstance(loc[1], int):  # a key of a document object
+                    raise BadRequest(f"{loc[0]}[{loc[1]}] has a field name that is not valid "
+                                     "Unicode (an unpaired surrogate)",
+                                     code="invalid_utf8") from None
+                raise BadRequest(f"{loc[0]} contains an unpaired surrogate, not valid Unicode",
+                                 code="invalid_utf8") from None
         raise Unprocessable(_describe(exc)) from None
     _check(request, max_documents, count)
     return request

@@ -33,6 +33,7 @@ ANSWERS: dict[Dialect, Any] = {
 # As llama-server reads them, each of these paths takes the other's body too, and answers it in
 # that body's shape (``dialects._by_fields``).
 ALSO_READS: dict[Dialect, Dialect] = {Dialect.JINA: Dialect.TEI, Dialect.TEI: Dialect.JINA}
+LABELS = {Dialect.JINA: "Jina", Dialect.TEI: "TEI", Dialect.COHERE: "Cohere"}
 ERRORS = {
     400: "Malformed JSON or UTF-8, or no documents.",
     401: "Missing, unknown, expired or disabled API key.",
@@ -64,7 +65,7 @@ def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]],
     other = ALSO_READS.get(dialect)
     answer = ANSWERS[dialect] if other is None else ANSWERS[dialect] | ANSWERS[other]
     described = "The documents, best first" + (
-        f" (in {other.name.title()}'s shape for a {other.name.title()} body)." if other else ".")
+        f" (in {LABELS[other]}'s shape for a {LABELS[other]} body)." if other else ".")
     out: dict[int | str, Any] = {
         200: {"model": answer, "description": described,
               "headers": {**REQUEST_ID, **(answer_headers or {})}},

@@ -63,6 +63,10 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
         _warn(body, "KeyReplaced", f"Secret {secret} was deleted or held no kuberank key, so a "
               f"new key (id {minted.key_id}) was minted; key id {minted.lost} is gone and its "
               "clients get 401 until they use the new one.")
+    if minted.shared_with:
+        _warn(body, "KeyShared", f"ApiKey {minted.shared_with} publishes this very key (id "
+              f"{minted.key_id}) too, so the gateway refuses it for both: annotate "
+              "kuberank.io/rotate on the one that should get a new key.")
     if minted.overwritten:
         lost = (f"key id {minted.overwritten} is gone" if minted.overwritten != minted.key_id
                 else "the key it had under that id is gone")

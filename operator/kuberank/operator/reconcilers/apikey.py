@@ -50,6 +50,9 @@ class Minted:
     # "namespace/name" of the ApiKey whose very key someone wrote into this one's Secret: not
     # taken (a fresh key was minted), or one tenant could take the other's requests.
     copied_from: str | None = None
+    # "namespace/name" of another ApiKey that publishes this one's key too (the gateway refuses
+    # it for both until one is rotated).
+    shared_with: str | None = None
 
 
 def parse_spec(raw: Any) -> ApiKeySpec:
@@ -87,12 +90,17 @@ def ensure_key(kube: Kube, body: dict[str, Any],
     rotate = wanted_rotation is not None and wanted_rotation != status.get("rotation")
     secret = claimed(kube, ref, owner)
     parsed = parse_key(key_from_secret(secret) or "")
-    copied = None
-    if (parsed is not None and not rotate and secret is not None
-            and data_edited_since_ours(secret, FIELD_MANAGER, SECRET_FIELD)):
-        copied = copied_from(parsed, str(meta.get("uid")), published(parsed.key_id))
-        if copied is not None:
-            parsed = None  # as good as no key: a fresh one is minted
+    # Whoever publishes a key first keeps it: one new to this ApiKey that another publishes is
+    # not taken (decided on status, which only the operator writes, not on managedFields, which
+    # a client may spoof). One already published here that another publishes too (two
+    # reconciles that raced) is said, for a person to settle: the gateway refuses it for both.
+    copied = shared = None
+    if parsed is not None and not rotate:
+        holder = copied_from(parsed, str(meta.get("uid")), published(parsed.key_id))
+        if holder is not None and _published_here(parsed, status):
+            shared = holder
+        elif holder is not None:
+            copied, parsed = holder, None  # as good as no key: a fresh one is minted
     lost = status.get("keyId") if parsed is None and not rotate else None
     overwritten = None
     if parsed is None or rotate:
@@ -112,7 +120,12 @@ def ensure_key(kube: Kube, body: dict[str, Any],
                 overwritten = status.get("keyId") or None
     rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
     return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None,
-                  overwritten=overwritten, copied_from=copied)
+                  overwritten=overwritten, copied_from=copied, shared_with=shared)
+
+
+def _published_here(parsed: ParsedKey, status: Mapping[str, Any]) -> bool:
+    return status.get("keyId") == parsed.key_id and verify_secret(
+        parsed.secret, str(status.get("digest") or ""))
 
 
 def desired_status(
