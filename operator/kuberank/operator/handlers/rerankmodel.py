@@ -107,12 +107,12 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         if key in _blocked:
             return  # the reconcile handler published why nothing was applied (_block)
         body = models.with_written_status(body)
-        neighbours = list(views.neighbours.get(key[0]) or [])
+        taken_by, shadowed = models.name_standing(
+            body, list(views.neighbours.get(key[0]) or []))
         try:
             status = models.desired_status(
                 body, one(views.deployments, key), list(views.pods.get(key) or []), now(),
-                taken_by=models.served_name_owner(body, neighbours),
-                shadowed=models.shadowed_aliases(body, neighbours),
+                taken_by=taken_by, shadowed=shadowed,
                 applied_generation=_applied_generation(key, body),
             )
         except models.InvalidSpecError:

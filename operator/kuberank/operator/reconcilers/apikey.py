@@ -95,9 +95,10 @@ def ensure_key(kube: Kube, body: dict[str, Any],
     # a client may spoof). One already published here that another publishes too (two
     # reconciles that raced) is said, for a person to settle: the gateway refuses it for both.
     copied = shared = None
+    here = parsed is not None and _published_here(parsed, status)
     if parsed is not None and not rotate:
         holder = copied_from(parsed, str(meta.get("uid")), published(parsed.key_id))
-        if holder is not None and _published_here(parsed, status):
+        if holder is not None and here:
             shared = holder
         elif holder is not None:
             copied, parsed = holder, None  # as good as no key: a fresh one is minted
@@ -111,7 +112,7 @@ def ensure_key(kube: Kube, body: dict[str, Any],
         digest = digest_secret(parsed.secret)
     else:
         digest = status.get("digest") or ""
-        if status.get("keyId") != parsed.key_id or not verify_secret(parsed.secret, digest):
+        if not here:
             digest = digest_secret(parsed.secret)
             # Written by someone else, not the operator's own write whose status did not land:
             # then a published key is lost (none published yet: nothing is).

@@ -110,26 +110,31 @@ def _holders(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]],
     return name_holders(NameClaim.of(o) for o in [body, *live])
 
 
+def name_standing(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]],
+                  ) -> tuple[str | None, tuple[Shadowed, ...]]:
+    """The model's standing among the models of its namespace, by the rule the gateway routes by
+    (``name_holders``, worked out once): the older RerankModel that serves its served name, if
+    any, and else the aliases of it that reach another model (none for a model that does not hold
+    its served name: ``ServedNameTaken`` says why nothing reaches it). Pure."""
+    holders, mine = _holders(body, others), NameClaim.of(body)
+    if (holder := holders[mine.served_name]).name != mine.name:
+        return holder.name, ()
+    return None, tuple(
+        Shadowed(alias, holder.name, "servedName" if holder.served_name == alias else "alias")
+        for alias in mine.aliases if (holder := holders[alias]).name != mine.name
+    )
+
+
 def served_name_owner(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -> str | None:
-    """The older RerankModel of the namespace that serves this model's served name, if any
-    (``claim_order``: the rule the gateway routes by). Pure."""
-    holder = _holders(body, others)[served_name(body)]
-    return None if holder.name == body["metadata"]["name"] else holder.name
+    """The older RerankModel of the namespace that serves this model's served name, if any."""
+    return name_standing(body, others)[0]
 
 
 def shadowed_aliases(
     body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]
 ) -> tuple[Shadowed, ...]:
-    """The aliases of this model that reach another model of its namespace, by the rule the
-    gateway routes by (``name_holders``). None for a model that does not hold its own served
-    name (``ServedNameTaken`` says why nothing reaches it). Pure."""
-    holders, mine = _holders(body, others), NameClaim.of(body)
-    if holders[mine.served_name].name != mine.name:
-        return ()
-    return tuple(
-        Shadowed(alias, holder.name, "servedName" if holder.served_name == alias else "alias")
-        for alias in mine.aliases if (holder := holders[alias]).name != mine.name
-    )
+    """The aliases of this model that reach another model of its namespace."""
+    return name_standing(body, others)[1]
 
 
 def desired_status(
