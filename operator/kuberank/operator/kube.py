@@ -1,4 +1,5 @@
-"""The only module that talks to the API server: apply, read, delete, patch status.
+"""The operator's calls to the API server: apply, read, delete, patch status (leader.py keeps
+its Lease through the same client).
 
 Children are written with server-side apply (one field manager, forced), so re-applying an
 unchanged manifest is a no-op on the server and a drifted field is put back by the next pass.
@@ -13,6 +14,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
 
 FIELD_MANAGER = "kuberank-operator"
 
@@ -60,7 +62,8 @@ class Ref:
 
 
 # kopf runs sync handlers on up to 16 threads (cli.configure), and the leader's renewals share
-# the client: a pool of urllib3's default 4 made it log "Connection pool is full" and reconnect.
+# the client: the client's default pool (5 per CPU, 10 on 2 cores) is smaller than that, and a
+# full pool makes urllib3 log "Connection pool is full" and open a new connection per call.
 POOL_SIZE = 20
 
 
@@ -116,7 +119,9 @@ class Kube:
             status, raw = resp.status, resp.data or b""
         except ApiException as err:
             status, raw = int(err.status or 0), (err.body or "")
-        except OSError as err:  # connection refused/reset while the apiserver restarts
+        except (OSError, TransportError) as err:
+            # Refused, reset or timed out while the apiserver restarts: urllib3 raises its own
+            # errors (MaxRetryError, ProtocolError, ReadTimeoutError), which are no OSError.
             raise KubeError(0, str(err)) from err
         if status == 404:
             return None
