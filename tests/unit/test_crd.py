@@ -6,6 +6,7 @@ import yaml
 from kuberank.crd import ApiKeySpec, RerankModelSpec
 from kuberank.crd.generate import apikey_crd, main, rendered, rerankmodel_crd
 from kuberank.crd.rerankmodel import Engine
+from kuberank.operator.reconcilers.rerankmodel import InvalidSpecError, parse_spec
 from kuberank.runtime.settings import RuntimeSettings
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
@@ -190,3 +191,13 @@ def test_apikey_models_are_distinct_names() -> None:
         ApiKeySpec.model_validate({"models": []})
     # What the API server took before it refused these is read as it means.
     assert ApiKeySpec.model_validate({"models": ["a", "", "b", "a"]}).models == ["a", "b"]
+
+
+def test_the_operator_names_each_refused_field_in_the_users_words() -> None:
+    """What a Degraded InvalidSpec condition says: the field's path as written in the object,
+    the validator's own sentence, none of pydantic's "Value error, " preamble."""
+    with pytest.raises(InvalidSpecError) as caught:
+        parse_spec({"source": {"url": {"sha256": SHA}}, "replicas": -1})
+    assert str(caught.value) == (
+        "spec.source.url: url needs exactly one of url, urlSecretRef; "
+        "spec.replicas: Input should be greater than or equal to 0")

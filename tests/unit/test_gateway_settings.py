@@ -60,8 +60,11 @@ def test_nonsense_limits_are_refused() -> None:
          "max_documents: Input should be greater than or equal to 1"),
         ([], {"KUBERANK_GATEWAY_UPSTREAM_TIMEOUT": "0"},
          "upstream_timeout: Input should be greater than 0"),
+        (["--path-prefix", "/v1"], {},
+         "path_prefix: path_prefix '/v1' begins like the gateway's own paths (/v1/...); "
+         "choose another, e.g. /reranker"),
     ],
-    ids=["flag-out-of-range", "env-out-of-range"],
+    ids=["flag-out-of-range", "env-out-of-range", "validator-says-why"],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_setting(
     argv: list[str], env: dict[str, str], message: str, settings_refusal: Callable[..., str]

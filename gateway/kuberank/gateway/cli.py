@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from kuberank.crd.common import validation_problems
 from kuberank.gateway.app import create_app
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.protocol.serving import serve
@@ -17,8 +18,7 @@ def parse_settings(argv: list[str] | None) -> GatewaySettings:
     try:
         return CliApp.run(GatewaySettings, cli_args=argv)
     except ValidationError as err:
-        problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        print(f"kuberank-gateway: error: {'; '.join(problems)}", file=sys.stderr)
+        print(f"kuberank-gateway: error: {validation_problems(err)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP = "kuberank.io"
@@ -21,6 +21,17 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # EndpointSlices by it (the EndpointSlice controller copies a Service's labels to its slices).
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kuberank"
+
+def validation_problems(err: ValidationError, prefix: str = "") -> str:
+    """One line naming each refused field (``spec.limits.maxDocuments: ...``), without the
+    "Value error, " that pydantic puts before a validator's own sentence."""
+    problems = []
+    for error in err.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{prefix}{where}: {message}" if where else message)
+    return "; ".join(problems) or str(err)
+
 
 # Kubernetes quantities arrive as YAML ints ("cpu: 4") or strings ("500m", "16Gi"). The CRD
 # schema can only say "int or string"; the pattern is checked here so the operator can name the

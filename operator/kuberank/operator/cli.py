@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
-from kuberank.crd.common import GROUP, VERSION
+from kuberank.crd.common import GROUP, VERSION, validation_problems
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.builders.secret import APIKEY_LABEL
@@ -43,12 +43,6 @@ def _json_list(text: str) -> list[Any]:
     if not isinstance(value, list):
         raise argparse.ArgumentTypeError("must be a JSON list")
     return value
-
-
-def _problem(loc: tuple[int | str, ...], msg: str) -> str:
-    where = ".".join(str(x) for x in loc)
-    msg = msg.removeprefix("Value error, ")
-    return f"{where}: {msg}" if where else msg
 
 
 def parse_args(argv: list[str] | None) -> OperatorSettings:
@@ -78,7 +72,7 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     try:
         return OperatorSettings(**given)
     except ValidationError as err:  # a flag or a KUBERANK_* variable: one line, exit 2
-        p.error("; ".join(_problem(e["loc"], e["msg"]) for e in err.errors()))
+        p.error(validation_problems(err))
 
 
 _CHILDREN = f"app.kubernetes.io/managed-by={MANAGED_BY},{MODEL_LABEL}"

@@ -14,6 +14,7 @@ from kuberank.crd.apikey import (
     ApiKeySpec,
     secret_name,
 )
+from kuberank.crd.common import validation_problems
 from kuberank.crd.keys import (
     ParsedKey,
     digest_secret,
@@ -59,9 +60,7 @@ def parse_spec(raw: Any) -> ApiKeySpec:
     try:
         return ApiKeySpec.model_validate(raw or {})
     except ValidationError as err:
-        raise InvalidApiKeyError(
-            "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        ) from err
+        raise InvalidApiKeyError(validation_problems(err, prefix="spec.")) from err
 
 
 def copied_from(parsed: ParsedKey, uid: str, others: Iterable[Mapping[str, Any]]) -> str | None:

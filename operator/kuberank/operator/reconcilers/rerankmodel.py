@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from kuberank.crd.common import API_VERSION
+from kuberank.crd.common import API_VERSION, validation_problems
 from kuberank.crd.rerankmodel import (
     KIND,
     NameClaim,
@@ -46,10 +46,7 @@ def parse_spec(raw: Any) -> RerankModelSpec:
     try:
         return RerankModelSpec.model_validate(raw or {})
     except ValidationError as err:
-        fields = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise InvalidSpecError(fields or str(err)) from err
+        raise InvalidSpecError(validation_problems(err, prefix="spec.")) from err
 
 
 def ref_of(namespace: str, name: str) -> Ref:
