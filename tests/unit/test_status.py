@@ -382,6 +382,23 @@ def test_apikey_active_until_expiry_then_expired() -> None:
     assert apikey_status.seconds_until_expiry(spec, T0 + timedelta(minutes=11)) is None
 
 
+def test_the_expiry_clock_writes_only_when_expiry_flips() -> None:
+    """The daemon's one job: a status that says Expired when it is (or is not) stays as the
+    spec handler wrote it, so the daemon never writes back an older key id or generation."""
+    spec = ApiKeySpec.model_validate({"expiresAt": "2026-01-01T00:10:00Z"})
+    live = apikey_status.compute_status(spec, 1, "a" * 16, "sha256$x$y", "k-key", None, None, T0)
+    later = T0 + timedelta(minutes=11)
+    assert not apikey_status.expiry_flipped(spec, live, T0)
+    assert apikey_status.expiry_flipped(spec, live, later)
+    expired = apikey_status.compute_status(
+        spec, 1, "a" * 16, "sha256$x$y", "k-key", None, live, later)
+    assert not apikey_status.expiry_flipped(spec, expired, later)
+    assert apikey_status.expiry_flipped(ApiKeySpec(), expired, later)  # expiresAt taken away
+    unpublished = {k: v for k, v in live.items() if k not in ("keyId", "digest")}
+    assert not apikey_status.expiry_flipped(spec, unpublished, later)
+    assert not apikey_status.expiry_flipped(spec, {}, later)
+
+
 def test_apikey_disabled_and_pending_and_no_secret_in_status() -> None:
     spec = ApiKeySpec.model_validate({"disabled": True})
     status = apikey_status.compute_status(spec, 2, "a" * 16, "sha256$x$y", "k-key", "r1", None, T0)

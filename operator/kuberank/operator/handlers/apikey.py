@@ -17,6 +17,7 @@ from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.drift import data_edited_since_ours
 from kuberank.operator.handlers.common import (
     Key,
+    KeyedLocks,
     announce,
     kube_of,
     log,
@@ -28,7 +29,12 @@ from kuberank.operator.handlers.common import (
 from kuberank.operator.kube import FIELD_MANAGER, KubeError
 from kuberank.operator.reconcilers import apikey as apikeys
 from kuberank.operator.reconcilers.ownership import NameConflictError
-from kuberank.operator.status.apikey import seconds_until_expiry
+from kuberank.operator.status.apikey import expiry_flipped, seconds_until_expiry
+
+# The spec handler, the Secret's events and the expiry daemon each compute and write one
+# ApiKey's status on their own threads: under its lock, from the status this process wrote last
+# (watches lag), so none writes back a key id and digest another has just replaced.
+_status_locks = KeyedLocks()
 
 
 def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any]) -> None:
@@ -37,17 +43,20 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
         spec = apikeys.parse_spec(body.get("spec"))
     except apikeys.InvalidApiKeyError as err:
         raise kopf.PermanentError(f"invalid spec: {err}") from err
+    meta = body["metadata"]
     try:
-        try:
-            minted = apikeys.ensure_key(kube, body,
-                                        lambda key_id: list(by_key_id.get(key_id) or []))
-        except NameConflictError as err:
-            if not err.predecessor:
-                status = apikeys.desired_status(body, spec, None, now(), conflict=str(err))
-                announce(body, apikeys.publish_status(kube, body, status), "Active")
-            raise retry_conflict(err) from err
-        status = apikeys.desired_status(body, spec, minted, now())
-        changed = apikeys.publish_status(kube, body, status)
+        with _status_locks.hold((meta["namespace"], meta["name"])):
+            body = apikeys.with_written_status(body)
+            try:
+                minted = apikeys.ensure_key(kube, body,
+                                            lambda key_id: list(by_key_id.get(key_id) or []))
+            except NameConflictError as err:
+                if not err.predecessor:
+                    status = apikeys.desired_status(body, spec, None, now(), conflict=str(err))
+                    announce(body, apikeys.publish_status(kube, body, status), "Active")
+                raise retry_conflict(err) from err
+            status = apikeys.desired_status(body, spec, minted, now())
+            changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:
         raise temporary(err) from err
     if minted.rotated:
@@ -129,7 +138,8 @@ def secret_event(
 
 @kopf.daemon(GROUP, VERSION, APIKEY_PLURAL, id="expiry", cancellation_timeout=1.0)
 async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """Flip Active/Expired when expiresAt passes, without waiting for any other change."""
+    """Flip Active/Expired when expiresAt passes, without waiting for any other change; every
+    other change of status is the spec handler's."""
     while not stopped:
         try:
             spec = apikeys.parse_spec(body.get("spec"))
@@ -139,14 +149,25 @@ async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, 
         until = seconds_until_expiry(spec, now())
         # Short naps: a spec edit that moves expiresAt closer is honoured within seconds.
         await stopped.wait(min(until + 0.05, 5.0) if until is not None else 5.0)
-        if stopped or not (body.get("status") or {}).get("keyId"):
+        if stopped:
             continue
-        snapshot = dict(body)
-        status = apikeys.desired_status(snapshot, spec, None, now())
         try:
-            changed = await asyncio.to_thread(apikeys.publish_status, kube_of(memo), snapshot,
-                                              status)
+            await asyncio.to_thread(_publish_expiry, memo, dict(body))
         except KubeError as err:
             log.warning("expiry status update failed: %s", err.message)
-            continue
-        announce(snapshot, changed, "Active")
+
+
+def _publish_expiry(memo: Any, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    with _status_locks.hold((meta["namespace"], meta["name"])):
+        body = apikeys.with_written_status(body)
+        try:
+            spec = apikeys.parse_spec(body.get("spec"))
+        except apikeys.InvalidApiKeyError:
+            return
+        moment = now()
+        if not expiry_flipped(spec, body.get("status") or {}, moment):
+            return
+        status = apikeys.desired_status(body, spec, None, moment)
+        changed = apikeys.publish_status(kube_of(memo), body, status)
+    announce(body, changed, "Active")

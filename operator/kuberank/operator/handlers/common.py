@@ -6,6 +6,9 @@ one Event per transition of a summary condition."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +29,36 @@ CHILD_LABELS = {**MANAGED, MODEL_LABEL: kopf.PRESENT}
 # (or scaleToZero chose). Normal Events, so `--field-selector type=Warning` lists problems only.
 _PROGRESS = frozenset(
     {"Creating", "DeploymentMissing", "NoReplicasReady", "RollingOut", "ScaledToZero"})
+
+
+class KeyedLocks:
+    """One lock per object, kept only while a thread holds or waits for it: kopf runs sync
+    handlers of one object (its own events, its children's, a daemon) on several threads, and
+    objects come and go by the thousand over an operator's life."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Key, tuple[threading.Lock, int]] = {}  # lock, threads using it
+
+    @contextmanager
+    def hold(self, key: Key) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (None, 0))
+            lock = lock or threading.Lock()
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                users = self._locks[key][1] - 1
+                if users:
+                    self._locks[key] = (lock, users)
+                else:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 def now() -> datetime:

@@ -7,8 +7,6 @@ aliases)."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +20,7 @@ from kuberank.operator.handlers.children import on_child_event
 from kuberank.operator.handlers.common import (
     CHILD_LABELS,
     Key,
+    KeyedLocks,
     announce,
     kube_of,
     metrics_of,
@@ -42,7 +41,7 @@ RUNTIME_PODS = {"app.kubernetes.io/name": RUNTIME_NAME, MODEL_LABEL: kopf.PRESEN
 # kopf runs sync handlers of different objects (the model, its Deployment, its pods) on a thread
 # pool. Status for one model is computed and written under its lock, from the indexes as they are
 # once the lock is held, so a slow handler can never overwrite a newer status with an older view.
-_status_locks: defaultdict[Key, threading.Lock] = defaultdict(threading.Lock)
+_status_locks = KeyedLocks()
 # Models none of whose children could be applied, and why (the reconcile handler's verdict).
 _blocked: dict[Key, Blocked] = {}
 # The newest generation whose children this process applied: status.observedGeneration never
@@ -103,7 +102,7 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         metrics_of(memo).models.forget(key)
         return
     deleting = bool(body["metadata"].get("deletionTimestamp"))
-    with _status_locks[key]:
+    with _status_locks.hold(key):
         if key in _blocked:
             return  # the reconcile handler published why nothing was applied (_block)
         body = models.with_written_status(body)
@@ -149,7 +148,7 @@ def _publish(memo: Any, key: Key, body: dict[str, Any], status: dict[str, Any],
 def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
     """Publish why nothing of the model was applied; child events leave that status alone
     until a reconcile gets through."""
-    with _status_locks[key]:
+    with _status_locks.hold(key):
         _blocked[key] = blocked
         status = models.desired_status(body, None, [], now(), blocked=blocked)
         changed = _publish(memo, key, body, status)

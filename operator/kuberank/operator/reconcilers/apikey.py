@@ -149,6 +149,9 @@ def desired_status(
     )
 
 
+with_written_status = publish.with_written_status
+
+
 def publish_status(
     kube: Kube, body: dict[str, Any], status: dict[str, Any]
 ) -> list[dict[str, Any]]:

@@ -21,6 +21,16 @@ def seconds_until_expiry(spec: ApiKeySpec, now: datetime) -> float | None:
     return (_aware(spec.expires_at) - now).total_seconds()
 
 
+def expiry_flipped(spec: ApiKeySpec, status: dict[str, Any], now: datetime) -> bool:
+    """Whether the published Expired condition no longer tells the truth at ``now`` (a key not
+    yet published has nothing to flip: its first status comes from the spec handler)."""
+    if not status.get("keyId"):
+        return False
+    said = next((c.get("status") for c in status.get("conditions") or []
+                 if c.get("type") == "Expired"), None)
+    return said is not None and (said == "True") != is_expired(spec, now)
+
+
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
