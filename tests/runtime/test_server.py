@@ -171,7 +171,12 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
         assert {"x-request-id", "x-prompt-tokens"} <= set(answers["200"]["headers"])
         assert "Retry-After" in answers["429"]["headers"]
         assert "Retry-After" in answers["503"]["headers"]
+        assert "408" in answers  # a stalled body
     assert "503" in document["paths"]["/health"]["get"]["responses"]
+    assert "text/plain" in document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    # FastAPI's own 422 (another error shape) is stated for no route, and answered by none
+    assert "422" not in document["paths"]["/v1/models/{model_id}"]["get"]["responses"]
+    assert "HTTPValidationError" not in json.dumps(document)
 
     def schema_of(path: str, status: int | None = None) -> jsonschema.Draft202012Validator:
         operation = document["paths"][path]["post"]
@@ -232,6 +237,9 @@ def test_unknown_model_is_404(server: Server) -> None:
         (b'{"query": "q", "documents": ["\xff\xfe"]}', 400, "invalid_utf8"),
         (b'{"query": "q", "documents": ["\\ud800"]}', 400, "invalid_utf8"),
         (b'{"query": "q", "documents": []}', 400, "empty_documents"),
+        (b'{"query": "\\u200b\\u00ad", "documents": ["a"]}', 422, "empty_query"),
+        (b'{"query": "q", "documents": [{"text": "a", "x": ' + b"[" * 64 + b"]" * 64 + b"}]}",
+         422, "invalid_schema"),
         (b'{"documents": ["a"]}', 422, None),
         (b'{"query": "q", "documents": [1, 2]}', 422, None),
         (b'{"query": "q", "documents": "a"}', 422, None),
@@ -419,9 +427,12 @@ def test_metrics_count_requests_tokens_and_truncations(server: Server) -> None:
     assert float(truncations[0].split()[-1]) >= 1
 
 
-def test_health_answers_head_as_well_as_get(server: Server) -> None:
-    assert server.client.head("/health").status_code == 200
+def test_every_get_answers_head_as_well(server: Server) -> None:
     assert server.client.get("/health").json() == {"status": "ok"}
+    for path in ("/health", "/v1/models", "/v1/models/tiny", "/metrics", "/openapi.json"):
+        answer = server.client.head(path)
+        assert (answer.status_code, answer.content) == (200, b""), path
+    assert server.client.head("/v1/models/other").status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/v1/rerank/", "/rerank/", "/v2/rerank/"])

@@ -332,17 +332,23 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
         operation = document["paths"][path]["post"]
         assert operation["requestBody"]["required"] is True
         assert set(operation["responses"]) == {
-            "200", "400", "401", "403", "404", "413", "415", "422", "429", "503", "504"}
+            "200", "400", "401", "403", "404", "408", "413", "415", "422", "429", "503", "504"}
     paths = document["paths"]
     assert {"200", "401"} <= set(paths["/v1/models"]["get"]["responses"])
-    assert {"200", "401", "404"} <= set(paths["/v1/models/{model_id}"]["get"]["responses"])
+    assert set(paths["/v1/models/{model_id}"]["get"]["responses"]) == {"200", "401", "404"}
     assert "503" in paths["/readyz"]["get"]["responses"]
     assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
 
 
-def test_probes_answer_head_as_well_as_get(client: TestClient) -> None:
+def test_every_get_answers_head_as_well(client: TestClient) -> None:
     assert client.head("/healthz").status_code == 200
     assert client.head("/readyz").status_code == 200
+    metrics = client.head("/metrics")
+    assert (metrics.status_code, metrics.content) == (200, b"")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert client.head("/v1/models").status_code == 401  # as its GET: a key is needed
+    listed = client.head("/v1/models", headers={"authorization": f"Bearer {KEY_ALL}"})
+    assert (listed.status_code, listed.content) == (200, b"")
 
 
 def test_access_log_is_one_json_line_per_request_without_the_key(

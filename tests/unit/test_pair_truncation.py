@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kuberank.runtime.pairs import longest_first
+from kuberank.protocol.errors import Unprocessable
+from kuberank.runtime.pairs import Limits, PairBuilder, longest_first, plain_layout
 
 pytestmark = pytest.mark.unit
 
@@ -29,3 +30,16 @@ def test_the_kept_tokens_fill_the_room_and_leave_each_side_one(room: int) -> Non
             q, d = longest_first(query, document, room)
             assert 1 <= q <= query and 1 <= d <= document
             assert q + d == min(room, query + document)
+
+
+def test_a_query_that_tokenizes_to_nothing_is_refused_like_an_empty_one() -> None:
+    """"\u200b" passes the text check (it is no whitespace to str.strip) yet holds no token:
+    every document would be scored against no question at all."""
+    def tokenize(text: str, special: bool) -> list[int]:
+        return [ord(c) for c in text if c.isalnum()]
+
+    builder = PairBuilder(plain_layout(101, 102, None), tokenize, Limits(max_pair_tokens=64))
+    with pytest.raises(Unprocessable) as refused:
+        builder.query("\u200b\u00ad", truncate=True)
+    assert refused.value.code == "empty_query"
+    assert builder.query("a\u200b", truncate=True).tokens == [ord("a")]

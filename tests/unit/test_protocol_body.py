@@ -6,8 +6,8 @@ import gzip
 import zlib
 
 import pytest
-from kuberank.protocol.body import inflate
-from kuberank.protocol.errors import BadRequest, PayloadTooLarge
+from kuberank.protocol.body import content_coding, inflate
+from kuberank.protocol.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +60,18 @@ def test_a_body_of_many_tiny_members_is_refused_not_inflated_member_by_member() 
         inflate(gzip.compress(b"") * 400_000, "gzip", 10_000_000)
     assert refused.value.code == "invalid_encoding"
     assert "more than 64 gzip members" in str(refused.value)
+
+
+@pytest.mark.parametrize(("lines", "coding"), [
+    ([], "identity"), (["identity"], "identity"), ([" GZip "], "gzip"), (["x-gzip"], "x-gzip"),
+    (["identity", "gzip"], "gzip"), (["deflate, identity"], "deflate"),
+])
+def test_every_content_encoding_line_is_read_as_one_list(lines: list[str], coding: str) -> None:
+    assert content_coding(lines) == coding
+
+
+@pytest.mark.parametrize("lines", [
+    ["br"], ["gzip, br"], ["gzip", "br"], ["gzip", "gzip"], ["gzip, deflate"]])
+def test_another_or_a_stacked_coding_is_415_however_its_lines_are_cut(lines: list[str]) -> None:
+    with pytest.raises(UnsupportedMediaType):  # the second line was ignored: gzip + br got 200
+        content_coding(lines)

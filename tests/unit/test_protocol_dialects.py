@@ -1,9 +1,17 @@
 import json
 from typing import Any
 
+import jsonschema
 import pytest
-from kuberank.protocol.dialects import HARD_MAX_DOCUMENTS, Dialect, RerankRequest, parse_request
+from kuberank.protocol.dialects import (
+    HARD_MAX_DOCUMENTS,
+    MAX_ECHO_DEPTH,
+    Dialect,
+    RerankRequest,
+    parse_request,
+)
 from kuberank.protocol.errors import ApiError, BadRequest, Unprocessable
+from kuberank.protocol.schemas import CohereRequest, JinaRequest, TeiRequest
 
 pytestmark = pytest.mark.unit
 
@@ -235,10 +243,55 @@ def test_a_bad_document_is_named_once_with_what_was_sent(document: Any, got: str
 def test_several_problems_are_counted_not_listed() -> None:
     with pytest.raises(Unprocessable) as info:
         parse_request(Dialect.COHERE, body(query=5, documents=[None, 1], top_n="2"))
-    assert info.value.message == "query: Input should be a valid string (and 3 more errors)"
+    # (documents: only the first bad one, as a list stops at its first)
+    assert info.value.message == "query: Input should be a valid string (and 2 more errors)"
     with pytest.raises(Unprocessable) as info:
         parse_request(Dialect.JINA, body(query="q", documents=["a"], top_n="2", normalize=1))
     assert info.value.message.endswith("(and 1 more error)")
+
+
+def test_a_list_of_wrong_documents_is_refused_at_its_first() -> None:
+    """Validation stops at the first bad item: a body of a million wrong documents costs one
+    error, not a million (it took seconds of CPU and gigabytes while others waited)."""
+    for dialect, field in ((Dialect.JINA, "documents"), (Dialect.COHERE, "documents"),
+                           (Dialect.TEI, "texts")):
+        with pytest.raises(Unprocessable) as info:
+            parse_request(dialect, body(query="q", **{field: ["ok"] + [7] * 200_000}))
+        assert "more error" not in info.value.message
+        assert info.value.message.startswith(f"{field}[1]"), info.value.message
+
+
+def test_a_documents_fields_nested_past_what_an_answer_carries_back_are_422() -> None:
+    """They are echoed a few levels deeper than they came; the decoder allowed ~980 levels,
+    the answer's encoder fewer, and the request got a 500."""
+    def nested(depth: int) -> bytes:
+        return (b'{"query": "q", "documents": ["a", {"text": "b", "x": ' + b"[" * depth
+                + b"]" * depth + b"}]}")
+
+    assert parse_request(Dialect.JINA, nested(MAX_ECHO_DEPTH - 1)).extras[1]["x"]
+    for dialect in (Dialect.JINA, Dialect.COHERE):
+        with pytest.raises(Unprocessable) as info:
+            parse_request(dialect, nested(MAX_ECHO_DEPTH))
+        assert info.value.message.startswith("documents[1] has a field nested more than")
+    deep_elsewhere = b'{"query": "q", "documents": ["a"], "x": ' + b"[" * 500 + b"]" * 500 + b"}"
+    assert parse_request(Dialect.JINA, deep_elsewhere).documents == ["a"]  # not sent back
+
+
+@pytest.mark.parametrize(("model", "field"), [
+    (JinaRequest, "documents"), (CohereRequest, "documents"), (TeiRequest, "texts")])
+def test_the_request_schema_admits_no_body_the_checks_refuse(model: Any, field: str) -> None:
+    schema = jsonschema.Draft202012Validator(model.model_json_schema())
+    schema.validate({"query": "q", field: ["a"], "top_n": 1})
+    refused = [{"query": "", field: ["a"]}, {"query": " \n\t", field: ["a"]},
+               {"query": "q", field: []}, {"query": "q", field: ["a"], "top_n": 0}]
+    if model is CohereRequest:
+        refused.append({"query": "q", field: ["a"], "max_tokens_per_doc": 0})
+    for bad in refused:
+        with pytest.raises(ApiError):
+            parse_request(Dialect.TEI if model is TeiRequest else
+                          Dialect.COHERE if model is CohereRequest else Dialect.JINA,
+                          json.dumps(bad).encode())
+        assert not schema.is_valid(bad), bad
 
 
 @pytest.mark.parametrize("raw", [b"[]", b"42", b"null", b'"q"'])

@@ -21,7 +21,7 @@ from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect
 from kuberank.protocol.errors import Unavailable, error_response, install_error_handlers
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
-from kuberank.protocol.paths import PathNormalizer
+from kuberank.protocol.paths import HeadAsGet, PathNormalizer
 from kuberank.protocol.requestid import RequestIdMiddleware
 from kuberank.protocol.schemas import ErrorResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -73,6 +73,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
                        max_body_bytes=settings.max_body_bytes, retry_after=settings.retry_after)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(PathNormalizer, prefix=settings.path_prefix)
+    app.add_middleware(HeadAsGet)
 
     for dialect in Dialect:
         app.add_api_route(
@@ -99,9 +100,6 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
                 code="gateway_starting", retry_after=1))
         return JSONResponse({"status": "ready"})
 
-    # Some load balancers probe with HEAD; kept out of the schema (one operation per path).
-    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
-        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}}})

@@ -38,6 +38,7 @@ from kuberank.protocol.errors import (
     ModelNotFound,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("kuberank.gateway.access")
 
 # Every refusal a rerank route can answer, for its OpenAPI responses.
-ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge,
+ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, RequestTimeout, PayloadTooLarge,
           UnsupportedMediaType, Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
 
 

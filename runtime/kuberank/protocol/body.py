@@ -42,14 +42,25 @@ async def off_the_loop(size: int, work: Callable[P, T], *args: P.args, **kwargs:
     return await anyio.to_thread.run_sync(lambda: work(*args, **kwargs))
 
 
+def content_coding(lines: list[str]) -> str:
+    """The one coding a body carries, from every ``Content-Encoding`` line (several lines are
+    one comma-separated list, RFC 9110), ``identity`` dropping out; 415 for any other coding, or
+    for codings stacked on each other."""
+    codings = [c.strip().lower() for line in lines for c in line.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return "identity"
+    if len(codings) == 1 and codings[0] in INFLATED:
+        return codings[0]
+    raise UnsupportedMediaType(
+        f"Content-Encoding {', '.join(codings)!r} is not supported; send the body as is, or "
+        "in one coding of gzip or deflate")
+
+
 async def read_body(request: Request, limit: int, stall_seconds: float = 60.0) -> bytes:
     """The whole body, decoded, or PayloadTooLarge as soon as it is known to exceed ``limit``,
     or RequestTimeout when the client sends nothing for ``stall_seconds``."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "", *INFLATED):
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; send the body as is, gzip or "
-            "deflate")
+    encoding = content_coding(request.headers.getlist("content-encoding"))
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

@@ -217,9 +217,14 @@ def _check_encodable(request: RerankRequest) -> None:
             raise BadRequest(f"{where} contains an unpaired surrogate, not valid Unicode",
                              code="invalid_utf8")
     for i, extra in request.extras.items():
-        if not _all_encodable(extra):
+        problem = _echo_problem(extra)
+        if problem == "surrogate":
             raise BadRequest(f"{request.documents_field}[{i}] has a field that contains an "
                              "unpaired surrogate, not valid Unicode", code="invalid_utf8")
+        if problem == "depth":
+            raise Unprocessable(f"{request.documents_field}[{i}] has a field nested more than "
+                                f"{MAX_ECHO_DEPTH} levels deep (a document's fields are sent "
+                                "back with it)")
 
 
 def _encodable(text: str) -> bool:
@@ -230,21 +235,26 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _all_encodable(value: Any) -> bool:
-    """Every string in a decoded JSON value, keys too (walked without recursion: JSON may nest
-    as deep as the decoder went)."""
-    pending = [value]
+# An object document's other fields are sent back inside the answer, a few levels deeper than
+# they came: the decoder took ~980 levels, the encoder of the answer fewer (a 500).
+MAX_ECHO_DEPTH = 64
+
+
+def _echo_problem(value: Any) -> Literal["surrogate", "depth"] | None:
+    """What keeps a decoded JSON value from being sent back: a string, key or value, that is
+    no Unicode, or nesting past ``MAX_ECHO_DEPTH`` (walked without recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
         if isinstance(item, str):
             if not _encodable(item):
-                return False
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return True
+                return "surrogate"
+        elif isinstance(item, dict | list):
+            if depth >= MAX_ECHO_DEPTH:
+                return "depth"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 # Pydantic tags each failed branch of ``Document`` (str | TextObject) with the branch's name.
@@ -261,6 +271,14 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object without a string 'text'"
     return "an array" if isinstance(value, list) else type(value).__name__
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A field's path as a client writes it: ``texts[1]``, ``documents[0].text``."""
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    return where or "body"
 
 
 def _describe(exc: ValidationError) -> str:
@@ -282,7 +300,6 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"{loc[0]}[{loc[1]}] must be a string or an object with a string "
                             f"'text', got {got}")
         else:
-            where = ".".join(str(p) for p in loc) or "body"
-            problems.append(f"{where}: {error['msg']}")
+            problems.append(f"{_where(loc)}: {error['msg']}")
     more = len(problems) - 1
     return problems[0] + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")

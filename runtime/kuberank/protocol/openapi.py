@@ -6,6 +6,7 @@ so FastAPI cannot infer request or answer schemas; this module states them from 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +40,7 @@ ERRORS = {
     401: "Missing, unknown, expired or disabled API key.",
     403: "The API key may not use this model.",
     404: "No such model.",
+    408: "The client sent no more of the body for the read timeout.",
     413: "Body over the size limit, or a pair too long where truncation is refused.",
     415: "A Content-Encoding other than gzip, deflate or identity.",
     422: "A field of the wrong type or value, or more documents than allowed.",
@@ -56,6 +58,7 @@ RETRY_AFTER = {"Retry-After": {
     "description": "Seconds to wait before trying again.", "schema": {"type": "integer"},
 }}
 RETRIED = (429, 503)
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 
 
 def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]],
@@ -78,7 +81,9 @@ def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]],
 
 
 def document_request_bodies(app: FastAPI) -> None:
-    """Add each dialect's request body, with its referenced models, to ``app.openapi()``."""
+    """Add each dialect's request body, with its referenced models, to ``app.openapi()``, and
+    take out the 422 FastAPI states for every route with a path parameter: its body is not the
+    error shape these servers answer, and a GET such as ``/v1/models/{id}`` never answers it."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -100,6 +105,14 @@ def document_request_bodies(app: FastAPI) -> None:
             body = refs[0] if len(refs) == 1 else {"anyOf": refs}
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": body}}}
+        for item in document["paths"].values():
+            for operation in item.values():
+                answers = operation.get("responses", {})
+                if _FASTAPI_422 in json.dumps(answers.get("422", {})):
+                    del answers["422"]
+        if _FASTAPI_422 not in json.dumps(document["paths"]):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -4,12 +4,12 @@
 absolute URL built from the Host header. Behind an Ingress that terminates TLS that URL says
 ``http://``, and clients that do not follow redirects for a POST (httpx's default) get a 307
 they cannot use. An Ingress that forwards a path prefix unstripped (``/search/v1/rerank``) is
-served too, when the app is told the prefix.
+served too, when the app is told the prefix. Every GET route answers HEAD as well.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SENT_PATH = "sent_path"  # in scope["state"]
 
@@ -47,3 +47,26 @@ class PathNormalizer:
 def sent_path(scope: Scope) -> str:
     """The path as the client sent it, before PathNormalizer."""
     return str((scope.get("state") or {}).get(SENT_PATH, scope["path"]))
+
+
+
+class HeadAsGet:
+    """HEAD is answered as GET without the body: a server that answers GET answers HEAD
+    (RFC 9110), load balancers probe with it, and FastAPI routes declare GET alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

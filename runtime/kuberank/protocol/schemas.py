@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic.config import JsonDict
 from typing_extensions import TypedDict
 
 
@@ -28,6 +29,12 @@ class TextObject(_Wire):
 
 Document = str | TextObject
 
+# Refused by the checks after parsing, with their own codes (400 empty_documents, 422
+# invalid_top_n, empty_query), and stated in the schema so that a body it admits is served.
+# Lists stop at their first bad item: a body of a million wrong documents costs one error.
+NON_EMPTY_TEXT: JsonDict = {"pattern": r"\S"}
+AT_LEAST_ONE: JsonDict = {"minimum": 1}
+
 
 MODEL = "Served name of the model; a runtime serves one and may be called without it."
 TOP_N = "Return only the n best results (default: all)."
@@ -43,9 +50,10 @@ class JinaRequest(_Wire):
     """POST /v1/rerank (Jina / GPUStack / llama-server)."""
 
     model: str | None = Field(default=None, description=MODEL)
-    query: str
-    documents: list[Document] = Field(description=DOCUMENTS)
-    top_n: int | None = Field(default=None, description=TOP_N)
+    query: str = Field(json_schema_extra=NON_EMPTY_TEXT)
+    documents: list[Document] = Field(description=DOCUMENTS, fail_fast=True,
+                                      json_schema_extra={"minItems": 1})
+    top_n: int | None = Field(default=None, description=TOP_N, json_schema_extra=AT_LEAST_ONE)
     # null is the default, as for every optional field here: generated clients send nulls.
     return_documents: bool | None = Field(
         default=True, description="Include each document in its result (null: true).")
@@ -57,10 +65,12 @@ class TeiRequest(_Wire):
     """POST /rerank (text-embeddings-inference). TEI returns sigmoid scores unless raw_scores."""
 
     model: str | None = Field(default=None, description=MODEL)
-    query: str
-    texts: list[str] = Field(description="Texts to rank.")
+    query: str = Field(json_schema_extra=NON_EMPTY_TEXT)
+    texts: list[str] = Field(description="Texts to rank.", fail_fast=True,
+                             json_schema_extra={"minItems": 1})
     top_n: int | None = Field(default=None, description="Return only the n best results "
-                              "(llama-server takes it in this body; TEI has no such field).")
+                              "(llama-server takes it in this body; TEI has no such field).",
+                              json_schema_extra=AT_LEAST_ONE)
     return_text: bool = Field(default=False, description="Include each text in its result.")
     raw_scores: bool = Field(default=False,
                              description="Raw classifier output instead of sigmoid probabilities.")
@@ -73,13 +83,14 @@ class CohereRequest(_Wire):
     """POST /v2/rerank (Cohere v2). Cohere documents scores in [0, 1], hence normalize default."""
 
     model: str | None = Field(default=None, description=MODEL)
-    query: str
-    documents: list[Document] = Field(description=DOCUMENTS)
-    top_n: int | None = Field(default=None, description=TOP_N)
+    query: str = Field(json_schema_extra=NON_EMPTY_TEXT)
+    documents: list[Document] = Field(description=DOCUMENTS, fail_fast=True,
+                                      json_schema_extra={"minItems": 1})
+    top_n: int | None = Field(default=None, description=TOP_N, json_schema_extra=AT_LEAST_ONE)
     max_tokens_per_doc: int | None = Field(
         default=None, description="Cut each document to this many tokens (default 4096, as at "
         "Cohere), and to the model's own limits, whatever its overflow policy: as at Cohere, a "
-        "long document is never a 413.")
+        "long document is never a 413.", json_schema_extra=AT_LEAST_ONE)
     return_documents: bool | None = Field(
         default=False, description="Include each document in its result (null: false).")
     normalize: bool | None = Field(default=None, description="Scores as sigmoid probabilities "

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from kuberank.protocol.body import off_the_loop, read_body
 from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect, RerankRequest, parse_request
@@ -22,6 +22,7 @@ from kuberank.protocol.errors import (
     ModelNotFound,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     Unavailable,
     Unprocessable,
     UnsupportedMediaType,
@@ -31,7 +32,7 @@ from kuberank.protocol.errors import (
     quoted,
 )
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
-from kuberank.protocol.paths import PathNormalizer
+from kuberank.protocol.paths import HeadAsGet, PathNormalizer
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
 from kuberank.protocol.shaping import shape_response
@@ -71,10 +72,11 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
                               prompt_tokens=scored.prompt_tokens,
                               normalize_default=settings.normalize,
                               response_id=request_id(request))
-        status = 200
         # Every dialect reports the evaluated tokens here too: TEI's bare-list body has no
         # usage field, and the gateway charges tokens/minute limits from this header.
-        return JSONResponse(body, headers={PROMPT_TOKENS_HEADER: str(scored.prompt_tokens)})
+        answer = JSONResponse(body, headers={PROMPT_TOKENS_HEADER: str(scored.prompt_tokens)})
+        status = 200  # once encoded: an answer that fails to encode is counted as the 500 it is
+        return answer
     except ApiError as err:
         status = err.status
         return error_response(err)
@@ -91,8 +93,8 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
         metrics.latency.labels(dialect.value).observe(time.perf_counter() - started)
 
 
-ERRORS = (BadRequest, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable,
-          RateLimited, Unavailable)
+ERRORS = (BadRequest, ModelNotFound, RequestTimeout, PayloadTooLarge, UnsupportedMediaType,
+          Unprocessable, RateLimited, Unavailable)
 
 
 def _rerank_router() -> APIRouter:
@@ -135,8 +137,6 @@ def _ops_router() -> APIRouter:
                           else "model_unavailable")
         return JSONResponse(error_body(err), status_code=503)
 
-    # Some load balancers probe with HEAD; kept out of the schema (one operation per path).
-    router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     def card(request: Request) -> dict[str, Any]:
         return {"id": _engine(request).settings.effective_served_name, "object": "model",
@@ -156,7 +156,8 @@ def _ops_router() -> APIRouter:
                                 f"{served['id']!r})")
         return served
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse,
+                responses={200: {"content": {"text/plain": {}}}})
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(_engine(request).metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
@@ -185,6 +186,7 @@ def create_app(settings: RuntimeSettings, engine: Engine | None = None,
                        max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(PathNormalizer)
+    app.add_middleware(HeadAsGet)
     app.include_router(_rerank_router())
     app.include_router(_ops_router())
     document_request_bodies(app)

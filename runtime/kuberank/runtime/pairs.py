@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from kuberank.protocol.errors import PayloadTooLarge
+from kuberank.protocol.errors import PayloadTooLarge, Unprocessable
 
 Tokenize = Callable[[str, bool], list[int]]
 """(text, parse_special) -> token ids, without BOS/EOS."""
@@ -92,6 +92,10 @@ class PairBuilder:
         room = self.limits.max_pair_tokens - self.layout.overhead - 1
         cap = min(room, self.limits.max_query_tokens or room)
         tokens, over = self._bounded(text, cap, "right")
+        if not tokens:  # the text check let it through: a zero-width space, a control character
+            raise Unprocessable("query must contain text this model reads (it tokenizes to "
+                                "nothing: only invisible or control characters)",
+                                code="empty_query")
         if over and not truncate:
             raise PayloadTooLarge(f"query is longer than {cap} tokens", code="query_too_long")
         return PreparedQuery(text, tokens, over)
