@@ -339,3 +339,11 @@ def test_every_error_is_an_api_error_with_a_message() -> None:
 def test_null_return_documents_means_the_dialects_default(dialect: Dialect, expected: bool) -> None:
     req = parse_request(dialect, body(query="q", documents=["a"], return_documents=None))
     assert req.return_documents is expected
+
+
+def test_a_leading_byte_order_mark_is_read_past() -> None:
+    """Windows tools write one; RFC 8259 lets a parser ignore it. Only leading, only once."""
+    raw = "\ufeff".encode() + body(query="q", documents=["a"])
+    assert parse_request(Dialect.JINA, raw).documents == ["a"]
+    with pytest.raises(BadRequest):
+        parse_request(Dialect.JINA, "\ufeff".encode() + raw)

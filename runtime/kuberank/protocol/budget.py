@@ -120,10 +120,12 @@ class BodyBudgetMiddleware:
             if not holding:  # charged to one owner for the request's life
                 owner = (scope.get("state") or {}).get(OWNER_STATE)
             if not self.budget.try_reserve(size, owner, holding=holding):
+                tenant = (f", {self.budget.share:.0%} of it for one tenant"
+                          if owner is not None else "")
                 raise RateLimited(
                     f"the server is holding {self.budget.reserved} bytes of request bodies "
-                    f"(its limit is {self.budget.limit}, {self.budget.share:.0%} of it for one "
-                    "tenant); retry shortly", code="queue_full", retry_after=self.retry_after)
+                    f"(its limit is {self.budget.limit}{tenant}); retry shortly",
+                    code="queue_full", retry_after=self.retry_after)
             held, holding = held + size, True
 
         async def counted() -> Message:

@@ -80,7 +80,7 @@ def _finite(literal: str) -> float:
 def decode_json(raw: bytes) -> Any:
     """Bytes → JSON value; invalid UTF-8 or JSON is the client's malformed request (400)."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte order mark may lead (RFC 8259 lets it be read)
     except UnicodeDecodeError as exc:
         raise BadRequest(f"request body is not valid UTF-8 ({exc.reason} at byte {exc.start})",
                          code="invalid_utf8") from None
