@@ -329,6 +329,18 @@ def test_headers_past_the_cap_in_one_write_are_answered_431_too(port: int) -> No
     assert reasons == ["headers_too_large"]
 
 
+def test_a_client_still_sending_when_refused_gets_the_answer_not_a_reset(port: int) -> None:
+    """The refusal leaves bytes of the client's unread: closing at once would reset the
+    connection and could drop the answer; the server lingers, reading them, as nginx does."""
+    for _ in range(5):
+        with _connect(port) as conn:
+            filler = b"X-Filler: " + b"y" * 1000 + b"\r\n"
+            conn.sendall(REQUEST + filler * (4 * MAX_HEADER_BYTES // len(filler)))
+            time.sleep(0.2)  # the refusal goes out, the rest of the bytes lie unread there
+            status, _, _ = _answer(_until_closed(conn))
+        assert status == 431
+
+
 def test_headers_under_the_cap_are_served(port: int) -> None:
     with _connect(port) as conn:
         filler = b"X-Filler: " + b"y" * (MAX_HEADER_BYTES // 2) + b"\r\n"

@@ -15,7 +15,10 @@ A stalled body is the app's to time out (``read_body``), so that it can answer i
 answer here closes the connection; none is written into the answer of an earlier (pipelined)
 request of the connection: it waits for that answer (reading no more meanwhile). The app never
 sees these refusals, so each is told to ``on_closed`` (the servers count them: a slow-client
-attack shows in metrics).
+attack shows in metrics). Closing lingers, as nginx's does: the answer goes out with the end of
+the server's side, and what the client still sends is read and dropped for a few seconds, since
+a socket closed with bytes unread resets the connection and a client still sending its request
+could lose the answer.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; nginx's default is 4 x 8 KiB
+# A lingering close ends when the client sends nothing for LINGER_IDLE_SECONDS, or at most
+# LINGER_SECONDS after the answer (nginx: lingering_timeout 5 s, lingering_time 30 s).
+LINGER_IDLE_SECONDS = 2.0
+LINGER_SECONDS = 10.0
 
 
 def error_bytes(err: ApiError) -> bytes:
@@ -100,11 +107,16 @@ class BoundedProtocol(HttpToolsProtocol):
         self._unanswered: list[RequestResponseCycle] = []
         self._write_watch: asyncio.TimerHandle | None = None
         self._buffered = 0
+        self._linger_until = 0.0  # set when closing: what comes in until then is dropped
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._arm_header_deadline()  # a client that connects and says nothing
 
     # -- reading -------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_until:
+            self._arm_linger()
+            return
         if self._header_deadline is not None:  # reading a request's headers
             self._header_bytes += len(data)
         between_chunks, self._not_trailers = self._chunk_begun, False
@@ -246,9 +258,30 @@ class BoundedProtocol(HttpToolsProtocol):
     def _close(self, err: ApiError, answer: bool) -> None:
         log.info("%s: %d %s", self._peer(), err.status, err.message)
         self.on_closed(err.code)
-        if answer:
-            self.transport.write(error_bytes(err))
-        self.transport.close()
+        if not answer:
+            self.transport.close()
+            return
+        self.transport.write(error_bytes(err))
+        self._linger()
+
+    def _linger(self) -> None:
+        """End the server's side after the answer, then drop what still comes in until the
+        client goes quiet, hangs up, or ``LINGER_SECONDS`` pass; then close."""
+        _cancel(self._drain_deadline)
+        self._drain_deadline = None
+        try:
+            self.transport.write_eof()
+        except (NotImplementedError, RuntimeError):
+            self.transport.close()
+            return
+        self._linger_until = self.loop.time() + LINGER_SECONDS
+        self.transport.resume_reading()  # a refusal after answers paused it
+        self._arm_linger()
+
+    def _arm_linger(self) -> None:
+        _cancel(self._linger_timer)
+        wait = min(LINGER_IDLE_SECONDS, self._linger_until - self.loop.time())
+        self._linger_timer = self.loop.call_later(max(0.0, wait), self.transport.close)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -306,6 +339,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
         _cancel(self._drain_deadline)
+        _cancel(self._linger_timer)
         self._stop_watching_writes()
         if self._after_answers is not None:  # the answer before it closed the connection
             self.on_closed(self._after_answers.code)
