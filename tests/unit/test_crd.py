@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,14 @@ def test_apikey_spec_defaults_to_every_model() -> None:
     assert spec.models == ["*"] and spec.allows_model("anything")
     narrow = ApiKeySpec.model_validate({"models": ["a"], "expiresAt": "2030-01-01T00:00:00Z"})
     assert not narrow.allows_model("b") and narrow.expires_at is not None
+
+
+def test_an_expiry_without_a_zone_is_utc_for_operator_and_gateway_alike() -> None:
+    spec = ApiKeySpec.model_validate({"expiresAt": "2030-01-01T00:00:00"})
+    assert spec.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+    assert not spec.expired(datetime(2029, 12, 31, 23, 59, 59, tzinfo=UTC))
+    assert spec.expired(datetime(2030, 1, 1, tzinfo=UTC))  # from that instant on
+    assert not ApiKeySpec().expired(datetime(9999, 1, 1, tzinfo=UTC))
 
 
 def test_apikey_models_are_distinct_names() -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 from kuberank.crd.apikey import ApiKeySpec
-from kuberank.crd.rerankmodel import ALIAS_SHADOWED
+from kuberank.crd.reasons import ALIAS_SHADOWED
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from kuberank.crd import reasons as shared
 
 pytestmark = pytest.mark.unit
 
@@ -24,9 +25,17 @@ def _codes() -> set[str]:
         re.findall(r'default_code = "([a-z_]+)"', text))
 
 
+# A reason is written as a literal or as a constant of crd.reasons (the gateway reads those).
+REASON = r'(?:"(\w+)"|reasons\.([A-Z_]+))'
+
+
+def _reason(literal: str, constant: str) -> str:
+    return literal or str(getattr(shared, constant))
+
+
 def _pod_problems() -> set[str]:
     pods = (REPO / "operator" / "kuberank" / "operator" / "status" / "pods.py").read_text()
-    return set(re.findall(r'PodProblem\(\s*"([A-Za-z]+)"', pods))
+    return {_reason(*found) for found in re.findall(r"PodProblem\(\s*" + REASON, pods)}
 
 
 # Reasons of conditions that say all is well: nothing to troubleshoot.
@@ -42,17 +51,18 @@ def _unwell_reasons() -> set[str]:
     key = (status / "apikey.py").read_text()
     handlers = (REPO / "operator" / "kuberank" / "operator" / "handlers"
                 / "rerankmodel.py").read_text()
-    cond = r'Cond\(\s*"(\w+)",\s*"\w+",\s*"(\w+)"'
-    reasons = {reason for _, reason in re.findall(cond, model)}
-    reasons |= {reason for kind, reason in re.findall(cond, key) if kind == "Active"}
+    cond = r'Cond\(\s*"(\w+)",\s*"\w+",\s*' + REASON
+    reasons = {_reason(*found) for _, *found in re.findall(cond, model)}
+    reasons |= {_reason(*found) for kind, *found in re.findall(cond, key) if kind == "Active"}
     reasons |= set(re.findall(r'Blocked\("(\w+)"', handlers))
     return reasons - HEALTHY
 
 
 def test_sources_were_read() -> None:
     assert {"queue_full", "invalid_api_key", "client_closed_request"} <= _codes()
-    assert {"InsufficientGPU", "FetchFailed"} <= _pod_problems()
-    assert {"RollingOut", "ServedNameTaken", "InvalidSpec", "Expired"} <= _unwell_reasons()
+    assert {"InsufficientGPU", "ClaimNotReady", "Unschedulable", "FetchFailed"} <= _pod_problems()
+    assert {"RollingOut", "ServedNameTaken", "InvalidSpec", "Expired", "AliasShadowed",
+            "NoReplicasReady"} <= _unwell_reasons()
 
 
 @pytest.mark.parametrize("code", sorted(_codes()))

@@ -10,15 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from kuberank.crd.apikey import parse_spec
+from kuberank.crd.apikey import model_allowed, parse_spec
 from kuberank.crd.keys import digest_secret, parse_key, verify_secret
 from kuberank.gateway.grouped import Grouped
 from pydantic import ValidationError
-
-ALL_MODELS = "*"
 
 # Verified against when the id is unknown, so unknown and wrong keys cost the same time.
 _DUMMY_DIGEST = digest_secret("0" * 32, "0" * 32)
@@ -50,16 +48,10 @@ class KeyRecord:
         return f"{self.namespace}/{self.name}"
 
     def allows(self, served_name: str) -> bool:
-        return ALL_MODELS in self.models or served_name in self.models
+        return model_allowed(self.models, served_name)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:
@@ -85,7 +77,7 @@ def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:
         key_id=str(key_id),
         digest=str(digest),
         models=frozenset(spec.models),
-        expires_at=_aware(spec.expires_at),
+        expires_at=spec.expires_at,
         disabled=spec.disabled,
         requests_per_minute=limits.requests_per_minute if limits else None,
         tokens_per_minute=limits.tokens_per_minute if limits else None,

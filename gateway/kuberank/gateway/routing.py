@@ -13,10 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kuberank.crd import reasons
 from kuberank.crd.rerankmodel import (
-    ALIAS_SHADOWED,
+    RUNTIME_PORT_NAME,
     NameClaim,
+    ScaleToZero,
     aliases_of,
+    child_name,
     claim_order,
     name_holders,
     served_name,
@@ -24,16 +27,15 @@ from kuberank.crd.rerankmodel import (
 from kuberank.gateway.grouped import Grouped
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-PORT_NAME = "http"
 
 
 @dataclass(frozen=True)
 class WakePolicy:
     """spec.scaleToZero as the gateway uses it: when to record requests, how to wake."""
 
-    after_idle_seconds: int = 900
-    wake_replicas: int = 1
-    wake_timeout_seconds: int = 300
+    after_idle_seconds: int = ScaleToZero.model_fields["after_idle_seconds"].default
+    wake_replicas: int = ScaleToZero.model_fields["wake_replicas"].default
+    wake_timeout_seconds: int = ScaleToZero.model_fields["wake_timeout_seconds"].default
 
     @property
     def record_interval(self) -> float:
@@ -60,7 +62,7 @@ class ModelRoute:
 
     @property
     def service_name(self) -> str:
-        return f"rrm-{self.name}"
+        return child_name(self.name)
 
     @property
     def name_claim(self) -> NameClaim:
@@ -105,15 +107,6 @@ def _positive(raw: Any) -> float | None:
     return float(raw) if ok else None
 
 
-# Pods Pending for these reasons may still start (a node autoscaler adds a GPU node, a claim
-# binds), so requests for a waking model are held through them; other Degraded reasons
-# (CrashLoop, FetchFailed, ImagePullFailed, ...) are answered at once.
-PENDING_REASONS = frozenset({"InsufficientGPU", "ClaimNotReady", "Unschedulable"})
-# Degraded reasons of a model that serves all the same: no reason to refuse a request, nor to
-# tell a client its model is failing.
-SERVING_REASONS = frozenset({ALIAS_SHADOWED})
-
-
 def _condition(status: Any, kind: str) -> Mapping[str, Any]:
     """The operator's condition ``kind`` in a status as watched (empty when absent or odd)."""
     conditions = status.get("conditions") if isinstance(status, Mapping) else None
@@ -124,9 +117,10 @@ def _condition(status: Any, kind: str) -> Mapping[str, Any]:
 
 
 def _failing(status: Any) -> str | None:
-    """The operator's Degraded condition, when it names a failure that waiting will not fix."""
+    """The operator's Degraded condition, when it names a failure that waiting will not fix
+    (CrashLoop, FetchFailed, ImagePullFailed, ...: answered at once, not held)."""
     cond = _condition(status, "Degraded")
-    if cond.get("status") == "True" and cond.get("reason") not in PENDING_REASONS | SERVING_REASONS:
+    if cond.get("status") == "True" and cond.get("reason") not in reasons.PENDING | reasons.SERVING:
         return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
     return None
 
@@ -134,7 +128,7 @@ def _failing(status: Any) -> str | None:
 def _starting(status: Any) -> bool:
     """Available=False because no replica is ready yet: the pods fetch or load the model."""
     cond = _condition(status, "Available")
-    return cond.get("status") == "False" and cond.get("reason") == "NoReplicasReady"
+    return cond.get("status") == "False" and cond.get("reason") == reasons.NO_REPLICAS_READY
 
 
 def _wake_policy(raw: Any) -> WakePolicy | None:
@@ -156,7 +150,7 @@ def _wake_policy(raw: Any) -> WakePolicy | None:
 
 def _port(ports: Iterable[Mapping[str, Any]]) -> int | None:
     listed = [p for p in ports if p.get("port")]
-    named = [p for p in listed if p.get("name") == PORT_NAME]
+    named = [p for p in listed if p.get("name") == RUNTIME_PORT_NAME]
     chosen = (named or listed)[:1]
     return int(chosen[0]["port"]) if chosen else None
 

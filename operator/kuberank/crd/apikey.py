@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Any
 
 from kuberank.crd.common import Condition, CrdModel
@@ -93,8 +94,26 @@ class ApiKeySpec(CrdModel):
     def _each_name_once(cls, models: list[str]) -> list[str]:
         return list(dict.fromkeys(name for name in models if name))
 
+    @field_validator("expires_at")
+    @classmethod
+    def _utc_unless_zoned(cls, when: datetime | None) -> datetime | None:
+        """A time without a zone is UTC (the API server keeps what was written)."""
+        return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
+
     def allows_model(self, served_name: str) -> bool:
-        return "*" in self.models or served_name in self.models
+        return model_allowed(self.models, served_name)
+
+    def expired(self, now: datetime) -> bool:
+        """Refused from ``expiresAt`` on, at the operator and at every gateway alike."""
+        return self.expires_at is not None and now >= self.expires_at
+
+
+ALL_MODELS = "*"
+
+
+def model_allowed(models: Collection[str], served_name: str) -> bool:
+    """Whether a key whose ``spec.models`` is ``models`` may use ``served_name``."""
+    return ALL_MODELS in models or served_name in models
 
 
 class ApiKeyStatus(CrdModel):

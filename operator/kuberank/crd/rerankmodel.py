@@ -422,16 +422,21 @@ def parse_spec(spec: Any) -> RerankModelSpec:
     return RerankModelSpec.model_validate(spec)
 
 
+def child_name(model: str) -> str:
+    """The name shared by a model's Deployment, Service, NetworkPolicy and PDB (the gateway
+    finds its EndpointSlices by the Service's)."""
+    return f"rrm-{model}"
+
+
+# The runtime container's port, and its Service's, by name.
+RUNTIME_PORT_NAME = "http"
+
+
 def served_name(obj: Mapping[str, Any]) -> str:
     """The name clients send for a RerankModel object as the API server returns it:
     spec.servedName, else its own name (``RerankModelSpec.served_name_for`` on parsed specs)."""
     spec = obj.get("spec") or {}
     return str(spec.get("servedName") or (obj.get("metadata") or {}).get("name") or "")
-
-
-# The Degraded reason of a model some of whose aliases reach another model: it serves all the
-# same (Ready stays True), so the gateway does not take it for a failure.
-ALIAS_SHADOWED = "AliasShadowed"
 
 
 def aliases_of(obj: Mapping[str, Any]) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.crd.rerankmodel import RUNTIME_PORT_NAME, RerankModelSpec
 from kuberank.operator.builders.fetch import (
     CACHE_DIR,
     MODELS_DIR,
@@ -81,7 +81,7 @@ def _without_gpus(resources: dict[str, Any]) -> dict[str, Any]:
 
 def _probe(failure_threshold: int, period_s: int = PROBE_PERIOD_S) -> dict[str, Any]:
     return {
-        "httpGet": {"path": "/health", "port": "http"},
+        "httpGet": {"path": "/health", "port": RUNTIME_PORT_NAME},
         "periodSeconds": period_s,
         "timeoutSeconds": 5,
         "failureThreshold": failure_threshold,
@@ -117,7 +117,7 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         "command": ["kuberank-runtime"],
         "args": list(spec.engine.extra_args or []),
         "env": runtime_env(name, spec),
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "resources": container_resources(spec),
         "startupProbe": _probe(max(1, settings.startup_timeout_s // PROBE_PERIOD_S)),
         "readinessProbe": _probe(3, period_s=5),

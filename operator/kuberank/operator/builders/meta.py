@@ -7,6 +7,7 @@ from typing import Any
 
 from kuberank.crd.common import API_VERSION
 from kuberank.crd.common import MANAGED_BY as MANAGED_BY
+from kuberank.crd.rerankmodel import child_name as child_name
 
 RUNTIME_NAME = "kuberank-runtime"
 MODEL_LABEL = "kuberank.io/model"
@@ -41,11 +42,6 @@ class Owner:
             "controller": True,
             "blockOwnerDeletion": True,
         }
-
-
-def child_name(model: str) -> str:
-    """Name shared by the Deployment, Service, NetworkPolicy and PDB of a model."""
-    return f"rrm-{model}"
 
 
 def selector(model: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.crd.rerankmodel import RUNTIME_PORT_NAME, RerankModelSpec
 from kuberank.operator.builders.meta import (
     GATEWAY_LABELS,
     HTTP_PORT,
@@ -24,7 +24,8 @@ def build_service(owner: Owner) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector(owner.name),
-            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": RUNTIME_PORT_NAME, "port": HTTP_PORT,
+                       "targetPort": RUNTIME_PORT_NAME, "protocol": "TCP"}],
         },
     }
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kuberank.crd.reasons import NO_REPLICAS_READY
 from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL
 from kuberank.operator.kube import Kube, KubeError
 from kuberank.operator.metrics import OperatorMetrics
@@ -28,7 +29,7 @@ CHILD_LABELS = {**MANAGED, MODEL_LABEL: kopf.PRESENT}
 # Not Ready, but on the way or by choice: a start, a rollout, zero replicas someone asked for
 # (or scaleToZero chose). Normal Events, so `--field-selector type=Warning` lists problems only.
 _PROGRESS = frozenset(
-    {"Creating", "DeploymentMissing", "NoReplicasReady", "RollingOut", "ScaledToZero"})
+    {"Creating", "DeploymentMissing", NO_REPLICAS_READY, "RollingOut", "ScaledToZero"})
 
 
 class KeyedLocks:

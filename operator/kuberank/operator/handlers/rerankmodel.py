@@ -13,8 +13,9 @@ from typing import Any
 
 import kopf
 from kuberank.crd.common import GROUP, VERSION
-from kuberank.crd.rerankmodel import ALIAS_SHADOWED, aliases_of, served_name
+from kuberank.crd.reasons import ALIAS_SHADOWED
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
+from kuberank.crd.rerankmodel import aliases_of, served_name
 from kuberank.operator.builders.meta import MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.handlers.children import on_child_event
 from kuberank.operator.handlers.common import (

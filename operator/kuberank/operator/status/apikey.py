@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kuberank.crd.apikey import ApiKeySpec
@@ -11,14 +11,14 @@ from kuberank.operator.status.conditions import Cond, stamp
 
 
 def is_expired(spec: ApiKeySpec, now: datetime) -> bool:
-    return spec.expires_at is not None and _aware(spec.expires_at) <= now
+    return spec.expired(now)
 
 
 def seconds_until_expiry(spec: ApiKeySpec, now: datetime) -> float | None:
     """When the conditions next change by themselves; None if never."""
     if spec.expires_at is None or is_expired(spec, now):
         return None
-    return (_aware(spec.expires_at) - now).total_seconds()
+    return (spec.expires_at - now).total_seconds()
 
 
 def expiry_flipped(spec: ApiKeySpec, status: dict[str, Any], now: datetime) -> bool:
@@ -31,14 +31,10 @@ def expiry_flipped(spec: ApiKeySpec, status: dict[str, Any], now: datetime) -> b
     return said is not None and (said == "True") != is_expired(spec, now)
 
 
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _conditions(spec: ApiKeySpec, now: datetime, minted: bool,
                 conflict: str | None = None) -> list[Cond]:
     expired = is_expired(spec, now)
-    until = f" until {timestamp(_aware(spec.expires_at))}" if spec.expires_at else ""
+    until = f" until {timestamp(spec.expires_at)}" if spec.expires_at else ""
     if conflict is not None:
         active = Cond("Active", "False", "NameConflict", conflict)
     elif not minted:

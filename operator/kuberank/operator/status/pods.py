@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kuberank.crd import reasons
+
 IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError"}
 
@@ -31,7 +33,7 @@ def pod_problems(pods: Iterable[dict[str, Any]], gpu_resource_name: str) -> list
             staying.append(pod)
     found = (pod_problem(p, gpu_resource_name) for p in staying)
     return [p for p in found
-            if p is not None and not (leaving and p.reason == "InsufficientGPU")]
+            if p is not None and not (leaving and p.reason == reasons.INSUFFICIENT_GPU)]
 
 
 def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | None:
@@ -42,19 +44,19 @@ def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | Non
     if unscheduled is not None:
         if f"Insufficient {gpu_resource_name}" in unscheduled:
             return PodProblem(
-                "InsufficientGPU",
+                reasons.INSUFFICIENT_GPU,
                 f"Pod {name} is Pending: no node has a free {gpu_resource_name} "
                 f"({unscheduled.strip()}). Free or add GPUs, or lower spec.resources.gpus "
                 "or spec.replicas.",
             )
         if "persistentvolumeclaim" in unscheduled.lower():
             return PodProblem(
-                "ClaimNotReady",
+                reasons.CLAIM_NOT_READY,
                 f"Pod {name} is Pending: {_sentence(unscheduled)} The claims named in spec.cache "
                 "and spec.source.pvc must exist in this namespace and be bound (kubectl get pvc).",
             )
         return PodProblem(
-            "Unschedulable",
+            reasons.UNSCHEDULABLE,
             f"Pod {name} is Pending: {_sentence(unscheduled)} "
             "Check spec.scheduling and spec.resources.",
         )

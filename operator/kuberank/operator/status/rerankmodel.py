@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kuberank.crd import reasons
 from kuberank.operator.builders.meta import endpoint, selector_string
 from kuberank.operator.status.conditions import Cond, stamp
 from kuberank.operator.status.pods import PodProblem
@@ -156,7 +157,7 @@ def _conditions(
 
 def _aliases_shadowed(shadowed: tuple[Shadowed, ...]) -> Cond:
     where = "; ".join(s.describe() for s in shadowed)
-    return Cond("Degraded", "True", "AliasShadowed",  # crd.rerankmodel.ALIAS_SHADOWED
+    return Cond("Degraded", "True", reasons.ALIAS_SHADOWED,
                 f"No request reaches this model through {len(shadowed)} of its aliases: {where}. "
                 "Remove each from spec.aliases here or from the other model.")
 
@@ -194,9 +195,8 @@ def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[Po
         return Cond("Available", "False", problems[0].reason, problems[0].message)
     if dep.create_failure is not None:
         return _create_failed("Available", dep.create_failure)
-    return Cond(
-        "Available", "False", "NoReplicasReady", "No replica is ready yet (fetching or loading)."
-    )
+    return Cond("Available", "False", reasons.NO_REPLICAS_READY,
+                "No replica is ready yet (fetching or loading).")
 
 
 def _progressing(facts: ModelFacts, dep: DeploymentState | None) -> Cond:

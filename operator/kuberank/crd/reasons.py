@@ -1,0 +1,19 @@
+"""Condition reasons the operator writes into a RerankModel's status and the gateway acts on:
+one spelling for both sides of that contract (every reason is in docs/troubleshooting.md)."""
+
+from __future__ import annotations
+
+# Degraded: pods Pending for these may still start (a node autoscaler adds a GPU node, a claim
+# binds), so the gateway holds requests for a waking model through them.
+INSUFFICIENT_GPU = "InsufficientGPU"
+CLAIM_NOT_READY = "ClaimNotReady"
+UNSCHEDULABLE = "Unschedulable"
+PENDING = frozenset({INSUFFICIENT_GPU, CLAIM_NOT_READY, UNSCHEDULABLE})
+
+# Degraded: some of the model's aliases reach another model. It serves all the same (Ready
+# stays True): no reason to refuse a request, nor to tell a client its model is failing.
+ALIAS_SHADOWED = "AliasShadowed"
+SERVING = frozenset({ALIAS_SHADOWED})
+
+# Available=False: no replica is ready yet (the pods fetch or load the model).
+NO_REPLICAS_READY = "NoReplicasReady"
