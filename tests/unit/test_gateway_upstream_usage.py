@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kuberank.gateway.upstream import usage_tokens
+from kuberank.gateway.upstream import header_tokens, usage_tokens
 
 pytestmark = pytest.mark.unit
 
@@ -28,6 +28,7 @@ def test_unparseable_body_counts_no_usage() -> None:
     assert usage_tokens(b"\xff not json") == 0
 
 
-def test_usage_header_counts_for_bodies_without_usage() -> None:
-    assert usage_tokens(b'[{"index": 0, "score": 0.1}]', "17") == 17
-    assert usage_tokens(b'{"usage": {"total_tokens": 5}}', "not-a-number") == 5
+def test_only_a_count_in_the_usage_header_is_taken() -> None:
+    assert header_tokens("17") == 17 and header_tokens(" 17 ") == 17
+    assert header_tokens("not-a-number") is None and header_tokens("-3") is None
+    assert header_tokens(None) is None

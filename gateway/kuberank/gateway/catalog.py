@@ -10,14 +10,14 @@ from kuberank.gateway.access import authenticate, may_use
 from kuberank.gateway.context import Gateway
 from kuberank.gateway.routing import ModelRoute
 from kuberank.protocol.errors import ModelNotFound, quoted
-from kuberank.protocol.openapi import ERRORS as ERROR_TEXT
+from kuberank.protocol.openapi import ERROR_DESCRIPTIONS
 from kuberank.protocol.schemas import ErrorResponse
 
 
 def catalog_router(gateway: Gateway) -> APIRouter:
     router = APIRouter()
     keyed: dict[int | str, dict[str, Any]] = {
-        401: {"model": ErrorResponse, "description": ERROR_TEXT[401]}}
+        401: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[401]}}
 
     @router.get("/v1/models", responses=keyed)
     async def models(request: Request) -> dict[str, Any]:

@@ -30,9 +30,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     if settings.access_log:  # its own switch, whatever the log level
         logging.getLogger("kuberank.gateway.access").setLevel(logging.INFO)
-    if settings.log_level.lower() != "debug":
-        # httpx logs every upstream request at INFO; metrics already count them.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
     serve(
         app,

@@ -93,25 +93,26 @@ class Limits:
 
 
 class InFlight:
-    """Requests in flight per key id, against each key's cap. Event loop only."""
+    """Requests in flight per ApiKey (``KeyRecord.identity``), against its cap. Event loop
+    only."""
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
 
-    def enter(self, key_id: str, cap: int | None) -> bool:
-        """Count one more request of ``key_id``; False (and nothing counted) at its cap."""
-        count = self._counts.get(key_id, 0)
+    def enter(self, identity: str, cap: int | None) -> bool:
+        """Count one more request of the key ``identity``; False (nothing counted) at its cap."""
+        count = self._counts.get(identity, 0)
         if cap is not None and count >= cap:
             return False
-        self._counts[key_id] = count + 1
+        self._counts[identity] = count + 1
         return True
 
-    def leave(self, key_id: str) -> None:
-        left = self._counts.get(key_id, 0) - 1
+    def leave(self, identity: str) -> None:
+        left = self._counts.get(identity, 0) - 1
         if left > 0:
-            self._counts[key_id] = left
+            self._counts[identity] = left
         else:
-            self._counts.pop(key_id, None)
+            self._counts.pop(identity, None)
 
     def __len__(self) -> int:
         return len(self._counts)
@@ -201,11 +202,11 @@ class RateLimiter:
         if now - self._swept < SWEEP_INTERVAL_S:
             return
         self._swept = now
-        for key_id in [k for k, entry in self._keys.items() if entry.at_rest()]:
-            del self._keys[key_id]
+        for identity in [k for k, entry in self._keys.items() if entry.at_rest()]:
+            del self._keys[identity]
 
-    def _buckets(self, key_id: str, limits: Limits) -> _KeyBuckets:
-        entry = self._keys.get(key_id)
+    def _buckets(self, identity: str, limits: Limits) -> _KeyBuckets:
+        entry = self._keys.get(identity)
         if entry is None:
             entry = _KeyBuckets(limits, self._bucket(limits.requests_per_minute, limits.share),
                                 self._bucket(limits.tokens_per_minute, limits.share))
@@ -217,7 +218,7 @@ class RateLimiter:
                              _used(entry.requests, share)),
                 self._bucket(limits.tokens_per_minute, limits.share, _used(entry.tokens, share)),
             )
-        self._keys[key_id] = entry
+        self._keys[identity] = entry
         return entry
 
     def _bucket(self, per_minute: int | None, share: float,
@@ -234,13 +235,13 @@ class RateLimiter:
             bucket.debit(used * share)
         return bucket
 
-    def admit(self, key_id: str, limits: Limits, tokens: int = 0) -> float:
+    def admit(self, identity: str, limits: Limits, tokens: int = 0) -> float:
         """Admit one request (consuming a request token and reserving its estimated ``tokens``)
         and return 0, or return seconds to wait. A request needing more tokens than the bucket
         holds is admitted when it is full. A refused request spends nothing."""
         with self._lock:
             self._sweep_locked()
-            entry = self._buckets(key_id, limits)
+            entry = self._buckets(identity, limits)
             if entry.tokens is not None:
                 wait = entry.tokens.wait_for(min(max(tokens, 1), entry.tokens.capacity))
                 if wait > 0:
@@ -253,10 +254,10 @@ class RateLimiter:
                 entry.tokens.debit(float(tokens))
             return 0.0
 
-    def quota(self, key_id: str, limits: Limits) -> Quota:
+    def quota(self, identity: str, limits: Limits) -> Quota:
         """The key's allowances now (full ones for a key not seen lately)."""
         with self._lock:
-            entry = self._buckets(key_id, limits)
+            entry = self._buckets(identity, limits)
             share = limits.share
             return Quota(
                 requests=(Allowance.of(entry.requests, limits.requests_per_minute or 0, share)
@@ -265,12 +266,12 @@ class RateLimiter:
                         if entry.tokens is not None else None),
             )
 
-    def charge_tokens(self, key_id: str, tokens: int, limits: Limits, reserved: int = 0) -> None:
+    def charge_tokens(self, identity: str, tokens: int, limits: Limits, reserved: int = 0) -> None:
         """Settle a finished request: debit the tokens it used beyond what ``admit`` reserved,
         or give back what it did not use (all of it for a request that failed). Fresh buckets
         if the key's were swept while it ran: a full bucket and a new one are the same."""
         with self._lock:
-            entry = self._buckets(key_id, limits)
+            entry = self._buckets(identity, limits)
             if entry.tokens is not None and tokens != reserved:
                 entry.tokens.debit(float(tokens - reserved))
 

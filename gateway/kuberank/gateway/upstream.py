@@ -25,12 +25,13 @@ from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute
 from kuberank.protocol.errors import Unavailable, UpstreamTimeout
 from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
+from kuberank.protocol.shaping import PROMPT_TOKENS_HEADER
 
 # Response headers a runtime sets that the client should see; hop-by-hop ones are dropped
 # (x-request-id is the gateway's own, set on every answer by RequestIdMiddleware).
 PASSED_HEADERS = ("content-type", "retry-after")
 # Usage as a header, for dialects whose body has no usage field (TEI's bare list).
-USAGE_HEADER = "x-prompt-tokens"
+USAGE_HEADER = PROMPT_TOKENS_HEADER
 ATTEMPTS = 3  # replicas tried per request, at most
 ANSWER_CHUNK_BYTES = 64 * 1024
 BUSY, NOT_LOADED = 429, 503  # a runtime's refusals, answered before any pair is scored
@@ -163,15 +164,11 @@ def header_tokens(header: str | None) -> int | None:
     return int(header) if header is not None and header.strip().isdigit() else None
 
 
-def usage_tokens(body: bytes, header: str | None = None) -> int:
-    """Tokens a runtime reported for a successful answer (0 when it reported none).
-
-    The ``x-prompt-tokens`` header wins when present; otherwise Jina/GPUStack bodies carry
-    ``usage.total_tokens`` and Cohere v2 ``meta.tokens.input_tokens``; TEI's bare list has none.
+def usage_tokens(body: bytes) -> int:
+    """Tokens a runtime's answer body reports (0 when it reports none), for a runtime that
+    sends no ``x-prompt-tokens`` header (``header_tokens``, read first): Jina/GPUStack bodies
+    carry ``usage.total_tokens``, Cohere v2 ``meta.tokens.input_tokens``; TEI's bare list none.
     """
-    from_header = header_tokens(header)
-    if from_header is not None:
-        return from_header
     try:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):

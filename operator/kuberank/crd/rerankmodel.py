@@ -417,11 +417,6 @@ class RerankModelStatus(CrdModel):
     )
 
 
-def parse_spec(spec: Any) -> RerankModelSpec:
-    """Parse a spec as it comes from the API server (camelCase)."""
-    return RerankModelSpec.model_validate(spec)
-
-
 def child_name(model: str) -> str:
     """The name shared by a model's Deployment, Service, NetworkPolicy and PDB (the gateway
     finds its EndpointSlices by the Service's)."""

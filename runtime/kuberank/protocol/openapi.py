@@ -35,7 +35,7 @@ ANSWERS: dict[Dialect, Any] = {
 # that body's shape (``dialects._by_fields``).
 ALSO_READS: dict[Dialect, Dialect] = {Dialect.JINA: Dialect.TEI, Dialect.TEI: Dialect.JINA}
 LABELS = {Dialect.JINA: "Jina", Dialect.TEI: "TEI", Dialect.COHERE: "Cohere"}
-ERRORS = {
+ERROR_DESCRIPTIONS = {
     400: "Malformed JSON or UTF-8, or no documents.",
     401: "Missing, unknown, expired or disabled API key.",
     403: "The API key may not use this model.",
@@ -75,8 +75,8 @@ def rerank_responses(dialect: Dialect, errors: Iterable[type[ApiError]],
     }
     for error in errors:
         headers = {**REQUEST_ID, **(RETRY_AFTER if error.status in RETRIED else {})}
-        out[error.status] = {"model": ErrorResponse, "description": ERRORS[error.status],
-                             "headers": headers}
+        out[error.status] = {"model": ErrorResponse, "headers": headers,
+                             "description": ERROR_DESCRIPTIONS[error.status]}
     return out
 
 

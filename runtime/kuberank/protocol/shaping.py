@@ -8,6 +8,10 @@ from typing import Any
 
 from kuberank.protocol.dialects import Dialect, RerankRequest
 
+# The tokens evaluated, on every answer of a runtime: TEI's bare-list body has no usage field,
+# and the gateway charges tokens/minute limits from it.
+PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+
 
 @dataclass(frozen=True)
 class Ranked:

@@ -35,12 +35,11 @@ from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.paths import HeadAsGet, PathNormalizer
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
-from kuberank.protocol.shaping import shape_response
+from kuberank.protocol.shaping import PROMPT_TOKENS_HEADER, shape_response
 from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-PROMPT_TOKENS_HEADER = "x-prompt-tokens"
 USAGE = {PROMPT_TOKENS_HEADER: {"description": "Tokens evaluated (after truncation), in every "
                                 "dialect; the gateway meters token limits by it.",
                                 "schema": {"type": "integer"}}}

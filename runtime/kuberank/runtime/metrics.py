@@ -26,7 +26,7 @@ class RuntimeMetrics:
         self.truncations = Counter("kuberank_runtime_truncations",
                                    "Query+document pairs shortened to fit the limits", registry=r)
         self.queue_depth = Gauge("kuberank_runtime_queue_depth",
-                                 "Pairs waiting for the engine thread", registry=r)
+                                 "Pairs waiting for an engine context to decode them", registry=r)
         self.skipped_pairs = Counter("kuberank_runtime_skipped_pairs",
                                      "Queued pairs never decoded: their client left or their "
                                      "request failed", registry=r)

@@ -19,12 +19,12 @@ from kuberank.operator.handlers.common import (
     Key,
     KeyedLocks,
     announce,
+    kopf_error,
     kube_of,
     log,
     now,
     one,
     retry_conflict,
-    temporary,
 )
 from kuberank.operator.kube import FIELD_MANAGER, KubeError
 from kuberank.operator.reconcilers import apikey as apikeys
@@ -58,7 +58,7 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
             status = apikeys.desired_status(body, spec, minted, now())
             changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:
-        raise temporary(err) from err
+        raise kopf_error(err) from err
     if minted.rotated:
         kopf.event(body, type="Normal", reason="Rotated", message=f"New key id {minted.key_id}.")
     secret = secret_name(body["metadata"]["name"])

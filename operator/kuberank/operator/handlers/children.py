@@ -6,7 +6,6 @@ child whose spec someone else edited is reverted (what counts as an edit: ``drif
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -16,15 +15,15 @@ from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
 from kuberank.operator.handlers.common import (
     CHILD_LABELS,
     Key,
+    kopf_error,
     kube_of,
     log,
     one,
     settings_of,
-    temporary,
 )
 from kuberank.operator.kube import FIELD_MANAGER, KubeError
 from kuberank.operator.reconcilers import rerankmodel as models
-from kuberank.operator.reconcilers.ownership import NameConflictError
+from kuberank.operator.reconcilers.ownership import NameConflictError, controller_of
 
 # Per child (kind, namespace, name): the foreign spec edits a repair has already answered.
 _answered_edits: dict[tuple[str, str, str], frozenset[Edit]] = {}
@@ -36,7 +35,7 @@ def on_child_event(event: kopf.RawEvent, body: kopf.Body, key: Key, memo: Any,
     child = (str(body.get("kind")), key[0], str(body.metadata.name))
     if event.get("type") == "DELETED":
         _answered_edits.pop(child, None)
-        _repair(memo, key, _owner_uid(body), model_index)
+        _repair(memo, key, _controller_uid(dict(body)), model_index)
         return
     edits = foreign_spec_edits(body, FIELD_MANAGER)
     if needs_repair(edits, _answered_edits.get(child, frozenset())):
@@ -76,24 +75,19 @@ def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[
         kopf.event(body, type="Warning", reason="NameConflict", message=str(err))
         return
     except KubeError as err:
-        raise temporary(err) from err
+        raise kopf_error(err) from err
     log.info("repaired children of RerankModel %s/%s", *key)
 
 
 def _revert(memo: Any, key: Key, live: dict[str, Any], model_index: kopf.Index[Key, Any]) -> None:
     """Someone else edited a child's spec: replace it with what its live model wants."""
-    if (found := _owning_model(key, _owner_uid(live), model_index)) is None:
+    if (found := _owning_model(key, _controller_uid(live), model_index)) is None:
         return
     body, spec = found
     try:
         models.revert_child(kube_of(memo), settings_of(memo), models.owner_of(body), spec, live)
     except KubeError as err:
-        raise temporary(err) from err
-
-
-def _owner_uid(body: Mapping[str, Any]) -> str | None:
-    refs = (body.get("metadata") or {}).get("ownerReferences") or []
-    return next((r.get("uid") for r in refs if r.get("controller")), None)
+        raise kopf_error(err) from err
 
 
 def _child_event(
@@ -116,3 +110,8 @@ kopf.on.event(
 kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS, id="pdb_event")(
     _child_event
 )
+
+
+def _controller_uid(child: dict[str, Any]) -> str | None:
+    owner = controller_of(child)
+    return str(owner["uid"]) if owner and owner.get("uid") else None

@@ -87,7 +87,9 @@ def one(index: kopf.Index[Key, Any], key: Key) -> dict[str, Any] | None:
     return next(iter(store), None) if store is not None else None
 
 
-def temporary(err: KubeError) -> Exception:
+def kopf_error(err: KubeError) -> Exception:
+    """What a failed API call becomes: retried soon when the server may take it later (no
+    answer, 409, 429, 5xx), else given up until the object changes."""
     if err.transient:
         return kopf.TemporaryError(f"API server: {err.message}", delay=3)
     return kopf.PermanentError(f"API server refused a child: {err.message}")

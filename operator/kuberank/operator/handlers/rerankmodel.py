@@ -23,13 +23,13 @@ from kuberank.operator.handlers.common import (
     Key,
     KeyedLocks,
     announce,
+    kopf_error,
     kube_of,
     metrics_of,
     now,
     one,
     retry_conflict,
     settings_of,
-    temporary,
 )
 from kuberank.operator.kube import KubeError
 from kuberank.operator.metrics import ModelState
@@ -143,7 +143,7 @@ def _publish(memo: Any, key: Key, body: dict[str, Any], status: dict[str, Any],
     try:
         return models.publish_status(kube_of(memo), body, status)
     except KubeError as err:
-        raise temporary(err) from err
+        raise kopf_error(err) from err
 
 
 def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
@@ -178,7 +178,7 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
         raise retry_conflict(err) from err
     except KubeError as err:
         if err.transient:
-            raise temporary(err) from err
+            raise kopf_error(err) from err
         _block(memo, key, raw, Blocked("ChildRefused", f"The API server refused a child of "
                                        f"this model: {err.message}"))
         raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
