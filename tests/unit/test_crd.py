@@ -6,8 +6,7 @@ import pytest
 import yaml
 from kuberank.crd import ApiKeySpec, RerankModelSpec
 from kuberank.crd.generate import apikey_crd, main, rendered, rerankmodel_crd
-from kuberank.crd.rerankmodel import Engine
-from kuberank.operator.reconcilers.rerankmodel import InvalidSpecError, parse_spec
+from kuberank.crd.rerankmodel import Engine, InvalidSpecError, parse_spec
 from kuberank.runtime.settings import RuntimeSettings
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo

@@ -299,7 +299,7 @@ def test_the_operator_flags_exactly_the_aliases_the_gateway_sends_elsewhere() ->
     (``name_holders``) over what each sees: over many seeded namespaces, some models being
     deleted, an alias is flagged exactly when the gateway routes it to another model (models
     that do not hold their served name aside: ``ServedNameTaken``)."""
-    from kuberank.operator.reconcilers.rerankmodel import served_name_owner, shadowed_aliases
+    from kuberank.operator.status.rerankmodel import name_standing
 
     names, pool = ["a", "b", "c"], ["a", "b", "x", "y"]
     rng = random.Random(7)
@@ -319,9 +319,10 @@ def test_the_operator_flags_exactly_the_aliases_the_gateway_sends_elsewhere() ->
             if obj["metadata"].get("deletionTimestamp"):  # its status is left as it was
                 assert table.model("ns1", obj["metadata"]["name"]) is None
                 continue
-            if served_name_owner(obj, objs) is not None:
+            taken_by, shadowed = name_standing(obj, objs)
+            if taken_by is not None:
                 continue
-            flagged = {s.alias: s.holder for s in shadowed_aliases(obj, objs)}
+            flagged = {s.alias: s.holder for s in shadowed}
             for alias in obj["spec"]["aliases"]:
                 route = table.resolve("ns1", alias)
                 assert route is not None

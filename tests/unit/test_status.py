@@ -5,7 +5,6 @@ from typing import Any
 import pytest
 from kuberank.crd.apikey import ApiKeySpec
 from kuberank.crd.reasons import ALIAS_SHADOWED
-from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.status import apikey as apikey_status
 from kuberank.operator.status.conditions import Cond, stamp, transitions
 from kuberank.operator.status.pods import last_words, pod_problem, pod_problems
@@ -15,6 +14,7 @@ from kuberank.operator.status.rerankmodel import (
     ModelFacts,
     Shadowed,
     compute_status,
+    name_standing,
 )
 
 pytestmark = pytest.mark.unit
@@ -303,15 +303,15 @@ def test_the_oldest_model_owns_a_served_name_and_newer_ones_are_told() -> None:
     new = _model("alpha", "m", "2026-11-02T00:00:00Z")
     other = _model("m", None, "2026-10-01T00:00:00Z")  # served as its name: "m" as well
     unrelated = _model("x", "y", "2026-01-01T00:00:00Z")
-    assert models.served_name_owner(new, [old, new, unrelated]) == "zeta"
-    assert models.served_name_owner(old, [old, new, unrelated]) is None
-    assert models.served_name_owner(old, [old, new, other]) == "m"
+    assert name_standing(new, [old, new, unrelated])[0] == "zeta"
+    assert name_standing(old, [old, new, unrelated])[0] is None
+    assert name_standing(old, [old, new, other])[0] == "m"
     gone = _model("m", None, "2026-10-01T00:00:00Z", deleting=True)
-    assert models.served_name_owner(old, [old, new, gone]) is None
+    assert name_standing(old, [old, new, gone])[0] is None
     # same creation second: the first by name
     twin = _model("beta", "m", "2026-11-02T00:00:00Z")
-    assert models.served_name_owner(twin, [new, twin]) == "alpha"
-    assert models.served_name_owner(new, [new, twin]) is None
+    assert name_standing(twin, [new, twin])[0] == "alpha"
+    assert name_standing(new, [new, twin])[0] is None
 
 
 def test_a_shadowed_alias_degrades_a_ready_model_and_names_where_requests_go() -> None:
@@ -343,12 +343,12 @@ def test_an_alias_reaches_the_model_the_gateway_sends_it_to() -> None:
     zed = _model("zed", None, "2026-10-01T00:00:00Z", aliases=("shared", "bge", "zed", "own"))
     rerank = _model("rerank", None, "2026-12-01T00:00:00Z")
     everyone = [old, new, zed, rerank]
-    assert models.shadowed_aliases(old, everyone) == (Shadowed("rerank", "rerank", "servedName"),)
-    assert models.shadowed_aliases(zed, everyone) == (
+    assert name_standing(old, everyone)[1] == (Shadowed("rerank", "rerank", "servedName"),)
+    assert name_standing(zed, everyone)[1] == (
         Shadowed("bge", "old", "servedName"), Shadowed("shared", "old", "alias"))
-    assert models.shadowed_aliases(new, everyone) == ()  # ServedNameTaken says it all
+    assert name_standing(new, everyone)[1] == ()  # ServedNameTaken says it all
     leaving = _model("rerank", None, "2026-12-01T00:00:00Z", deleting=True)
-    assert models.shadowed_aliases(old, [old, new, zed, leaving]) == ()
+    assert name_standing(old, [old, new, zed, leaving])[1] == ()
 
 
 def test_transition_time_changes_only_when_status_changes() -> None:

@@ -12,8 +12,9 @@ from kuberank.crd.common import (
     CrdModel,
     PreservedObject,
     Quantity,
+    validation_problems,
 )
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 KIND = "RerankModel"
 PLURAL = "rerankmodels"
@@ -415,6 +416,19 @@ class RerankModelStatus(CrdModel):
         "gateways for every model, at most once a minute per gateway replica, and every quarter "
         "of scaleToZero.afterIdleSeconds when that is shorter).",
     )
+
+
+class InvalidSpecError(ValueError):
+    """A spec the API server accepted but the operator cannot run; names the fields."""
+
+
+def parse_spec(raw: Any) -> RerankModelSpec:
+    """A spec as the API server returns it (camelCase), or InvalidSpecError naming each
+    refused field as ``spec.<path>``."""
+    try:
+        return RerankModelSpec.model_validate(raw or {})
+    except ValidationError as err:
+        raise InvalidSpecError(validation_problems(err, prefix="spec.")) from err
 
 
 def child_name(model: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from kuberank.crd.rerankmodel import RerankModelSpec
+from kuberank.crd.rerankmodel import InvalidSpecError, RerankModelSpec, parse_spec
 from kuberank.operator.builders.meta import MODEL_LABEL
 from kuberank.operator.drift import Edit, foreign_spec_edits, needs_repair
 from kuberank.operator.handlers.common import (
@@ -58,8 +58,8 @@ def _owning_model(
     if owner_uid is not None and body["metadata"].get("uid") != owner_uid:
         return None
     try:
-        return body, models.parse_spec(body.get("spec"))
-    except models.InvalidSpecError:
+        return body, parse_spec(body.get("spec"))
+    except InvalidSpecError:
         return None  # the reconcile handler owns the InvalidSpec condition
 
 

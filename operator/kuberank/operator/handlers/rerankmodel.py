@@ -15,7 +15,7 @@ import kopf
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.reasons import ALIAS_SHADOWED
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.crd.rerankmodel import aliases_of, served_name
+from kuberank.crd.rerankmodel import InvalidSpecError, aliases_of, parse_spec, served_name
 from kuberank.operator.builders.meta import MODEL_LABEL, RUNTIME_NAME
 from kuberank.operator.handlers.children import on_child_event
 from kuberank.operator.handlers.common import (
@@ -35,6 +35,7 @@ from kuberank.operator.kube import KubeError
 from kuberank.operator.metrics import ModelState
 from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.ownership import NameConflictError
+from kuberank.operator.status import rerankmodel as model_status
 from kuberank.operator.status.rerankmodel import Blocked
 
 RUNTIME_PODS = {"app.kubernetes.io/name": RUNTIME_NAME, MODEL_LABEL: kopf.PRESENT}
@@ -107,15 +108,15 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         if key in _blocked:
             return  # the reconcile handler published why nothing was applied (_block)
         body = models.with_written_status(body)
-        taken_by, shadowed = models.name_standing(
+        taken_by, shadowed = model_status.name_standing(
             body, list(views.neighbours.get(key[0]) or []))
         try:
-            status = models.desired_status(
+            status = model_status.desired_status(
                 body, one(views.deployments, key), list(views.pods.get(key) or []), now(),
                 taken_by=taken_by, shadowed=shadowed,
                 applied_generation=_applied_generation(key, body),
             )
-        except models.InvalidSpecError:
+        except InvalidSpecError:
             return  # the reconcile handler owns the InvalidSpecError condition
         changed = _publish(memo, key, body, status)
         if deleting:  # its metrics go with it (Ready says Deleting until then)
@@ -151,7 +152,7 @@ def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
     until a reconcile gets through."""
     with _status_locks.hold(key):
         _blocked[key] = blocked
-        status = models.desired_status(body, None, [], now(), blocked=blocked)
+        status = model_status.desired_status(body, None, [], now(), blocked=blocked)
         changed = _publish(memo, key, body, status)
     announce(body, changed, "Ready")
 
@@ -166,8 +167,8 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     raw = dict(body)
     key = (body.metadata.namespace or "", body.metadata.name or "")
     try:
-        spec = models.parse_spec(raw.get("spec"))
-    except models.InvalidSpecError as err:
+        spec = parse_spec(raw.get("spec"))
+    except InvalidSpecError as err:
         _block(memo, key, raw, Blocked("InvalidSpec", str(err)))
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
+from kuberank.crd.rerankmodel import InvalidSpecError, parse_spec
 from kuberank.operator.handlers.common import kube_of, log, metrics_of, now
 from kuberank.operator.kube import KubeError
 from kuberank.operator.reconcilers import rerankmodel as models
@@ -48,8 +49,8 @@ async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
     seen: int | None = None  # spec.replicas last time round (None: not looked yet)
     while not stopped:
         try:
-            spec = models.parse_spec(body.get("spec"))
-        except models.InvalidSpecError:
+            spec = parse_spec(body.get("spec"))
+        except InvalidSpecError:
             await stopped.wait(60)
             continue
         if spec.replicas == 0:
@@ -93,8 +94,8 @@ async def autoscaler(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
         await stopped.wait(AUTOSCALE_PERIOD)
         snapshot = dict(body)  # spec, status and resourceVersion of one moment
         try:
-            spec = models.parse_spec(snapshot.get("spec"))
-        except models.InvalidSpecError:
+            spec = parse_spec(snapshot.get("spec"))
+        except InvalidSpecError:
             continue
         if stopped or spec.autoscaling is None:
             continue

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from kuberank.crd.rerankmodel import InvalidSpecError, parse_spec
 from kuberank.operator.kube import Kube, KubeError
-from kuberank.operator.reconcilers.rerankmodel import InvalidSpecError, parse_spec, ref_of
+from kuberank.operator.reconcilers.rerankmodel import ref_of
 from kuberank.operator.status.idle import created_time, last_request_time, seconds_until_scale_down
 
 

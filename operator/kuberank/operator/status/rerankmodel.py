@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kuberank.crd import reasons
+from kuberank.crd.rerankmodel import (
+    InvalidSpecError,
+    NameClaim,
+    Resources,
+    name_holders,
+    parse_spec,
+    served_name,
+)
 from kuberank.operator.builders.meta import endpoint, selector_string
 from kuberank.operator.status.conditions import Cond, stamp
-from kuberank.operator.status.pods import PodProblem
+from kuberank.operator.status.pods import PodProblem, pod_problems
 
 
 @dataclass(frozen=True)
@@ -258,3 +267,76 @@ def _ready(
     if available.status == "False":
         return Cond("Ready", "False", available.reason, available.message)
     return Cond("Ready", "False", progressing.reason, progressing.message)
+
+
+def _holders(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]],
+             ) -> dict[str, NameClaim]:
+    """``name_holders`` over this model and the others of its namespace not being deleted."""
+    me = body["metadata"]["name"]
+    live = [o for o in others if not o["metadata"].get("deletionTimestamp")
+            and o["metadata"]["name"] != me]
+    return name_holders(NameClaim.of(o) for o in [body, *live])
+
+
+def name_standing(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]],
+                  ) -> tuple[str | None, tuple[Shadowed, ...]]:
+    """The model's standing among the models of its namespace, by the rule the gateway routes by
+    (``name_holders``, worked out once): the older RerankModel that serves its served name, if
+    any, and else the aliases of it that reach another model (none for a model that does not hold
+    its served name: ``ServedNameTaken`` says why nothing reaches it). Pure."""
+    holders, mine = _holders(body, others), NameClaim.of(body)
+    if (holder := holders[mine.served_name]).name != mine.name:
+        return holder.name, ()
+    return None, tuple(
+        Shadowed(alias, holder.name, "servedName" if holder.served_name == alias else "alias")
+        for alias in mine.aliases if (holder := holders[alias]).name != mine.name
+    )
+
+
+def desired_status(
+    body: dict[str, Any],
+    deployment: dict[str, Any] | None,
+    pods: Iterable[dict[str, Any]],
+    now: datetime,
+    blocked: Blocked | None = None,
+    taken_by: str | None = None,
+    applied_generation: int | None = None,
+    shadowed: tuple[Shadowed, ...] = (),
+) -> dict[str, Any]:
+    """Status from the model and what its children report (pure); ``taken_by`` names an
+    older model that serves the same served name, ``shadowed`` the aliases that reach other
+    models (``name_standing``); ``applied_generation`` is the newest
+    generation whose children were applied (None: the current one). Raises InvalidSpecError
+    for a spec the operator cannot run, unless ``blocked`` already says why nothing was
+    applied."""
+    meta = body["metadata"]
+    raw_spec = body.get("spec") or {}
+    gpu_name: str = Resources.model_fields["gpu_resource_name"].default
+    served = served_name(body)
+    replicas = int(raw_spec.get("replicas", 1) or 0)
+    scales_to_zero = raw_spec.get("scaleToZero") is not None
+    try:
+        spec = parse_spec(raw_spec)
+        gpu_name, served, replicas = (
+            spec.resources.gpu_resource_name,
+            spec.served_name_for(meta["name"]),
+            spec.replicas,
+        )
+    except InvalidSpecError:
+        if blocked is None:
+            raise
+    facts = ModelFacts(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        generation=int(meta.get("generation") or 0),
+        replicas=replicas,
+        served_name=served,
+        scales_to_zero=scales_to_zero,
+        taken_by=taken_by,
+        shadowed=shadowed,
+        applied_generation=applied_generation,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+    problems = pod_problems(pods, gpu_name)
+    dep = DeploymentState.from_object(deployment) if deployment else None
+    return compute_status(facts, dep, problems, body.get("status"), now, blocked)
