@@ -1,5 +1,8 @@
+import dataclasses
+
 import pytest
 from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
+from kuberank.operator.reconcilers.apikey import Minted, key_events
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +35,20 @@ def test_digest_verifies_only_its_secret() -> None:
 
 def test_same_secret_gets_different_salts() -> None:
     assert digest_secret("a" * 32) != digest_secret("a" * 32)
+
+
+def test_a_key_nobody_asked_to_change_is_a_warning_naming_what_clients_lost() -> None:
+    plain = Minted("a" * 16, "d", None, rotated=False)
+    assert key_events(plain, "k-key") == []
+    rotated = key_events(dataclasses.replace(plain, rotated=True), "k-key")
+    assert rotated == [("Normal", "Rotated", f"New key id {'a' * 16}.")]
+    lost = key_events(dataclasses.replace(plain, lost="b" * 16), "k-key")
+    assert [(kind, reason) for kind, reason, _ in lost] == [("Warning", "KeyReplaced")]
+    assert f"key id {'b' * 16} is gone" in lost[0][2] and "Secret k-key" in lost[0][2]
+    copied = key_events(dataclasses.replace(plain, lost="b" * 16, copied_from="ns/other",
+                                            shared_with="ns/third"), "k-key")
+    assert [reason for _, reason, _ in copied] == ["KeyReplaced", "KeyShared"]
+    assert "ApiKey ns/other" in copied[0][2] and "ApiKey ns/third" in copied[1][2]
+    same_id = key_events(dataclasses.replace(plain, overwritten="a" * 16), "k-key")
+    assert "the key it had under that id is gone" in same_id[0][2]
+    assert all(kind == "Warning" for kind, _, _ in copied + same_id)

@@ -59,37 +59,11 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
             changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:
         raise kopf_error(err) from err
-    if minted.rotated:
-        kopf.event(body, type="Normal", reason="Rotated", message=f"New key id {minted.key_id}.")
-    secret = secret_name(body["metadata"]["name"])
-    if minted.copied_from:
-        gone = (f"; key id {minted.lost} is gone and its clients get 401 until they use the "
-                "new one" if minted.lost else "")
-        _warn(body, "KeyReplaced", f"Secret {secret} held the key of ApiKey "
-              f"{minted.copied_from}, and no two ApiKeys may share a key (the gateway refuses "
-              f"a key two of them hold), so a new key (id {minted.key_id}) was minted{gone}.")
-    elif minted.lost:
-        _warn(body, "KeyReplaced", f"Secret {secret} was deleted or held no kuberank key, so a "
-              f"new key (id {minted.key_id}) was minted; key id {minted.lost} is gone and its "
-              "clients get 401 until they use the new one.")
-    if minted.shared_with:
-        _warn(body, "KeyShared", f"ApiKey {minted.shared_with} publishes this very key (id "
-              f"{minted.key_id}) too, so the gateway refuses it for both: annotate "
-              "kuberank.io/rotate on the one that should get a new key.")
-    if minted.overwritten:
-        lost = (f"key id {minted.overwritten} is gone" if minted.overwritten != minted.key_id
-                else "the key it had under that id is gone")
-        _warn(body, "KeyChanged", f"Secret {secret} now holds a key this operator did not mint "
-              f"(id {minted.key_id}), which is taken as the key; {lost} and its clients get "
-              "401. Annotate kuberank.io/rotate to mint a new one.")
+    for kind, reason, message in apikeys.key_events(minted, secret_name(meta["name"])):
+        if kind == "Warning":  # a change of key nobody asked for: in the log too
+            log.warning("ApiKey %s/%s: %s", meta["namespace"], meta["name"], message)
+        kopf.event(body, type=kind, reason=reason, message=message)
     announce(body, changed, "Active")
-
-
-def _warn(body: dict[str, Any], reason: str, message: str) -> None:
-    """A change of key nobody asked the operator for: in its log and as a Warning Event."""
-    log.warning("ApiKey %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"],
-                message)
-    kopf.event(body, type="Warning", reason=reason, message=message)
 
 
 @kopf.on.resume(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")

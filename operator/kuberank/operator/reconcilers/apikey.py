@@ -56,6 +56,39 @@ class Minted:
     shared_with: str | None = None
 
 
+def key_events(minted: Minted, secret: str) -> list[tuple[str, str, str]]:
+    """The Events (type, reason, message) of what happened to a key: a rotation asked for, or
+    a Warning for each change nobody asked the operator for, naming the key ids clients lost
+    (pure; ``secret`` is the Secret's name)."""
+    events = []
+    if minted.rotated:
+        events.append(("Normal", "Rotated", f"New key id {minted.key_id}."))
+    if minted.copied_from:
+        gone = (f"; key id {minted.lost} is gone and its clients get 401 until they use the "
+                "new one" if minted.lost else "")
+        events.append(("Warning", "KeyReplaced", f"Secret {secret} held the key of ApiKey "
+                       f"{minted.copied_from}, and no two ApiKeys may share a key (the gateway "
+                       f"refuses a key two of them hold), so a new key (id {minted.key_id}) "
+                       f"was minted{gone}."))
+    elif minted.lost:
+        events.append(("Warning", "KeyReplaced", f"Secret {secret} was deleted or held no "
+                       f"kuberank key, so a new key (id {minted.key_id}) was minted; key id "
+                       f"{minted.lost} is gone and its clients get 401 until they use the new "
+                       "one."))
+    if minted.shared_with:
+        events.append(("Warning", "KeyShared", f"ApiKey {minted.shared_with} publishes this "
+                       f"very key (id {minted.key_id}) too, so the gateway refuses it for both: "
+                       "annotate kuberank.io/rotate on the one that should get a new key."))
+    if minted.overwritten:
+        lost = (f"key id {minted.overwritten} is gone" if minted.overwritten != minted.key_id
+                else "the key it had under that id is gone")
+        events.append(("Warning", "KeyChanged", f"Secret {secret} now holds a key this "
+                       f"operator did not mint (id {minted.key_id}), which is taken as the key; "
+                       f"{lost} and its clients get 401. Annotate kuberank.io/rotate to mint a "
+                       "new one."))
+    return events
+
+
 def parse_spec(raw: Any) -> ApiKeySpec:
     try:
         return ApiKeySpec.model_validate(raw or {})
