@@ -19,12 +19,16 @@ import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
 from kuberank.crd.common import GROUP, VERSION, validation_problems
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL, RUNTIME_NAME
-from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
 from kuberank.operator.metrics import OperatorMetrics
 from kuberank.operator.settings import OperatorSettings
+from kuberank.operator.watched import (
+    CHILD_LABELS,
+    KEY_SECRETS,
+    RUNTIME_PODS,
+    label_selector,
+)
 from pydantic import ValidationError
 
 
@@ -75,17 +79,17 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
         p.error(validation_problems(err))
 
 
-_CHILDREN = f"app.kubernetes.io/managed-by={MANAGED_BY},{MODEL_LABEL}"
-# Label selectors the API server applies to the operator's lists and watches of other kinds.
-# The handlers' own ``labels=`` filters run in the operator, after every object of the kind
-# (every Secret and Pod of the cluster) has been listed, held and dispatched.
+_CHILDREN = label_selector(CHILD_LABELS)
+# Label selectors the API server applies to the operator's lists and watches of other kinds:
+# the handlers' own ``labels=`` filters alone run in the operator, after every object of the
+# kind (every Secret and Pod of the cluster) has been listed, held and dispatched.
 WATCH_SELECTORS: dict[tuple[str, str], str] = {
     ("apps", "deployments"): _CHILDREN,
     ("v1", "services"): _CHILDREN,
     ("networking.k8s.io", "networkpolicies"): _CHILDREN,
     ("policy", "poddisruptionbudgets"): _CHILDREN,
-    ("v1", "pods"): f"app.kubernetes.io/name={RUNTIME_NAME},{MODEL_LABEL}",
-    ("v1", "secrets"): APIKEY_LABEL,
+    ("v1", "pods"): label_selector(RUNTIME_PODS),
+    ("v1", "secrets"): label_selector(KEY_SECRETS),
 }
 LIST_CHUNK = 500  # objects per page of an initial list, not a whole cluster's in one answer
 

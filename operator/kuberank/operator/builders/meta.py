@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kuberank.crd.common import API_VERSION
+from kuberank.crd.common import API_VERSION, MANAGED_BY_LABEL
 from kuberank.crd.common import MANAGED_BY as MANAGED_BY
 from kuberank.crd.rerankmodel import child_name as child_name
 
@@ -53,13 +53,13 @@ def selector_string(model: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(model).items())
 
 
+def base_labels() -> dict[str, str]:
+    """On everything the operator makes: the gateway and the operator's watches select by it."""
+    return {MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/part-of": "kuberank"}
+
+
 def labels(model: str) -> dict[str, str]:
-    return {
-        **selector(model),
-        "app.kubernetes.io/instance": model,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "kuberank",
-    }
+    return {**selector(model), "app.kubernetes.io/instance": model, **base_labels()}
 
 
 def metadata(owner: Owner, name: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:

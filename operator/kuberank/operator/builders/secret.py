@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 from kuberank.crd.apikey import SECRET_FIELD, secret_name
-from kuberank.operator.builders.meta import MANAGED_BY, Owner
+from kuberank.operator.builders.meta import Owner, base_labels
 
 APIKEY_LABEL = "kuberank.io/apikey"
 
@@ -20,8 +20,7 @@ def build_secret(owner: Owner, key: str) -> dict[str, Any]:
             "name": secret_name(owner.name),
             "namespace": owner.namespace,
             "labels": {
-                "app.kubernetes.io/managed-by": MANAGED_BY,
-                "app.kubernetes.io/part-of": "kuberank",
+                **base_labels(),
                 APIKEY_LABEL: owner.name,
             },
             "ownerReferences": [owner.reference()],

@@ -16,6 +16,7 @@ from kuberank.crd.common import GROUP, VERSION
 from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.drift import data_edited_since_ours
 from kuberank.operator.handlers.common import (
+    KEY_SECRETS,
     Key,
     KeyedLocks,
     announce,
@@ -87,7 +88,7 @@ def apikey_by_key_id(body: kopf.Body, **_: Any) -> dict[str, Any]:
     return {str(key_id): dict(body)} if key_id else {}
 
 
-@kopf.on.event("v1", "secrets", labels={APIKEY_LABEL: kopf.PRESENT})
+@kopf.on.event("v1", "secrets", labels=KEY_SECRETS)
 def secret_event(
     event: kopf.RawEvent,
     labels: kopf.Labels,

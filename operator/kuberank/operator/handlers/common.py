@@ -14,17 +14,17 @@ from typing import Any
 
 import kopf
 from kuberank.crd.reasons import NO_REPLICAS_READY
-from kuberank.operator.builders.meta import MANAGED_BY, MODEL_LABEL
 from kuberank.operator.kube import Kube, KubeError
 from kuberank.operator.metrics import OperatorMetrics
 from kuberank.operator.reconcilers.ownership import NameConflictError
 from kuberank.operator.settings import OperatorSettings
+from kuberank.operator.watched import CHILD_LABELS as CHILD_LABELS
+from kuberank.operator.watched import KEY_SECRETS as KEY_SECRETS
+from kuberank.operator.watched import RUNTIME_PODS as RUNTIME_PODS
 
 log = logging.getLogger("kuberank.operator")
 
 Key = tuple[str, str]  # (namespace, name) of a RerankModel or ApiKey
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_LABELS = {**MANAGED, MODEL_LABEL: kopf.PRESENT}
 
 # Not Ready, but on the way or by choice: a start, a rollout, zero replicas someone asked for
 # (or scaleToZero chose). Normal Events, so `--field-selector type=Warning` lists problems only.

@@ -16,10 +16,11 @@ from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.reasons import ALIAS_SHADOWED
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.crd.rerankmodel import InvalidSpecError, aliases_of, parse_spec, served_name
-from kuberank.operator.builders.meta import MODEL_LABEL, RUNTIME_NAME
+from kuberank.operator.builders.meta import MODEL_LABEL
 from kuberank.operator.handlers.children import on_child_event
 from kuberank.operator.handlers.common import (
     CHILD_LABELS,
+    RUNTIME_PODS,
     Key,
     KeyedLocks,
     announce,
@@ -37,8 +38,6 @@ from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.ownership import NameConflictError
 from kuberank.operator.status import rerankmodel as model_status
 from kuberank.operator.status.rerankmodel import Blocked
-
-RUNTIME_PODS = {"app.kubernetes.io/name": RUNTIME_NAME, MODEL_LABEL: kopf.PRESENT}
 
 # kopf runs sync handlers of different objects (the model, its Deployment, its pods) on a thread
 # pool. Status for one model is computed and written under its lock, from the indexes as they are
