@@ -240,17 +240,13 @@ def test_unreachable_server_gives_up_after_attempts(tmp_path: Path) -> None:
         fetch_url("http://127.0.0.1:9/m.gguf", SHA, tmp_path, attempts=2, timeout_s=1)
 
 
-def test_pvc_path_is_symlinked_or_copied(tmp_path: Path) -> None:
+def test_pvc_path_is_symlinked(tmp_path: Path) -> None:
     volume = tmp_path / "source" / "models"
     volume.mkdir(parents=True)
     (volume / "r.gguf").write_bytes(b"gguf-bytes")
     dest = tmp_path / "cache"
     assert main(["pvc", "--path", str(volume / "r.gguf"), "--dest", str(dest)]) == 0
     assert os.readlink(dest / "model.gguf") == str(volume / "r.gguf")
-    copy = tmp_path / "copy"
-    assert main(["pvc", "--path", str(volume / "r.gguf"), "--dest", str(copy), "--copy"]) == 0
-    assert (copy / "r.gguf").read_bytes() == b"gguf-bytes"
-    assert os.readlink(copy / "model.gguf") == "r.gguf"
 
 
 def test_missing_pvc_file_fails_with_the_path(

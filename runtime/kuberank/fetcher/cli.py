@@ -16,7 +16,7 @@ from pathlib import Path
 from kuberank.fetcher.cache import exclusive, hf_entry, url_entry
 from kuberank.fetcher.download import fetch_url
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
-from kuberank.fetcher.files import copy_into, point_link
+from kuberank.fetcher.files import point_link
 from kuberank.fetcher.huggingface import fetch_hf
 
 log = logging.getLogger("kuberank.fetch")
@@ -38,7 +38,6 @@ def _parser() -> argparse.ArgumentParser:
     hf.add_argument("--revision", default="main")
     pvc = sub.add_parser("pvc", help="file on a mounted volume")
     pvc.add_argument("--path", required=True, type=Path)
-    pvc.add_argument("--copy", action="store_true", help="copy instead of symlinking")
     for s in (url, hf, pvc):
         s.add_argument("--dest", type=Path, default=Path("/models"),
                        help="where the link is made (the pod's own directory)")
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> Path:
         path: Path = args.path
         if not path.is_file():
             raise FetchError(f"{path} not found on the volume; check spec.source.pvc.path")
-        target = copy_into(path, dest) if args.copy else path
+        target = path  # linked where it lies: the claim is mounted read-only into the pod
     return point_link(dest, args.link, target)
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
-
-from kuberank.fetcher.errors import FetchError
 
 CHUNK = 1 << 20
 
@@ -32,16 +29,3 @@ def point_link(dest: Path, link_name: str, target: Path) -> Path:
     tmp.symlink_to(rel)
     os.replace(tmp, link)
     return link
-
-
-def copy_into(source: Path, dest: Path) -> Path:
-    """Copy a file into dest via a .part file, so a crash never leaves a half file in place."""
-    if not source.is_file():
-        raise FetchError(f"{source} does not exist or is not a file; check spec.source.pvc.path")
-    final = dest / source.name
-    if final.exists() and final.stat().st_size == source.stat().st_size:
-        return final
-    part = final.with_name(final.name + ".part")
-    shutil.copyfile(source, part)
-    os.replace(part, final)
-    return final
