@@ -924,7 +924,9 @@ def test_a_model_at_zero_replicas_without_scale_to_zero_is_not_woken(tenant: Ten
     assert known_to_the_gateway(tenant, key)["state"] == "stopped"
     response = tenant.post(key)
     assert response.status_code == 503 and response.json()["error"]["code"] == "no_ready_replica"
-    assert "spec.replicas is 0" in response.json()["error"]["message"]
+    assert (f"spec.replicas is 0 (kubectl scale rrm tiny -n {tenant.namespace} --replicas=1 "
+            "serves it)") in response.json()["error"]["message"]
+    assert "retry-after" not in response.headers  # nothing brings it back by itself
 
     def recorded_not_woken() -> None:  # LAST REQUEST is kept for every model
         model = tenant.get_model("tiny")

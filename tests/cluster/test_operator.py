@@ -330,13 +330,14 @@ def test_idle_model_with_scale_to_zero_goes_to_zero_once_requests_stop(
     events = kubectl.run(
         "get", "events", "--field-selector", "involvedObject.name=idle", "-o", "json"
     )
-    scaled = [e for e in json.loads(events.stdout)["items"] if e["reason"] == "ScaledToZero"]
+    scaled = [e for e in json.loads(events.stdout)["items"]
+              if e["reason"] in ("ScaledToZero", "IdleScaleDown")]
     assert {e["type"] for e in scaled} == {"Normal"}, "an idle model is not a warning"
-    messages = sorted(e["message"] for e in scaled)
     # one Event for the scale-down, one for the Ready transition (not one per child event)
-    assert messages == [
-        "Idle, so scaled to 0 replicas; the next request through the gateway wakes it.",
-        "No request for 10 s: scaled from 2 to 0 replicas.",
+    assert sorted((e["reason"], e["message"]) for e in scaled) == [
+        ("IdleScaleDown", "No request for 10 s: scaled from 2 to 0 replicas."),
+        ("ScaledToZero",
+         "Idle, so scaled to 0 replicas; the next request through the gateway wakes it."),
     ]
 
     # Scaled up by hand, it gets a whole idle spell again before going back to zero; so does a
@@ -740,6 +741,36 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
 
     kubectl.run("delete", "ak", "ci", "--wait=true")
     wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
+
+
+def test_a_keys_status_follows_each_edit_of_expiry_and_disabled_without_flapping(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """The expiry daemon wrote status from the spec it read before its nap: after an edit the
+    status flipped back to what the old spec said for a few seconds (Expired, Valid, Expired),
+    an Event each time, while the gateway already enforced the new spec."""
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "steady"}, "spec": {"expiresAt": _in(3600)}})
+    wait_condition(wait_for, kubectl, "ak", "steady", "Active", "True", "Valid", timeout=30)
+
+    def holds(reason: str) -> None:
+        wait_condition(wait_for, kubectl, "ak", "steady", "Active", "False" if reason != "Valid"
+                       else "True", reason, timeout=30)
+        deadline = time.monotonic() + 7  # longer than the daemon's naps (5 s)
+        while time.monotonic() < deadline:
+            said = condition(kubectl.get("ak", "steady"), "Active").get("reason")
+            assert said == reason, f"Active went back to {said} after the edit to {reason}"
+            time.sleep(0.5)
+
+    for spec, reason in (({"expiresAt": _in(-60)}, "Expired"), ({"expiresAt": _in(3600)}, "Valid"),
+                         ({"disabled": True}, "Disabled"), ({"disabled": False}, "Valid")):
+        kubectl.run("patch", "ak", "steady", "--type=merge", "-p", json.dumps({"spec": spec}))
+        holds(reason)
+    kubectl.run("delete", "ak", "steady", "--wait=true")
+
+
+def _in(seconds: int) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_a_key_written_into_the_secret_by_hand_becomes_the_key(

@@ -303,7 +303,9 @@ def test_a_model_still_loading_says_so_in_its_503() -> None:
         assert response.headers["retry-after"]
 
 
-def test_series_of_deleted_keys_and_models_leave_the_next_scrape(client: TestClient) -> None:
+def test_series_of_deleted_keys_and_models_leave_after_one_scrape_reads_them(
+    client: TestClient,
+) -> None:
     rerank(client, KEY_BGE_ONLY)
     rerank(client, KEY_ALL, {"model": "minilm", "query": "q", "documents": ["a"]})
     rerank(client, KEY_OTHER_NS)
@@ -312,6 +314,8 @@ def test_series_of_deleted_keys_and_models_leave_the_next_scrape(client: TestCli
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
     gateway.keys.remove("ns1", "bge-only")
     gateway.routes.remove_model("ns1", "minilm")
+    last = client.get("/metrics").text  # the requests since the scrape before are read
+    assert mine.key_id in last and 'model="minilm"' in last
     text = client.get("/metrics").text
     assert mine.key_id not in text  # its key is gone
     assert 'model="minilm"' not in text  # its model is gone, with every metric's series

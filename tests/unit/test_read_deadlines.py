@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -355,6 +356,7 @@ def test_what_the_http_parser_refuses_is_a_json_400(port: int) -> None:
     assert reasons == ["bad_request"]
     assert status == 400 and headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "bad_request"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])  # as every answer has one
 
 
 def _with_small_receive_buffer(port: int) -> socket.socket:

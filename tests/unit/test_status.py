@@ -416,11 +416,27 @@ def test_apikey_disabled_and_pending_and_no_secret_in_status() -> None:
     assert _by_type(pending)["Active"]["reason"] == "Pending" and "keyId" not in pending
 
 
-def test_a_scale_down_in_progress_says_so() -> None:
+def test_a_scale_down_in_progress_says_so_and_the_model_stays_ready() -> None:
+    """Each step down (an autoscaler's, kubectl scale) flipped Ready to False, with an Event
+    saying "2 of 1 replicas updated", until the extra pods were gone."""
     facts = ModelFacts(name="bge", namespace="ns", generation=2, replicas=1, served_name="bge")
-    conds = _by_type(compute_status(facts, _dep(replicas=3, ready=3, updated=3, available=3),
-                                    [], None, T0))
-    assert conds["Progressing"]["message"] == "Scaling down: 3 replicas running, 1 wanted."
+    three = dict(replicas=3, ready=3, updated=3, available=3)
+    for unseen in (False, True):  # the Deployment controller has (not) taken the new count
+        dep = _dep(**three, observed_generation=4 if unseen else 5)
+        conds = _by_type(compute_status(facts, dep, [], None, T0))
+        assert conds["Progressing"]["message"] == "Scaling down: 3 replicas running, 1 wanted."
+        assert conds["Ready"]["status"] == "True", unseen
+        assert conds["Available"]["status"] == "True"
+    done = _by_type(compute_status(facts, _dep(replicas=1, ready=1, updated=1, available=1),
+                                   [], None, T0))
+    assert done["Progressing"]["reason"] == "RolloutComplete" and done["Ready"]["status"] == "True"
+
+
+def test_a_new_spec_the_deployment_controller_has_not_taken_is_not_ready_yet() -> None:
+    conds = _by_type(compute_status(FACTS, _dep(observed_generation=4), [], None, T0))
+    assert conds["Ready"]["status"] == "False"
+    assert conds["Progressing"]["message"] == (
+        "The Deployment controller has not taken the new spec yet.")
 
 
 def test_a_surge_pod_of_a_rollout_is_not_called_a_scale_down() -> None:

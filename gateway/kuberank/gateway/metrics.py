@@ -7,8 +7,10 @@ teams may serve the same name, and their series, dashboards and alerts must stay
 precedence over the scrape target's own ``namespace`` (the chart's ServiceMonitor honours labels),
 so gateway series line up with the runtime pods' series of the same model.
 
-Series of deleted keys and models are dropped at the next scrape (``forget_gone``): a cluster
-that churns through keys and models must not grow the gateway's memory and every scrape forever.
+Series of deleted (or rotated) keys and of deleted models are dropped (``forget_gone``), one
+scrape after they went: that scrape still reads their last counts, the requests since the scrape
+before it; a cluster that churns through keys and models must not grow the gateway's memory and
+every scrape forever.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Seen gone at the last scrape, which read their last counts: dropped at the next.
+        self._gone_models: set[tuple[str, str]] = set()
+        self._gone_keys: set[tuple[str, str]] = set()
         self.requests = Counter(
             "kuberank_gateway_requests",
             "Rerank requests answered by the gateway.",
@@ -111,20 +116,31 @@ class GatewayMetrics:
     def forget_gone(
         self, models: Set[tuple[str, str]], keys: Set[tuple[str, str]]
     ) -> None:
-        """Drop the series of models (``(namespace, served name)``) and keys (``(key id,
-        namespace)``) no longer known. ``""`` (requests that matched no model or key) stays."""
+        """Before a scrape: drop the series of models (``(namespace, served name)``) and keys
+        (``(key id, namespace)``) that were already gone at the scrape before, which read their
+        last counts. ``""`` (requests that matched no model or key) stays."""
         labelled: list[MetricWrapperBase] = [
             self.requests, self.latency, self.upstream_errors, self.tokens, self.in_flight,
             self.wakeups, self.wake_wait,
         ]
+        gone_models: set[tuple[str, str]] = set()
         for metric in labelled:
             for labels in _label_sets(metric, ("namespace", "model")):
-                if labels["model"] and (labels["namespace"], labels["model"]) not in models:
-                    metric.remove_by_labels(labels)
+                model = (labels["namespace"], labels["model"])
+                if labels["model"] and model not in models:
+                    gone_models.add(model)
+                    if model in self._gone_models:
+                        metric.remove_by_labels(labels)
+        gone_keys: set[tuple[str, str]] = set()
         for metric in (self.requests, self.tokens):
             for labels in _label_sets(metric, ("key_id", "namespace")):
-                if labels["key_id"] and (labels["key_id"], labels["namespace"]) not in keys:
-                    metric.remove_by_labels(labels)
+                key = (labels["key_id"], labels["namespace"])
+                if labels["key_id"] and key not in keys:
+                    gone_keys.add(key)
+                    if key in self._gone_keys:
+                        metric.remove_by_labels(labels)
+        self._gone_models = gone_models - self._gone_models
+        self._gone_keys = gone_keys - self._gone_keys
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

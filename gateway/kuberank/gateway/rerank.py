@@ -193,14 +193,16 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
         endpoints = await unless_client_leaves(request, gateway.waker.ready_endpoints(route))
     if not endpoints:
         why = f": {route.failing}" if route.failing else ""
-        if route.replicas == 0 and not why:  # it will not come back by itself
-            why = ": spec.replicas is 0 (kubectl scale rrm --replicas=1 serves it)"
+        stopped = route.replicas == 0 and not why
+        if stopped:  # it will not come back by itself: no Retry-After to wait for
+            why = (f": spec.replicas is 0 (kubectl scale rrm {route.name} -n {route.namespace} "
+                   "--replicas=1 serves it)")
         elif route.starting and not why:
             why = ": its replicas are still fetching or loading the model"
         raise Unavailable(
             f"model {route.served_name!r} has no ready replica{why}",
             code="no_ready_replica",
-            retry_after=settings.retry_after,
+            retry_after=None if stopped else settings.retry_after,
         )
 
     if requested and requested != route.served_name:  # an alias

@@ -39,6 +39,8 @@ from kuberank.protocol.errors import (
     RequestTimeout,
     error_body,
 )
+from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
+from kuberank.protocol.requestid import choose_request_id
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,13 @@ LINGER_IDLE_SECONDS = 2.0
 LINGER_SECONDS = 10.0
 
 
-def error_bytes(err: ApiError) -> bytes:
-    """``err`` as a whole HTTP/1.1 answer in the API's error shape, closing the connection."""
+def error_bytes(err: ApiError, request_id: str) -> bytes:
+    """``err`` as a whole HTTP/1.1 answer in the API's error shape, closing the connection,
+    with an ``x-request-id`` as every answer has (a fresh one: the request never parsed)."""
     body = json.dumps(error_body(err)).encode()
     head = (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\n"
             f"content-type: application/json\r\nconnection: close\r\n"
-            f"content-length: {len(body)}\r\n\r\n")
+            f"{REQUEST_ID_HEADER}: {request_id}\r\ncontent-length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
@@ -256,12 +259,14 @@ class BoundedProtocol(HttpToolsProtocol):
         return False
 
     def _close(self, err: ApiError, answer: bool) -> None:
-        log.info("%s: %d %s", self._peer(), err.status, err.message)
+        chosen = choose_request_id(None)
+        log.info("%s: %d %s (request %s)", self._peer(), err.status, err.message,
+                 chosen if answer else "-")
         self.on_closed(err.code)
         if not answer:
             self.transport.close()
             return
-        self.transport.write(error_bytes(err))
+        self.transport.write(error_bytes(err, chosen))
         self._linger()
 
     def _linger(self) -> None:

@@ -77,7 +77,8 @@ async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
         if had:
             metrics_of(memo).scalings.labels(meta["namespace"], meta["name"], "idle").inc()
             idle = spec.scale_to_zero.after_idle_seconds if spec.scale_to_zero else 0
-            kopf.event(body, type="Normal", reason="ScaledToZero",
+            # The action; the Ready transition it brings has its own Event (ScaledToZero).
+            kopf.event(body, type="Normal", reason="IdleScaleDown",
                        message=f"No request for {idle} s: scaled from {had} to 0 replicas.")
             up_since = None
         await stopped.wait(1.0)  # let the watch deliver the scaled object

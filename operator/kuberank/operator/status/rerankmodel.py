@@ -172,11 +172,21 @@ def _aliases_shadowed(shadowed: tuple[Shadowed, ...]) -> Cond:
 
 
 def _rolled_out(facts: ModelFacts, dep: DeploymentState) -> bool:
-    return (
+    """Every wanted replica runs the current spec: the Deployment controller saw the spec and
+    no pod of an older one is left, or the model is scaling down (``_shrinking``)."""
+    return _shrinking(facts, dep) or (
         dep.observed_generation >= dep.generation
         and dep.updated >= facts.replicas
         and dep.replicas == facts.replicas
     )
+
+
+def _shrinking(facts: ModelFacts, dep: DeploymentState) -> bool:
+    """More pods than wanted, every one of them of the current spec: a scale-down (the extra
+    pods are on their way out, even before the Deployment controller has seen the new count),
+    not a rollout's surge. A wanted replica that serves stays Ready through it: each step
+    down of an autoscaler is no outage."""
+    return facts.replicas < dep.replicas and dep.updated >= dep.replicas
 
 
 def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
@@ -218,17 +228,20 @@ def _progressing(facts: ModelFacts, dep: DeploymentState | None) -> Cond:
             "ProgressDeadlineExceeded",
             "The rollout made no progress in time; see the Degraded condition and pod events.",
         )
-    if _rolled_out(facts, dep) and dep.ready >= facts.replicas:
-        return Cond("Progressing", "False", "RolloutComplete", "All replicas run the current spec.")
-    if (dep.replicas > facts.replicas and dep.updated >= dep.replicas
-            and dep.observed_generation >= dep.generation):  # extra pods of this spec, not surge
+    if _shrinking(facts, dep):
         return Cond("Progressing", "True", "RollingOut",
                     f"Scaling down: {dep.replicas} replicas running, {facts.replicas} wanted.")
+    if _rolled_out(facts, dep) and dep.ready >= facts.replicas:
+        return Cond("Progressing", "False", "RolloutComplete", "All replicas run the current spec.")
+    if dep.observed_generation < dep.generation:  # its counts are of the spec before
+        return Cond("Progressing", "True", "RollingOut",
+                    "The Deployment controller has not taken the new spec yet.")
     return Cond(
         "Progressing",
         "True",
         "RollingOut",
-        f"{dep.updated} of {facts.replicas} replicas updated, {dep.ready} ready.",
+        f"{min(dep.updated, facts.replicas)} of {facts.replicas} replicas updated, "
+        f"{dep.ready} ready.",
     )
 
 
