@@ -314,6 +314,7 @@ def test_series_of_deleted_keys_and_models_leave_after_one_scrape_reads_them(
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
     gateway.keys.remove("ns1", "bge-only")
     gateway.routes.remove_model("ns1", "minilm")
+    assert client.head("/metrics").status_code == 200  # a probe, no scrape: nothing moves on
     last = client.get("/metrics").text  # the requests since the scrape before are read
     assert mine.key_id in last and 'model="minilm"' in last
     text = client.get("/metrics").text

@@ -283,6 +283,7 @@ def test_the_request_schema_admits_no_body_the_checks_refuse(model: Any, field: 
     schema = jsonschema.Draft202012Validator(model.model_json_schema())
     schema.validate({"query": "q", field: ["a"], "top_n": 1})
     refused = [{"query": "", field: ["a"]}, {"query": " \n\t", field: ["a"]},
+               {"query": "\u001f\u3000\u0085", field: ["a"]},
                {"query": "q", field: []}, {"query": "q", field: ["a"], "top_n": 0}]
     if model is CohereRequest:
         refused.append({"query": "q", field: ["a"], "max_tokens_per_doc": 0})

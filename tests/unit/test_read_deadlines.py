@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import socket
 import threading
@@ -340,6 +341,25 @@ def test_a_client_still_sending_when_refused_gets_the_answer_not_a_reset(port: i
             time.sleep(0.2)  # the refusal goes out, the rest of the bytes lie unread there
             status, _, _ = _answer(_until_closed(conn))
         assert status == 431
+
+
+def test_a_refusal_ends_the_request_it_breaks_and_times_nothing_while_it_lingers(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chunked body that breaks while the app reads it is refused by the server (400); the
+    app, still running, must not write after the end of the connection (a RuntimeError, two
+    tracebacks), and bytes the client keeps sending past the read deadline while the server
+    lingers start no deadline of their own (a second refusal counted, the linger cut short)."""
+    with closing_reasons() as reasons, _connect(port) as conn:
+        conn.sendall(CHUNKED.replace(b"Transfer", b"Content-Encoding: br\r\nTransfer")
+                     + b"zz\r\n")
+        for _ in range(8):  # past DEADLINE (1 s), within the linger
+            time.sleep(0.2)
+            conn.sendall(b"more bytes of a request already refused\r\n")
+        status, _, body = _answer(_until_closed(conn))
+    assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
+    assert reasons == ["bad_request"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def test_headers_under_the_cap_are_served(port: int) -> None:

@@ -419,17 +419,40 @@ def test_apikey_disabled_and_pending_and_no_secret_in_status() -> None:
 def test_a_scale_down_in_progress_says_so_and_the_model_stays_ready() -> None:
     """Each step down (an autoscaler's, kubectl scale) flipped Ready to False, with an Event
     saying "2 of 1 replicas updated", until the extra pods were gone."""
-    facts = ModelFacts(name="bge", namespace="ns", generation=2, replicas=1, served_name="bge")
     three = dict(replicas=3, ready=3, updated=3, available=3)
-    for unseen in (False, True):  # the Deployment controller has (not) taken the new count
-        dep = _dep(**three, observed_generation=4 if unseen else 5)
-        conds = _by_type(compute_status(facts, dep, [], None, T0))
-        assert conds["Progressing"]["message"] == "Scaling down: 3 replicas running, 1 wanted."
-        assert conds["Ready"]["status"] == "True", unseen
-        assert conds["Available"]["status"] == "True"
+    before = compute_status(dataclasses.replace(FACTS, generation=1, replicas=3),
+                            _dep(**three, generation=4, observed_generation=4), [], None, T0)
+    assert _by_type(before)["Ready"]["status"] == "True"
+    facts = dataclasses.replace(FACTS, generation=2, replicas=1)
+    # Scaled to 1: the Deployment controller has not taken the new count yet, then it has.
+    lagging = compute_status(facts, _dep(**three, observed_generation=4), [], before, T0)
+    assert lagging["conditions"] == before["conditions"] and lagging["observedGeneration"] == 1
+    shrinking = compute_status(facts, _dep(**three), [], lagging, T0)
+    conds = _by_type(shrinking)
+    assert conds["Progressing"]["message"] == "Scaling down: 3 replicas running, 1 wanted."
+    assert conds["Ready"]["status"] == "True" and conds["Available"]["status"] == "True"
+    assert shrinking["observedGeneration"] == 2
+    assert transitions(before["conditions"], shrinking["conditions"]) == [
+        c for c in shrinking["conditions"] if c["type"] == "Progressing"]  # Ready never moved
     done = _by_type(compute_status(facts, _dep(replicas=1, ready=1, updated=1, available=1),
-                                   [], None, T0))
+                                   [], shrinking, T0))
     assert done["Progressing"]["reason"] == "RolloutComplete" and done["Ready"]["status"] == "True"
+
+
+def test_a_new_image_with_fewer_replicas_is_not_ready_before_it_rolls_out() -> None:
+    """The Deployment's counts before its controller takes the new spec are of the old pods:
+    all "updated", more than wanted. That is no scale-down of the new spec: nothing of the new
+    generation is said until the controller has taken it."""
+    three = dict(replicas=3, ready=3, updated=3, available=3)
+    before = compute_status(dataclasses.replace(FACTS, generation=1, replicas=3),
+                            _dep(**three), [], None, T0)
+    facts = dataclasses.replace(FACTS, generation=2, replicas=1)
+    lagging = compute_status(facts, _dep(**three, generation=6), [], before, T0)
+    assert lagging["observedGeneration"] == 1  # not the new generation's Ready
+    taken = compute_status(facts, _dep(generation=6, observed_generation=6, replicas=4,
+                                       updated=1, ready=3, available=3), [], lagging, T0)
+    assert _by_type(taken)["Ready"]["status"] == "False"
+    assert _by_type(taken)["Progressing"]["message"] == "1 of 1 replicas updated, 3 ready."
 
 
 def test_a_new_spec_the_deployment_controller_has_not_taken_is_not_ready_yet() -> None:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from kuberank.gateway.catalog import catalog_router
 from kuberank.gateway.context import Gateway
@@ -21,7 +21,7 @@ from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect
 from kuberank.protocol.errors import Unavailable, error_response, install_error_handlers
 from kuberank.protocol.openapi import document_request_bodies, rerank_responses
-from kuberank.protocol.paths import HeadAsGet, PathNormalizer
+from kuberank.protocol.paths import HeadAsGet, PathNormalizer, is_head
 from kuberank.protocol.requestid import RequestIdMiddleware
 from kuberank.protocol.schemas import ErrorResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -103,9 +103,11 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}}})
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         gateway.metrics.keys.set(len(gateway.keys))
-        if gateway.source.synced():  # empty tables before the first list mean nothing yet
+        # Empty tables before the first list mean nothing yet; a HEAD is no scrape (the series
+        # of a deleted key are dropped at the scrape after the one that read their last counts).
+        if gateway.source.synced() and not is_head(request.scope):
             gateway.metrics.forget_gone(gateway.routes.served_names(), gateway.keys.key_ids())
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -124,7 +124,7 @@ class BoundedProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
         between_chunks, self._not_trailers = self._chunk_begun, False
         super().data_received(data)
-        if self.transport.is_closing():
+        if self._ending():  # a refusal inside the parser: its answer is out
             return
         # Only whole reads after the last chunk's size line count: the trailers in the read that
         # brought that line are not (the cap holds within one read's size).
@@ -202,7 +202,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def _drain_stalled(self) -> None:
         """The rest of a body answered early stopped coming: its answer is out, so close."""
         self._drain_deadline = None
-        if not self.transport.is_closing() and not self._answering():
+        if not self._ending() and not self._answering():
             log.info("%s: sent no more of a body already answered for %g s; the connection "
                      "is closed", self._peer(), self.read_seconds)
             self.on_closed(RequestTimeout.default_code)
@@ -226,7 +226,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._header_deadline = None
-        if self.transport.is_closing():
+        if self._ending():
             return
         if self._answering():  # a pipelined request stalls behind one still being answered:
             self._arm_header_deadline()  # its answer must not be cut, so look again later
@@ -258,7 +258,13 @@ class BoundedProtocol(HttpToolsProtocol):
             return True
         return False
 
+    def _ending(self) -> bool:
+        """Closed, closing or lingering: nothing more is read, answered or timed."""
+        return self.transport.is_closing() or bool(self._linger_until)
+
     def _close(self, err: ApiError, answer: bool) -> None:
+        if self._ending():
+            return
         chosen = choose_request_id(None)
         log.info("%s: %d %s (request %s)", self._peer(), err.status, err.message,
                  chosen if answer else "-")
@@ -271,9 +277,12 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _linger(self) -> None:
         """End the server's side after the answer, then drop what still comes in until the
-        client goes quiet, hangs up, or ``LINGER_SECONDS`` pass; then close."""
+        client goes quiet, hangs up, or ``LINGER_SECONDS`` pass; then close. A request still
+        running is told its client is gone: nothing can be written after the end."""
+        self._disarm_header_deadline()
         _cancel(self._drain_deadline)
         self._drain_deadline = None
+        self._abandon_requests()
         try:
             self.transport.write_eof()
         except (NotImplementedError, RuntimeError):
@@ -349,7 +358,16 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._after_answers is not None:  # the answer before it closed the connection
             self.on_closed(self._after_answers.code)
             self._after_answers = None
-        for cycle in self._unanswered:  # uvicorn tells only the newest (a pipelined one):
-            cycle.disconnected = True   # the one being answered would write to a closed
-            cycle.message_event.set()   # transport, and score for nobody
+        self._abandon_requests()
         super().connection_lost(exc)
+
+    def _abandon_requests(self) -> None:
+        """Tell every request of the connection not answered yet that its client is gone
+        (uvicorn tells only the newest, a pipelined one): the one being answered would write to
+        a closed transport, and score for nobody."""
+        running = [c for c in (*self._unanswered, self.cycle)
+                   if c is not None and not c.response_complete]
+        for cycle in running:
+            cycle.disconnected = True
+            cycle.waiting_for_100_continue = False
+            cycle.message_event.set()

@@ -50,6 +50,14 @@ def sent_path(scope: Scope) -> str:
 
 
 
+HEAD_STATE = "head"  # in scope["state"]: the GET being run answers a HEAD
+
+
+def is_head(scope: Scope) -> bool:
+    """Whether the GET being run answers a HEAD (a route with side effects may skip them)."""
+    return bool((scope.get("state") or {}).get(HEAD_STATE))
+
+
 class HeadAsGet:
     """HEAD is answered as GET without the body: a server that answers GET answers HEAD
     (RFC 9110), load balancers probe with it, and FastAPI routes declare GET alone."""
@@ -69,4 +77,5 @@ class HeadAsGet:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
+        scope.setdefault("state", {})[HEAD_STATE] = True
         await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -30,9 +30,13 @@ class TextObject(_Wire):
 Document = str | TextObject
 
 # Refused by the checks after parsing, with their own codes (400 empty_documents, 422
-# invalid_top_n, empty_query), and stated in the schema so that a body it admits is served.
+# invalid_top_n, empty_query), and stated in the schema so that a body it admits is served (but
+# for a query of only invisible characters, such as a zero-width space: no token, a 422 too).
+# The pattern is ECMA-262's (JSON Schema's), whose \S is not Python's: a character that is no
+# whitespace to str.strip, spelled out.
+NON_EMPTY_TEXT: JsonDict = {
+    "pattern": "[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"}
 # Lists stop at their first bad item: a body of a million wrong documents costs one error.
-NON_EMPTY_TEXT: JsonDict = {"pattern": r"\S"}
 AT_LEAST_ONE: JsonDict = {"minimum": 1}
 
 

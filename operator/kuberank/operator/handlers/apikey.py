@@ -127,15 +127,17 @@ async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, 
         if stopped:
             continue
         try:
-            await asyncio.to_thread(_publish_expiry, memo, dict(body))
+            await asyncio.to_thread(_publish_expiry, memo, body)
         except KubeError as err:
             log.warning("expiry status update failed: %s", err.message)
 
 
-def _publish_expiry(memo: Any, body: dict[str, Any]) -> None:
-    meta = body["metadata"]
-    with _status_locks.hold((meta["namespace"], meta["name"])):
-        body = apikeys.with_written_status(body)
+def _publish_expiry(memo: Any, live: kopf.Body) -> None:
+    """Under the key's lock, from the object as it is then (kopf keeps ``live`` current): a
+    spec edit handled while this waited for the lock is what it sees, not the spec before."""
+    key = (live["metadata"]["namespace"], live["metadata"]["name"])
+    with _status_locks.hold(key):
+        body = apikeys.with_written_status(dict(live))
         try:
             spec = apikeys.parse_spec(body.get("spec"))
         except apikeys.InvalidApiKeyError:

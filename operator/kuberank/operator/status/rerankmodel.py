@@ -117,6 +117,10 @@ def compute_status(
     ready = deployment.ready if deployment else 0
     wanted = _conditions(facts, deployment, problems, blocked)
     observed = facts.observed(blocked is not None)
+    kept = _while_deployment_lags(facts, deployment, blocked, previous)
+    if kept is not None:
+        wanted = [kept.get(c.type, c) for c in wanted]
+        observed = min(observed, int(previous.get("observedGeneration") or observed))
     status: dict[str, Any] = {
         "observedGeneration": observed,
         "conditions": stamp(wanted, previous.get("conditions"), now, observed),
@@ -171,6 +175,28 @@ def _aliases_shadowed(shadowed: tuple[Shadowed, ...]) -> Cond:
                 "Remove each from spec.aliases here or from the other model.")
 
 
+_FROM_THE_DEPLOYMENT = ("Ready", "Available", "Progressing")
+
+
+def _while_deployment_lags(
+    facts: ModelFacts, dep: DeploymentState | None, blocked: Blocked | None,
+    previous: dict[str, Any],
+) -> dict[str, Cond] | None:
+    """The conditions that stand while the Deployment controller has not taken the newest spec
+    the operator applied: its counts are of the spec before, which says nothing of the new one
+    (a scale-down would read "2 of 1 replicas updated"; a new image, with fewer replicas, all
+    of them updated). What the status said stays, with its observedGeneration, until it has:
+    no Ready flapping at each step of an autoscaler, and no Ready for a spec not rolled out."""
+    if (dep is None or dep.observed_generation >= dep.generation or blocked is not None
+            or facts.deleting or facts.taken_by is not None):
+        return None
+    before = {c.get("type"): c for c in previous.get("conditions") or []}
+    if any(kind not in before for kind in _FROM_THE_DEPLOYMENT):
+        return None  # nothing said yet: say what can be said
+    return {kind: Cond(kind, before[kind]["status"], before[kind]["reason"],
+                       before[kind]["message"]) for kind in _FROM_THE_DEPLOYMENT}
+
+
 def _rolled_out(facts: ModelFacts, dep: DeploymentState) -> bool:
     """Every wanted replica runs the current spec: the Deployment controller saw the spec and
     no pod of an older one is left, or the model is scaling down (``_shrinking``)."""
@@ -183,10 +209,10 @@ def _rolled_out(facts: ModelFacts, dep: DeploymentState) -> bool:
 
 def _shrinking(facts: ModelFacts, dep: DeploymentState) -> bool:
     """More pods than wanted, every one of them of the current spec: a scale-down (the extra
-    pods are on their way out, even before the Deployment controller has seen the new count),
-    not a rollout's surge. A wanted replica that serves stays Ready through it: each step
-    down of an autoscaler is no outage."""
-    return facts.replicas < dep.replicas and dep.updated >= dep.replicas
+    pods are on their way out), not a rollout's surge. A wanted replica that serves stays Ready
+    through it: each step down of an autoscaler is no outage."""
+    return (dep.observed_generation >= dep.generation and facts.replicas < dep.replicas
+            and dep.updated >= dep.replicas)
 
 
 def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
