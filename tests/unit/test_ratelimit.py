@@ -233,7 +233,32 @@ def test_a_raised_limit_gives_room_at_once_and_a_lowered_one_takes_it_away() -> 
     assert limiter.admit("k", Limits(requests_per_minute=2)) > 0
     assert limiter.admit("k", Limits(requests_per_minute=3)) == 0.0  # 2 of 3 used: one left
     assert limiter.admit("k", Limits(requests_per_minute=3)) > 0
-    assert limiter.admit("k", Limits(requests_per_minute=1)) == pytest.approx(180.0)  # 3 used
+    # Lowered, what was used counts up to a minute of the new limit: one a minute from now.
+    assert limiter.admit("k", Limits(requests_per_minute=1)) == pytest.approx(60.0)
+
+
+def test_lowering_a_busy_keys_limit_refuses_it_for_a_minute_at_most() -> None:
+    """It was refused for what it had used under the old limit: 10 used, lowered to 2, 283 s
+    (on the demo, with two gateway replicas)."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    busy = Limits(requests_per_minute=10).shared(2)
+    assert [limiter.admit("k", busy) for _ in range(5)] == [0.0] * 5
+    lowered = Limits(requests_per_minute=2).shared(2)
+    assert limiter.admit("k", lowered) == pytest.approx(60.0)
+    assert limiter.quota("k", lowered).requests == Allowance(2, 0, pytest.approx(60.0))
+    clock.now += 60
+    assert limiter.admit("k", lowered) == 0.0
+
+
+def test_a_refused_request_is_told_nothing_remains_here() -> None:
+    """Two replicas sharing 3 a minute hold 1.5 each: after one request, half a request is
+    left here, which admits nothing, and a 429 said 1 remaining."""
+    limiter = RateLimiter(FakeClock())
+    limits = Limits(requests_per_minute=3).shared(2)
+    assert limiter.admit("k", limits) == 0.0
+    assert limiter.admit("k", limits) > 0
+    assert limiter.quota("k", limits).requests.remaining == 0  # type: ignore[union-attr]
 
 
 def test_tokens_of_a_request_whose_buckets_were_swept_are_still_charged() -> None:

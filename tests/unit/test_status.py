@@ -452,7 +452,8 @@ def test_a_new_image_with_fewer_replicas_is_not_ready_before_it_rolls_out() -> N
     taken = compute_status(facts, _dep(generation=6, observed_generation=6, replicas=4,
                                        updated=1, ready=3, available=3), [], lagging, T0)
     assert _by_type(taken)["Ready"]["status"] == "False"
-    assert _by_type(taken)["Progressing"]["message"] == "1 of 1 replicas updated, 3 ready."
+    assert _by_type(taken)["Progressing"]["message"] == (
+        "1 of 1 replicas updated, 3 ready (3 of the spec before still running).")
 
 
 def test_a_new_spec_the_deployment_controller_has_not_taken_is_not_ready_yet() -> None:
@@ -466,7 +467,8 @@ def test_a_surge_pod_of_a_rollout_is_not_called_a_scale_down() -> None:
     facts = ModelFacts(name="bge", namespace="ns", generation=2, replicas=1, served_name="bge")
     conds = _by_type(compute_status(facts, _dep(replicas=2, ready=1, updated=1, available=1),
                                     [], None, T0))
-    assert conds["Progressing"]["message"] == "1 of 1 replicas updated, 1 ready."
+    assert conds["Progressing"]["message"] == (
+        "1 of 1 replicas updated, 1 ready (1 of the spec before still running).")
 
 
 def test_pods_on_their_way_out_bring_no_problems_and_hold_the_gpus_pending_pods_wait_for() -> None:

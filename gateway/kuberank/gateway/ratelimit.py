@@ -141,7 +141,9 @@ class Allowance:
     def of(cls, bucket: TokenBucket, limit: int, share: float) -> Allowance:
         """The key's whole allowance, estimated from this replica's ``share`` of it."""
         level = bucket.level
-        return cls(limit, min(limit, max(0, math.floor(level / share + 1e-9))),
+        # What this replica admits now (whole units: a 429 says 0), for the whole key.
+        here = max(0, math.floor(level + 1e-9))
+        return cls(limit, min(limit, math.floor(here / share + 1e-9)),
                    max(0.0, bucket.capacity - level) / bucket.rate)
 
 
@@ -175,6 +177,16 @@ SWEEP_INTERVAL_S = 60.0
 def _used(bucket: TokenBucket | None, share: float) -> float:
     """What a key used of a bucket holding ``share`` of its limit, in whole-key units."""
     return 0.0 if bucket is None else bucket.used / share
+
+
+def _carried(used: float, old: int | None, new: int | None) -> float:
+    """What a key's new bucket starts having used: all of it (debt included) when its limit
+    stays or rises, at most a minute of a lowered one, so lowering a limit refuses a busy key
+    for a minute at most rather than for all it used under the old one (10 a minute used,
+    lowered to 2: four minutes)."""
+    if new and old and new < old:
+        return min(used, float(new))
+    return used
 
 
 class RateLimiter:
@@ -211,12 +223,14 @@ class RateLimiter:
             entry = _KeyBuckets(limits, self._bucket(limits.requests_per_minute, limits.share),
                                 self._bucket(limits.tokens_per_minute, limits.share))
         elif entry.limits != limits:
-            share = entry.limits.share
+            share, old = entry.limits.share, entry.limits
             entry = _KeyBuckets(
                 limits,
-                self._bucket(limits.requests_per_minute, limits.share,
-                             _used(entry.requests, share)),
-                self._bucket(limits.tokens_per_minute, limits.share, _used(entry.tokens, share)),
+                self._bucket(limits.requests_per_minute, limits.share, _carried(
+                    _used(entry.requests, share), old.requests_per_minute,
+                    limits.requests_per_minute)),
+                self._bucket(limits.tokens_per_minute, limits.share, _carried(
+                    _used(entry.tokens, share), old.tokens_per_minute, limits.tokens_per_minute)),
             )
         self._keys[identity] = entry
         return entry

@@ -262,13 +262,13 @@ def _progressing(facts: ModelFacts, dep: DeploymentState | None) -> Cond:
     if dep.observed_generation < dep.generation:  # its counts are of the spec before
         return Cond("Progressing", "True", "RollingOut",
                     "The Deployment controller has not taken the new spec yet.")
-    return Cond(
-        "Progressing",
-        "True",
-        "RollingOut",
-        f"{min(dep.updated, facts.replicas)} of {facts.replicas} replicas updated, "
-        f"{dep.ready} ready.",
-    )
+    # Ready counts every pod: say how many still run the spec before, or "1 of 1 updated,
+    # 1 ready" reads as done while the one ready pod is the old one.
+    old = max(0, dep.replicas - dep.updated)
+    before = f" ({old} of the spec before still running)" if old else ""
+    return Cond("Progressing", "True", "RollingOut",
+                f"{min(dep.updated, facts.replicas)} of {facts.replicas} replicas updated, "
+                f"{dep.ready} ready{before}.")
 
 
 def _degraded(dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
