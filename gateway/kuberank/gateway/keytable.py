@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kuberank.crd.apikey import model_allowed, parse_spec
+from kuberank.crd.apikey import expired_at, model_allowed, parse_spec
 from kuberank.crd.keys import digest_secret, parse_key, verify_secret
 from kuberank.gateway.grouped import Grouped
 from pydantic import ValidationError
@@ -51,7 +51,7 @@ class KeyRecord:
         return model_allowed(self.models, served_name)
 
     def expired(self, now: datetime) -> bool:
-        return self.expires_at is not None and now >= self.expires_at
+        return expired_at(self.expires_at, now)
 
 
 def record_from_apikey(obj: Mapping[str, Any]) -> KeyRecord | None:

@@ -123,27 +123,29 @@ class GatewayMetrics:
             self.requests, self.latency, self.upstream_errors, self.tokens, self.in_flight,
             self.wakeups, self.wake_wait,
         ]
-        gone_models: set[tuple[str, str]] = set()
-        for metric in labelled:
-            for labels in _label_sets(metric, ("namespace", "model")):
-                model = (labels["namespace"], labels["model"])
-                if labels["model"] and model not in models:
-                    gone_models.add(model)
-                    if model in self._gone_models:
-                        metric.remove_by_labels(labels)
-        gone_keys: set[tuple[str, str]] = set()
-        for metric in (self.requests, self.tokens):
-            for labels in _label_sets(metric, ("key_id", "namespace")):
-                key = (labels["key_id"], labels["namespace"])
-                if labels["key_id"] and key not in keys:
-                    gone_keys.add(key)
-                    if key in self._gone_keys:
-                        metric.remove_by_labels(labels)
-        self._gone_models = gone_models - self._gone_models
-        self._gone_keys = gone_keys - self._gone_keys
+        self._gone_models = _forget(labelled, ("namespace", "model"), models,
+                                    self._gone_models)
+        self._gone_keys = _forget([self.requests, self.tokens], ("key_id", "namespace"), keys,
+                                  self._gone_keys)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _forget(metrics: list[MetricWrapperBase], names: tuple[str, str],
+            known: Set[tuple[str, str]], gone_before: set[tuple[str, str]],
+            ) -> set[tuple[str, str]]:
+    """Remove the series whose ``names`` labels are neither ``known`` nor empty and were gone
+    at the scrape before too; return those gone since (removed at the next scrape)."""
+    gone: set[tuple[str, str]] = set()
+    for metric in metrics:
+        for labels in _label_sets(metric, names):
+            found = (labels[names[0]], labels[names[1]])
+            if all(found) and found not in known:
+                gone.add(found)
+                if found in gone_before:
+                    metric.remove_by_labels(labels)
+    return gone - gone_before
 
 
 def _label_sets(metric: MetricWrapperBase, names: tuple[str, ...]) -> list[dict[str, str]]:

@@ -30,8 +30,6 @@ from kuberank.protocol.shaping import PROMPT_TOKENS_HEADER
 # Response headers a runtime sets that the client should see; hop-by-hop ones are dropped
 # (x-request-id is the gateway's own, set on every answer by RequestIdMiddleware).
 PASSED_HEADERS = ("content-type", "retry-after")
-# Usage as a header, for dialects whose body has no usage field (TEI's bare list).
-USAGE_HEADER = PROMPT_TOKENS_HEADER
 ATTEMPTS = 3  # replicas tried per request, at most
 ANSWER_CHUNK_BYTES = 64 * 1024
 BUSY, NOT_LOADED = 429, 503  # a runtime's refusals, answered before any pair is scored
@@ -119,9 +117,8 @@ class Upstream:
                     retry_after=self._retry_after,
                 ) from None
             passed = {k: v for k in PASSED_HEADERS if (v := response.headers.get(k)) is not None}
-            answer = UpstreamResponse(
-                response.status, content, passed, endpoint, response.headers.get(USAGE_HEADER)
-            )
+            answer = UpstreamResponse(response.status, content, passed, endpoint,
+                                      response.headers.get(PROMPT_TOKENS_HEADER))
             if answer.status not in (BUSY, NOT_LOADED):
                 return answer
             self._metrics.upstream_error(route, "refused")

@@ -104,11 +104,15 @@ class ApiKeySpec(CrdModel):
         return model_allowed(self.models, served_name)
 
     def expired(self, now: datetime) -> bool:
-        """Refused from ``expiresAt`` on, at the operator and at every gateway alike."""
-        return self.expires_at is not None and now >= self.expires_at
+        return expired_at(self.expires_at, now)
 
 
 ALL_MODELS = "*"
+
+
+def expired_at(expires_at: datetime | None, now: datetime) -> bool:
+    """A key is refused from ``expiresAt`` on, at the operator and at every gateway alike."""
+    return expires_at is not None and now >= expires_at
 
 
 def model_allowed(models: Collection[str], served_name: str) -> bool:

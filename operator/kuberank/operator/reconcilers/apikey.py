@@ -102,8 +102,7 @@ def copied_from(parsed: ParsedKey, uid: str, others: Iterable[Mapping[str, Any]]
     for other in others:
         meta, status = other.get("metadata") or {}, other.get("status") or {}
         if (meta.get("uid") != uid and not meta.get("deletionTimestamp")
-                and status.get("keyId") == parsed.key_id
-                and verify_secret(parsed.secret, str(status.get("digest") or ""))):
+                and _published_here(parsed, status)):
             return f"{meta.get('namespace')}/{meta.get('name')}"
     return None
 

@@ -10,13 +10,9 @@ from kuberank.crd.common import timestamp
 from kuberank.operator.status.conditions import Cond, stamp
 
 
-def is_expired(spec: ApiKeySpec, now: datetime) -> bool:
-    return spec.expired(now)
-
-
 def seconds_until_expiry(spec: ApiKeySpec, now: datetime) -> float | None:
     """When the conditions next change by themselves; None if never."""
-    if spec.expires_at is None or is_expired(spec, now):
+    if spec.expires_at is None or spec.expired(now):
         return None
     return (spec.expires_at - now).total_seconds()
 
@@ -28,12 +24,12 @@ def expiry_flipped(spec: ApiKeySpec, status: dict[str, Any], now: datetime) -> b
         return False
     said = next((c.get("status") for c in status.get("conditions") or []
                  if c.get("type") == "Expired"), None)
-    return said is not None and (said == "True") != is_expired(spec, now)
+    return said is not None and (said == "True") != spec.expired(now)
 
 
 def _conditions(spec: ApiKeySpec, now: datetime, minted: bool,
                 conflict: str | None = None) -> list[Cond]:
-    expired = is_expired(spec, now)
+    expired = spec.expired(now)
     until = f" until {timestamp(spec.expires_at)}" if spec.expires_at else ""
     if conflict is not None:
         active = Cond("Active", "False", "NameConflict", conflict)
