@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from kuberank.crd.keys import parse_key, verify_secret
+from kuberank.operator.builders.meta import Owner
+from kuberank.operator.builders.secret import build_secret
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
@@ -741,6 +743,58 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
 
     kubectl.run("delete", "ak", "ci", "--wait=true")
     wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
+
+
+def test_a_rotations_key_written_before_the_operator_stopped_is_the_one_published(
+    kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]
+) -> None:
+    """A rotation's key is written into the Secret before its digest is published. An operator
+    stopped in between minted yet another key when it came back, and clients that had already
+    read the first got 401 however soon they retried."""
+    op = operator_with()
+    try:
+        kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                       "metadata": {"name": "resume"}, "spec": {}})
+        first = wait_condition(wait_for, kubectl, "ak", "resume", "Active", "True")
+    finally:
+        op.stop()
+    owner = Owner(kind="ApiKey", name="resume", namespace=str(kubectl.namespace),
+                  uid=first["metadata"]["uid"])
+
+    def stopped_after_writing(key: str, minted_for: str, rotate: str) -> None:
+        """What the operator leaves when stopped between the two writes of a rotation."""
+        kubectl.run("apply", "--server-side", "--force-conflicts",
+                    "--field-manager=kuberank-operator", "-f", "-",
+                    stdin=json.dumps(build_secret(owner, key, minted_for)))
+        kubectl.run("annotate", "--overwrite", "ak", "resume", f"kuberank.io/rotate={rotate}")
+
+    pending = "kr_00000000000000aa_" + "7" * 32
+    stopped_after_writing(pending, "r2", rotate="r2")
+    op = operator_with()
+    try:
+        done = wait_for("the rotation published", lambda: (o := kubectl.get("ak", "resume"))
+                        and o["status"].get("rotation") == "r2" and o)
+        assert done["status"]["keyId"] == "00000000000000aa"
+        assert verify_secret("7" * 32, done["status"]["digest"])
+        assert _secret_key(kubectl, "resume") == pending
+        assert condition(done, "Active")["status"] == "True"
+    finally:
+        op.stop()
+    # A key minted for another rotation is no answer to this one: a fresh key is minted.
+    stale = "kr_00000000000000bb_" + "8" * 32
+    stopped_after_writing(stale, "r2", rotate="r3")
+    op = operator_with()
+    try:
+        fresh = wait_for("the next rotation published", lambda: (o := kubectl.get("ak", "resume"))
+                         and o["status"].get("rotation") == "r3" and o)
+        assert fresh["status"]["keyId"] not in ("00000000000000aa", "00000000000000bb")
+        held = parse_key(_secret_key(kubectl, "resume"))
+        assert held is not None and held.key_id == fresh["status"]["keyId"]
+        secret = kubectl.get("secret", "resume-key") or {}
+        assert secret["metadata"]["annotations"]["kuberank.io/minted-for-rotation"] == "r3"
+        kubectl.run("delete", "ak", "resume", "--wait=true")  # its finalizer needs the operator
+    finally:
+        op.stop()
 
 
 def test_a_keys_status_follows_each_edit_of_expiry_and_disabled_without_flapping(

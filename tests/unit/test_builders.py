@@ -11,7 +11,7 @@ from kuberank.operator.builders.network import (
     build_service,
     wants_pdb,
 )
-from kuberank.operator.builders.secret import build_secret, key_from_secret
+from kuberank.operator.builders.secret import build_secret, key_from_secret, minted_for
 from kuberank.operator.cli import WATCH_SELECTORS
 from kuberank.operator.settings import OperatorSettings, cpu_image
 from pydantic import ValidationError
@@ -332,6 +332,10 @@ def test_secret_round_trips_the_key_and_survives_garbage() -> None:
     assert key_from_secret(secret) == "kr_0123456789abcdef_" + "0" * 32
     assert key_from_secret(None) is None
     assert key_from_secret({"data": {"api-key": "!!!"}}) is None
+    assert minted_for(secret) is None and "annotations" not in secret["metadata"]
+    rotated = build_secret(owner, "kr_0123456789abcdef_" + "1" * 32, rotation="2026-11")
+    assert minted_for(rotated) == "2026-11"
+    assert minted_for(None) is None
 
 
 def test_rendered_env_is_what_kuberank_runtime_parses(monkeypatch: pytest.MonkeyPatch) -> None:

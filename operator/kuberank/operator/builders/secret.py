@@ -9,24 +9,39 @@ from kuberank.crd.apikey import SECRET_FIELD, secret_name
 from kuberank.operator.builders.meta import Owner, base_labels
 
 APIKEY_LABEL = "kuberank.io/apikey"
+# The kuberank.io/rotate value a key was minted for. The Secret is written before the status
+# publishes the key, so an operator stopped in between finds the key it minted for that very
+# rotation and publishes it, rather than minting another that clients have not read yet.
+MINTED_FOR_ANNOTATION = "kuberank.io/minted-for-rotation"
 
 
-def build_secret(owner: Owner, key: str) -> dict[str, Any]:
+def build_secret(owner: Owner, key: str, rotation: str | None = None) -> dict[str, Any]:
+    """The Secret holding ``key``; ``rotation``: the kuberank.io/rotate value it answers."""
+    metadata: dict[str, Any] = {
+        "name": secret_name(owner.name),
+        "namespace": owner.namespace,
+        "labels": {
+            **base_labels(),
+            APIKEY_LABEL: owner.name,
+        },
+        "ownerReferences": [owner.reference()],
+    }
+    if rotation is not None:
+        metadata["annotations"] = {MINTED_FOR_ANNOTATION: rotation}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {
-            "name": secret_name(owner.name),
-            "namespace": owner.namespace,
-            "labels": {
-                **base_labels(),
-                APIKEY_LABEL: owner.name,
-            },
-            "ownerReferences": [owner.reference()],
-        },
+        "metadata": metadata,
         "data": {SECRET_FIELD: base64.b64encode(key.encode()).decode()},
     }
+
+
+def minted_for(secret: dict[str, Any] | None) -> str | None:
+    """The rotation the Secret's key was minted for, if the operator minted it for one."""
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(MINTED_FOR_ANNOTATION)
+    return value if isinstance(value, str) else None
 
 
 def key_from_secret(secret: dict[str, Any] | None) -> str | None:

@@ -23,7 +23,7 @@ from kuberank.crd.keys import (
     verify_secret,
 )
 from kuberank.operator.builders.meta import Owner
-from kuberank.operator.builders.secret import build_secret, key_from_secret
+from kuberank.operator.builders.secret import build_secret, key_from_secret, minted_for
 from kuberank.operator.drift import data_edited_since_ours
 from kuberank.operator.kube import FIELD_MANAGER, Kube, Ref
 from kuberank.operator.reconcilers import publish
@@ -127,7 +127,12 @@ def ensure_key(kube: Kube, body: dict[str, Any],
     # reconciles that raced) is said, for a person to settle: the gateway refuses it for both.
     copied = shared = None
     here = parsed is not None and _published_here(parsed, status)
-    if parsed is not None and not rotate:
+    # A key minted for this very rotation that the status never published (the operator was
+    # stopped in between) is that rotation's key: clients may have read it already.
+    resumed = (rotate and parsed is not None and not here and secret is not None
+               and minted_for(secret) == wanted_rotation
+               and not data_edited_since_ours(secret, FIELD_MANAGER, SECRET_FIELD))
+    if parsed is not None and (resumed or not rotate):
         holder = copied_from(parsed, str(meta.get("uid")), published(parsed.key_id))
         if holder is not None and here:
             shared = holder
@@ -135,9 +140,9 @@ def ensure_key(kube: Kube, body: dict[str, Any],
             copied, parsed = holder, None  # as good as no key: a fresh one is minted
     lost = status.get("keyId") if parsed is None and not rotate else None
     overwritten = None
-    if parsed is None or rotate:
+    if parsed is None or (rotate and not resumed):
         key = generate_key()
-        kube.apply(build_secret(owner, key))
+        kube.apply(build_secret(owner, key, wanted_rotation if rotate else None))
         parsed = parse_key(key)
         assert parsed is not None
         digest = digest_secret(parsed.secret)
