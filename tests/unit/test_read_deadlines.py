@@ -210,6 +210,30 @@ def test_a_pipelined_request_that_stalls_never_cuts_the_answer_before_it(port: i
     assert "headers not received" in _timed_out(rest)
 
 
+def test_a_client_that_ends_its_side_after_its_requests_still_gets_their_answers(
+    port: int,
+) -> None:
+    """``shutdown(SHUT_WR)`` after sending (``nc -N``) is no hang-up: uvicorn took it for one,
+    and the client read nothing at all. Each whole request is answered, then the server closes;
+    a request cut short by the end gets no answer and holds nothing."""
+    body = b'{"q": 1}'
+    with _connect(port) as conn:
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+                     + REQUEST + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        conn.shutdown(socket.SHUT_WR)
+        answers = _until_closed(conn)
+    first, _, second = answers.partition(b'{"slow":true}')
+    assert _answer(first + b'{"slow":true}')[0] == 200, answers
+    status, _, echoed = _answer(second)
+    assert status == 200 and json.loads(echoed) == {"bytes": len(body)}
+    with _connect(port) as conn:
+        conn.sendall(REQUEST + b"Content-Length: 100\r\n\r\n" + body)
+        conn.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        assert _until_closed(conn) == b""
+    assert time.monotonic() - started < DEADLINE / 2  # closed at once, not at the deadline
+
+
 def test_garbage_after_a_request_is_refused_after_its_answer_not_instead_of_it(
     port: int,
 ) -> None:
