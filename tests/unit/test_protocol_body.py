@@ -6,8 +6,13 @@ import gzip
 import zlib
 
 import pytest
-from kuberank.protocol.body import content_coding, inflate
-from kuberank.protocol.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from kuberank.protocol.body import content_coding, inflate, transfer_coding_refusal
+from kuberank.protocol.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    TransferCodingNotImplemented,
+    UnsupportedMediaType,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -75,3 +80,20 @@ def test_every_content_encoding_line_is_read_as_one_list(lines: list[str], codin
 def test_another_or_a_stacked_coding_is_415_however_its_lines_are_cut(lines: list[str]) -> None:
     with pytest.raises(UnsupportedMediaType):  # the second line was ignored: gzip + br got 200
         content_coding(lines)
+
+
+@pytest.mark.parametrize("lines", [["chunked"], ["Chunked "], [" chunked", ""]])
+def test_chunked_alone_is_the_transfer_coding_read(lines: list[str]) -> None:
+    assert transfer_coding_refusal(lines) is None
+
+
+@pytest.mark.parametrize("lines", [["gzip, chunked"], ["gzip", "chunked"],
+                                   ["x-custom;q=1, chunked"], ["deflate, gzip, chunked"]])
+def test_a_coding_before_chunked_is_501_not_a_body_read_still_coded(lines: list[str]) -> None:
+    refusal = transfer_coding_refusal(lines)
+    assert isinstance(refusal, TransferCodingNotImplemented) and refusal.status == 501
+    assert "Content-Encoding" in refusal.message
+
+
+def test_chunked_twice_is_a_bad_request() -> None:
+    assert isinstance(transfer_coding_refusal(["chunked, chunked"]), BadRequest)

@@ -234,6 +234,23 @@ def test_a_client_that_ends_its_side_after_its_requests_still_gets_their_answers
     assert time.monotonic() - started < DEADLINE / 2  # closed at once, not at the deadline
 
 
+def test_a_transfer_coding_before_chunked_is_501_after_the_answer_before_it(port: int) -> None:
+    """``Transfer-Encoding: gzip, chunked`` was read as if only chunked: the app got the body
+    still compressed and called it invalid JSON. It is refused as RFC 9112 says, 501, once the
+    answer of the request before it is out."""
+    with closing_reasons() as reasons, _connect(port) as conn:
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + REQUEST
+                     + b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        answers = _until_closed(conn)
+    first, _, rest = answers.partition(b'{"slow":true}')
+    assert _answer(first + b'{"slow":true}')[0] == 200
+    status, headers, body = _answer(rest)
+    assert status == 501 and headers["connection"] == "close" and "x-request-id" in headers
+    error = json.loads(body)["error"]
+    assert error["code"] == "unsupported_transfer_coding" and "'gzip'" in error["message"]
+    assert reasons == ["unsupported_transfer_coding"]
+
+
 def test_garbage_after_a_request_is_refused_after_its_answer_not_instead_of_it(
     port: int,
 ) -> None:

@@ -14,10 +14,12 @@ from typing import ParamSpec, TypeVar
 
 import anyio
 from kuberank.protocol.errors import (
+    ApiError,
     BadRequest,
     ClientClosedRequest,
     PayloadTooLarge,
     RequestTimeout,
+    TransferCodingNotImplemented,
     UnsupportedMediaType,
 )
 from starlette.requests import ClientDisconnect, Request
@@ -55,6 +57,22 @@ def content_coding(lines: list[str]) -> str:
     raise UnsupportedMediaType(
         f"Content-Encoding {', '.join(codings)!r} is not supported; send the body as is, or "
         "in one coding of gzip or deflate")
+
+
+def transfer_coding_refusal(lines: list[str]) -> ApiError | None:
+    """Why a request's ``Transfer-Encoding`` lines cannot be read, or None: only ``chunked`` is
+    undone here (the HTTP parser has already refused a list that does not end in it); a coding
+    before it (``gzip, chunked``) is a 501, rather than a body read still compressed."""
+    codings = [c.split(";")[0].strip().lower() for line in lines for c in line.split(",")]
+    codings = [c for c in codings if c]
+    before = codings[:-1] if codings[-1:] == ["chunked"] else codings
+    if not before:
+        return None
+    if "chunked" in before:
+        return BadRequest("Transfer-Encoding applies chunked more than once")
+    return TransferCodingNotImplemented(
+        f"Transfer-Encoding {', '.join(before)!r} is not supported, only chunked; send a "
+        "compressed body with Content-Encoding: gzip or deflate instead")
 
 
 async def read_body(request: Request, limit: int, stall_seconds: float = 60.0) -> bytes:

@@ -34,6 +34,7 @@ import termios
 from http import HTTPStatus
 
 from httptools import HttpParserError
+from kuberank.protocol.body import transfer_coding_refusal
 from kuberank.protocol.errors import (
     ApiError,
     BadRequest,
@@ -74,7 +75,8 @@ ANSWER_UNREAD = "answer_unread"  # why a connection was closed without an answer
 CLOSED_HELP = (
     "Connections the server closed on its own, by why: request_timeout (headers not "
     "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
-    "not HTTP), answer_unread (an answer the client read nothing of for --read-timeout)."
+    "not HTTP), unsupported_transfer_coding (a Transfer-Encoding other than chunked), "
+    "answer_unread (an answer the client read nothing of for --read-timeout)."
     " Only answer_unread follows a request the request metrics counted."
 )
 
@@ -82,6 +84,10 @@ CLOSED_HELP = (
 class _HeadersOverCapError(HttpParserError):
     """Stops the parser inside its callback: uvicorn answers what stops it with
     ``send_400_response``, which says 431 for this one."""
+
+
+class _RefusedTransferCodingError(HttpParserError):
+    """Stops the parser before the body of a request whose transfer coding is refused."""
 
 
 class BoundedProtocol(HttpToolsProtocol):
@@ -114,6 +120,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._buffered = 0
         self._linger_until = 0.0  # set when closing: what comes in until then is dropped
         self._client_ended = False  # the client ended its side with requests to answer
+        self._coding_refusal: ApiError | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._arm_header_deadline()  # a client that connects and says nothing
 
@@ -189,11 +196,18 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._disarm_header_deadline()
+        codings = [v.decode("latin-1") for n, v in self.headers if n == b"transfer-encoding"]
+        self._coding_refusal = transfer_coding_refusal(codings) if codings else None
+        if self._coding_refusal is not None:
+            raise _RefusedTransferCodingError  # answered by send_400_response
         super().on_headers_complete()
         if self.cycle is not None and self.cycle not in self._unanswered:
             self._unanswered.append(self.cycle)
 
     def send_400_response(self, msg: str) -> None:
+        if self._coding_refusal is not None:
+            self._refuse(self._coding_refusal)
+            return
         if self._parsed_bytes > MAX_HEADER_BYTES:
             self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
             return

@@ -92,6 +92,16 @@ class HeadersTooLarge(ApiError):  # noqa: N818 - names read as HTTP statuses
     closes = True
 
 
+class TransferCodingNotImplemented(ApiError):  # noqa: N818 - names read as HTTP statuses
+    """A transfer coding the server cannot undo (RFC 9112: 501); the body's framing is then
+    unknown, so the connection ends."""
+
+    status = 501
+    type = "invalid_request_error"
+    default_code = "unsupported_transfer_coding"
+    closes = True
+
+
 class UnsupportedMediaType(ApiError):  # noqa: N818 - names read as HTTP statuses
     status = 415
     type = "invalid_request_error"
