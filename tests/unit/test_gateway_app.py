@@ -43,9 +43,12 @@ def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str
     }
 
 
+CREATED = "2026-01-02T03:04:05Z"  # every model's creationTimestamp
+
+
 def rerankmodel(name: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
-    return {"kind": "RerankModel", "metadata": {"name": name, "namespace": namespace},
-            "spec": spec}
+    return {"kind": "RerankModel", "spec": spec,
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": CREATED}}
 
 
 OBJECTS = [
@@ -216,6 +219,15 @@ def test_models_lists_only_what_the_key_may_use_in_its_namespace(client: TestCli
     assert ids(KEY_BGE_ONLY) == ["bge"]
     assert ids(KEY_OTHER_NS) == ["bge", "elsewhere"]
     assert client.get("/v1/models").status_code == 401
+
+
+def test_model_cards_carry_every_field_of_openais_model_object(client: TestClient) -> None:
+    """OpenAI's ``Model`` requires ``created``: typed clients refused a card without it."""
+    listed = client.get("/v1/models", headers={"authorization": f"Bearer {KEY_ALL}"}).json()
+    created = int(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp())
+    for card in listed["data"]:
+        assert card["object"] == "model" and card["owned_by"] == "ns1", card
+        assert card["created"] == created and isinstance(card["id"], str)
 
 
 def test_retrieving_one_model_answers_its_card_or_404_like_the_list(client: TestClient) -> None:

@@ -47,7 +47,8 @@ def test_api_error_becomes_json_with_retry_after(client: TestClient) -> None:
     assert r.status_code == 429
     assert r.headers["retry-after"] == "7"
     assert r.json() == {"error": {"message": "slow down", "type": "rate_limit_error",
-                                  "code": "rate_limited"}}
+                                  "code": "rate_limited"},
+                        "detail": "slow down"}  # where Jina's clients read the message
 
 
 def test_unhandled_exception_becomes_500_json(client: TestClient) -> None:

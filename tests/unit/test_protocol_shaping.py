@@ -110,7 +110,8 @@ def test_sigmoid_is_stable_at_extremes() -> None:
 
 def test_error_body_shape_and_statuses() -> None:
     assert error_body(BadRequest("nope", code="invalid_json")) == {
-        "error": {"message": "nope", "type": "invalid_request_error", "code": "invalid_json"}
+        "error": {"message": "nope", "type": "invalid_request_error", "code": "invalid_json"},
+        "detail": "nope",
     }
     assert PayloadTooLarge("x").status == 413
     assert RateLimited("x", retry_after=3).retry_after == 3

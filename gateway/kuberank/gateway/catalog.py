@@ -47,6 +47,7 @@ def _model_card(gateway: Gateway, name: str, route: ModelRoute) -> dict[str, Any
     return {
         "id": name,
         "object": "model",
+        "created": route.created,
         "owned_by": route.namespace,
         "root": route.served_name,
         "ready": ready,

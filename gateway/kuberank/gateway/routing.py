@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kuberank.crd import reasons
@@ -59,6 +60,7 @@ class ModelRoute:
     timeout: float | None = None  # spec.limits.timeoutSeconds; None: the gateway's default
     # crd.rerankmodel.claim_order: which model gets a served name two claim (not an identity)
     claim: tuple[str, str] = field(default=("~", ""), compare=False)
+    created: int = field(default=0, compare=False)  # creationTimestamp, Unix seconds (OpenAI's)
 
     @property
     def service_name(self) -> str:
@@ -99,7 +101,16 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       starting=_starting(obj.get("status")),
                       aliases=aliases_of(obj),
                       autoscaled=isinstance(spec.get("autoscaling"), Mapping),
-                      timeout=_positive(timeout), claim=claim_order(meta))
+                      timeout=_positive(timeout), claim=claim_order(meta),
+                      created=_unix_seconds(meta.get("creationTimestamp")))
+
+
+def _unix_seconds(stamp: Any) -> int:
+    """An RFC 3339 timestamp of the API server as Unix seconds; 0 when absent or odd."""
+    try:
+        return int(datetime.fromisoformat(str(stamp)).timestamp()) if stamp else 0
+    except ValueError:
+        return 0
 
 
 def _positive(raw: Any) -> float | None:

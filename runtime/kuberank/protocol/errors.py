@@ -1,7 +1,8 @@
 """One exception type per documented error status, mapped once to the JSON error body.
 
 Both the runtime and the gateway raise these and install the same handlers, so a client sees
-`{"error": {"message", "type", "code"}}` with the same statuses whichever process answered.
+`{"error": {"message", "type", "code"}}` (and the message again as ``detail``, for Jina's
+clients) with the same statuses whichever process answered.
 """
 
 from __future__ import annotations
@@ -154,7 +155,11 @@ def quoted(value: str, limit: int = 100) -> str:
 
 
 def error_body(err: ApiError) -> dict[str, Any]:
-    return {"error": {"message": err.message, "type": err.type, "code": err.code}}
+    """The error object, plus its message as ``detail``: Jina's API answers errors as
+    ``{"detail": ...}``, and its clients (LangChain's and LlamaIndex's ``JinaRerank``) read
+    that key, failing with ``KeyError: 'detail'`` without it."""
+    return {"error": {"message": err.message, "type": err.type, "code": err.code},
+            "detail": err.message}
 
 
 def error_response(err: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:

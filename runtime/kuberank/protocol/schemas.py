@@ -189,3 +189,4 @@ class ErrorResponse(TypedDict):
     """Every error, whichever process answered it."""
 
     error: ErrorDetail
+    detail: str  # error.message again, where Jina's clients look for it
