@@ -253,6 +253,24 @@ def test_removals_and_relists_update_the_table() -> None:
     assert routes.resolve("ns1", "bge") is None
 
 
+def test_every_change_of_the_models_reaches_the_next_request() -> None:
+    """Name holders are worked out once per change of the models, not per request: each kind
+    of change must be seen by the request after it."""
+    routes = table(rerankmodel("bge"))
+    assert routes.resolve("ns1", "rr") is None
+    routes.upsert_model(ModelRoute("ns1", "bge", "bge", aliases=("rr",)))
+    assert (route := routes.resolve("ns1", "rr")) is not None and route.name == "bge"
+    routes.upsert_model(ModelRoute("ns1", "bge", "bge2"))
+    assert routes.resolve("ns1", "bge") is None and routes.resolve("ns1", "rr") is None
+    assert [name for name, _ in routes.names_in("ns1")] == ["bge2"]
+    routes.remove_model("ns1", "bge")
+    assert routes.resolve("ns1", "bge2") is None
+    routes.replace_models([ModelRoute("ns1", "x", "x"), ModelRoute("ns2", "y", "y")])
+    assert routes.resolve("ns1", "x") is not None and routes.resolve("ns2", "y") is not None
+    routes.replace_models([], namespace="ns2")
+    assert routes.resolve("ns2", "y") is None and routes.resolve("ns1", "x") is not None
+
+
 def test_slices_are_found_by_their_service_through_updates_and_relists() -> None:
     routes = table(
         endpointslice("a", "rrm-bge", [{"addresses": ["10.0.0.1"]}]),

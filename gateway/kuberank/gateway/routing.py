@@ -199,6 +199,9 @@ class RoutingTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], ModelRoute] = {}
+        # Each namespace's name holders, worked out once per change of the models rather than
+        # per request (300 us a request with 1,000 models in the cluster).
+        self._holders_by_namespace: dict[str, Mapping[str, ModelRoute]] = {}
         # Grouped by (namespace, Service): a request looks at its Service's slices, not at
         # every slice of the cluster.
         self._slices: Grouped[SliceRecord, tuple[str, str]] = Grouped(
@@ -208,15 +211,18 @@ class RoutingTable:
     def upsert_model(self, route: ModelRoute) -> None:
         with self._lock:
             self._models[(route.namespace, route.name)] = route
+            self._holders_by_namespace.clear()
 
     def remove_model(self, namespace: str, name: str) -> None:
         with self._lock:
             self._models.pop((namespace, name), None)
+            self._holders_by_namespace.clear()
 
     def replace_models(self, routes: Iterable[ModelRoute], namespace: str | None = None) -> None:
         with self._lock:
             self._models = {k: v for k, v in self._models.items() if _kept(k, namespace)}
             self._models.update({(r.namespace, r.name): r for r in routes})
+            self._holders_by_namespace.clear()
 
     def upsert_slice(self, record: SliceRecord) -> None:
         with self._lock:
@@ -234,14 +240,18 @@ class RoutingTable:
                 records, lambda where, r: r.pool == pool and not _kept(where, namespace))
 
     # -- readers (request side) -----------------------------------------------------------
-    def _holders(self, namespace: str) -> dict[str, ModelRoute]:
+    def _holders(self, namespace: str) -> Mapping[str, ModelRoute]:
         """Every name a client may send in the namespace, and the model it reaches
         (``name_holders``: the rule the operator reports ``ServedNameTaken`` and
         ``AliasShadowed`` by)."""
         with self._lock:
-            routes = {n: r for (ns, n), r in self._models.items() if ns == namespace}
-        holders = name_holders(r.name_claim for r in routes.values())
-        return {name: routes[claim.name] for name, claim in holders.items()}
+            known = self._holders_by_namespace.get(namespace)
+            if known is None:
+                routes = {n: r for (ns, n), r in self._models.items() if ns == namespace}
+                holders = name_holders(r.name_claim for r in routes.values())
+                known = {name: routes[claim.name] for name, claim in holders.items()}
+                self._holders_by_namespace[namespace] = known
+            return known
 
     def models_in(self, namespace: str) -> list[ModelRoute]:
         """The namespace's models, one per served name: when two RerankModels claim the same
