@@ -18,9 +18,9 @@ sees these refusals, so each is told to ``on_closed`` (the servers count them: a
 attack shows in metrics). Closing lingers, as nginx's does: the answer goes out with the end of
 the server's side, and what the client still sends is read and dropped for a few seconds, since
 a socket closed with bytes unread resets the connection and a client still sending its request
-could lose the answer. A client may end its side once its requests are sent (``nc -N``,
-``shutdown(SHUT_WR)``; RFC 9112 section 9.6 lets it): what it sent whole is still answered, then
-the connection closes (uvicorn took the end for a client gone and dropped the answers).
+could lose the answer. A client that ends its side (a FIN) is gone, as nginx takes it: one that
+gives up and closes looks the same on the wire as one that half-closes and still reads, and the
+first is the one whose work must stop.
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ class BoundedProtocol(HttpToolsProtocol):
         self._write_watch: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._linger_until = 0.0  # set when closing: what comes in until then is dropped
-        self._client_ended = False  # the client ended its side with requests to answer
         self._coding_refusal: ApiError | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._arm_header_deadline()  # a client that connects and says nothing
@@ -152,15 +151,6 @@ class BoundedProtocol(HttpToolsProtocol):
                 self._arm_drain_deadline()
             else:
                 self._arm_header_deadline()
-
-    def eof_received(self) -> bool | None:  # type: ignore[override]
-        """Keep the connection open for the answers of the requests the client sent whole; a
-        request cut short, or none at all, ends it (uvicorn then tells the app it is gone)."""
-        if self._ending() or self._in_message or not self._answering():
-            return None  # asyncio closes the transport
-        self._client_ended = True
-        self._disarm_header_deadline()  # no further request can come
-        return True
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -325,10 +315,6 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if (self._client_ended and not self.transport.is_closing() and not self._answering()
-                and not self.pipeline):
-            self.transport.close()  # its last answer is out, and no request can follow
-            return
         if (self._after_answers is not None and not self.transport.is_closing()
                 and not self._answering() and not self.pipeline):
             err, self._after_answers = self._after_answers, None
