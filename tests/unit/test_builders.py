@@ -141,6 +141,8 @@ def test_pod_runs_restricted_with_writable_volumes_only() -> None:
 def test_fetch_init_container_for_each_source_kind() -> None:
     (init,) = _pod(_spec())["initContainers"]
     assert init["command"] == ["kuberank-fetch"]
+    # Its message reaches readers of conditions: never a log tail that might quote a Secret.
+    assert init["terminationMessagePolicy"] == "File"
     assert init["args"][:5] == ["url", "--url", "https://h/m.gguf", "--sha256", SHA]
     hf = RerankModelSpec.model_validate(
         {

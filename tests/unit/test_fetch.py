@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from kuberank.fetcher.cache import hf_entry, url_entry
-from kuberank.fetcher.cli import main
-from kuberank.fetcher.download import fetch_url, file_name
+from kuberank.fetcher.cli import main, unexpected
+from kuberank.fetcher.download import fetch_url, file_name, shown
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
 from kuberank.fetcher.huggingface import is_glob, pick_model_file
 from polling import wait_for
@@ -31,6 +31,7 @@ class FileServer(ThreadingHTTPServer):
     cut_after: int | None = None
     delay_s: float = 0.0
     ranges: list[str | None]
+    tokens: list[str | None]  # the Authorization header of each request
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -39,7 +40,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def do_HEAD(self) -> None:  # a Hugging Face Hub that has no such file
+        self.server.tokens.append(self.headers.get("Authorization"))
+        self.send_error(404)
+
     def do_GET(self) -> None:
+        self.server.tokens.append(self.headers.get("Authorization"))
         if self.path == "/moved":
             self.send_response(302)
             self.send_header("Location", "ftp://127.0.0.1/m.gguf")
@@ -76,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[FileServer]:
     srv = FileServer(("127.0.0.1", 0), Handler)
-    srv.ranges = []
+    srv.ranges, srv.tokens = [], []
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
@@ -235,6 +241,62 @@ def test_a_url_from_the_environment_is_fetched_and_its_failures_name_the_secret(
     assert "does not hold an http(s) URL" in capsys.readouterr().err
 
 
+def test_a_url_that_does_not_parse_is_refused_without_quoting_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], termination_log: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unencoded "/" in a password ends the host early: httpx's own error ("Invalid port:
+    'Tr0ub4dor'") quoted the password into the model's conditions and clients' 503s."""
+    monkeypatch.setenv("KUBERANK_FETCH_URL", "https://svc:Tr0ub4dor/3@models.example/m.gguf")
+    assert main(["url", "--url-env", "KUBERANK_FETCH_URL", "--sha256", SHA,
+                 "--dest", str(tmp_path / "d")]) == 1
+    said = capsys.readouterr().err + termination_log.read_text()
+    assert "does not parse as a URL" in said and "percent-encoded" in said
+    assert "Tr0ub4dor" not in said
+
+
+def test_a_password_holding_url_delimiters_is_cut_from_shown_urls() -> None:
+    assert shown("http://u:1234/5678@host/m.gguf") == "http://<credentials>@host/m.gguf"
+    assert shown("https://u:p?w#d@host/m.gguf?sig=x") == (
+        "https://<credentials>@host/m.gguf?<redacted>")
+    assert shown("https://host/m.gguf") == "https://host/m.gguf"
+
+
+def test_an_unforeseen_failure_says_its_type_and_place_but_never_its_text() -> None:
+    try:
+        raise ValueError("Illegal header value b'Bearer hf_s3cr3t'")
+    except ValueError as err:
+        said = unexpected(err)
+    assert said.startswith("unexpected ValueError in test_fetch.py:") and "s3cr3t" not in said
+
+
+def _fetch_hf(endpoint: str, token: str, dest: Path) -> subprocess.CompletedProcess[str]:
+    """``kuberank-fetch hf`` against a Hub at ``endpoint`` (read when huggingface_hub loads)."""
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": token,
+           "HF_HOME": str(dest / "hf-home"), "KUBERANK_TERMINATION_LOG": str(dest / "msg")}
+    fetch = str(Path(sys.executable).with_name("kuberank-fetch"))
+    return subprocess.run([fetch, "hf", "--repo", "org/m", "--file", "m.gguf", "--dest",
+                           str(dest / "d")], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_hub_token_never_reaches_a_message_and_a_trailing_newline_is_no_error(
+    server: FileServer, tmp_path: Path,
+) -> None:
+    """A token Secret made with ``echo`` ends in a newline: the header it made was refused, and
+    the traceback's last line (the termination message, then conditions, Events and clients'
+    503s, all readable without reading the Secret) quoted the token."""
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    done = _fetch_hf(endpoint, "hf_s3cr3tTok3n\n", tmp_path)
+    assert done.returncode == 1 and "Bearer hf_s3cr3tTok3n" in server.tokens
+    said = done.stdout + done.stderr + (tmp_path / "msg").read_text()
+    assert "Hugging Face org/m@main: the Hub could not be reached" in said  # not a traceback
+    assert "s3cr3tTok3n" not in said and "Traceback" not in said
+    broken = _fetch_hf(endpoint, "hf_s3cr3t\nTok3n", tmp_path)  # no header can carry it
+    said = broken.stdout + broken.stderr + (tmp_path / "msg").read_text()
+    assert broken.returncode == 1 and "unexpected" in said
+    assert "s3cr3t" not in said and "Tok3n" not in said
+
+
 def test_unreachable_server_gives_up_after_attempts(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="after 2 attempts"):
         fetch_url("http://127.0.0.1:9/m.gguf", SHA, tmp_path, attempts=2, timeout_s=1)
@@ -271,3 +333,8 @@ def test_names_and_globs() -> None:
     assert pick_model_file(shards, "m-*.gguf") == "m-00001-of-00002.gguf"
     with pytest.raises(FetchError, match="no file"):
         pick_model_file(shards, "*.bin")
+    # The hub's download metadata sorts first and matched too: the runtime got no GGUF.
+    listed = [".cache/huggingface/download/m-Q8_0.gguf.metadata", ".cache/huggingface/.gitignore",
+              "Q8_0/m-Q8_0.gguf"]
+    assert pick_model_file(listed, "*Q8_0*") == "Q8_0/m-Q8_0.gguf"
+    assert pick_model_file([*listed, "README.md"], "*") == "Q8_0/m-Q8_0.gguf"

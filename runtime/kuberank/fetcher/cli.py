@@ -11,8 +11,10 @@ import contextlib
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
+import httpx
 from kuberank.fetcher.cache import exclusive, hf_entry, url_entry
 from kuberank.fetcher.download import fetch_url
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
@@ -51,11 +53,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _spec_url(args: argparse.Namespace) -> str:
     if args.url is not None:
-        return str(args.url)
-    url = os.environ.get(args.url_env, "").strip()
-    if not url.startswith(("http://", "https://")):
-        raise FetchError(f"${args.url_env} does not hold an http(s) URL; check the Secret key "
-                         "spec.source.url.urlSecretRef names")
+        url, where = str(args.url), "spec.source.url.url"
+    else:
+        url = os.environ.get(args.url_env, "").strip()
+        where = f"${args.url_env} (the Secret key spec.source.url.urlSecretRef names)"
+        if not url.startswith(("http://", "https://")):
+            raise FetchError(f"{where} does not hold an http(s) URL")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL:  # its text may quote the URL's password: not passed on
+        raise FetchError(f"{where} does not parse as a URL: a user name or password holding "
+                         "'/', '?', '#' or '@' must be percent-encoded") from None
     return url
 
 
@@ -94,6 +102,21 @@ def run(args: argparse.Namespace) -> Path:
     return point_link(dest, args.link, target)
 
 
+def unexpected(err: BaseException) -> str:
+    """What a failure no code path foresaw says: its type and where it arose, never its text,
+    which may quote a token or a URL's password ("Illegal header value b'Bearer hf_...'",
+    "Invalid port: '<password>'"), and would reach conditions, Events and clients' 503s."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return (f"unexpected {type(err).__name__}{where} (its text is withheld: it may quote "
+            "credentials); check spec.source and its Secrets")
+
+
+def _fail(message: str) -> None:
+    print(f"kuberank-fetch: {message}", file=sys.stderr)
+    _termination_message(message)
+
+
 def _termination_message(text: str) -> None:
     path = Path(os.environ.get("KUBERANK_TERMINATION_LOG", "/dev/termination-log"))
     with contextlib.suppress(OSError):  # not in a pod: stderr carries the message
@@ -104,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # httpx logs every request's full URL at INFO: a url source's password or presigned
     # signature would land in `kubectl logs -c fetch-model`. Our own lines say what matters.
-    for chatty in ("httpx", "httpcore"):
+    for chatty in ("httpx", "httpcore", "httpx2"):  # httpx2: huggingface_hub's client
         logging.getLogger(chatty).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
         link = run(args)
     except FetchError as err:
-        print(f"kuberank-fetch: {err}", file=sys.stderr)
-        _termination_message(str(err))
+        _fail(str(err))
+        return 1
+    except Exception as err:  # its text is withheld, its type and place said
+        _fail(unexpected(err))
         return 1
     log.info("model ready at %s -> %s", link, os.readlink(link))
     return 0

@@ -25,9 +25,12 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def shown(url: str) -> str:
     """``url`` fit for messages, which reach conditions, Events and API clients' 503s: without
     the user and password it may carry, or its query (where presigned URLs keep signatures)."""
-    parts = urlsplit(url)
-    _user, at, host = parts.netloc.rpartition("@")
-    netloc = f"<credentials>@{host}" if at else parts.netloc
+    scheme, sep, rest = url.partition("://")
+    # Up to the last "@" is credentials, even where a password holds an unencoded "/", "?" or
+    # "#" that makes a URL parser end the host early (and print the password as host and path).
+    _credentials, at, rest = rest.rpartition("@")
+    parts = urlsplit(f"{scheme}{sep}{rest}")
+    netloc = f"<credentials>@{parts.netloc}" if at else parts.netloc
     return urlunsplit((parts.scheme, netloc, parts.path, "<redacted>" if parts.query else "",
                        ""))
 

@@ -109,7 +109,10 @@ def _containers(name: str, spec: RerankModelSpec, settings: OperatorSettings) ->
         # admits the pod (an init container without them is refused like any other).
         "resources": _without_gpus(container_resources(spec)),
         "securityContext": CONTAINER_SECURITY,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
+        # Only what kuberank-fetch writes, never its log's tail: the message reaches the
+        # model's conditions, Events and clients' 503s, read by those who may not read the
+        # Secrets a fetch uses (a crash it did not foresee says "exited with an error").
+        "terminationMessagePolicy": "File",
     }
     runtime = {
         "name": "runtime",
