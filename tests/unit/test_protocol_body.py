@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 
 import pytest
@@ -97,3 +98,18 @@ def test_a_coding_before_chunked_is_501_not_a_body_read_still_coded(lines: list[
 
 def test_chunked_twice_is_a_bad_request() -> None:
     assert isinstance(transfer_coding_refusal(["chunked, chunked"]), BadRequest)
+
+
+def test_inflating_reports_each_step_it_grows_by_and_stops_when_told() -> None:
+    body = gzip.compress(os.urandom(100_000) * 20)  # 2 MB, compressible only by repeats
+    sizes: list[int] = []
+    assert inflate(body, "gzip", 4 << 20, sizes.append) == zlib.decompress(body, 31)
+    assert sizes[-1] == 2_000_000 and sizes == sorted(sizes)
+    assert max(b - a for a, b in zip([0, *sizes], sizes, strict=False)) <= 256 * 1024
+
+    def refuse_past_a_megabyte(size: int) -> None:
+        if size > 1 << 20:
+            raise PayloadTooLarge("no room")
+
+    with pytest.raises(PayloadTooLarge, match="no room"):
+        inflate(body, "gzip", 4 << 20, refuse_past_a_megabyte)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import Any
 
 import pytest
+from kuberank.protocol.body import read_body
 from kuberank.protocol.budget import (
     COMPRESSION_ALLOWANCE,
     OWNER_STATE,
@@ -13,7 +15,8 @@ from kuberank.protocol.budget import (
     BodyBudgetMiddleware,
     reserved_size,
 )
-from kuberank.protocol.errors import RateLimited, error_response
+from kuberank.protocol.errors import ApiError, RateLimited, error_response
+from starlette.requests import Request
 
 pytestmark = pytest.mark.unit
 
@@ -66,7 +69,8 @@ def test_one_tenant_holds_at_most_its_share_while_another_of_its_requests_is_in(
     assert budget.try_reserve(90, "lone")  # alone, a tenant may use all of it
 
 
-def _post(app: Any, owner: str, body: bytes, stall: asyncio.Event | None = None) -> Any:
+def _post(app: Any, owner: str, body: bytes, stall: asyncio.Event | None = None,
+          headers: list[tuple[bytes, bytes]] | None = None) -> Any:
     """One POST through ``app`` over real ASGI messages; its status, once answered."""
     async def run() -> int:
         chunks = [body[: len(body) // 2], body[len(body) // 2:]]
@@ -82,7 +86,7 @@ def _post(app: Any, owner: str, body: bytes, stall: asyncio.Event | None = None)
             if message["type"] == "http.response.start":
                 sent.append(message["status"])
 
-        scope = {"type": "http", "method": "POST", "path": "/", "headers": [],
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": headers or [],
                  "state": {OWNER_STATE: owner}}
         await app(scope, receive, send)
         return sent[0]
@@ -120,3 +124,35 @@ def test_the_middleware_charges_each_tenant_and_refuses_past_its_share() -> None
     # the other two, finishing (400 each) fits one at a time: one is served, one refused.
     assert sorted(stalled) == [200, 429, 429]
     assert budget.reserved == 0  # every request gave back what it held
+
+
+def test_a_body_that_inflates_past_its_allowance_is_held_to_what_it_inflates_to() -> None:
+    """A compressed body was reserved at 16 times its size: 40 bodies of 8 KB that inflate to
+    8 MB each took a gateway from 72 MiB to 824 MiB with 5 MiB reserved. It is now held to
+    what it inflates to as it inflates, and refused once that no longer fits."""
+    async def reads_the_body(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await read_body(Request(scope, receive), limit=8 << 20)
+        except ApiError as refused:
+            await error_response(refused)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    bomb = gzip.compress(b" " * (4 << 20))  # ~4 KB that inflates to 4 MiB
+    gzipped = [(b"content-encoding", b"gzip")]
+    budget = BodyBudget(1 << 20)
+    app = BodyBudgetMiddleware(reads_the_body, budget, max_body_bytes=8 << 20)
+
+    async def scenario() -> list[int]:
+        stall = asyncio.Event()
+        holding = asyncio.create_task(_post(app, "a", b"x" * 1000, stall))
+        await asyncio.sleep(0.01)
+        refused = await _post(app, "b", bomb, headers=gzipped)
+        stall.set()
+        return [refused, await holding, await _post(app, "b", bomb, headers=gzipped)]
+
+    refused, held, alone = asyncio.run(scenario())
+    assert refused == 429 and held == 200
+    assert alone == 200  # a request alone always fits, however large
+    assert budget.reserved == 0

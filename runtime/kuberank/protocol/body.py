@@ -28,6 +28,10 @@ INFLATED = ("gzip", "x-gzip", "deflate")
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_GZIP_MEMBERS = 64  # concatenated gzip output has a few; thousands are an attack
 _FEED_BYTES = 64 * 1024  # compressed input handed to zlib at a time
+_INFLATE_STEP = 256 * 1024  # inflated output taken from zlib at a time, each step reported
+# In scope["state"]: a callable told each size a body has inflated to so far (the body budget
+# reserves it, and refuses a body that no longer fits before it is inflated further).
+INFLATING_STATE = "body_inflating"
 # Bodies above this are inflated, parsed or rewritten on a worker thread: an 8 MiB JSON body
 # takes tens of milliseconds, which on the event loop would stall every other request.
 OFF_LOOP_BYTES = 64 * 1024
@@ -109,15 +113,19 @@ async def read_body(request: Request, limit: int, stall_seconds: float = 60.0) -
     body = b"".join(chunks)
     if encoding not in INFLATED:
         return body
-    return await off_the_loop(len(body), inflate, body, encoding, limit)
+    grown = (request.scope.get("state") or {}).get(INFLATING_STATE)
+    return await off_the_loop(len(body), inflate, body, encoding, limit, grown)
 
 
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+def inflate(body: bytes, encoding: str, limit: int,
+            grown: Callable[[int], None] | None = None) -> bytes:
     """Decompress a gzip or zlib (HTTP "deflate") body to at most ``limit`` bytes. A gzip body
     may be several members one after another (RFC 1952, what concatenated ``gzip`` output is),
     up to MAX_GZIP_MEMBERS; anything else after the compressed data is refused, not silently
     dropped. Input is fed in bounded slices, so the work stays linear in the body's size
-    however many members it holds."""
+    however many members it holds; output is taken in bounded steps, each size reached told to
+    ``grown`` (which may refuse to go on by raising), so a body that compresses 1000:1 is held
+    to account as it inflates rather than once it is whole."""
     view, pos = memoryview(body), 0
     parts: list[bytes] = []
     size = 0
@@ -125,16 +133,24 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # accepts a gzip or a zlib header
         while not decoder.eof and pos < len(view):
             piece = view[pos:pos + _FEED_BYTES]
-            try:  # at most one byte past the limit: a bomb is never inflated whole
-                out = decoder.decompress(piece, limit + 1 - size)
-            except zlib.error as err:
-                raise BadRequest(f"request body is not valid {encoding}: {err}",
-                                 code="invalid_encoding") from None
-            size += len(out)
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"request body inflates to more than the limit of {limit} bytes")
-            parts.append(out)
+            pending: bytes | memoryview = piece
+            while True:
+                room = min(limit + 1 - size, _INFLATE_STEP)  # at most one byte past the limit
+                try:
+                    out = decoder.decompress(pending, room)
+                except zlib.error as err:
+                    raise BadRequest(f"request body is not valid {encoding}: {err}",
+                                     code="invalid_encoding") from None
+                size += len(out)
+                if size > limit:
+                    raise PayloadTooLarge(
+                        f"request body inflates to more than the limit of {limit} bytes")
+                parts.append(out)
+                if grown is not None and out:
+                    grown(size)
+                pending = decoder.unconsumed_tail
+                if decoder.eof or (not pending and len(out) < room):
+                    break
             pos += len(piece) - (len(decoder.unused_data) if decoder.eof else 0)
         if not decoder.eof:
             raise BadRequest(f"request body is not valid {encoding}: it ends early",

@@ -3,16 +3,17 @@
 Each body is capped on its own (413), but a burst of large ones is not: 48 concurrent 16 MiB
 bodies took a runtime past 2.5 GB while they were inflated, parsed and tokenized, and 70 stalled
 7 MiB uploads took the gateway past its 512 MiB limit. A request reserves its body's bytes as
-they arrive (and, once a compressed body has arrived, what it may inflate to) and holds them
-until it is answered; a chunk that does not fit while other requests hold theirs is refused with
-429 ``queue_full`` and Retry-After, like a full queue. Counting what arrives, not the declared
-length, means a client holds only what it has really sent (four connections declaring 8 MiB and
-sending nothing once refused everyone), and a request answered before its body is read (a 401)
-never counts. One request always fits, however large: the bound never makes a valid request
-impossible. Where the app names who a body is charged to (the gateway: the key's namespace, in
-``scope["state"]``, before it reads the body), one tenant's requests hold at most half the bound
-while another of its requests is in: a tenant that stalls or floods uploads cannot refuse every
-other tenant.
+they arrive (and, once a compressed body has arrived, what it may inflate to; past that, what it
+really inflates to, step by step, so a body compressed 1000:1 is refused as it grows rather than
+held at a sixteenth of its size) and holds them until it is answered; a chunk that does not fit
+while other requests hold theirs is refused with 429 ``queue_full`` and Retry-After, like a full
+queue. Counting what arrives, not the declared length, means a client holds only what it has
+really sent (four connections declaring 8 MiB and sending nothing once refused everyone), and a
+request answered before its body is read (a 401) never counts. One request always fits, however
+large: the bound never makes a valid request impossible. Where the app names who a body is
+charged to (the gateway: the key's namespace, in ``scope["state"]``, before it reads the body),
+one tenant's requests hold at most half the bound while another of its requests is in: a tenant
+that stalls or floods uploads cannot refuse every other tenant.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from kuberank.protocol.body import INFLATING_STATE
 from kuberank.protocol.errors import RateLimited
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -127,6 +129,11 @@ class BodyBudgetMiddleware:
                     f"(its limit is {self.budget.limit}{tenant}); retry shortly",
                     code="queue_full", retry_after=self.retry_after)
             held, holding = held + size, True
+
+        def inflating(size: int) -> None:  # read_body's inflation, in a worker thread
+            reserve(max(0, received + size - held))  # the compressed body is still held too
+
+        scope.setdefault("state", {})[INFLATING_STATE] = inflating
 
         async def counted() -> Message:
             nonlocal received
