@@ -1001,6 +1001,44 @@ def test_a_slice_not_made_for_a_kuberank_service_is_never_routed_to(tenant: Tena
     eventually(tried_the_services_replicas)  # only the refusing replica was ever tried
 
 
+def test_a_slice_mirrored_from_hand_written_endpoints_is_never_routed_to(
+    tenant: Tenant,
+) -> None:
+    """Whoever may write Endpoints (the `edit` role of clusters from before 1.22) could make a
+    selector-less Service of the model's name, with kuberank's labels, and Endpoints naming any
+    pod IP: the API server's mirroring controller turns them into a slice the gateway took."""
+    tenant.model("tiny")
+    core = client.CoreV1Api(tenant.api)
+    labels = {"app.kubernetes.io/managed-by": "kuberank"}
+    core.create_namespaced_service(tenant.namespace, {
+        "metadata": {"name": "rrm-tiny", "labels": labels},
+        "spec": {"ports": [{"name": "http", "port": 8080}]},  # no selector: Endpoints by hand
+    })
+    core.create_namespaced_endpoints(tenant.namespace, {
+        "metadata": {"name": "rrm-tiny", "labels": labels},
+        "subsets": [{"addresses": [{"ip": REPLICA_1}], "ports": [{"name": "http", "port": 8080}]}],
+    })
+    mirrored = "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io"
+    discovery = client.DiscoveryV1Api(tenant.api)
+
+    def mirror_made() -> None:
+        assert discovery.list_namespaced_endpoint_slice(
+            tenant.namespace, label_selector=mirrored).items, "no mirrored slice yet"
+
+    eventually(mirror_made, timeout=30)
+    key = tenant.apikey("app")
+    tenant.endpoints("tiny", REFUSING)  # the only slice the gateway may take
+
+    def only_the_refusing_replica_tried() -> None:
+        response = tenant.post(key)
+        assert response.status_code == 503, "routed to the mirrored slice's replica"
+        assert "could be reached" in response.json()["error"]["message"], response.text
+
+    eventually(only_the_refusing_replica_tried)
+    for _ in range(5):  # the working replica behind the mirror is never tried
+        only_the_refusing_replica_tried()
+
+
 def test_upstream_that_never_answers_gets_504(tenant: Tenant) -> None:
     tenant.model("tiny")
     tenant.endpoints("tiny", HANGING)

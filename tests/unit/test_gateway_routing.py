@@ -241,6 +241,18 @@ def test_slice_without_service_label_is_ignored() -> None:
     assert slice_from_endpointslice(obj) is None
 
 
+def test_a_slice_mirrored_from_endpoints_is_ignored_but_the_controllers_is_not() -> None:
+    """A mirrored slice's addresses are whatever someone wrote into an Endpoints object (with a
+    selector-less Service of the model's name): any pod IP, another tenant's included."""
+    obj = endpointslice("s", "rrm-m", [{"addresses": ["10.0.0.9"]}])
+    manager = "endpointslice.kubernetes.io/managed-by"
+    obj["metadata"]["labels"][manager] = "endpointslicemirroring-controller.k8s.io"
+    assert slice_from_endpointslice(obj) is None
+    obj["metadata"]["labels"][manager] = "endpointslice-controller.k8s.io"
+    record = slice_from_endpointslice(obj)
+    assert record is not None and record.endpoints == ("10.0.0.9:8080",)
+
+
 def test_removals_and_relists_update_the_table() -> None:
     routes = table(
         rerankmodel("bge"), endpointslice("s1", "rrm-bge", [{"addresses": ["10.0.0.1"]}])

@@ -28,6 +28,8 @@ from kuberank.crd.rerankmodel import (
 from kuberank.gateway.grouped import Grouped
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SLICE_MANAGER_LABEL = "endpointslice.kubernetes.io/managed-by"
+MIRRORED_SLICE_MANAGER = "endpointslicemirroring-controller.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -177,9 +179,12 @@ def slice_from_endpointslice(obj: Mapping[str, Any]) -> SliceRecord | None:
     terminating endpoints are not ready. FQDN slices are ignored.
     """
     meta = obj.get("metadata") or {}
-    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    labels = meta.get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL)
     if not service or not meta.get("name") or not meta.get("namespace"):
         return None
+    if labels.get(SLICE_MANAGER_LABEL) == MIRRORED_SLICE_MANAGER:
+        return None  # its addresses are whatever someone wrote into an Endpoints object
     address_type = obj.get("addressType") or "IPv4"
     port = _port(obj.get("ports") or [])
     endpoints: list[str] = []

@@ -21,7 +21,9 @@ from kuberank.crd.common import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION
 from kuberank.crd.rerankmodel import PLURAL as RERANKMODEL_PLURAL
 from kuberank.gateway.keytable import KeyTable, record_from_apikey
 from kuberank.gateway.routing import (
+    MIRRORED_SLICE_MANAGER,
     SERVICE_NAME_LABEL,
+    SLICE_MANAGER_LABEL,
     RoutingTable,
     SliceRecord,
     route_from_rerankmodel,
@@ -218,8 +220,13 @@ class Watchers:
         custom = client.CustomObjectsApi(api)
         discovery = client.DiscoveryV1Api(api)
         # Only the slices of kuberank's Services (the EndpointSlice controller copies the
-        # Service's labels onto its slices), not every Service's of the cluster.
-        slice_filter = {"label_selector": f"{SERVICE_NAME_LABEL},{MANAGED_BY_LABEL}={MANAGED_BY}"}
+        # Service's labels onto its slices), not every Service's of the cluster; and never one
+        # mirrored from an Endpoints object, whose addresses whoever may write Endpoints in the
+        # namespace chooses (the `edit` role of clusters from before 1.22 still may): a
+        # selector-less Service of the model's name and hand-written Endpoints would send a
+        # tenant's requests to any pod IP, another tenant's runtime included.
+        slice_filter = {"label_selector": f"{SERVICE_NAME_LABEL},{MANAGED_BY_LABEL}={MANAGED_BY},"
+                                          f"{SLICE_MANAGER_LABEL}!={MIRRORED_SLICE_MANAGER}"}
         self.reflectors: list[Reflector] = []
         scopes: list[str | None] = list(namespaces) or [None]
         for ns in scopes:
