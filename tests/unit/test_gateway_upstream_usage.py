@@ -31,4 +31,7 @@ def test_unparseable_body_counts_no_usage() -> None:
 def test_only_a_count_in_the_usage_header_is_taken() -> None:
     assert header_tokens("17") == 17 and header_tokens(" 17 ") == 17
     assert header_tokens("not-a-number") is None and header_tokens("-3") is None
+    # A runtime's header must never fail the request: int() refused 4301 digits (a 500).
+    assert header_tokens("9" * 5000) is None and header_tokens("\u0663") is None
+    assert header_tokens(None) is None and header_tokens("") is None
     assert header_tokens(None) is None

@@ -156,9 +156,15 @@ def max_answer_bytes(max_body_bytes: int) -> int:
     return 6 * max_body_bytes + (1 << 20)
 
 
+MAX_COUNT_DIGITS = 18  # a token count fits in far fewer; int() refuses past 4300 (a 500)
+
+
 def header_tokens(header: str | None) -> int | None:
-    """The tokens an ``x-prompt-tokens`` header reports, if it is a count."""
-    return int(header) if header is not None and header.strip().isdigit() else None
+    """The tokens an ``x-prompt-tokens`` header reports, if it is a count (ASCII digits, a
+    sane number of them: whatever a runtime sends must not fail the request)."""
+    count = (header or "").strip()
+    ok = count.isascii() and count.isdigit() and len(count) <= MAX_COUNT_DIGITS
+    return int(count) if ok else None
 
 
 def usage_tokens(body: bytes) -> int:
