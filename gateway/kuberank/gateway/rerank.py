@@ -133,6 +133,10 @@ async def _rerank(
     labels.model = route.served_name
     # The model's own limit when it sets one (up to HARD_MAX_DOCUMENTS), else the gateway's.
     check_document_count(len(parsed.documents), route.max_documents or settings.max_documents)
+    requested = parsed.model
+    estimate = (estimated_tokens(parsed.query, parsed.documents)
+                if labels.limits.tokens_per_minute else 0)
+    del parsed  # only the body goes on: its parsed copy would double what the request holds
 
     cap = labels.limits.concurrent_here
     if not gateway.in_flight.enter(key.identity, cap):
@@ -143,8 +147,6 @@ async def _rerank(
             code="concurrency_limited", retry_after=1,
         )
     try:
-        estimate = (estimated_tokens(parsed.query, parsed.documents)
-                    if labels.limits.tokens_per_minute else 0)
         wait = gateway.limiter.admit(key.identity, labels.limits, estimate)
         if wait > 0:
             raise RateLimited(
@@ -154,7 +156,7 @@ async def _rerank(
         try:
             with _in_flight(gateway, route):
                 response, used = await _forward(gateway, dialect, request, key, route,
-                                                parsed.model, body)
+                                                requested, body)
                 return response
         finally:  # what the runtime counted, against what admission reserved
             gateway.limiter.charge_tokens(key.identity, used, labels.limits, reserved=estimate)
