@@ -31,6 +31,7 @@ import json
 import logging
 import struct
 import termios
+import threading
 from http import HTTPStatus
 
 from httptools import HttpParserError
@@ -92,6 +93,10 @@ class _RefusedTransferCodingError(HttpParserError):
 
 class BoundedProtocol(HttpToolsProtocol):
     read_seconds = 60.0
+    # Set while the server drains (``serving``): every answer then closes its connection, so a
+    # client's kept connection does not outlive the drain and lose the request it sends as the
+    # server stops; its next request opens a connection that a load balancer sends elsewhere.
+    draining: threading.Event | None = None
 
     @staticmethod
     def on_closed(reason: str) -> None:
@@ -193,6 +198,8 @@ class BoundedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle not in self._unanswered:
             self._unanswered.append(self.cycle)
+        if self.cycle is not None and self.draining is not None and self.draining.is_set():
+            self.cycle.keep_alive = False  # answered with Connection: close
 
     def send_400_response(self, msg: str) -> None:
         if self._coding_refusal is not None:

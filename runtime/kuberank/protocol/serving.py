@@ -5,7 +5,9 @@ When a pod is deleted, the EndpointSlice update and the SIGTERM race: kube-proxy
 controllers and the gateway keep sending new connections for a moment after the signal, and a
 plain uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502).
 On the first SIGTERM this server keeps accepting for ``drain_seconds`` while readiness fails
-(``draining`` is set), and only then shuts down as uvicorn does (finishing requests in flight, for
+(``draining`` is set) and every answer closes its connection (a kept connection would
+otherwise be cut at the end of the drain, under the request its client sends then), and only
+then shuts down as uvicorn does (finishing requests in flight, for
 up to its ``timeout_graceful_shutdown``). A second SIGTERM skips the rest of the drain; a second
 Ctrl-C stops it at once.
 
@@ -66,7 +68,7 @@ def serve(app: Any, drain_seconds: float, draining: threading.Event,
     the app never saw). The port is bound before the app starts: a port already taken
     exits (3, uvicorn's startup failure) at once, not after the app's startup has loaded a
     model for minutes."""
-    bounds: dict[str, Any] = {"read_seconds": read_timeout}
+    bounds: dict[str, Any] = {"read_seconds": read_timeout, "draining": draining}
     if on_closed is not None:
         bounds["on_closed"] = staticmethod(on_closed)
     protocol = type("Bounded", (BoundedProtocol,), bounds)
