@@ -1,10 +1,16 @@
 """Lease timing derived from the lease duration: client-go's proportions, always a timing the
-kubernetes client's leader election accepts (its Config exits the process otherwise)."""
+kubernetes client's leader election accepts (its Config exits the process otherwise); and lease
+calls that cannot hang."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
-from kuberank.operator.leader import LeaseTiming
+import urllib3
+from kuberank.operator.leader import LeaseTiming, TimedApi
+from kubernetes import client
 from kubernetes.leaderelection import electionconfig
 
 pytestmark = pytest.mark.unit
@@ -29,3 +35,18 @@ def test_every_lease_of_three_seconds_or_more_gives_a_timing_the_library_accepts
 def test_a_shorter_lease_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 3 seconds"):
         LeaseTiming.for_lease(2)
+
+
+def test_a_lease_call_on_a_connection_that_never_answers_times_out() -> None:
+    """A partition that drops packets leaves the renewal's connection open and silent: without
+    a timeout the call never returned, and the leader never learnt it had lost the lease."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts (in the kernel) and never answers
+        config = client.Configuration()
+        config.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        leases = TimedApi(client.CoordinationV1Api(client.ApiClient(config)), 1)
+        started = time.monotonic()
+        with pytest.raises(urllib3.exceptions.HTTPError, match="timed out"):
+            leases.read_namespaced_lease("kuberank-operator", "ns")
+        assert time.monotonic() - started < 5

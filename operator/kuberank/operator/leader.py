@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from kubernetes import client
@@ -92,6 +92,21 @@ class _Election(leaderelection.LeaderElection):
         return held
 
 
+class TimedApi:
+    """An API object whose every call carries ``_request_timeout``: a renewal on a connection
+    cut without a reset (a network partition) never returned, so the leader neither renewed
+    nor learnt that it had lost the lease, and never exited as it must."""
+
+    def __init__(self, api: Any, seconds: float) -> None:
+        self._api, self._seconds = api, seconds
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+        if not callable(method):
+            return method
+        return lambda *args, **kwargs: method(*args, _request_timeout=self._seconds, **kwargs)
+
+
 class Leadership:
     """This process's claim on the Lease ``namespace/name`` under ``identity``."""
 
@@ -101,9 +116,10 @@ class Leadership:
         library_log = logging.getLogger("leaderelection")
         if not any(isinstance(f, _OnlyTrouble) for f in library_log.filters):
             library_log.addFilter(_OnlyTrouble())
-        self._leases = client.CoordinationV1Api(api)
+        self._leases = TimedApi(client.CoordinationV1Api(api), timing.renew_deadline_seconds)
         lock = LeaseLock(name, namespace, identity)  # type: ignore[no-untyped-call]
-        lock.api_instance = self._leases  # the operator's client, not the library's default
+        # The operator's client, not the library's default (the proxy stands in for it).
+        lock.api_instance = cast(client.CoordinationV1Api, self._leases)
         config = electionconfig.Config(  # type: ignore[no-untyped-call]
             lock, timing.lease_seconds, timing.renew_deadline_seconds, timing.retry_seconds,
             onstarted_leading=lambda: None, onstopped_leading=None,
