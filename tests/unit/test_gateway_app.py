@@ -30,6 +30,7 @@ KEY_LIMITED = generate_key()
 KEY_OTHER_NS = generate_key()
 KEY_EMPTY_NS = generate_key()
 KEY_ALIAS_ONLY = generate_key()
+KEY_WAITING = generate_key()
 
 
 def apikey(name: str, key: str, namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
@@ -70,6 +71,10 @@ OBJECTS = [
     rerankmodel("bge", namespace="ns2"),  # another tenant serving the same name
     rerankmodel("minilm", namespace="ns4", aliases=["rr"]),
     rerankmodel("other", namespace="ns4"),
+    apikey("waits", KEY_WAITING, namespace="ns5"),
+    rerankmodel("queued", namespace="ns5") | {"status": {"conditions": [
+        {"type": "Degraded", "status": "True", "reason": "InsufficientGPU",
+         "message": "No node has 1 free nvidia.com/gpu."}]}},
 ]
 
 
@@ -200,6 +205,15 @@ def test_rate_limited_key_gets_429_with_retry_after(client: TestClient) -> None:
     response = rerank(client, KEY_LIMITED)
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1
+
+
+def test_a_503_says_what_the_model_waits_for(client: TestClient) -> None:
+    """A model Pending for a GPU answered only "has no ready replica"."""
+    response = rerank(client, KEY_WAITING, {"model": "queued", "query": "q", "documents": ["a"]})
+    assert response.status_code == 503 and error_code(response) == "no_ready_replica"
+    assert response.json()["error"]["message"].endswith(
+        "no ready replica: InsufficientGPU: No node has 1 free nvidia.com/gpu.")
+    assert response.headers["retry-after"] == "5"  # a GPU may free up
 
 
 def test_no_ready_replica_gets_503_with_retry_after(client: TestClient) -> None:

@@ -112,6 +112,8 @@ def test_a_degraded_model_is_failing_unless_its_pods_may_still_be_scheduled() ->
     for reason in ("InsufficientGPU", "ClaimNotReady", "Unschedulable"):
         pending = route_from_rerankmodel(degraded(reason))
         assert pending is not None and pending.failing is None, reason
+        assert pending.waiting == f"{reason}: Pod p keeps crashing"  # what its 503 says
+    assert failing.waiting is None
     healthy = route_from_rerankmodel(degraded("AsExpected", status="False"))
     assert healthy is not None and healthy.failing is None
     serving = route_from_rerankmodel(degraded("AliasShadowed"))  # serves, under fewer names

@@ -199,6 +199,8 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
         if stopped:  # it will not come back by itself: no Retry-After to wait for
             why = (f": spec.replicas is 0 (kubectl scale rrm {route.name} -n {route.namespace} "
                    "--replicas=1 serves it)")
+        elif route.waiting and not why:
+            why = f": {route.waiting}"
         elif route.starting and not why:
             why = ": its replicas are still fetching or loading the model"
         raise Unavailable(

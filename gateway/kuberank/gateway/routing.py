@@ -57,6 +57,9 @@ class ModelRoute:
     wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
     failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
     starting: bool = False  # the operator reports its replicas fetching or loading the model
+    # "Reason: message" of a Degraded condition that waiting may fix (no GPU free yet, a claim
+    # not bound): requests are still held for it, and a 503 says why nothing is ready.
+    waiting: str | None = None
     aliases: tuple[str, ...] = ()  # spec.aliases: more names that reach this model
     autoscaled: bool = False  # spec.autoscaling is set: report this model's load
     timeout: float | None = None  # spec.limits.timeoutSeconds; None: the gateway's default
@@ -101,6 +104,7 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
                       starting=_starting(obj.get("status")),
+                      waiting=_waiting(obj.get("status")),
                       aliases=aliases_of(obj),
                       autoscaled=isinstance(spec.get("autoscaling"), Mapping),
                       timeout=_positive(timeout), claim=claim_order(meta),
@@ -134,6 +138,14 @@ def _failing(status: Any) -> str | None:
     (CrashLoop, FetchFailed, ImagePullFailed, ...: answered at once, not held)."""
     cond = _condition(status, "Degraded")
     if cond.get("status") == "True" and cond.get("reason") not in reasons.PENDING | reasons.SERVING:
+        return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
+    return None
+
+
+def _waiting(status: Any) -> str | None:
+    """The operator's Degraded condition, when it names a wait (``reasons.PENDING``)."""
+    cond = _condition(status, "Degraded")
+    if cond.get("status") == "True" and cond.get("reason") in reasons.PENDING:
         return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
     return None
 
