@@ -227,6 +227,22 @@ def _unschedulable(message: str) -> dict[str, Any]:
             },
             None,
         ),
+        (  # ran ready, until its node stopped reporting and the node controller said not ready
+            {
+                "conditions": [{"type": "ContainersReady", "status": "True"},
+                               {"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"ready": True, "state": {"running": {}}}],
+            },
+            "NodeNotReady",
+        ),
+        (  # loading: neither its containers nor it are ready yet
+            {
+                "conditions": [{"type": "ContainersReady", "status": "False"},
+                               {"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"ready": False, "state": {"running": {}}}],
+            },
+            None,
+        ),
     ],
 )
 def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> None:

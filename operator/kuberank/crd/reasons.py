@@ -4,11 +4,13 @@ one spelling for both sides of that contract (every reason is in docs/troublesho
 from __future__ import annotations
 
 # Degraded: pods Pending for these may still start (a node autoscaler adds a GPU node, a claim
-# binds), so the gateway holds requests for a waking model through them.
+# binds), or pods on a node that stopped reporting may be ready again when it comes back (or be
+# evicted and start elsewhere), so the gateway holds requests for a waking model through them.
 INSUFFICIENT_GPU = "InsufficientGPU"
 CLAIM_NOT_READY = "ClaimNotReady"
 UNSCHEDULABLE = "Unschedulable"
-PENDING = frozenset({INSUFFICIENT_GPU, CLAIM_NOT_READY, UNSCHEDULABLE})
+NODE_NOT_READY = "NodeNotReady"
+PENDING = frozenset({INSUFFICIENT_GPU, CLAIM_NOT_READY, UNSCHEDULABLE, NODE_NOT_READY})
 
 # Degraded: some of the model's aliases reach another model. It serves all the same (Ready
 # stays True): no reason to refuse a request, nor to tell a client its model is failing.

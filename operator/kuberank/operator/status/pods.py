@@ -68,7 +68,24 @@ def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | Non
         problem = _container_problem(name, container, fetcher=False)
         if problem is not None:
             return problem
-    return None
+    return _cut_off(name, pod)
+
+
+def _cut_off(name: str, pod: dict[str, Any]) -> PodProblem | None:
+    """A pod whose containers were ready but which is not: the node controller marks the pods
+    of a node that stopped reporting not ready (and leaves the rest of their status as last
+    reported), so the model was said to be "fetching or loading" while its pods had run fine."""
+    conditions = {c.get("type"): c.get("status")
+                  for c in (pod.get("status") or {}).get("conditions") or []}
+    if conditions.get("Ready") != "False" or conditions.get("ContainersReady") != "True":
+        return None
+    node = (pod.get("spec") or {}).get("nodeName") or "its node"
+    return PodProblem(
+        reasons.NODE_NOT_READY,
+        f"Pod {name} ran ready on {node}, which stopped reporting: it takes no requests until "
+        "the node is back, or until Kubernetes evicts it and starts another (5 minutes by "
+        "default). Check kubectl get nodes.",
+    )
 
 
 def _sentence(text: str) -> str:
