@@ -241,3 +241,26 @@ def test_a_volume_over_tmp_does_not_hide_a_checkout_that_lives_under_tmp(tmp_pat
         capture_output=True, text=True, timeout=30,
     )
     assert hidden.returncode != 0
+
+
+def test_a_pods_readiness_changed_by_another_writer_is_reported_again(
+    agent_node: AgentNode, kubectl: Kubectl, namespace: str
+) -> None:
+    """The node controller marks the pods of a node that stopped reporting not ready; the agent
+    re-reported a pod only when its own view changed, so once its node was back the pod stayed
+    not ready for ever (and the model behind it answered 503)."""
+    kubectl.apply(python_pod("steady", "import time; time.sleep(600)"), namespace)
+
+    def readiness() -> str | None:
+        pod = kubectl.json("get", "pod", "steady", "-n", namespace)
+        conds = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        return conds.get("Ready")
+
+    wait_for("pod steady Ready", lambda: readiness() == "True", timeout=60)
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    patched = json.loads(kubectl.run("patch", "pod", "steady", "-n", namespace,
+                                     "--subresource=status", "-o", "json",
+                                     "-p", json.dumps(not_ready)))
+    assert {c["type"]: c["status"] for c in patched["status"]["conditions"]}["Ready"] == "False"
+    wait_for("the agent to report the pod ready again", lambda: readiness() == "True", timeout=20)
+    kubectl.run("delete", "pod", "steady", "-n", namespace, "--wait=false")

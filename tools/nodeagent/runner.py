@@ -85,6 +85,14 @@ class ContainerRun:
     probes: dict[str, ProbeState] = field(default_factory=dict)
 
 
+def _ready(status: Obj) -> str | None:
+    """The status of a pod status's Ready condition."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("status"))
+    return None
+
+
 class PodWorker(threading.Thread):
     def __init__(self, ctx: NodeContext, pod: Obj) -> None:
         meta = pod["metadata"]
@@ -115,6 +123,11 @@ class PodWorker(threading.Thread):
     # -- called from the agent loop ---------------------------------------------------------
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        # Another writer changed our pod's readiness (the node controller marks the pods of a
+        # node that stopped reporting not ready): report ours again, or it stays changed.
+        if self._last_status is not None and _ready(pod.get("status") or {}) != _ready(
+                self._last_status):
+            self._last_status = None
 
     def request_stop(self, grace: float) -> None:
         if self.stop_grace is None:
