@@ -305,6 +305,42 @@ def test_sigterm_drains_serving_requests_while_health_says_draining(tiny_model: 
         srv.stop()
 
 
+def test_a_drain_ends_kept_connections_idle_at_once_and_busy_ones_with_their_answer(
+    tiny_model: Path,
+) -> None:
+    """A kept connection left open through the drain is cut when it ends, under the request its
+    client may send right then (clients do not resend a POST): an idle one is closed when the
+    drain begins, one whose request is running gets that answer with Connection: close."""
+    srv = Server(tiny_model, "--drain-seconds", "3", "--max-documents", "6000")
+    try:
+        srv.wait_healthy()
+        idle = socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])))
+        idle.settimeout(10)
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        said = b""
+        while not said.endswith(b'{"status":"ok"}'):
+            said += idle.recv(65536)
+        assert said.startswith(b"HTTP/1.1 200")  # kept alive, now idle
+        many = {"query": "q", "documents": [f"document {i} " + "word " * 100
+                                            for i in range(6000)]}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(srv.client.post, "/v1/rerank", json=many)
+            deadline = time.monotonic() + 30
+            while "kuberank_runtime_queue_depth 0.0" in httpx.get(f"{srv.url}/metrics").text:
+                assert time.monotonic() < deadline, "the request never reached the queue"
+                time.sleep(0.05)
+            srv.proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert idle.recv(65536) == b""  # closed by the server, long before the drain ends
+            assert time.monotonic() - signalled < 2
+            answer = running.result(timeout=60)
+        assert answer.status_code == 200 and answer.headers["connection"] == "close"
+        idle.close()
+        srv.proc.wait(timeout=30)
+    finally:
+        srv.stop()
+
+
 def test_a_request_still_running_when_shutdown_gives_up_gets_a_json_503(tiny_model: Path) -> None:
     """After the drain, requests in flight get --shutdown-seconds to finish; one that does not
     is answered in the contract's error shape (uvicorn alone sends a bare-text 500)."""

@@ -327,6 +327,19 @@ class BoundedProtocol(HttpToolsProtocol):
             err, self._after_answers = self._after_answers, None
             self._close(err, answer=True)
 
+    def end_keep_alive(self) -> None:
+        """The server began to drain: no answer keeps its connection from now on (requests in
+        flight included), and a connection idle between requests ends now, while the server
+        still serves the request its client may send on a new one."""
+        if self._ending():
+            return
+        running = [c for c in (*self._unanswered, self.cycle)
+                   if c is not None and not c.response_complete]
+        for cycle in running:
+            cycle.keep_alive = False
+        if not running and not self._in_message:
+            self.transport.close()
+
     # -- writing -------------------------------------------------------------------------------
 
     def pause_writing(self) -> None:

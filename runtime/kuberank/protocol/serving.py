@@ -5,9 +5,10 @@ When a pod is deleted, the EndpointSlice update and the SIGTERM race: kube-proxy
 controllers and the gateway keep sending new connections for a moment after the signal, and a
 plain uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502).
 On the first SIGTERM this server keeps accepting for ``drain_seconds`` while readiness fails
-(``draining`` is set) and every answer closes its connection (a kept connection would
-otherwise be cut at the end of the drain, under the request its client sends then), and only
-then shuts down as uvicorn does (finishing requests in flight, for
+(``draining`` is set) and every answer closes its connection, requests in flight included, and
+kept connections idle between requests are closed at once (a kept connection would otherwise be
+cut at the end of the drain, under the request its client sends then), and only then shuts
+down as uvicorn does (finishing requests in flight, for
 up to its ``timeout_graceful_shutdown``). A second SIGTERM skips the rest of the drain; a second
 Ctrl-C stops it at once.
 
@@ -37,6 +38,7 @@ class DrainingServer(uvicorn.Server):
         self._drain_seconds = drain_seconds
         self.draining = draining
         self._stop = stop
+        self._kept_ended = False
 
     async def on_tick(self, counter: int) -> bool:
         # `stop` ends the server from another thread without a signal: uvicorn re-raises a
@@ -44,6 +46,11 @@ class DrainingServer(uvicorn.Server):
         # could say why it stopped (and exit 143, as if Kubernetes had killed it).
         if self._stop is not None and self._stop.is_set():
             return True
+        if self.draining.is_set() and not self._kept_ended:  # on the loop, not in the signal
+            self._kept_ended = True                          # handler that set it
+            for connection in list(self.server_state.connections):
+                if isinstance(connection, BoundedProtocol):
+                    connection.end_keep_alive()
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
