@@ -257,9 +257,17 @@ def test_a_url_that_does_not_parse_is_refused_without_quoting_it(
 
 def test_a_password_holding_url_delimiters_is_cut_from_shown_urls() -> None:
     assert shown("http://u:1234/5678@host/m.gguf") == "http://<credentials>@host/m.gguf"
-    assert shown("https://u:p?w#d@host/m.gguf?sig=x") == (
+    assert shown("https://u:p@ss@host/m.gguf?sig=x") == (
         "https://<credentials>@host/m.gguf?<redacted>")
     assert shown("https://host/m.gguf") == "https://host/m.gguf"
+    assert shown("https://host:8443/m.gguf#part") == "https://host:8443/m.gguf?<redacted>"
+    # An "@" in a presigned URL's query is no end of credentials: the signature stays hidden.
+    signed = ("https://storage.example/b/m.gguf?X-Goog-Credential=sa@proj.iam.example/2024"
+              "&X-Goog-Signature=SECRETSIG")
+    assert shown(signed) == "https://storage.example/b/m.gguf?<redacted>"
+    # A password holding "?" leaves its first part where a parser reads a port: not shown.
+    said = shown("https://u:1234?w@host/m.gguf")
+    assert "1234" not in said and "w@" not in said
 
 
 def test_an_unforeseen_failure_says_its_type_and_place_but_never_its_text() -> None:
@@ -268,6 +276,11 @@ def test_an_unforeseen_failure_says_its_type_and_place_but_never_its_text() -> N
     except ValueError as err:
         said = unexpected(err)
     assert said.startswith("unexpected ValueError in test_fetch.py:") and "s3cr3t" not in said
+    try:  # the system's own words are said: they quote no credential
+        raise OSError(28, "No space left on device", "/cache/url/m.gguf.part")
+    except OSError as err:
+        said = unexpected(err)
+    assert said.endswith("[Errno 28] No space left on device on /cache/url/m.gguf.part")
 
 
 def _fetch_hf(endpoint: str, token: str, dest: Path) -> subprocess.CompletedProcess[str]:

@@ -108,6 +108,10 @@ def unexpected(err: BaseException) -> str:
     "Invalid port: '<password>'"), and would reach conditions, Events and clients' 503s."""
     frames = traceback.extract_tb(err.__traceback__)
     where = f" in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        # The system's own words (a full disk, a volume not writable) quote no credential.
+        on = f" on {err.filename}" if isinstance(err.filename, str) else ""
+        return f"{type(err).__name__}{where}: [Errno {err.errno}] {err.strerror}{on}"
     return (f"unexpected {type(err).__name__}{where} (its text is withheld: it may quote "
             "credentials); check spec.source and its Secrets")
 

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from kuberank.fetcher.errors import ChecksumMismatchError, FetchError
@@ -26,13 +26,20 @@ def shown(url: str) -> str:
     """``url`` fit for messages, which reach conditions, Events and API clients' 503s: without
     the user and password it may carry, or its query (where presigned URLs keep signatures)."""
     scheme, sep, rest = url.partition("://")
-    # Up to the last "@" is credentials, even where a password holds an unencoded "/", "?" or
-    # "#" that makes a URL parser end the host early (and print the password as host and path).
-    _credentials, at, rest = rest.rpartition("@")
-    parts = urlsplit(f"{scheme}{sep}{rest}")
-    netloc = f"<credentials>@{parts.netloc}" if at else parts.netloc
-    return urlunsplit((parts.scheme, netloc, parts.path, "<redacted>" if parts.query else "",
-                       ""))
+    query_at = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    head, tail = rest[:query_at], rest[query_at:]
+    # Before the query, up to the last "@" is credentials, even where a password holds an
+    # unencoded "/" that makes a URL parser end the host early (and print the password as
+    # host and path). An "@" only after a "?" or "#" is a query's (a presigned URL's
+    # X-Goog-Credential=sa@...), or a password's holding "?" or "#": the host shown then is
+    # none, when it has a ":" that may be such a password's first part.
+    _credentials, at, located = head.rpartition("@")
+    host, slash, path = located.partition("/")
+    if at:
+        host = f"<credentials>@{host}"
+    elif "@" in tail and ":" in host:
+        host = "<redacted>"
+    return f"{scheme}{sep}{host}{slash}{path}{'?<redacted>' if tail else ''}"
 
 
 def file_name(url: str) -> str:
