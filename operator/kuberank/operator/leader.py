@@ -15,6 +15,7 @@ not matter); this module adapts it to a process that runs kopf in its main threa
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -107,6 +108,14 @@ class TimedApi:
         return lambda *args, **kwargs: method(*args, _request_timeout=self._seconds, **kwargs)
 
 
+def timed_leases(api: client.ApiClient, seconds: float) -> TimedApi:
+    """The Lease API on a client of its own that never retries (urllib3 retries a read that
+    timed out three times: a call of ``seconds`` took four times that), each call bounded."""
+    config = copy.deepcopy(api.configuration)
+    config.retries = False
+    return TimedApi(client.CoordinationV1Api(client.ApiClient(config)), seconds)
+
+
 class Leadership:
     """This process's claim on the Lease ``namespace/name`` under ``identity``."""
 
@@ -116,7 +125,7 @@ class Leadership:
         library_log = logging.getLogger("leaderelection")
         if not any(isinstance(f, _OnlyTrouble) for f in library_log.filters):
             library_log.addFilter(_OnlyTrouble())
-        self._leases = TimedApi(client.CoordinationV1Api(api), timing.renew_deadline_seconds)
+        self._leases = timed_leases(api, timing.renew_deadline_seconds)
         lock = LeaseLock(name, namespace, identity)  # type: ignore[no-untyped-call]
         # The operator's client, not the library's default (the proxy stands in for it).
         lock.api_instance = cast(client.CoordinationV1Api, self._leases)
