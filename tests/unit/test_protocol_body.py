@@ -96,8 +96,11 @@ def test_a_coding_before_chunked_is_501_not_a_body_read_still_coded(lines: list[
     assert "Content-Encoding" in refusal.message
 
 
-def test_chunked_twice_is_a_bad_request() -> None:
-    assert isinstance(transfer_coding_refusal(["chunked, chunked"]), BadRequest)
+@pytest.mark.parametrize("lines", [["chunked, chunked"], ["gzip"], ["identity"],
+                                   ["chunked, gzip"]])
+def test_codings_that_do_not_end_in_one_chunked_are_a_bad_request(lines: list[str]) -> None:
+    """RFC 9112: a request whose codings do not end in chunked has no known length (400)."""
+    assert isinstance(transfer_coding_refusal(lines), BadRequest)
 
 
 def test_inflating_reports_each_step_it_grows_by_and_stops_when_told() -> None:

@@ -64,12 +64,17 @@ def content_coding(lines: list[str]) -> str:
 
 
 def transfer_coding_refusal(lines: list[str]) -> ApiError | None:
-    """Why a request's ``Transfer-Encoding`` lines cannot be read, or None: only ``chunked`` is
-    undone here (the HTTP parser has already refused a list that does not end in it); a coding
-    before it (``gzip, chunked``) is a 501, rather than a body read still compressed."""
+    """Why a request's ``Transfer-Encoding`` lines cannot be read, or None. A request's codings
+    must end in ``chunked``, once (RFC 9112: else its length is unknown, a 400); only
+    ``chunked`` is undone here, so a coding before it (``gzip, chunked``) is a 501, rather than
+    a body read still compressed."""
     codings = [c.split(";")[0].strip().lower() for line in lines for c in line.split(",")]
     codings = [c for c in codings if c]
-    before = codings[:-1] if codings[-1:] == ["chunked"] else codings
+    if not codings:
+        return None
+    if codings[-1] != "chunked":
+        return BadRequest("Transfer-Encoding must end in chunked: the body's length is unknown")
+    before = codings[:-1]
     if not before:
         return None
     if "chunked" in before:
