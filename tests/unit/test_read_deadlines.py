@@ -228,6 +228,7 @@ def test_a_client_that_closes_while_its_request_runs_is_seen_as_gone(port: int) 
     nobody. (A half-close by a client still reading looks the same on the wire, and is taken as
     gone too, as nginx takes it.)"""
     GONE.clear()
+    WATCHING.clear()
     with _connect(port) as conn:
         conn.sendall(b"GET /watch HTTP/1.1\r\nHost: x\r\n\r\n")
         wait_for("the request to run", WATCHING.is_set, timeout=10)

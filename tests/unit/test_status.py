@@ -252,6 +252,14 @@ def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> N
         assert problem is not None and "sha256 mismatch" in problem.message
 
 
+def test_a_pod_held_by_a_readiness_gate_is_not_taken_for_a_node_cut_off() -> None:
+    status = {"conditions": [{"type": "ContainersReady", "status": "True"},
+                             {"type": "Ready", "status": "False"}]}
+    gated = {"metadata": {"name": "p"}, "status": status,
+             "spec": {"readinessGates": [{"conditionType": "target-health.elbv2.k8s.aws/tg"}]}}
+    assert pod_problem(gated, "nvidia.com/gpu") is None
+
+
 def test_a_crash_loop_quotes_the_last_line_not_the_usage_text_before_it() -> None:
     usage = "\n".join(["usage: kuberank-runtime [-h] [--model MODEL]", *["  [--flag X]"] * 20,
                        "kuberank-runtime: error: unrecognized arguments: --no-such-flag", ""])

@@ -85,9 +85,10 @@ class Waker:
                     code="no_ready_replica", retry_after=self._retry_after,
                 )
             if loop.time() >= deadline:
+                waits = f" ({latest.waiting})" if latest.waiting else ""
                 raise Unavailable(
                     f"model {route.served_name!r} is waking up from zero replicas; none was "
-                    f"ready within {route.wake.wake_timeout_seconds} s",
+                    f"ready within {route.wake.wake_timeout_seconds} s{waits}",
                     code="model_waking", retry_after=self._retry_after,
                 )
             await asyncio.sleep(self._poll)

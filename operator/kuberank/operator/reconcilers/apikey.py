@@ -128,7 +128,9 @@ def ensure_key(kube: Kube, body: dict[str, Any],
     copied = shared = None
     here = parsed is not None and _published_here(parsed, status)
     # A key minted for this very rotation that the status never published (the operator was
-    # stopped in between) is that rotation's key: clients may have read it already.
+    # stopped in between) is that rotation's key: clients may have read it already. (This
+    # trusts managedFields and the annotation, which a writer of the Secret could forge; such a
+    # writer can plant a key anyway, with a KeyChanged warning: forging gains only silence.)
     resumed = (rotate and parsed is not None and not here and secret is not None
                and minted_for(secret) == wanted_rotation
                and not data_edited_since_ours(secret, FIELD_MANAGER, SECRET_FIELD))

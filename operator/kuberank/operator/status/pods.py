@@ -75,6 +75,8 @@ def _cut_off(name: str, pod: dict[str, Any]) -> PodProblem | None:
     """A pod whose containers were ready but which is not: the node controller marks the pods
     of a node that stopped reporting not ready (and leaves the rest of their status as last
     reported), so the model was said to be "fetching or loading" while its pods had run fine."""
+    if (pod.get("spec") or {}).get("readinessGates"):
+        return None  # a gate someone injected (a load balancer's, a mesh's) holds Ready too
     conditions = {c.get("type"): c.get("status")
                   for c in (pod.get("status") or {}).get("conditions") or []}
     if conditions.get("Ready") != "False" or conditions.get("ContainersReady") != "True":
