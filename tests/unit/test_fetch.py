@@ -286,7 +286,8 @@ def test_an_unforeseen_failure_says_its_type_and_place_but_never_its_text() -> N
 def _fetch_hf(endpoint: str, token: str, dest: Path) -> subprocess.CompletedProcess[str]:
     """``kuberank-fetch hf`` against a Hub at ``endpoint`` (read when huggingface_hub loads)."""
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": token,
-           "HF_HOME": str(dest / "hf-home"), "KUBERANK_TERMINATION_LOG": str(dest / "msg")}
+           "HF_HOME": str(dest / "hf-home"), "KUBERANK_TERMINATION_LOG": str(dest / "msg"),
+           "HF_HUB_OFFLINE": "0"}  # the training code's default, once it ran in this process
     fetch = str(Path(sys.executable).with_name("kuberank-fetch"))
     return subprocess.run([fetch, "hf", "--repo", "org/m", "--file", "m.gguf", "--dest",
                            str(dest / "d")], env=env, capture_output=True, text=True, timeout=60)
