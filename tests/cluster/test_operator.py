@@ -4,9 +4,10 @@ cascade, drift repair, admission of invalid objects and the ApiKey lifecycle."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -751,13 +752,23 @@ def test_a_rotations_key_written_before_the_operator_stopped_is_the_one_publishe
     """A rotation's key is written into the Secret before its digest is published. An operator
     stopped in between minted yet another key when it came back, and clients that had already
     read the first got 401 however soon they retried."""
-    op = operator_with()
-    try:
+    @contextlib.contextmanager
+    def operator_running() -> Iterator[None]:
+        op = operator_with()
+        try:
+            yield
+        finally:
+            op.stop()
+
+    def rotation_published(rotation: str) -> dict[str, Any]:
+        obj: dict[str, Any] = wait_for(f"rotation {rotation} published", lambda: (
+            o := kubectl.get("ak", "resume")) and o["status"].get("rotation") == rotation and o)
+        return obj
+
+    with operator_running():
         kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
                        "metadata": {"name": "resume"}, "spec": {}})
         first = wait_condition(wait_for, kubectl, "ak", "resume", "Active", "True")
-    finally:
-        op.stop()
     owner = Owner(kind="ApiKey", name="resume", namespace=str(kubectl.namespace),
                   uid=first["metadata"]["uid"])
 
@@ -770,31 +781,23 @@ def test_a_rotations_key_written_before_the_operator_stopped_is_the_one_publishe
 
     pending = "kr_00000000000000aa_" + "7" * 32
     stopped_after_writing(pending, "r2", rotate="r2")
-    op = operator_with()
-    try:
-        done = wait_for("the rotation published", lambda: (o := kubectl.get("ak", "resume"))
-                        and o["status"].get("rotation") == "r2" and o)
+    with operator_running():
+        done = rotation_published("r2")
         assert done["status"]["keyId"] == "00000000000000aa"
         assert verify_secret("7" * 32, done["status"]["digest"])
         assert _secret_key(kubectl, "resume") == pending
         assert condition(done, "Active")["status"] == "True"
-    finally:
-        op.stop()
     # A key minted for another rotation is no answer to this one: a fresh key is minted.
     stale = "kr_00000000000000bb_" + "8" * 32
     stopped_after_writing(stale, "r2", rotate="r3")
-    op = operator_with()
-    try:
-        fresh = wait_for("the next rotation published", lambda: (o := kubectl.get("ak", "resume"))
-                         and o["status"].get("rotation") == "r3" and o)
+    with operator_running():
+        fresh = rotation_published("r3")
         assert fresh["status"]["keyId"] not in ("00000000000000aa", "00000000000000bb")
         held = parse_key(_secret_key(kubectl, "resume"))
         assert held is not None and held.key_id == fresh["status"]["keyId"]
         secret = kubectl.get("secret", "resume-key") or {}
         assert secret["metadata"]["annotations"]["kuberank.io/minted-for-rotation"] == "r3"
         kubectl.run("delete", "ak", "resume", "--wait=true")  # its finalizer needs the operator
-    finally:
-        op.stop()
 
 
 def test_a_keys_status_follows_each_edit_of_expiry_and_disabled_without_flapping(
