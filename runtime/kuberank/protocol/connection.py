@@ -328,17 +328,15 @@ class BoundedProtocol(HttpToolsProtocol):
             self._close(err, answer=True)
 
     def end_keep_alive(self) -> None:
-        """The server began to drain: no answer keeps its connection from now on (requests in
-        flight included), and a connection idle between requests ends now, while the server
-        still serves the request its client may send on a new one."""
+        """The server began to drain: no answer keeps its connection from now on, those of
+        requests in flight included. A connection idle between requests stays open through the
+        drain and closes with its next answer: closed now, a client that does not look before
+        it sends (``http.client``) lost the request it sent next (EPIPE), every time."""
         if self._ending():
             return
-        running = [c for c in (*self._unanswered, self.cycle)
-                   if c is not None and not c.response_complete]
-        for cycle in running:
-            cycle.keep_alive = False
-        if not running and not self._in_message:
-            self.transport.close()
+        for cycle in (*self._unanswered, self.cycle):
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
 
     # -- writing -------------------------------------------------------------------------------
 

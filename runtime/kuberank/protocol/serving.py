@@ -5,10 +5,9 @@ When a pod is deleted, the EndpointSlice update and the SIGTERM race: kube-proxy
 controllers and the gateway keep sending new connections for a moment after the signal, and a
 plain uvicorn refuses them at once (nginx does not retry a refused POST: the client sees a 502).
 On the first SIGTERM this server keeps accepting for ``drain_seconds`` while readiness fails
-(``draining`` is set) and every answer closes its connection, requests in flight included, and
-kept connections idle between requests are closed at once (a kept connection would otherwise be
-cut at the end of the drain, under the request its client sends then), and only then shuts
-down as uvicorn does (finishing requests in flight, for
+(``draining`` is set) and every answer closes its connection, those of requests in flight
+included (a kept connection would otherwise be cut at the end of the drain, under the request
+its client sends then), and only then shuts down as uvicorn does (finishing requests in flight, for
 up to its ``timeout_graceful_shutdown``). A second SIGTERM skips the rest of the drain; a second
 Ctrl-C stops it at once.
 
