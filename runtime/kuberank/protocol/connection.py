@@ -76,7 +76,7 @@ ANSWER_UNREAD = "answer_unread"  # why a connection was closed without an answer
 CLOSED_HELP = (
     "Connections the server closed on its own, by why: request_timeout (headers not "
     "complete within --read-timeout), headers_too_large, bad_request (bytes that are "
-    "not HTTP), unsupported_transfer_coding (a Transfer-Encoding other than chunked), "
+    "not HTTP), unsupported_transfer_coding (a Transfer-Encoding coding before chunked), "
     "answer_unread (an answer the client read nothing of for --read-timeout)."
     " Only answer_unread follows a request the request metrics counted."
 )
