@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from kuberank.crd import reasons
+from kuberank.crd.common import parse_timestamp
 from kuberank.crd.rerankmodel import (
     RUNTIME_PORT_NAME,
     NameClaim,
@@ -112,11 +112,9 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
 
 
 def _unix_seconds(stamp: Any) -> int:
-    """An RFC 3339 timestamp of the API server as Unix seconds; 0 when absent or odd."""
-    try:
-        return int(datetime.fromisoformat(str(stamp)).timestamp()) if stamp else 0
-    except ValueError:
-        return 0
+    """An API server timestamp as Unix seconds; 0 when absent or odd."""
+    parsed = parse_timestamp(stamp)
+    return int(parsed.timestamp()) if parsed is not None else 0
 
 
 def _positive(raw: Any) -> float | None:
@@ -133,21 +131,23 @@ def _condition(status: Any, kind: str) -> Mapping[str, Any]:
     return {}
 
 
-def _failing(status: Any) -> str | None:
-    """The operator's Degraded condition, when it names a failure that waiting will not fix
-    (CrashLoop, FetchFailed, ImagePullFailed, ...: answered at once, not held)."""
+def _degraded(status: Any, reasons_wanted: Callable[[Any], bool]) -> str | None:
+    """"Reason: message" of the operator's Degraded condition, when True for a reason wanted."""
     cond = _condition(status, "Degraded")
-    if cond.get("status") == "True" and cond.get("reason") not in reasons.PENDING | reasons.SERVING:
+    if cond.get("status") == "True" and reasons_wanted(cond.get("reason")):
         return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
     return None
+
+
+def _failing(status: Any) -> str | None:
+    """A failure that waiting will not fix (CrashLoop, FetchFailed, ImagePullFailed, ...:
+    answered at once, not held)."""
+    return _degraded(status, lambda reason: reason not in reasons.PENDING | reasons.SERVING)
 
 
 def _waiting(status: Any) -> str | None:
-    """The operator's Degraded condition, when it names a wait (``reasons.PENDING``)."""
-    cond = _condition(status, "Degraded")
-    if cond.get("status") == "True" and cond.get("reason") in reasons.PENDING:
-        return f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
-    return None
+    """A wait (``reasons.PENDING``: no GPU free yet, a claim not bound, a node cut off)."""
+    return _degraded(status, lambda reason: reason in reasons.PENDING)
 
 
 def _starting(status: Any) -> bool:
