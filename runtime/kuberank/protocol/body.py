@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 from kuberank.protocol.errors import (
@@ -72,13 +73,12 @@ def transfer_coding_refusal(lines: list[str]) -> ApiError | None:
     codings = [c for c in codings if c]
     if not codings:
         return None
-    if codings[-1] != "chunked":
-        return BadRequest("Transfer-Encoding must end in chunked: the body's length is unknown")
     before = codings[:-1]
+    if codings[-1] != "chunked" or "chunked" in before:
+        return BadRequest("Transfer-Encoding must end in chunked, applied once: the body's "
+                          "length is unknown")
     if not before:
         return None
-    if "chunked" in before:
-        return BadRequest("Transfer-Encoding applies chunked more than once")
     return TransferCodingNotImplemented(
         f"Transfer-Encoding {', '.join(before)!r} is not supported, only chunked; send a "
         "compressed body with Content-Encoding: gzip or deflate instead")
@@ -122,6 +122,38 @@ async def read_body(request: Request, limit: int, stall_seconds: float = 60.0) -
     return await off_the_loop(len(body), inflate, body, encoding, limit, grown)
 
 
+@dataclass
+class _Inflated:
+    """What a body has inflated to so far: at most ``limit`` bytes, each size told ``grown``."""
+
+    encoding: str
+    limit: int
+    grown: Callable[[int], None] | None
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def take(self, decoder: Any, piece: memoryview) -> None:
+        """All that ``piece`` inflates to, in steps of at most _INFLATE_STEP bytes."""
+        pending: bytes | memoryview = piece
+        while True:
+            room = min(self.limit + 1 - self.size, _INFLATE_STEP)  # at most a byte past it
+            try:
+                out = decoder.decompress(pending, room)
+            except zlib.error as err:
+                raise BadRequest(f"request body is not valid {self.encoding}: {err}",
+                                 code="invalid_encoding") from None
+            self.size += len(out)
+            if self.size > self.limit:
+                raise PayloadTooLarge(
+                    f"request body inflates to more than the limit of {self.limit} bytes")
+            self.parts.append(out)
+            if self.grown is not None and out:
+                self.grown(self.size)
+            pending = decoder.unconsumed_tail
+            if decoder.eof or (not pending and len(out) < room):
+                return
+
+
 def inflate(body: bytes, encoding: str, limit: int,
             grown: Callable[[int], None] | None = None) -> bytes:
     """Decompress a gzip or zlib (HTTP "deflate") body to at most ``limit`` bytes. A gzip body
@@ -132,36 +164,18 @@ def inflate(body: bytes, encoding: str, limit: int,
     ``grown`` (which may refuse to go on by raising), so a body that compresses 1000:1 is held
     to account as it inflates rather than once it is whole."""
     view, pos = memoryview(body), 0
-    parts: list[bytes] = []
-    size = 0
+    out = _Inflated(encoding, limit, grown)
     for _member in range(MAX_GZIP_MEMBERS):
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # accepts a gzip or a zlib header
         while not decoder.eof and pos < len(view):
             piece = view[pos:pos + _FEED_BYTES]
-            pending: bytes | memoryview = piece
-            while True:
-                room = min(limit + 1 - size, _INFLATE_STEP)  # at most one byte past the limit
-                try:
-                    out = decoder.decompress(pending, room)
-                except zlib.error as err:
-                    raise BadRequest(f"request body is not valid {encoding}: {err}",
-                                     code="invalid_encoding") from None
-                size += len(out)
-                if size > limit:
-                    raise PayloadTooLarge(
-                        f"request body inflates to more than the limit of {limit} bytes")
-                parts.append(out)
-                if grown is not None and out:
-                    grown(size)
-                pending = decoder.unconsumed_tail
-                if decoder.eof or (not pending and len(out) < room):
-                    break
+            out.take(decoder, piece)
             pos += len(piece) - (len(decoder.unused_data) if decoder.eof else 0)
         if not decoder.eof:
             raise BadRequest(f"request body is not valid {encoding}: it ends early",
                              code="invalid_encoding")
         if pos == len(view):
-            return b"".join(parts)
+            return b"".join(out.parts)
         if view[pos:pos + 2] != GZIP_MAGIC or encoding == "deflate":
             raise BadRequest(f"request body is not valid {encoding}: {len(view) - pos} bytes "
                              "follow the compressed data", code="invalid_encoding")
