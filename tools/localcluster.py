@@ -397,6 +397,9 @@ def _boot(state_dir: Path, bin_dir: Path, procs: dict[str, subprocess.Popen[byte
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
         "--endpoint-reconciler-type=none", f"--cert-dir={pki}",
         f"--token-auth-file={state_dir / 'tokens.csv'}", "--authorization-mode=RBAC",
+        # As OpenShift runs it: an owner reference that blocks deletion needs update on the
+        # owner's finalizers, which only a chart that grants it gets past.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
         f"--service-account-key-file={pki / 'sa.key'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -70,6 +70,12 @@ class AgentNode:
             out.append(f"== {f.relative_to(self.state_dir)}\n" + "\n".join(tail))
         return "\n".join(out)
 
+    def logs_of(self, namespace: str, pod_prefix: str) -> str:
+        """The whole of every container log kept for pods of ``namespace`` whose names start
+        with ``pod_prefix``."""
+        return "\n".join(f.read_text(errors="replace") for f in sorted(
+            self.state_dir.glob(f"pods/{namespace}_{pod_prefix}*/logs/*.log")))
+
 
 @pytest.fixture(scope="session")
 def kubectl(kubeconfig: Path) -> Kubectl:

@@ -423,6 +423,25 @@ def test_gateway_rbac_writes_only_model_scale_and_model_and_key_status(helm: str
     )
 
 
+def test_operator_rbac_writes_only_what_the_operator_calls(helm: str) -> None:
+    """Key Secrets are applied, never updated or deleted (owner references remove them); only a
+    PDB is ever deleted; finalizers may be set, as owner-reference enforcement requires."""
+    role = next(d for d in render(helm) if d["kind"] == "ClusterRole"
+                and d["metadata"]["name"].endswith("-operator"))
+    writes = {(resource, verb) for rule in role["rules"] for resource in rule["resources"]
+              for verb in rule["verbs"] if verb not in ("get", "list", "watch")}
+    children = {(kind, verb) for kind in ("deployments", "services", "networkpolicies",
+                                          "poddisruptionbudgets")
+                for verb in ("create", "patch", "update")}
+    assert writes == children | {
+        ("rerankmodels", "patch"), ("apikeys", "patch"),
+        ("rerankmodels/status", "patch"), ("apikeys/status", "patch"),
+        ("rerankmodels/finalizers", "update"), ("apikeys/finalizers", "update"),
+        ("rerankmodels/scale", "update"), ("poddisruptionbudgets", "delete"),
+        ("secrets", "create"), ("secrets", "patch"), ("events", "create"),
+    }
+
+
 def test_pods_meet_pod_security_restricted(helm: str) -> None:
     for dep in (d for d in render(helm, *ALL_FEATURES) if d["kind"] == "Deployment"):
         pod = dep["spec"]["template"]["spec"]
