@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ ALL_FEATURES = [
     "metrics.podMonitor.enabled=true",
     "--set",
     "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.scrapeFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
 ]
 PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 
@@ -98,6 +101,10 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("gateway.keyUseSeconds=0", "minimum"),
         ("gateway.ingress.path=/v1", "not"),  # /v1/rerank would be routed as TEI's /rerank
         ("gateway.ingress.path=/a b", "pattern"),
+        ("fullnameOverride=" + "a" * 55, "maxLength"),
+        ("operator.image.digest=abc", "pattern"),
+        ("gateway.tolerations[0].efect=NoSchedule", "additional properties"),
+        ("networkPolicy.gatewayFrom[0].namespaceSelectr.x=y", "additional properties"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str) -> None:
@@ -151,6 +158,8 @@ def test_ingress_nginx_gets_the_gateways_body_limit_and_waits_unless_told_otherw
                        f"gateway.ingress.annotations.{escaped}proxy-body-size=1m")
     assert mine[nginx + "proxy-body-size"] == "1m" and mine[nginx + "proxy-read-timeout"] == "605"
     assert annotations("--set", "gateway.ingress.className=traefik") == {}
+    assert annotations("--set", "gateway.ingress.className=nginx-internal")[
+        nginx + "proxy-body-size"] == str(8 * 1024 * 1024)
 
 
 def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -> None:
@@ -356,6 +365,17 @@ def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreat
     (["nameOverride=Ranker"], "nameOverride"),  # names of objects are lower case
     (["operator.runtimeImage=reg.example/runtime@sha256:" + "a" * 64],
      "set operator.runtimeCpuImage too"),  # the operator would refuse to start
+    # the roles would be bound to the namespace's default ServiceAccount
+    (["operator.serviceAccount.create=false"], "operator.serviceAccount.name is needed"),
+    (["gateway.serviceAccount.create=false"], "gateway.serviceAccount.name is needed"),
+    (["operator.serviceAccount.name=kr", "gateway.serviceAccount.name=kr"], "must differ"),
+    (["operator.watchNamespaces={team-a}", "gateway.watchNamespaces={team-a,team-b}"],
+     'gateway.watchNamespaces holds "team-b"'),
+    (["metrics.podMonitor.enabled=true"], "metrics.podMonitor needs metrics.scrapeFrom"),
+    (["commonLabels.app\\.kubernetes\\.io/part-of=acme"],
+     "commonLabels may not set app.kubernetes.io/part-of"),
+    (["gateway.podLabels.app\\.kubernetes\\.io/component=x"],
+     "gateway.podLabels may not set app.kubernetes.io/component"),
 ])
 def test_values_that_would_break_a_pod_are_refused_by_helm(
     helm: str, values: list[str], message: str
@@ -368,7 +388,7 @@ def test_values_that_would_break_a_pod_are_refused_by_helm(
 
 def test_a_cluster_wide_operator_may_read_crds_as_kopf_watches_them(helm: str) -> None:
     role = next(d for d in render(helm) if d["kind"] == "ClusterRole"
-                and d["metadata"]["name"] == "kr-kuberank-operator")
+                and d["metadata"]["name"] == "kr-kuberank-kuberank-system-operator")
     assert {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
             "verbs": ["get", "list", "watch"]} in role["rules"]
 
@@ -563,9 +583,10 @@ def test_tenants_get_models_and_keys_through_the_default_view_edit_and_admin_rol
     helm: str,
 ) -> None:
     roles = {d["metadata"]["name"]: d for d in render(helm) if d["kind"] == "ClusterRole"
-             and d["metadata"]["name"].startswith("kr-kuberank-tenant-")}
+             and d["metadata"]["name"].startswith("kr-kuberank-kuberank-system-tenant-")}
     aggregate = "rbac.authorization.k8s.io/aggregate-to-"
-    view, edit = roles["kr-kuberank-tenant-view"], roles["kr-kuberank-tenant-edit"]
+    tenant = "kr-kuberank-kuberank-system-tenant-"  # cluster-scoped: the namespace is in it
+    view, edit = roles[tenant + "view"], roles[tenant + "edit"]
     assert {k for k in view["metadata"]["labels"] if k.startswith(aggregate)} == {
         aggregate + "view", aggregate + "edit", aggregate + "admin"}
     assert {k for k in edit["metadata"]["labels"] if k.startswith(aggregate)} == {
@@ -578,7 +599,7 @@ def test_tenants_get_models_and_keys_through_the_default_view_edit_and_admin_rol
     viewed = {v for rule in view["rules"] for v in rule["verbs"]}
     assert viewed == {"get", "list", "watch"}  # viewers change nothing
     off = render(helm, "--set", "rbac.aggregateToDefaultRoles=false")
-    assert not [d for d in off if d["metadata"]["name"].startswith("kr-kuberank-tenant-")]
+    assert not [d for d in off if d["metadata"]["name"].startswith(tenant)]
 
 
 def test_how_often_a_keys_last_use_is_written_is_the_platforms_to_choose(helm: str) -> None:
@@ -588,3 +609,113 @@ def test_how_often_a_keys_last_use_is_written_is_the_platforms_to_choose(helm: s
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     value = next(e["value"] for e in container["env"] if e["name"].endswith("KEY_USE_SECONDS"))
     assert GatewaySettings(key_use_seconds=value).key_use_seconds == 300
+
+
+def rendered_notes(helm: str, tmp_path: Path, *args: str) -> str:
+    """NOTES.txt as `helm install` prints it (helm template leaves NOTES out: a copy of the
+    chart renders it as a value)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "notes.src")
+    (chart / "templates" / "notes.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "notes.src") . | toJson }}\n')
+    out = subprocess.run([helm, "template", "kr", str(chart), "-n", "kuberank-system",
+                          "--show-only", "templates/notes.yaml", *args],
+                         capture_output=True, text=True, check=True).stdout
+    return str(yaml.safe_load(out)["notes"])
+
+
+def test_notes_commands_run_as_pasted_in_the_namespace_the_operator_watches(
+    helm: str, tmp_path: Path
+) -> None:
+    """The command blocks of steps 1 and 2 pasted into bash apply a RerankModel and an ApiKey,
+    each on its own, in the first watched namespace (a kubectl on PATH records what it is
+    given)."""
+    notes = rendered_notes(helm, tmp_path, "--set-json", 'operator.watchNamespaces=["team-b"]')
+    prose_dropped = [line for line in notes[notes.index("\n1. "):notes.index("\n3. ")]
+                     .splitlines() if line.startswith("  ") or line == "YAML"]
+    steps = "\n".join(prose_dropped) + "\n"
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    recorder = tmp_path / "bin" / "kubectl"
+    recorder.parent.mkdir()
+    recorder.write_text('#!/bin/bash\nn=$(ls "$CALLS"/*.args 2>/dev/null | wc -l)\n'
+                        'echo "$*" > "$CALLS/$n.args"\n'
+                        'if [ "$1" = apply ]; then cat > "$CALLS/$n.stdin"; fi\n')
+    recorder.chmod(0o755)
+    ran = subprocess.run(["bash", "-e"], input=steps, capture_output=True, text=True,
+                         env={"PATH": f"{recorder.parent}:/usr/bin:/bin", "CALLS": str(calls)})
+    assert ran.returncode == 0 and not ran.stderr, ran.stderr
+    args = [(calls / f"{n}.args").read_text().split() for n in range(len(list(
+        calls.glob("*.args"))))]
+    assert [a[:3] for a in args] == [["create", "namespace", "team-b"],
+                                     ["apply", "-n", "team-b"], ["get", "rerankmodels", "-n"],
+                                     ["apply", "-n", "team-b"]]
+    applied = [yaml.safe_load((calls / f"{n}.stdin").read_text()) for n in (1, 3)]
+    assert [(d["kind"], d["metadata"]["name"]) for d in applied] == [
+        ("RerankModel", "bge-reranker-v2-m3"), ("ApiKey", "my-app")]
+
+
+def test_names_stay_within_63_characters_for_the_longest_release_name(helm: str) -> None:
+    release = "r" * 53  # the longest name Helm takes
+    out = subprocess.run([helm, "template", release, str(CHART), "-n", "kuberank-system"],
+                         capture_output=True, text=True, check=True).stdout
+    names = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d}
+    assert ("Service", release + "-gateway") in names
+    assert all(len(name) <= 63 for kind, name in names if kind in ("Service", "Deployment"))
+
+
+def test_releases_of_one_name_in_two_namespaces_share_no_cluster_scoped_object(
+    helm: str,
+) -> None:
+    def cluster_scoped(namespace: str) -> set[str]:
+        out = subprocess.run([helm, "template", "kr", str(CHART), "-n", namespace],
+                             capture_output=True, text=True, check=True).stdout
+        return {f"{d['kind']}/{d['metadata']['name']}" for d in yaml.safe_load_all(out)
+                if d and d["kind"].startswith("ClusterRole")}
+
+    first, second = cluster_scoped("ops-a"), cluster_scoped("ops-b")
+    assert len(first) == 6 and not first & second, (first, second)
+
+
+def test_the_gateway_serves_the_namespaces_its_operator_watches_unless_told_fewer(
+    helm: str,
+) -> None:
+    def gateway(*args: str) -> tuple[str, set[str]]:
+        docs = render(helm, *args)
+        pod = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"].endswith("-gateway"))["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        roles = {f"{d['kind']}/{d['metadata'].get('namespace', '')}" for d in docs
+                 if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["labels"].get(
+                     "app.kubernetes.io/component") == "gateway"
+                 and not d["metadata"]["name"].endswith("-peers")}
+        return env["KUBERANK_GATEWAY_NAMESPACES"], roles
+
+    assert gateway("--set", "operator.watchNamespaces={team-a,team-b}") == (
+        "team-a,team-b", {"Role/team-a", "Role/team-b"})
+    assert gateway("--set", "operator.watchNamespaces={team-a,team-b}",
+                   "--set", "gateway.watchNamespaces={team-b}") == ("team-b", {"Role/team-b"})
+    assert gateway() == ("", {"ClusterRole/"})
+
+
+def test_security_contexts_and_image_digest_and_ephemeral_storage_are_values(
+    helm: str,
+) -> None:
+    """OpenShift's restricted-v2 assigns user ids itself: the chart's can be left out."""
+    digest = "sha256:" + "b" * 64
+    docs = render(helm, "--set", "podSecurityContext.runAsUser=null",
+                  "--set", "containerSecurityContext.runAsUser=null",
+                  "--set", f"operator.image.digest={digest}",
+                  "--set", "operator.resources.limits.ephemeral-storage=1Gi")
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert "runAsUser" not in pod["securityContext"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert "runAsUser" not in container["securityContext"]
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert container["image"] == f"ghcr.io/kuberank/kuberank@{digest}"
+    operator = _operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    assert operator["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+

@@ -1,20 +1,28 @@
-{{/* Names, labels and the hardened security contexts shared by both deployables. */}}
+{{/* Names, labels and images shared by both deployables. */}}
 
 {{- define "kuberank.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /* At most 54 characters: the names made from it (Service "<fullname>-gateway", Deployment
+"<fullname>-operator") must stay within 63. */}}
 {{- define "kuberank.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 54 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{- /* Cluster-scoped objects (ClusterRoles and their bindings) carry the release namespace too:
+releases of one name in two namespaces must not claim the same objects. */}}
+{{- define "kuberank.clusterName" -}}
+{{- printf "%s-%s" (include "kuberank.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
 {{- define "kuberank.labels" -}}
@@ -23,7 +31,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: kuberank
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- with .Values.commonLabels }}
+{{- include "kuberank.ownLabelsUntouched" (dict "labels" . "value" "commonLabels") }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels given in values must not set the chart's own (selectors and NetworkPolicies match
+on them). Args: labels, value (the values key, for the message). */}}
+{{- define "kuberank.ownLabelsUntouched" -}}
+{{- range $key, $_ := .labels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (eq $key "helm.sh/chart") }}
+{{- fail (printf "%s may not set %s: the chart sets it, and selectors and NetworkPolicies match on it" $.value $key) }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -35,7 +54,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "kuberank.image" -}}
-{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) -}}
+{{- $image := .Values.operator.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "kuberank.runtimeImage" -}}
@@ -45,43 +69,31 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kuberank.operator.serviceAccountName" -}}
 {{- if .Values.operator.serviceAccount.create -}}
 {{- default (printf "%s-operator" (include "kuberank.fullname" .)) .Values.operator.serviceAccount.name -}}
+{{- else if .Values.operator.serviceAccount.name -}}
+{{- .Values.operator.serviceAccount.name -}}
 {{- else -}}
-{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- fail "operator.serviceAccount.name is needed with operator.serviceAccount.create=false: its role would otherwise be bound to the namespace's default ServiceAccount, which every pod without one of its own runs as" -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "kuberank.gateway.serviceAccountName" -}}
 {{- if .Values.gateway.serviceAccount.create -}}
 {{- default (printf "%s-gateway" (include "kuberank.fullname" .)) .Values.gateway.serviceAccount.name -}}
+{{- else if .Values.gateway.serviceAccount.name -}}
+{{- .Values.gateway.serviceAccount.name -}}
 {{- else -}}
-{{- default "default" .Values.gateway.serviceAccount.name -}}
+{{- fail "gateway.serviceAccount.name is needed with gateway.serviceAccount.create=false: its role would otherwise be bound to the namespace's default ServiceAccount, which every pod without one of its own runs as" -}}
 {{- end -}}
 {{- end -}}
 
-{{/* Pod Security "restricted": non-root, no privilege escalation, no capabilities, seccomp. */}}
-{{- define "kuberank.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
-{{- end -}}
-
-{{- define "kuberank.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-runAsUser: 65532
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{/* The namespaces the gateway watches, as JSON: its own, or else its operator's. */}}
+{{- define "kuberank.gateway.watchNamespaces" -}}
+{{- toJson (.Values.gateway.watchNamespaces | default .Values.operator.watchNamespaces) -}}
 {{- end -}}
 
 {{/* checkov checks skipped on pod controllers, each with its reason. */}}
 {{- define "kuberank.checkovPodSkips" -}}
-checkov.io/skip1: CKV_K8S_43=Images are pinned by release tag (the chart's appVersion); a digest can be given per install in image.tag as <tag>@sha256:<digest>.
+checkov.io/skip1: CKV_K8S_43=Images are pinned by release tag (the chart's appVersion); a digest can be given per install in operator.image.digest.
 checkov.io/skip2: CKV_K8S_15=Release tags are immutable, so IfNotPresent is safe and keeps air-gapped clusters working; pullPolicy is a value.
 checkov.io/skip3: CKV_K8S_38=Both the operator and the gateway are Kubernetes API clients (watches) and need their ServiceAccount token.
 {{- end -}}
