@@ -905,6 +905,7 @@ def test_a_waking_model_whose_pods_fail_is_answered_at_once_with_the_reason(
     response = eventually(refused_at_once)
     assert response.json()["error"]["code"] == "no_ready_replica"
     assert "CrashLoop: Pod rrm-tiny-x: CrashLoop." in response.json()["error"]["message"]
+    assert "retry-after" not in response.headers  # retrying in 5 s will not fix it
     assert known_to_the_gateway(tenant, key)["state"] == "failing"
 
     degraded("InsufficientGPU")

@@ -75,6 +75,9 @@ OBJECTS = [
     rerankmodel("queued", namespace="ns5") | {"status": {"conditions": [
         {"type": "Degraded", "status": "True", "reason": "InsufficientGPU",
          "message": "No node has 1 free nvidia.com/gpu."}]}},
+    rerankmodel("broken", namespace="ns5") | {"status": {"conditions": [
+        {"type": "Degraded", "status": "True", "reason": "InvalidSpec",
+         "message": "spec.resources.memory: '4 GB' is not a Kubernetes quantity"}]}},
 ]
 
 
@@ -214,6 +217,18 @@ def test_a_503_says_what_the_model_waits_for(client: TestClient) -> None:
     assert response.json()["error"]["message"].endswith(
         "no ready replica: InsufficientGPU: No node has 1 free nvidia.com/gpu.")
     assert response.headers["retry-after"] == "5"  # a GPU may free up
+
+
+def test_a_failing_models_503_names_the_failure_and_asks_for_no_retry(
+    client: TestClient,
+) -> None:
+    """Clients that honour Retry-After would retry a model nobody fixes for ever."""
+    response = rerank(client, KEY_WAITING, {"model": "broken", "query": "q", "documents": ["a"]})
+    assert response.status_code == 503 and error_code(response) == "no_ready_replica"
+    assert response.json()["error"]["message"].endswith(
+        "no ready replica: InvalidSpec: spec.resources.memory: '4 GB' is not a Kubernetes "
+        "quantity")
+    assert "retry-after" not in response.headers
 
 
 def test_no_ready_replica_gets_503_with_retry_after(client: TestClient) -> None:

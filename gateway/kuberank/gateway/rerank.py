@@ -196,17 +196,18 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
     if not endpoints:
         why = f": {route.failing}" if route.failing else ""
         stopped = route.replicas == 0 and not why
-        if stopped:  # it will not come back by itself: no Retry-After to wait for
+        if stopped:
             why = (f": spec.replicas is 0 (kubectl scale rrm {route.name} -n {route.namespace} "
                    "--replicas=1 serves it)")
         elif route.waiting and not why:
             why = f": {route.waiting}"
         elif route.starting and not why:
             why = ": its replicas are still fetching or loading the model"
+        # Stopped or failing, it will not come back by itself: no Retry-After to wait for.
         raise Unavailable(
             f"model {route.served_name!r} has no ready replica{why}",
             code="no_ready_replica",
-            retry_after=None if stopped else settings.retry_after,
+            retry_after=None if stopped or route.failing else settings.retry_after,
         )
 
     if requested and requested != route.served_name:  # an alias
