@@ -250,6 +250,10 @@ def test_pod_problems_are_named(status: dict[str, Any], reason: str | None) -> N
     assert (problem.reason if problem else None) == reason
     if reason == "FetchFailed":
         assert problem is not None and "sha256 mismatch" in problem.message
+        if status["initContainerStatuses"][0].get("restartCount") == 3:  # not the fetcher's
+            assert "(the fetch container restarted 3 times and retries)" in problem.message
+    if reason == "CrashLoop":  # a file llama.cpp cannot load is the source's doing
+        assert problem is not None and "Check spec.source" in problem.message
 
 
 def test_a_pod_held_by_a_readiness_gate_is_not_taken_for_a_node_cut_off() -> None:

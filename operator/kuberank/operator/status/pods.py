@@ -143,7 +143,10 @@ def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProble
     retrying = (not terminated and not cs.get("ready") and last.get("exitCode", 0) != 0
                 and cs.get("restartCount", 0) >= 1)
     if fetcher and (reason == "CrashLoopBackOff" or failed_now or retrying):
-        again = f" (retrying: attempt {cs.get('restartCount', 0) + 1})" if retrying else ""
+        # Restarts of the container, not the fetcher's own retries of one download (which its
+        # message may count too): a number of its own, in words of its own.
+        runs = cs.get("restartCount", 0)
+        again = f" (the fetch container restarted {runs} times and retries)" if retrying else ""
         return PodProblem(
             "FetchFailed",
             f"Pod {pod} could not fetch the model: {detail or 'the fetcher exited with an error'}"
@@ -156,6 +159,7 @@ def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProble
         return PodProblem(
             "CrashLoop",
             f"Pod {pod} keeps crashing (restarts: {cs.get('restartCount', 0)}): "
-            f"{detail or 'see kubectl logs'}. Check spec.engine and spec.limits.",
+            f"{detail or 'see kubectl logs'}. Check spec.source (a GGUF reranker file?), "
+            "spec.engine and spec.limits.",
         )
     return None
