@@ -117,9 +117,15 @@ def test_x_api_key_header_is_accepted_like_bearer(client: TestClient) -> None:
     assert response.status_code == 503  # authenticated and routed; no replica in this test
 
 
-def test_model_outside_the_keys_list_gets_403(client: TestClient) -> None:
+def test_model_outside_the_keys_list_gets_403_naming_the_keys_models(
+    client: TestClient,
+) -> None:
+    """A mistyped name reads as a permissions problem unless the answer says what to send."""
     body = {"model": "minilm", "query": "q", "documents": ["a"]}
-    assert rerank(client, KEY_BGE_ONLY, body).status_code == 403
+    response = rerank(client, KEY_BGE_ONLY, body)
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == (
+        "this API key may not use model 'minilm'; it may use 'bge'")
 
 
 def test_model_not_served_in_the_keys_namespace_gets_404(client: TestClient) -> None:

@@ -66,10 +66,19 @@ def choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mod
     route = gateway.routes.resolve(key.namespace, requested)
     if route is None or not may_use(key, requested, route):
         if not key.allows(requested):
-            raise Forbidden(f"this API key may not use model {quoted(requested)}")
+            raise Forbidden(f"this API key may not use model {quoted(requested)}; "
+                            f"it may use {_listed(key.models)}")
         _unless_starting(gateway, requested)
         raise ModelNotFound(f"model {quoted(requested)} is not served here")
     return route
+
+
+def _listed(names: frozenset[str], most: int = 10) -> str:
+    """The key's own spec.models, for a holder who mistyped one (nothing it could not read
+    from /v1/models), cut short for a key listing many."""
+    shown = sorted(names)[:most]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(quoted(n) for n in shown) + more
 
 
 def _unless_starting(gateway: Gateway, asked: str | None) -> None:
