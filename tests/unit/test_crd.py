@@ -87,6 +87,8 @@ def test_rerankmodel_crd_has_scale_status_columns_and_short_name() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["rrm"]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
     assert names[:3] == ["Served", "Ready", "Desired"] and names[-1] == "Age"
+    default = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert default == ["Served", "Ready", "Desired", "Status", "Reason", "Age"]
 
 
 def test_apikey_crd_has_short_name_and_wildcard_rule() -> None:

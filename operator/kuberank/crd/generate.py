@@ -96,7 +96,8 @@ def rerankmodel_crd() -> dict[str, Any]:
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
         {"name": "Status", "type": "string", "jsonPath": f"{_READY}.status"},
-        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "priority": 1},
+        # Shown by default: "False" alone does not say whether to wait or to act.
+        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
         {"name": "Last Request", "type": "date", "jsonPath": ".status.lastRequestTime",
          "priority": 1},
     ]
