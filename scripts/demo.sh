@@ -97,10 +97,12 @@ for _ in $(seq 30); do out="$(eval "$cmd")" && [[ "$out" == *results* ]] && brea
 echo "$out"
 cat > "$state/env" <<ENV
 export KUBECONFIG=$kubeconfig
+# helm (and the control plane's binaries) as set-up built them, for README's helm commands:
+export PATH=$KUBERANK_CACHE/bin:\$PATH
 # The gateway's address now (it changes when a helm upgrade replaces the pod):
 export GW=\$(kubectl get pods -n kuberank-system -l app.kubernetes.io/component=gateway \\
   -o jsonpath='{.items[0].status.podIP}'):8080
 ENV
-say "For kubectl and the gateway's address in your shell: source $state/env
+say "For kubectl, helm and the gateway's address in your shell: source $state/env
     Pod logs (this node agent serves no kubelet API, so no kubectl logs): $state/node/pods/*/logs/
     Stop everything: bash scripts/demo.sh down"
