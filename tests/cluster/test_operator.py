@@ -746,6 +746,36 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
     wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
 
 
+def test_a_key_naming_a_model_nobody_serves_gets_a_warning(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """A mistyped name in spec.models: Active all the same, and a Warning that names it (as
+    written, and again when spec.models is edited)."""
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "RerankModel",
+                   "metadata": {"name": "minilm"},
+                   "spec": {"source": {"url": {"url": "https://models.example/m.gguf",
+                                               "sha256": "0" * 64}},
+                            "resources": {"gpus": 0}, "aliases": ["ms-marco"]}})
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "typo"}, "spec": {"models": ["minilm", "minlm"]}})
+    wait_condition(wait_for, kubectl, "ak", "typo", "Active", "True")
+
+    def warnings() -> list[str]:
+        found = json.loads(kubectl.run("get", "events", "--field-selector",
+                                       "reason=UnknownModel,involvedObject.name=typo",
+                                       "-o", "json").stdout)["items"]
+        return sorted(e["message"] for e in found)
+
+    said = wait_for("an UnknownModel Warning", warnings)
+    assert said == ["spec.models names 'minlm', which no RerankModel in namespace "
+                    f"{kubectl.namespace} serves (yet): requests for it are answered 404 until "
+                    "one does. A typo?"]
+    kubectl.run("patch", "ak", "typo", "--type=merge",
+                "-p", '{"spec": {"models": ["ms-marco", "bge"]}}')
+    said = wait_for("a second Warning", lambda: (w := warnings()) and len(w) == 2 and w)
+    assert "names 'bge'," in said[0], said  # the alias is served
+
+
 def test_a_rotations_key_written_before_the_operator_stopped_is_the_one_published(
     kubectl: Kubectl, wait_for: Wait, operator_with: Callable[..., OperatorProcess]
 ) -> None:

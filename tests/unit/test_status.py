@@ -541,3 +541,19 @@ def test_a_model_being_deleted_says_so_in_ready_whatever_its_pods_do() -> None:
     assert conds["Available"]["status"] == "True"  # its pods still run until they go
     taken = dataclasses.replace(deleting, taken_by="older")  # says more than a lost name
     assert _by_type(compute_status(taken, None, [], None, T0))["Ready"]["reason"] == "Deleting"
+
+
+def test_a_key_naming_a_model_nobody_serves_is_told_so() -> None:
+    """By served name or alias; a model being deleted serves nothing; '*' names no model."""
+    models = [
+        {"metadata": {"name": "bge"}, "spec": {"aliases": ["BAAI/bge-reranker-v2-m3"]}},
+        {"metadata": {"name": "m"}, "spec": {"servedName": "minilm"}},
+        {"metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}},
+    ]
+    spec = ApiKeySpec.model_validate(
+        {"models": ["bge", "BAAI/bge-reranker-v2-m3", "minilm", "m", "old", "minlm"]})
+    assert apikey_status.unserved_models(spec, models) == ["m", "old", "minlm"]
+    assert apikey_status.unserved_models(ApiKeySpec(), []) == []
+    assert apikey_status.unserved_message(["minlm"], "team-a") == (
+        "spec.models names 'minlm', which no RerankModel in namespace team-a serves (yet): "
+        "requests for it are answered 404 until one does. A typo?")

@@ -30,7 +30,12 @@ from kuberank.operator.handlers.common import (
 from kuberank.operator.kube import FIELD_MANAGER, KubeError
 from kuberank.operator.reconcilers import apikey as apikeys
 from kuberank.operator.reconcilers.ownership import NameConflictError
-from kuberank.operator.status.apikey import expiry_flipped, seconds_until_expiry
+from kuberank.operator.status.apikey import (
+    expiry_flipped,
+    seconds_until_expiry,
+    unserved_message,
+    unserved_models,
+)
 
 # The spec handler, the Secret's events and the expiry daemon each compute and write one
 # ApiKey's status on their own threads: under its lock, from the status this process wrote last
@@ -71,8 +76,19 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
 @kopf.on.create(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, APIKEY_PLURAL, id="reconcile")
 def reconcile_apikey(body: kopf.Body, memo: Any, apikey_by_key_id: kopf.Index[str, Any],
-                     **_: Any) -> None:
+                     namespace_index: kopf.Index[str, Any], reason: str, diff: kopf.Diff,
+                     namespace: str, **_: Any) -> None:
     _reconcile(dict(body), memo, apikey_by_key_id)
+    # When spec.models is written (not at every operator start): a name no model serves.
+    if reason == "create" or any(field[:2] == ("spec", "models") for _, field, *_ in diff):
+        try:
+            spec = apikeys.parse_spec(body.get("spec"))
+        except apikeys.InvalidApiKeyError:
+            return  # _reconcile has refused it
+        unserved = unserved_models(spec, namespace_index.get(namespace) or [])
+        if unserved:
+            kopf.event(body, type="Warning", reason="UnknownModel",
+                       message=unserved_message(unserved, namespace))
 
 
 @kopf.index(GROUP, VERSION, APIKEY_PLURAL)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from kuberank.crd.apikey import ApiKeySpec
 from kuberank.crd.common import timestamp
+from kuberank.crd.rerankmodel import aliases_of, served_name
 from kuberank.operator.status.conditions import Cond, stamp
 
 
@@ -25,6 +27,22 @@ def expiry_flipped(spec: ApiKeySpec, status: dict[str, Any], now: datetime) -> b
     said = next((c.get("status") for c in status.get("conditions") or []
                  if c.get("type") == "Expired"), None)
     return said is not None and (said == "True") != spec.expired(now)
+
+
+def unserved_models(spec: ApiKeySpec, models: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names in ``spec.models`` that no model of the key's namespace serves, by its served
+    name or an alias (``models``: those RerankModel objects; one being deleted serves none).
+    Not an error (a key may come before its model), but a mistyped name would otherwise show
+    only as clients' 404s."""
+    served = {name for model in models if not (model.get("metadata") or {}).get(
+        "deletionTimestamp") for name in (served_name(model), *aliases_of(model))}
+    return [name for name in spec.models if name != "*" and name not in served]
+
+
+def unserved_message(names: list[str], namespace: str) -> str:
+    listed = ", ".join(repr(n) for n in names)
+    return (f"spec.models names {listed}, which no RerankModel in namespace {namespace} serves "
+            "(yet): requests for it are answered 404 until one does. A typo?")
 
 
 def _conditions(spec: ApiKeySpec, now: datetime, minted: bool,
