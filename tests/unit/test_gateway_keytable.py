@@ -18,6 +18,7 @@ from kuberank.gateway.watch import ApiKeySink
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+KEY_A, KEY_B = generate_key(), generate_key()
 
 
 def apikey(key: str, name: str = "team-a", namespace: str = "ns1", **spec: Any) -> dict[str, Any]:
@@ -170,12 +171,27 @@ def test_replace_all_in_one_namespace_keeps_other_namespaces() -> None:
         ("Basic dXNlcjpwYXNz", "kr_xyz", "kr_xyz"),
         ("  ", None, None),
         (None, None, None),
+        (f"Bearer {KEY_A}", KEY_A, KEY_A),  # the same key twice is one key
+        ("Bearer eyJhbGciOi.proxy.token", KEY_A, KEY_A),  # a proxy's token is not ours
+        (f"Bearer {KEY_A}", "an-upstream-secret", KEY_A),
     ],
 )
 def test_presented_key_comes_from_bearer_or_x_api_key(
     authorization: str | None, x_api_key: str | None, expected: str | None
 ) -> None:
     assert presented_key(authorization, x_api_key) == expected
+
+
+@pytest.mark.parametrize(("authorization", "x_api_key"), [
+    (f"Bearer {KEY_A}", KEY_B), ("Bearer one-thing", "another-thing")])
+def test_two_different_keys_are_refused_rather_than_one_picked(
+    authorization: str, x_api_key: str
+) -> None:
+    """Which one the client meant cannot be told; a 401 that says so beats one for a key it
+    did not think it sent."""
+    with pytest.raises(AuthError, match="two different keys were sent") as refused:
+        presented_key(authorization, x_api_key)
+    assert KEY_A not in str(refused.value) and "thing" not in str(refused.value)
 
 
 @pytest.mark.parametrize("authorization", ["kr_0123456789abcdef_secretsecret", "Bearer ",

@@ -157,15 +157,25 @@ class KeyTable:
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or, failing that, ``X-API-Key``; an
-    Authorization header of another form (a bare key, Basic) is refused as such rather than
-    reported missing. The header's value is never echoed: it may be the key."""
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key``; an Authorization header
+    of another form (a bare key, Basic) is refused as such rather than reported missing. Two
+    different keys are one too many, unless only one has a kuberank key's form (a proxy in
+    front may put a token of its own into Authorization). Header values are never echoed:
+    they may be keys."""
+    bearer = None
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    if x_api_key and x_api_key.strip():
-        return x_api_key.strip()
+            bearer = value.strip()
+    other = x_api_key.strip() if x_api_key and x_api_key.strip() else None
+    if bearer and other and bearer != other:
+        ours = [k for k in (bearer, other) if parse_key(k) is not None]
+        if len(ours) != 1:
+            raise AuthError("two different keys were sent, in Authorization and X-API-Key: "
+                            "send one")
+        return ours[0]
+    if bearer or other:
+        return bearer or other
     if authorization and authorization.strip():
         raise AuthError("the Authorization header must be 'Bearer <key>'")
     return None
