@@ -1,9 +1,10 @@
 """An operator limited to some namespaces runs on exactly the RBAC the chart grants it there (the
 Role `helm template` renders for `operator.watchNamespaces`, bound to its ServiceAccount's
-token): it serves a model and a key, adds and removes a PDB and puts back an edited child, and
-is never refused anything (the cluster enforces owner-reference permissions, as OpenShift does),
-so it neither lacks a permission nor asks for a cluster-wide one (kopf's scans of namespaces and
-CRDs were refused and retried for about a minute before it started)."""
+token): it serves a model and a key, adds and removes a PDB, puts back an edited child and an
+edited owner reference, and is never refused anything (the cluster enforces owner-reference
+permissions, as OpenShift does), so it neither lacks a permission nor asks for a cluster-wide
+one (kopf's scans of namespaces and CRDs were refused and retried for about a minute before it
+started)."""
 
 from __future__ import annotations
 
@@ -79,8 +80,16 @@ def test_a_namespaced_operator_needs_nothing_but_the_charts_role(
                  and ((kubectl.get("rrm", "cpu") or {}).get("status") or {}).get("conditions"))
         # Every other write the operator makes: a PDB for two replicas, a child someone edited
         # put back, the PDB deleted when one replica is left.
+        # An owner reference someone edited is put back by the next apply, which the
+        # admission plugin allows only to who may delete the child.
+        kubectl.run("patch", "service", "rrm-cpu", "--type=json", "-p",
+                    '[{"op": "replace", "path": "/metadata/ownerReferences/0/blockOwnerDeletion",'
+                    ' "value": false}]')
         kubectl.run("scale", "rrm", "cpu", "--replicas=2")
         wait_for("the model's PDB", lambda: kubectl.get("pdb", "rrm-cpu"))
+        wait_for("the Service's owner reference put back", lambda: (kubectl.get(
+            "service", "rrm-cpu") or {})["metadata"]["ownerReferences"][0].get(
+                "blockOwnerDeletion") is True)
         kubectl.run("patch", "service", "rrm-cpu", "--type=json", "-p",
                     '[{"op": "replace", "path": "/spec/ports/0/port", "value": 9999}]')
         wait_for("the edited Service put back", lambda: (kubectl.get("service", "rrm-cpu") or {})
