@@ -444,21 +444,22 @@ def test_gateway_rbac_writes_only_model_scale_and_model_and_key_status(helm: str
 
 
 def test_operator_rbac_writes_only_what_the_operator_calls(helm: str) -> None:
-    """Key Secrets are applied, never updated or deleted (owner references remove them); only a
-    PDB is ever deleted; finalizers may be set, as owner-reference enforcement requires."""
+    """Key Secrets are applied, never updated; finalizers may be set and children deleted, as
+    owner-reference enforcement requires (to set blockOwnerDeletion, and to put back an owner
+    reference someone edited), though the operator deletes only PDBs itself."""
     role = next(d for d in render(helm) if d["kind"] == "ClusterRole"
                 and d["metadata"]["name"].endswith("-operator"))
     writes = {(resource, verb) for rule in role["rules"] for resource in rule["resources"]
               for verb in rule["verbs"] if verb not in ("get", "list", "watch")}
     children = {(kind, verb) for kind in ("deployments", "services", "networkpolicies",
                                           "poddisruptionbudgets")
-                for verb in ("create", "patch", "update")}
+                for verb in ("create", "patch", "update", "delete")}
     assert writes == children | {
         ("rerankmodels", "patch"), ("apikeys", "patch"),
         ("rerankmodels/status", "patch"), ("apikeys/status", "patch"),
         ("rerankmodels/finalizers", "update"), ("apikeys/finalizers", "update"),
-        ("rerankmodels/scale", "update"), ("poddisruptionbudgets", "delete"),
-        ("secrets", "create"), ("secrets", "patch"), ("events", "create"),
+        ("rerankmodels/scale", "update"),
+        ("secrets", "create"), ("secrets", "patch"), ("secrets", "delete"), ("events", "create"),
     }
 
 
@@ -697,6 +698,22 @@ def test_the_gateway_serves_the_namespaces_its_operator_watches_unless_told_fewe
     assert gateway("--set", "operator.watchNamespaces={team-a,team-b}",
                    "--set", "gateway.watchNamespaces={team-b}") == ("team-b", {"Role/team-b"})
     assert gateway() == ("", {"ClusterRole/"})
+
+
+def test_an_upgrade_that_reuses_values_without_security_contexts_keeps_the_hardening(
+    helm: str,
+) -> None:
+    """`helm upgrade --reuse-values` from a chart without these values renders them missing:
+    the pods get the same restricted contexts as values.yaml gives."""
+    def contexts(*args: str) -> list[Any]:
+        return [(d["spec"]["template"]["spec"]["securityContext"],
+                 d["spec"]["template"]["spec"]["containers"][0]["securityContext"])
+                for d in render(helm, *args) if d["kind"] == "Deployment"]
+
+    missing = contexts("--set-json", "podSecurityContext=null",
+                       "--set-json", "containerSecurityContext=null")
+    assert missing == contexts() and len(missing) == 2
+    assert missing[0][1]["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_security_contexts_and_image_digest_and_ephemeral_storage_are_values(

@@ -86,6 +86,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* Pod Security "restricted": podSecurityContext and containerSecurityContext, or these
+when a value is missing altogether (an upgrade with --reuse-values keeps the values of a chart
+that had none: the pods must not lose their hardening for it). values.yaml holds the same. */}}
+{{- define "kuberank.podSecurityContext" -}}
+{{- $restricted := dict "runAsNonRoot" true "runAsUser" 65532 "runAsGroup" 65532 "fsGroup" 65532 "seccompProfile" (dict "type" "RuntimeDefault") -}}
+{{- toYaml (.Values.podSecurityContext | default $restricted) -}}
+{{- end -}}
+
+{{- define "kuberank.containerSecurityContext" -}}
+{{- $restricted := dict "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "runAsNonRoot" true "runAsUser" 65532 "capabilities" (dict "drop" (list "ALL")) "seccompProfile" (dict "type" "RuntimeDefault") -}}
+{{- toYaml (.Values.containerSecurityContext | default $restricted) -}}
+{{- end -}}
+
 {{/* The namespaces the gateway watches, as JSON: its own, or else its operator's. */}}
 {{- define "kuberank.gateway.watchNamespaces" -}}
 {{- toJson (.Values.gateway.watchNamespaces | default .Values.operator.watchNamespaces) -}}
