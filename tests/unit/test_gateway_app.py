@@ -78,6 +78,9 @@ OBJECTS = [
     rerankmodel("broken", namespace="ns5") | {"status": {"conditions": [
         {"type": "Degraded", "status": "True", "reason": "InvalidSpec",
          "message": "spec.resources.memory: '4 GB' is not a Kubernetes quantity"}]}},
+    rerankmodel("unpulled", namespace="ns5") | {"status": {"conditions": [
+        {"type": "Degraded", "status": "True", "reason": "ImagePullFailed",
+         "message": "Pod p cannot pull its image."}]}},
 ]
 
 
@@ -225,7 +228,7 @@ def test_a_503_says_what_the_model_waits_for(client: TestClient) -> None:
     assert response.headers["retry-after"] == "5"  # a GPU may free up
 
 
-def test_a_failing_models_503_names_the_failure_and_asks_for_no_retry(
+def test_a_failing_models_503_names_the_failure_and_asks_for_no_retry_until_changed(
     client: TestClient,
 ) -> None:
     """Clients that honour Retry-After would retry a model nobody fixes for ever."""
@@ -235,6 +238,10 @@ def test_a_failing_models_503_names_the_failure_and_asks_for_no_retry(
         "no ready replica: InvalidSpec: spec.resources.memory: '4 GB' is not a Kubernetes "
         "quantity")
     assert "retry-after" not in response.headers
+    # A failure that may clear by itself (a registry back up) still says when to retry.
+    response = rerank(client, KEY_WAITING, {"model": "unpulled", "query": "q",
+                                            "documents": ["a"]})
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
 
 
 def test_no_ready_replica_gets_503_with_retry_after(client: TestClient) -> None:

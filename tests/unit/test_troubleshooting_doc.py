@@ -54,7 +54,7 @@ def _unwell_reasons() -> set[str]:
     cond = r'Cond\(\s*"(\w+)",\s*"\w+",\s*' + REASON
     reasons = {_reason(*found) for _, *found in re.findall(cond, model)}
     reasons |= {_reason(*found) for kind, *found in re.findall(cond, key) if kind == "Active"}
-    reasons |= set(re.findall(r'Blocked\("(\w+)"', handlers))
+    reasons |= {_reason(*found) for found in re.findall(r"Blocked\(" + REASON, handlers)}
     return reasons - HEALTHY
 
 

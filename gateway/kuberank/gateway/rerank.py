@@ -203,11 +203,13 @@ async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: Ke
             why = f": {route.waiting}"
         elif route.starting and not why:
             why = ": its replicas are still fetching or loading the model"
-        # Stopped or failing, it will not come back by itself: no Retry-After to wait for.
+        # Stopped, or failing until someone changes something, it will not come back by
+        # itself: no Retry-After to wait for.
         raise Unavailable(
             f"model {route.served_name!r} has no ready replica{why}",
             code="no_ready_replica",
-            retry_after=None if stopped or route.failing else settings.retry_after,
+            retry_after=(None if stopped or route.failing_until_changed
+                         else settings.retry_after),
         )
 
     if requested and requested != route.served_name:  # an alias

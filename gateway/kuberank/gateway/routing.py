@@ -56,6 +56,8 @@ class ModelRoute:
     replicas: int = 1  # spec.replicas as last watched
     wake: WakePolicy | None = None  # spec.scaleToZero: set when a request may wake the model
     failing: str | None = None  # "Reason: message" of a Degraded condition waiting cannot fix
+    # ... and one that only someone's change ends (reasons.NEEDS_A_CHANGE): no Retry-After
+    failing_until_changed: bool = False
     starting: bool = False  # the operator reports its replicas fetching or loading the model
     # "Reason: message" of a Degraded condition that waiting may fix (no GPU free yet, a claim
     # not bound): requests are still held for it, and a 503 says why nothing is ready.
@@ -103,6 +105,9 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       replicas=replicas if isinstance(replicas, int) else 1,
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
+                      failing_until_changed=_degraded(obj.get("status"),
+                                                      reasons.NEEDS_A_CHANGE.__contains__)
+                      is not None,
                       starting=_starting(obj.get("status")),
                       waiting=_waiting(obj.get("status")),
                       aliases=aliases_of(obj),

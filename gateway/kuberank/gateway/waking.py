@@ -79,10 +79,11 @@ class Waker:
             # scaled it down in between): wake it, at most once a second per model.
             if latest.replicas == 0 and self._wake_due(latest, loop.time()):
                 await asyncio.shield(self._wake(latest))
-            if latest.failing:  # waiting will not fix it: no Retry-After either
+            if latest.failing:  # holding the request will not fix it
                 raise Unavailable(
                     f"model {route.served_name!r} has no ready replica: {latest.failing}",
                     code="no_ready_replica",
+                    retry_after=None if latest.failing_until_changed else self._retry_after,
                 )
             if loop.time() >= deadline:
                 waits = f" ({latest.waiting})" if latest.waiting else ""

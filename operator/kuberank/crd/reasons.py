@@ -19,3 +19,12 @@ SERVING = frozenset({ALIAS_SHADOWED})
 
 # Available=False: no replica is ready yet (the pods fetch or load the model).
 NO_REPLICAS_READY = "NoReplicasReady"
+
+# Degraded: failures only someone's change ends (the spec edited, an object in the way removed,
+# a model file replaced): a 503 for such a model carries no Retry-After. Other failures (an
+# image or a file the network cannot fetch yet, a quota) may clear by themselves.
+INVALID_SPEC = "InvalidSpec"
+NAME_CONFLICT = "NameConflict"
+CRASH_LOOP = "CrashLoop"
+NEEDS_A_CHANGE = frozenset({INVALID_SPEC, NAME_CONFLICT, CRASH_LOOP})
+

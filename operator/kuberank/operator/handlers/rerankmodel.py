@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from kuberank.crd import reasons
 from kuberank.crd.common import GROUP, VERSION
-from kuberank.crd.reasons import ALIAS_SHADOWED
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.crd.rerankmodel import InvalidSpecError, aliases_of, parse_spec, served_name
 from kuberank.operator.builders.meta import MODEL_LABEL
@@ -122,7 +122,7 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
             metrics_of(memo).models.forget(key)
     announce(body, changed, "Ready")
     for cond in changed:  # Ready stays True: the model serves, under fewer names
-        if cond["type"] == "Degraded" and cond["reason"] == ALIAS_SHADOWED:
+        if cond["type"] == "Degraded" and cond["reason"] == reasons.ALIAS_SHADOWED:
             kopf.event(body, type="Warning", reason=cond["reason"], message=cond["message"])
 
 
@@ -168,13 +168,13 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     try:
         spec = parse_spec(raw.get("spec"))
     except InvalidSpecError as err:
-        _block(memo, key, raw, Blocked("InvalidSpec", str(err)))
+        _block(memo, key, raw, Blocked(reasons.INVALID_SPEC, str(err)))
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:
         models.apply_children(kube_of(memo), settings_of(memo), models.owner_of(raw), spec)
     except NameConflictError as err:
         if not err.predecessor:
-            _block(memo, key, raw, Blocked("NameConflict", str(err)))
+            _block(memo, key, raw, Blocked(reasons.NAME_CONFLICT, str(err)))
         raise retry_conflict(err) from err
     except KubeError as err:
         if err.transient:

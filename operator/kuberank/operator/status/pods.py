@@ -146,7 +146,8 @@ def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProble
         # Restarts of the container, not the fetcher's own retries of one download (which its
         # message may count too): a number of its own, in words of its own.
         runs = cs.get("restartCount", 0)
-        again = f" (the fetch container restarted {runs} times and retries)" if retrying else ""
+        times = "once" if runs == 1 else f"{runs} times"
+        again = f" (the fetch container restarted {times} and retries)" if retrying else ""
         return PodProblem(
             "FetchFailed",
             f"Pod {pod} could not fetch the model: {detail or 'the fetcher exited with an error'}"
@@ -157,7 +158,7 @@ def _container_problem(pod: str, cs: dict[str, Any], fetcher: bool) -> PodProble
     if (not fetcher and (reason == "CrashLoopBackOff" or retrying)
             and cs.get("restartCount", 0) >= 2):
         return PodProblem(
-            "CrashLoop",
+            reasons.CRASH_LOOP,
             f"Pod {pod} keeps crashing (restarts: {cs.get('restartCount', 0)}): "
             f"{detail or 'see kubectl logs'}. Check spec.source (a GGUF reranker file?), "
             "spec.engine and spec.limits.",
