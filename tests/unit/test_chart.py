@@ -626,13 +626,17 @@ def rendered_notes(helm: str, tmp_path: Path, *args: str) -> str:
     return str(yaml.safe_load(out)["notes"])
 
 
+@pytest.mark.parametrize(("values", "namespace", "created"), [
+    ([], "team-a", True),
+    (["--set-json", 'operator.watchNamespaces=["team-b"]'], "team-b", False),  # it exists
+])
 def test_notes_commands_run_as_pasted_in_the_namespace_the_operator_watches(
-    helm: str, tmp_path: Path
+    helm: str, tmp_path: Path, values: list[str], namespace: str, created: bool
 ) -> None:
     """The command blocks of steps 1 and 2 pasted into bash apply a RerankModel and an ApiKey,
-    each on its own, in the first watched namespace (a kubectl on PATH records what it is
-    given)."""
-    notes = rendered_notes(helm, tmp_path, "--set-json", 'operator.watchNamespaces=["team-b"]')
+    each on its own, in a namespace the operator watches (a kubectl on PATH records what it
+    is given)."""
+    notes = rendered_notes(helm, tmp_path, *values)
     prose_dropped = [line for line in notes[notes.index("\n1. "):notes.index("\n3. ")]
                      .splitlines() if line.startswith("  ") or line == "YAML"]
     steps = "\n".join(prose_dropped) + "\n"
@@ -649,10 +653,11 @@ def test_notes_commands_run_as_pasted_in_the_namespace_the_operator_watches(
     assert ran.returncode == 0 and not ran.stderr, ran.stderr
     args = [(calls / f"{n}.args").read_text().split() for n in range(len(list(
         calls.glob("*.args"))))]
-    assert [a[:3] for a in args] == [["create", "namespace", "team-b"],
-                                     ["apply", "-n", "team-b"], ["get", "rerankmodels", "-n"],
-                                     ["apply", "-n", "team-b"]]
-    applied = [yaml.safe_load((calls / f"{n}.stdin").read_text()) for n in (1, 3)]
+    creates = [["create", "namespace", namespace]] if created else []
+    assert [a[:3] for a in args] == [*creates, ["apply", "-n", namespace],
+                                     ["get", "rerankmodels", "-n"], ["apply", "-n", namespace]]
+    first = len(creates)
+    applied = [yaml.safe_load((calls / f"{n}.stdin").read_text()) for n in (first, first + 2)]
     assert [(d["kind"], d["metadata"]["name"]) for d in applied] == [
         ("RerankModel", "bge-reranker-v2-m3"), ("ApiKey", "my-app")]
 
