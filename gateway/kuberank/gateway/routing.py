@@ -105,9 +105,7 @@ def route_from_rerankmodel(obj: Mapping[str, Any]) -> ModelRoute | None:
                       replicas=replicas if isinstance(replicas, int) else 1,
                       wake=_wake_policy(spec.get("scaleToZero")),
                       failing=_failing(obj.get("status")),
-                      failing_until_changed=_degraded(obj.get("status"),
-                                                      reasons.NEEDS_A_CHANGE.__contains__)
-                      is not None,
+                      failing_until_changed=_failing_until_changed(obj.get("status")),
                       starting=_starting(obj.get("status")),
                       waiting=_waiting(obj.get("status")),
                       aliases=aliases_of(obj),
@@ -148,6 +146,11 @@ def _failing(status: Any) -> str | None:
     """A failure that waiting will not fix (CrashLoop, FetchFailed, ImagePullFailed, ...:
     answered at once, not held)."""
     return _degraded(status, lambda reason: reason not in reasons.PENDING | reasons.SERVING)
+
+
+def _failing_until_changed(status: Any) -> bool:
+    """A failure that only someone's change ends (``reasons.NEEDS_A_CHANGE``)."""
+    return _degraded(status, lambda reason: reason in reasons.NEEDS_A_CHANGE) is not None
 
 
 def _waiting(status: Any) -> str | None:

@@ -27,4 +27,3 @@ INVALID_SPEC = "InvalidSpec"
 NAME_CONFLICT = "NameConflict"
 CRASH_LOOP = "CrashLoop"
 NEEDS_A_CHANGE = frozenset({INVALID_SPEC, NAME_CONFLICT, CRASH_LOOP})
-
