@@ -398,7 +398,8 @@ def _boot(state_dir: Path, bin_dir: Path, procs: dict[str, subprocess.Popen[byte
         "--endpoint-reconciler-type=none", f"--cert-dir={pki}",
         f"--token-auth-file={state_dir / 'tokens.csv'}", "--authorization-mode=RBAC",
         # As OpenShift runs it: an owner reference that blocks deletion needs update on the
-        # owner's finalizers, which only a chart that grants it gets past.
+        # owner's finalizers, and changing one needs delete on the child: only a chart that
+        # grants both gets past.
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
         f"--service-account-key-file={pki / 'sa.key'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
