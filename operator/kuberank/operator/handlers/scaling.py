@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.crd.rerankmodel import InvalidSpecError, parse_spec
+from kuberank.crd.rerankmodel import InvalidSpecError, RerankModelSpec, parse_spec
 from kuberank.operator.handlers.common import kube_of, log, metrics_of, now
 from kuberank.operator.kube import KubeError
 from kuberank.operator.reconcilers import rerankmodel as models
@@ -47,12 +47,18 @@ async def idle_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
     meta = body["metadata"]
     up_since: datetime | None = None  # when it was last scaled up (status, else when seen)
     seen: int | None = None  # spec.replicas last time round (None: not looked yet)
+    parsed: tuple[object, RerankModelSpec] | None = None  # by metadata.generation
     while not stopped:
+        # The spec is parsed again only when it changed (its generation): a full pydantic
+        # parse every 5 s per model cost 0.9 % of a core per 100 idle models.
+        generation = body["metadata"].get("generation")
         try:
-            spec = parse_spec(body.get("spec"))
+            if parsed is None or parsed[0] != generation:
+                parsed = (generation, parse_spec(body.get("spec")))
         except InvalidSpecError:
             await stopped.wait(60)
             continue
+        spec = parsed[1]
         if spec.replicas == 0:
             up_since = None
         elif seen is not None and spec.replicas > seen:
