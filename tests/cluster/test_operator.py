@@ -137,6 +137,7 @@ def test_model_creates_owned_children_and_becomes_ready(
     )
     reasons = {e["reason"] for e in json.loads(events.stdout)["items"]}
     assert "AllReplicasReady" in reasons
+    assert "DeploymentMissing" not in reasons  # being created is not missing
     # A start is progress, not a problem: `--field-selector type=Warning` stays quiet.
     assert [e["reason"] for e in json.loads(events.stdout)["items"]
             if e["type"] == "Warning"] == []

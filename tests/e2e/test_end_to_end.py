@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from denials import first_denial
 from e2ekit import (
     NODE_SELECTOR,
     REPO,
@@ -294,13 +294,10 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
     # permissions, as OpenShift does): neither the operator nor the gateway was refused a call
     # for want of a permission (other refusals, such as writes into another test's namespace
     # while it terminates, are no RBAC's doing).
-    denied = re.compile(r'forbidden: user "[^"]+" cannot|cannot set (blockownerdeletion|an '
-                        r"ownerref)|not enough permissions")
     for component in ("operator", "gateway"):
         logged = agent_node.logs_of(SYSTEM_NS, f"{RELEASE}-kuberank-{component}-")
         assert logged, component
-        found = denied.search(logged.lower())
-        assert found is None, f"{component}: {logged[max(0, found.start() - 1500):][:3000]}"
+        assert (denied := first_denial(logged)) is None, f"{component}: {denied}"
 
     # Upgrading as README says: CRDs first (Helm installs them once and never upgrades them),
     # then the release. The gateway rolls (new log level) and the same key is answered again.

@@ -298,8 +298,28 @@ def test_scaled_to_zero_and_missing_deployment() -> None:
     )
     assert conds["Available"]["reason"] == "ScaledToZero"
     assert "next request through the gateway wakes it" in conds["Ready"]["message"]
-    conds = _by_type(compute_status(FACTS, None, [], None, T0))
-    assert conds["Available"]["reason"] == "DeploymentMissing"
+
+
+def test_a_deployment_not_seen_yet_is_being_created_and_one_that_was_seen_is_missing() -> None:
+    """A new model's first status comes before the watch shows its Deployment: "Creating" (an
+    Event saying "DeploymentMissing" at every creation misled); a Deployment gone after the
+    status described one is missing."""
+    def available(previous: dict[str, Any] | None) -> tuple[str, str]:
+        conds = _by_type(compute_status(FACTS, None, [], previous, T0))
+        assert conds["Ready"]["reason"] == conds["Available"]["reason"]
+        return conds["Available"]["reason"], conds["Progressing"]["reason"]
+
+    assert available(None) == ("Creating", "Creating")
+    creating = compute_status(FACTS, None, [], None, T0)
+    assert available(creating) == ("Creating", "Creating")
+    blocked = compute_status(FACTS, None, [], None, T0, Blocked("InvalidSpec", "bad"))
+    assert available(blocked) == ("Creating", "Creating")
+    for dep in (_dep(), _dep(ready=0, available=0), _dep(replicas=0, ready=0, updated=0,
+                                                           available=0)):
+        seen = compute_status(FACTS, dep, [], None, T0)
+        assert available(seen) == ("DeploymentMissing", "Creating")
+        missing = compute_status(FACTS, None, [], seen, T0)
+        assert available(missing) == ("DeploymentMissing", "Creating")
 
 
 def test_a_served_name_an_older_model_holds_is_not_ready_and_says_which() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
-from kuberank.crd.apikey import ApiKeySpec, secret_name
+from kuberank.crd.apikey import secret_name
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.operator.builders.secret import APIKEY_LABEL
 from kuberank.operator.drift import data_edited_since_ours
@@ -19,6 +19,7 @@ from kuberank.operator.handlers.common import (
     KEY_SECRETS,
     Key,
     KeyedLocks,
+    SpecByGeneration,
     announce,
     kopf_error,
     kube_of,
@@ -131,7 +132,7 @@ def secret_event(
 async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Flip Active/Expired when expiresAt passes, without waiting for any other change; every
     other change of status is the spec handler's."""
-    parsed = _ParsedSpec()
+    parsed = SpecByGeneration(apikeys.parse_spec, apikeys.InvalidApiKeyError)
     while not stopped:
         spec = parsed.of(body)
         if spec is None:
@@ -151,25 +152,6 @@ async def expiry_clock(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, 
             await asyncio.to_thread(_publish_expiry, memo, body)
         except KubeError as err:
             log.warning("expiry status update failed: %s", err.message)
-
-
-class _ParsedSpec:
-    """A key's spec, parsed again only when it changed (its generation): a daemon per key looks
-    every 5 s, and a full parse each time costs more than the look."""
-
-    def __init__(self) -> None:
-        self._generation: object = None
-        self._spec: ApiKeySpec | None = None
-
-    def of(self, body: kopf.Body) -> ApiKeySpec | None:
-        generation = body["metadata"].get("generation")
-        if self._spec is None or generation != self._generation:
-            try:
-                self._spec = apikeys.parse_spec(body.get("spec"))
-            except apikeys.InvalidApiKeyError:
-                self._spec = None
-            self._generation = generation
-        return self._spec
 
 
 def _publish_expiry(memo: Any, live: kopf.Body) -> None:

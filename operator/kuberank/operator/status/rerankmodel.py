@@ -115,7 +115,7 @@ def compute_status(
     previous = previous or {}
     replicas = deployment.replicas if deployment else 0
     ready = deployment.ready if deployment else 0
-    wanted = _conditions(facts, deployment, problems, blocked)
+    wanted = _conditions(facts, deployment, problems, blocked, previous)
     observed = facts.observed(blocked is not None)
     kept = _while_deployment_lags(facts, deployment, blocked, previous)
     if kept is not None:
@@ -138,6 +138,7 @@ def _conditions(
     dep: DeploymentState | None,
     problems: list[PodProblem],
     blocked: Blocked | None,
+    previous: dict[str, Any],
 ) -> list[Cond]:
     if blocked is not None:
         reason, message = blocked.reason, blocked.message
@@ -147,7 +148,7 @@ def _conditions(
             Cond("Progressing", "False", reason, "Stopped until the cause in Ready is fixed."),
             Cond("Degraded", "True", reason, message),
         ]
-    available = _available(facts, dep, problems)
+    available = _available(facts, dep, problems, _had_deployment(previous))
     progressing = _progressing(facts, dep)
     if facts.deleting:  # the gateway stopped routing to it the moment the deletion began
         message = ("The model is being deleted: requests for its names no longer reach it, "
@@ -215,7 +216,21 @@ def _shrinking(facts: ModelFacts, dep: DeploymentState) -> bool:
             and dep.updated >= dep.replicas)
 
 
-def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[PodProblem]) -> Cond:
+def _had_deployment(previous: dict[str, Any]) -> bool:
+    """Whether the status said before what a runtime Deployment did: only then is a Deployment
+    the watch does not show one that went missing. A model just created (or one blocked until
+    now) is being created: its first status comes before the watch shows the Deployment the
+    operator applied, which no one should read as, or be sent an Event saying, "missing"."""
+    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Available"),
+                  None)
+    return (before is not None and before.get("status") in ("True", "False")
+            and before.get("reason") != "Creating")
+
+
+def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[PodProblem],
+               had_deployment: bool) -> Cond:
+    if dep is None and not had_deployment:
+        return Cond("Available", "False", "Creating", "Creating the runtime Deployment.")
     if dep is None:
         return Cond("Available", "False", "DeploymentMissing", "The runtime Deployment is missing.")
     if facts.replicas == 0 and facts.scales_to_zero:
