@@ -70,6 +70,17 @@ def test_normalize_per_model_and_per_request() -> None:
     assert request_wins["results"][0]["relevance_score"] == 1.95
 
 
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_normalized_scores_are_ranked_on_the_raw_scores(dialect: Dialect) -> None:
+    """Above ~36.7 a sigmoid is exactly 1.0 in floats: ranked after it, such scores tied, came
+    back in request order and top_n kept the wrong ones."""
+    out = shape_response(request(dialect, top_n=2, normalize=True, return_documents=False),
+                         [40.0, 45.0, 37.0], model="m", prompt_tokens=1, response_id="r1")
+    results = out if dialect is Dialect.TEI else out["results"]
+    assert [r["index"] for r in results] == [1, 0]
+    assert all(0.0 < r.get("score", r.get("relevance_score")) <= 1.0 for r in results)
+
+
 def test_tei_response_is_a_bare_list_with_optional_text() -> None:
     out = shape_response(request(Dialect.TEI, return_documents=False, normalize=False), SCORES,
                          model="m", prompt_tokens=1, response_id="r1")

@@ -46,8 +46,11 @@ def shape_response(
     """The JSON body for `request.dialect` given raw scores (one per document, request order);
     `response_id` (the request's x-request-id) is the Cohere answer's `id`."""
     normalize = normalize_default if request.normalize is None else request.normalize
-    shown = [sigmoid(s) for s in scores] if normalize else list(scores)
-    ranked = rank(shown, request.top_n)
+    # Ranked on the raw scores: a sigmoid rounds every raw score above ~36.7 to exactly 1.0,
+    # and those would tie (request order, and the wrong ones cut by top_n).
+    ranked = rank(scores, request.top_n)
+    if normalize:
+        ranked = [Ranked(r.index, sigmoid(r.score)) for r in ranked]
     docs = request.documents
     if request.dialect is Dialect.TEI:
         return [
