@@ -1144,9 +1144,9 @@ def test_aliases_reach_the_model_and_change_without_touching_it(tenant: Tenant) 
         assert answer.status_code == 200, answer.text
         assert answer.json()["results"][0]["index"] == 1
     assert tenant.post(by_served, asking("old-tiny")).json()["model"] == SERVED
-    assert tenant.post(by_alias, asking("old-tiny")).status_code == 200
-    assert tenant.post(by_alias, asking(SERVED)).status_code == 403
-    assert tenant.post(by_alias, asking("rerank-english-v3.0")).status_code == 403
+    # A key listing one alias may use the model by every name (answers carry the served name).
+    for model in ("old-tiny", SERVED, "rerank-english-v3.0"):
+        assert tenant.post(by_alias, asking(model)).status_code == 200, model
 
     def listed(key: str) -> list[tuple[str, str]]:
         cards = httpx.get(f"{tenant.gateway.url}/v1/models",
@@ -1155,7 +1155,7 @@ def test_aliases_reach_the_model_and_change_without_touching_it(tenant: Tenant) 
 
     assert listed(by_served) == [("old-tiny", SERVED), ("rerank-english-v3.0", SERVED),
                                  (SERVED, SERVED)]
-    assert listed(by_alias) == [("old-tiny", SERVED)]
+    assert listed(by_alias) == listed(by_served)
 
     tenant.custom.patch_namespaced_custom_object(
         GROUP, VERSION, tenant.namespace, "rerankmodels", "tiny", {"spec": {"aliases": ["v2"]}}

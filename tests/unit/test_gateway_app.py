@@ -30,6 +30,7 @@ KEY_LIMITED = generate_key()
 KEY_OTHER_NS = generate_key()
 KEY_EMPTY_NS = generate_key()
 KEY_ALIAS_ONLY = generate_key()
+KEY_OTHER_ONLY = generate_key()
 KEY_WAITING = generate_key()
 
 
@@ -63,6 +64,7 @@ OBJECTS = [
     apikey("other", KEY_OTHER_NS, namespace="ns2"),
     apikey("lonely", KEY_EMPTY_NS, namespace="ns3"),
     apikey("by-alias", KEY_ALIAS_ONLY, namespace="ns4", models=["rr"]),
+    apikey("other-only", KEY_OTHER_ONLY, namespace="ns4", models=["other"]),
     rerankmodel("bge"),
     rerankmodel("minilm"),
     rerankmodel("small", limits={"maxDocuments": 2}),
@@ -71,6 +73,7 @@ OBJECTS = [
     rerankmodel("bge", namespace="ns2"),  # another tenant serving the same name
     rerankmodel("minilm", namespace="ns4", aliases=["rr"]),
     rerankmodel("other", namespace="ns4"),
+    rerankmodel("late", namespace="ns4", aliases=["other"]),  # shadowed by the served name
     apikey("waits", KEY_WAITING, namespace="ns5"),
     rerankmodel("queued", namespace="ns5") | {"status": {"conditions": [
         {"type": "Degraded", "status": "True", "reason": "InsufficientGPU",
@@ -210,6 +213,27 @@ def test_tei_request_without_model_needs_a_key_with_a_single_model(client: TestC
     # A key naming one model by an alias has that one model to choose (its replica: none yet).
     response = rerank(client, KEY_ALIAS_ONLY, body, path="/rerank")
     assert response.status_code == 503 and error_code(response) == "no_ready_replica"
+
+
+def test_a_key_listing_an_alias_may_use_its_model_by_every_name_that_reaches_it(
+    client: TestClient,
+) -> None:
+    """Answers name the served name, which a client may send back: a 403 for it read as a
+    permission the key lacked for the model it had just used. An alias another model's served
+    name shadows reaches that model, and gives no access to the model declaring it."""
+    def status(key: str, model: str) -> tuple[int, str]:
+        response = rerank(client, key, {"model": model, "query": "q", "documents": ["a"]})
+        return response.status_code, error_code(response)
+
+    assert status(KEY_ALIAS_ONLY, "rr") == (503, "no_ready_replica")
+    assert status(KEY_ALIAS_ONLY, "minilm") == (503, "no_ready_replica")
+    assert status(KEY_ALIAS_ONLY, "other") == (403, "model_not_allowed")
+    assert status(KEY_OTHER_ONLY, "other") == (503, "no_ready_replica")
+    assert status(KEY_OTHER_ONLY, "late") == (403, "model_not_allowed")
+    listed = client.get("/v1/models", headers={"authorization": f"Bearer {KEY_ALIAS_ONLY}"})
+    assert [m["id"] for m in listed.json()["data"]] == ["minilm", "rr"]
+    one = client.get("/v1/models/minilm", headers={"authorization": f"Bearer {KEY_ALIAS_ONLY}"})
+    assert one.status_code == 200 and one.json()["id"] == "minilm"
 
 
 def test_rate_limited_key_gets_429_with_retry_after(client: TestClient) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 from kuberank.gateway.context import Gateway
 from kuberank.gateway.keytable import AuthError, KeyRecord, presented_key
-from kuberank.gateway.routing import ModelRoute
+from kuberank.gateway.routing import ModelRoute, RoutingTable
 from kuberank.protocol.errors import (
     Forbidden,
     ModelNotFound,
@@ -42,10 +42,17 @@ def authenticate(gateway: Gateway, request: Request) -> KeyRecord:
     return key
 
 
-def may_use(key: KeyRecord, name: str, route: ModelRoute) -> bool:
-    """A key listing a model's served name may use its aliases too, and one listing an alias
-    may use that alias."""
-    return key.allows(route.served_name) or key.allows(name)
+def may_use(key: KeyRecord, route: ModelRoute, routes: RoutingTable) -> bool:
+    """A key may use a model it lists by its served name or by an alias that reaches it, and
+    then by every name that reaches it: answers carry the served name, which a client may send
+    back (refused, it read as a permission the key lacked for the model it had just used)."""
+    return key.allows(route.served_name) or any(
+        key.allows(alias) and _same(routes.resolve(route.namespace, alias), route)
+        for alias in route.aliases)
+
+
+def _same(found: ModelRoute | None, route: ModelRoute) -> bool:
+    return found is not None and (found.namespace, found.name) == (route.namespace, route.name)
 
 
 def choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> ModelRoute:
@@ -55,7 +62,7 @@ def choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mod
     if not requested:
         # as /v1/models lists them: a key may reach a model through an alias it names
         usable = list({(r.namespace, r.name): r for name, r in gateway.routes.names_in(
-            key.namespace) if may_use(key, name, r)}.values())
+            key.namespace) if may_use(key, r, gateway.routes)}.values())
         if not usable:
             raise ModelNotFound(f"no model is served to this key in namespace {key.namespace!r}")
         if len(usable) != 1:
@@ -64,7 +71,7 @@ def choose_model(gateway: Gateway, key: KeyRecord, requested: str | None) -> Mod
             )
         return usable[0]
     route = gateway.routes.resolve(key.namespace, requested)
-    if route is None or not may_use(key, requested, route):
+    if route is None or not may_use(key, route, gateway.routes):
         if not key.allows(requested):
             raise Forbidden(f"this API key may not use model {quoted(requested)}; "
                             f"it may use {_listed(key.models)}")

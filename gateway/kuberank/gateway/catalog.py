@@ -24,7 +24,7 @@ def catalog_router(gateway: Gateway) -> APIRouter:
         key = authenticate(gateway, request)
         cards = [_model_card(gateway, name, route)
                  for name, route in gateway.routes.names_in(key.namespace)
-                 if may_use(key, name, route)]
+                 if may_use(key, route, gateway.routes)]
         return {"object": "list", "data": cards}
 
     @router.get("/v1/models/{model_id:path}", responses={
@@ -33,7 +33,7 @@ def catalog_router(gateway: Gateway) -> APIRouter:
         """OpenAI's retrieve: one card of the list above, 404 for any other name."""
         key = authenticate(gateway, request)
         for name, route in gateway.routes.names_in(key.namespace):
-            if name == model_id and may_use(key, name, route):
+            if name == model_id and may_use(key, route, gateway.routes):
                 return _model_card(gateway, name, route)
         raise ModelNotFound(f"model {quoted(model_id)} is not served to this key")
 
