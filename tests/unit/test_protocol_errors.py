@@ -76,6 +76,9 @@ def test_wrong_method_is_405_json_with_the_allowed_methods(client: TestClient) -
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "http_405"
     assert r.headers["allow"] == "POST"
+    # A GET path answers HEAD too (HeadAsGet): its Allow says so.
+    r = client.delete("/limited")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
 
 
 def test_validation_error_is_422_and_bad_json_is_400(client: TestClient) -> None:

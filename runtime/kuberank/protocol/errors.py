@@ -202,6 +202,19 @@ def _from_validation_error(exc: RequestValidationError) -> ApiError:
     return Unprocessable(f"{where or 'body'}: {first.get('msg', 'invalid request')}")
 
 
+def _with_head(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A 405's ``Allow`` with HEAD wherever it has GET: ``HeadAsGet`` answers HEAD on every
+    GET path, and FastAPI's routes declare GET alone."""
+    if not headers:
+        return None
+    kept = dict(headers)
+    for name, value in headers.items():
+        methods = [m.strip() for m in value.split(",")]
+        if name.lower() == "allow" and "GET" in methods and "HEAD" not in methods:
+            kept[name] = ", ".join([*methods, "HEAD"])
+    return kept
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map ApiError, request validation, unknown routes and crashes to the JSON error body."""
 
@@ -212,7 +225,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         # Starlette's own headers stay: a 405's Allow lists the methods the path takes.
-        return error_response(_from_http_exception(exc, request), exc.headers)
+        return error_response(_from_http_exception(exc, request), _with_head(exc.headers))
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
