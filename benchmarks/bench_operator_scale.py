@@ -1,12 +1,16 @@
-"""How the operator scales: time from creating N RerankModels to all Ready, and its peak memory.
+"""How the operator scales: time from creating N RerankModels to all Ready, its peak memory,
+and (``--restart``) how long a restarted operator, or a new leader, takes to act again.
 
 Starts a private control plane (tools/localcluster.py) with extra kwok GPU nodes so every
 model fits (each asks for one fake GPU), runs the real kuberank-operator process for one
 namespace, creates N models as fast as the API accepts them, and polls the list until every
-model reports Ready=True. Peak memory is the operator process's VmHWM from /proc.
+model reports Ready=True. Peak memory is the operator process's VmHWM from /proc. ``--keys K``
+then creates K ApiKeys and waits for every key's Secret. ``--restart`` then stops the operator,
+starts it again, creates one more model at once and times until its Deployment exists: a new
+process handles nothing before kopf has listed everything it indexes.
 
     .venv/bin/python benchmarks/bench_operator_scale.py [--models 200] [--gpu-nodes 25]
-        [--gpus-per-node 8] [--bin DIR] [--timeout 900]
+        [--gpus-per-node 8] [--keys 0] [--restart] [--log FILE] [--bin DIR] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -42,6 +46,35 @@ def _model(name: str) -> dict[str, Any]:
     }
 
 
+def _apikey(name: str) -> dict[str, Any]:
+    return {"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey", "metadata": {"name": name},
+            "spec": {"models": ["*"]}}
+
+
+def _count(api: localcluster.Api, path: str) -> int:
+    status, body = api.call("GET", path)
+    if status != 200:
+        return 0
+    return len((body if isinstance(body, dict) else json.loads(body))["items"])
+
+
+def _create_all(api: localcluster.Api, path: str, objects: list[dict[str, Any]]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda o: api.call("POST", path, o)[0], objects))
+    if any(c != 201 for c in codes):
+        raise SystemExit(f"create failed: {sorted(set(codes))}")
+
+
+def _wait(what: str, done: Any, timeout: float) -> float:
+    """Seconds until ``done()`` holds, polled every 0.2 s."""
+    start = time.monotonic()
+    while not done():
+        if time.monotonic() - start > timeout:
+            raise SystemExit(f"timeout waiting for {what}")
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -70,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus-per-node", type=int, default=8)
     p.add_argument("--bin", type=Path, default=None, help="control-plane binaries")
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--keys", type=int, default=0, help="ApiKeys to create once models are Ready")
+    p.add_argument("--restart", action="store_true",
+                   help="then restart the operator and time until it acts on a new model")
+    p.add_argument("--log", type=Path, default=None,
+                   help="keep the operator's log in this file (else removed with the cluster)")
     args = p.parse_args(argv)
     if args.gpu_nodes > 150:
         p.error("at most 150 fake nodes (their labels use 192.0.2.100-249)")
@@ -115,23 +153,28 @@ def main(argv: list[str] | None = None) -> int:
         ns = "bench"
         api.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
         liveness = f"http://127.0.0.1:{localcluster.free_port()}/healthz"
-        log = (state / "operator.log").open("wb")
+        log = (args.log or state / "operator.log").open("ab")
         exe = Path(sys.executable).parent / "kuberank-operator"
-        op = subprocess.Popen(
-            [str(exe), "--namespace", ns, "--liveness-endpoint", liveness],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(liveness, timeout=1).close()
-                break
-            except OSError as err:
-                if time.monotonic() > deadline or op.poll() is not None:
-                    raise SystemExit(f"operator did not come up; see {state}/operator.log") from err
-                time.sleep(0.2)
+
+        def start_operator() -> subprocess.Popen[bytes]:
+            started = subprocess.Popen(
+                [str(exe), "--namespace", ns, "--liveness-endpoint", liveness],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(liveness, timeout=1).close()
+                    return started
+                except OSError as err:
+                    if time.monotonic() > deadline or started.poll() is not None:
+                        raise SystemExit(
+                            f"operator did not come up; see {state}/operator.log") from err
+                    time.sleep(0.2)
+
+        op = start_operator()
 
         names = [f"m{i:04d}" for i in range(args.models)]
         start = time.monotonic()
@@ -163,6 +206,30 @@ def main(argv: list[str] | None = None) -> int:
             f"({args.models / elapsed:.1f} models/s)"
         )
         print(f"operator peak memory (VmHWM): {peak:.0f} MiB")
+        if args.keys:
+            keys = f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/apikeys"
+            secrets = f"/api/v1/namespaces/{ns}/secrets?labelSelector=kuberank.io%2Fapikey"
+            began = time.monotonic()
+            _create_all(api, keys, [_apikey(f"k{i:04d}") for i in range(args.keys)])
+            took = _wait("every key's Secret", lambda: _count(api, secrets) >= args.keys,
+                         args.timeout)
+            print(f"keys: {args.keys} Secrets written after {time.monotonic() - began:.1f}s "
+                  f"(the last wait {took:.1f}s)")
+        if args.restart:
+            began = time.monotonic()
+            op.terminate()
+            op.wait(timeout=300)
+            print(f"restart: stopped {time.monotonic() - began:.1f}s after SIGTERM")
+            began = time.monotonic()
+            op = start_operator()
+            up = time.monotonic() - began
+            _create_all(api, f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/rerankmodels",
+                        [_model("probe")])
+            acted = _wait("the new model's Deployment", lambda: api.call(
+                "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/rrm-probe")[0] == 200,
+                args.timeout)
+            print(f"restart: healthy after {up:.1f}s; a model created then got its Deployment "
+                  f"{acted:.1f}s later")
         return 0
     finally:
         if op is not None:

@@ -13,16 +13,19 @@ import os
 import socket
 import sys
 import uuid
+from importlib.metadata import version
 from typing import Any
 
 import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
 from kuberank.crd.common import GROUP, VERSION, validation_problems
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
+from kuberank.operator import kopf_toggles
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
 from kuberank.operator.metrics import OperatorMetrics
 from kuberank.operator.settings import OperatorSettings
+from kuberank.operator.stopping import StopOnSignal
 from kuberank.operator.watched import (
     CHILD_LABELS,
     KEY_SECRETS,
@@ -128,12 +131,18 @@ def _exit_unless_crds_served(kube: Kube) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    stopping = StopOnSignal()  # before any thread starts: each inherits the blocked signals
     kopf.configure(
         verbose=settings.verbose,
         log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.FULL,
     )
     # Registers the handlers with kopf's default registry.
     import kuberank.operator.handlers  # noqa: F401
+
+    if not kopf_toggles.install():
+        logging.getLogger(__name__).warning(
+            "kopf %s: its readiness toggles are not the ones kuberank patches; a restart waits "
+            "longer at scale (see README, High availability)", version("kopf"))
 
     @kopf.on.startup()
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -151,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     if settings.namespaces:
         _exit_unless_crds_served(Kube(api))
     leadership = _lead(settings, api) if settings.leader_elect else None
+    stopping.hand_over()
     try:
         kopf.run(
+            stop_flag=stopping.flag,
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
