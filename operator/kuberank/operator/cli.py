@@ -25,7 +25,7 @@ from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
 from kuberank.operator.metrics import OperatorMetrics
 from kuberank.operator.settings import OperatorSettings
-from kuberank.operator.stopping import StopOnSignal
+from kuberank.operator.stopping import StopOnSignal, run_kopf
 from kuberank.operator.watched import (
     CHILD_LABELS,
     KEY_SECRETS,
@@ -160,10 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if settings.namespaces:
         _exit_unless_crds_served(Kube(api))
     leadership = _lead(settings, api) if settings.leader_elect else None
-    stopping.hand_over()
     try:
-        kopf.run(
-            stop_flag=stopping.flag,
+        run_kopf(
+            stopping,
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
