@@ -12,14 +12,18 @@ def _model(generation: int, replicas: Any) -> dict[str, Any]:
                      "replicas": replicas}}
 
 
-def test_the_spec_is_parsed_again_only_when_its_generation_changed() -> None:
-    calls: list[Any] = []
-
+def _counting(calls: list[Any]) -> SpecByGeneration[RerankModelSpec]:
+    """The cache over ``parse_spec``, noting each parse in ``calls``."""
     def counted(spec: Any) -> RerankModelSpec:
         calls.append(spec)
         return parse_spec(spec)
 
-    parsed = SpecByGeneration(counted, InvalidSpecError)
+    return SpecByGeneration(counted, InvalidSpecError)
+
+
+def test_the_spec_is_parsed_again_only_when_its_generation_changed() -> None:
+    calls: list[Any] = []
+    parsed = _counting(calls)
     first = parsed.of(_model(1, 2))
     assert first is not None and first.replicas == 2
     assert parsed.of(_model(1, 2)) is first and len(calls) == 1
@@ -29,12 +33,7 @@ def test_the_spec_is_parsed_again_only_when_its_generation_changed() -> None:
 
 def test_an_invalid_spec_is_none_until_an_edit_makes_it_valid() -> None:
     calls: list[Any] = []
-
-    def counted(spec: Any) -> RerankModelSpec:
-        calls.append(spec)
-        return parse_spec(spec)
-
-    parsed = SpecByGeneration(counted, InvalidSpecError)
+    parsed = _counting(calls)
     assert parsed.of(_model(1, "many")) is None
     assert parsed.of(_model(1, "many")) is None and len(calls) == 1  # not parsed every look
     fixed = parsed.of(_model(2, 1))
