@@ -51,11 +51,13 @@ def _apikey(name: str) -> dict[str, Any]:
             "spec": {"models": ["*"]}}
 
 
-def _count(api: localcluster.Api, path: str) -> int:
+def _items(api: localcluster.Api, path: str) -> list[dict[str, Any]]:
+    """The objects a list call returns (none while the API server refuses it)."""
     status, body = api.call("GET", path)
     if status != 200:
-        return 0
-    return len((body if isinstance(body, dict) else json.loads(body))["items"])
+        return []
+    items: list[dict[str, Any]] = (body if isinstance(body, dict) else json.loads(body))["items"]
+    return items
 
 
 def _create_all(api: localcluster.Api, path: str, objects: list[dict[str, Any]]) -> None:
@@ -83,10 +85,7 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def _ready_count(api: localcluster.Api, ns: str) -> int:
-    status, body = api.call("GET", f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/rerankmodels")
-    if status != 200:
-        return 0
-    items = (body if isinstance(body, dict) else json.loads(body))["items"]
+    items = _items(api, f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/rerankmodels")
     return sum(
         any(
             c["type"] == "Ready" and c["status"] == "True"
@@ -176,22 +175,10 @@ def main(argv: list[str] | None = None) -> int:
 
         op = start_operator()
 
-        names = [f"m{i:04d}" for i in range(args.models)]
+        models = f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/rerankmodels"
         start = time.monotonic()
-        with ThreadPoolExecutor(8) as pool:
-            codes = list(
-                pool.map(
-                    lambda n: api.call(
-                        "POST",
-                        f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/rerankmodels",
-                        _model(n),
-                    )[0],
-                    names,
-                )
-            )
+        _create_all(api, models, [_model(f"m{i:04d}") for i in range(args.models)])
         created = time.monotonic() - start
-        if any(c != 201 for c in codes):
-            raise SystemExit(f"create failed: {sorted(set(codes))}")
         ready = 0
         while ready < args.models:
             if time.monotonic() - start > args.timeout:
@@ -211,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             secrets = f"/api/v1/namespaces/{ns}/secrets?labelSelector=kuberank.io%2Fapikey"
             began = time.monotonic()
             _create_all(api, keys, [_apikey(f"k{i:04d}") for i in range(args.keys)])
-            took = _wait("every key's Secret", lambda: _count(api, secrets) >= args.keys,
-                         args.timeout)
+            took = _wait("every key's Secret",
+                         lambda: len(_items(api, secrets)) >= args.keys, args.timeout)
             print(f"keys: {args.keys} Secrets written after {time.monotonic() - began:.1f}s "
                   f"(the last wait {took:.1f}s)")
         if args.restart:
@@ -223,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             began = time.monotonic()
             op = start_operator()
             up = time.monotonic() - began
-            _create_all(api, f"/apis/kuberank.io/v1alpha1/namespaces/{ns}/rerankmodels",
-                        [_model("probe")])
+            _create_all(api, models, [_model("probe")])
             acted = _wait("the new model's Deployment", lambda: api.call(
                 "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/rrm-probe")[0] == 200,
                 args.timeout)

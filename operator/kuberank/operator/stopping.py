@@ -39,8 +39,7 @@ class StopOnSignal:
     def __init__(self, grace_seconds: float = GRACE_SECONDS) -> None:
         self._grace_seconds = grace_seconds
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._attached: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         threading.Thread(target=self._wait, name="stop-signals", daemon=True).start()
 
@@ -49,15 +48,16 @@ class StopOnSignal:
         loop kopf runs in, right before kopf starts."""
         stop = asyncio.Event()
         with self._lock:
-            self._loop, self._stop = loop, stop
+            self._attached = loop, stop
         return stop
 
     def _wait(self) -> None:
         received = signal.sigwait(STOP_SIGNALS)
         with self._lock:
-            loop, stop = self._loop, self._stop
-        if loop is None or stop is None:
+            attached = self._attached
+        if attached is None:
             os._exit(128 + received)  # nothing runs yet that could stop gracefully
+        loop, stop = attached
         log.info("%s received: stopping (a second signal ends the process at once)",
                  signal.Signals(received).name)
         try:

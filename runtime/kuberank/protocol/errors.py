@@ -209,8 +209,8 @@ def _with_head(headers: Mapping[str, str] | None) -> dict[str, str] | None:
         return None
     kept = dict(headers)
     for name, value in headers.items():
-        methods = [m.strip() for m in value.split(",")]
-        if name.lower() == "allow" and "GET" in methods and "HEAD" not in methods:
+        methods = [m.strip() for m in value.split(",")] if name.lower() == "allow" else []
+        if "GET" in methods and "HEAD" not in methods:
             kept[name] = ", ".join([*methods, "HEAD"])
     return kept
 

@@ -17,7 +17,7 @@ from kuberank.crd.rerankmodel import (
     served_name,
 )
 from kuberank.operator.builders.meta import endpoint, selector_string
-from kuberank.operator.status.conditions import Cond, stamp
+from kuberank.operator.status.conditions import Cond, find, stamp
 from kuberank.operator.status.pods import PodProblem, pod_problems
 
 
@@ -221,8 +221,7 @@ def _had_deployment(previous: dict[str, Any]) -> bool:
     the watch does not show one that went missing. A model just created (or one blocked until
     now) is being created: its first status comes before the watch shows the Deployment the
     operator applied, which no one should read as, or be sent an Event saying, "missing"."""
-    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Available"),
-                  None)
+    before = find(previous.get("conditions"), "Available")
     return (before is not None and before.get("status") in ("True", "False")
             and before.get("reason") != "Creating")
 
