@@ -5,7 +5,8 @@
 #
 #   WHEELS=DIR [OUT=DIR] [CUDA_ARCH=90] source benchmarks/cuda_env.sh
 #
-# WHEELS holds what the machine lacks, fetched where an index is reachable: the
+# WHEELS holds what the machine lacks, fetched where an index is reachable
+#   (`bash benchmarks/gpu_wheels.sh DIR` writes it, under 64 MiB): the
 #   llama-cpp-python sdist, wheels of the runtime's pure-Python dependencies (fastapi, starlette,
 #   uvicorn, pydantic, pydantic-core, pydantic-settings, gguf, diskcache, ...) for that machine's
 #   Python, and tokenizer/ (MiniLM's vocab.txt and tokenizer files, from any HF twin that

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from kuberank.runtime.cli import parse_settings
@@ -107,3 +111,30 @@ def test_bad_settings_exit_2_with_one_line_naming_the_setting(
 ) -> None:
     assert settings_refusal(parse_settings, argv, env).startswith(
         f"kuberank-runtime: error: {message}")
+
+
+@pytest.mark.parametrize(("argv", "preset", "seen"), [
+    (["--gpu-layers", "-1"], None, "EAGER"),
+    (["--gpu-layers", "8"], None, "EAGER"),
+    ([], None, None),
+    (["--gpu-layers", "-1"], "LAZY", "LAZY"),
+], ids=["all-layers", "some-layers", "cpu", "a-person's-choice-wins"])
+def test_a_gpu_runtime_loads_every_cuda_kernel_before_it_is_ready(
+    argv: list[str], preset: str | None, seen: str | None, tmp_path: Path
+) -> None:
+    """CUDA reads CUDA_MODULE_LOADING once, at its first call: the runtime's own main sets it
+    before its engine starts, so the warm-up loads every kernel rather than only the ones its
+    one shape uses (measured: README, "Endpoints")."""
+    probe = ("import os, sys\nfrom kuberank.runtime import cli\n"
+             "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('CUDA_MODULE_LOADING=' + os.environ.get('CUDA_MODULE_LOADING', '-'))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k != "CUDA_MODULE_LOADING" and not k.startswith("KUBERANK_")}
+    if preset is not None:
+        env["CUDA_MODULE_LOADING"] = preset
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "--model", str(tmp_path / "missing.gguf"),
+         "--host", "127.0.0.1", "--port", "0", *argv],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert "missing.gguf does not exist" in done.stderr  # it ran main, which ended at the load
+    assert done.stdout.strip().splitlines()[-1] == f"CUDA_MODULE_LOADING={seen or '-'}"
