@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.gateway import rerank as gateway_rerank
 from kuberank.gateway.app import create_app
 from kuberank.gateway.settings import GatewaySettings
 from kuberank.gateway.sources import StaticSource
@@ -121,6 +122,18 @@ def test_missing_unknown_disabled_and_expired_keys_get_401(
 def test_x_api_key_header_is_accepted_like_bearer(client: TestClient) -> None:
     response = rerank(client, None, **{"x-api-key": KEY_ALL})
     assert response.status_code == 503  # authenticated and routed; no replica in this test
+
+
+def test_two_keys_in_a_header_sent_twice_get_401_whatever_their_order(
+    client: TestClient,
+) -> None:
+    """The first header's key was used, the second ignored: their order picked the tenant."""
+    body = json.dumps({"model": "bge", "query": "q", "documents": ["a"]})
+    for first, second in ((KEY_ALL, KEY_BGE_ONLY), (KEY_BGE_ONLY, KEY_ALL)):
+        answer = client.post("/v1/rerank", content=body, headers=[
+            ("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}")])
+        assert answer.status_code == 401 and error_code(answer) == "invalid_api_key"
+        assert "two different keys" in answer.json()["error"]["message"]
 
 
 def test_model_outside_the_keys_list_gets_403_naming_the_keys_models(
@@ -518,3 +531,23 @@ def test_a_gateway_not_yet_synced_answers_503_where_it_would_refuse_for_not_know
         assert rerank(client, generate_key()).status_code == 401
         assert error_code(rerank(client, KEY_ALL, {"model": "nope", "query": "q",
                                                    "documents": ["a"]})) == "model_not_found"
+
+
+def test_a_fault_of_the_gateways_own_is_a_counted_500_with_its_request_id(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such a 500 went past the request's metrics (the chart's 5xx alert never saw one) and
+    its request id. The fault is planted: the one a probe found (an alias and a lone
+    surrogate) is mended in ``with_model``."""
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("planted fault")
+
+    monkeypatch.setattr(gateway_rerank, "_rerank", broken)
+    with caplog.at_level(logging.ERROR, logger="kuberank.gateway.rerank"):
+        answer = rerank(client, KEY_ALL, **{"x-request-id": "fault-1"})
+    assert answer.status_code == 500 and error_code(answer) == "internal_error"
+    assert answer.headers["x-request-id"] == "fault-1"
+    assert answer.headers["connection"] == "close"
+    assert "planted fault" in caplog.text and "fault-1" in caplog.text
+    assert ('kuberank_gateway_requests_total{dialect="jina",key_id="",model="",namespace="",'
+            'status="500"} 1.0') in client.get("/metrics").text

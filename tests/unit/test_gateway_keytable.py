@@ -162,6 +162,11 @@ def test_replace_all_in_one_namespace_keeps_other_namespaces() -> None:
         table.authenticate(a, NOW)
 
 
+def listed(header: str | None) -> list[str]:
+    """A header's values as the gateway reads them: none, or each time it came."""
+    return [] if header is None else [header]
+
+
 @pytest.mark.parametrize(
     ("authorization", "x_api_key", "expected"),
     [
@@ -179,7 +184,7 @@ def test_replace_all_in_one_namespace_keeps_other_namespaces() -> None:
 def test_presented_key_comes_from_bearer_or_x_api_key(
     authorization: str | None, x_api_key: str | None, expected: str | None
 ) -> None:
-    assert presented_key(authorization, x_api_key) == expected
+    assert presented_key(listed(authorization), listed(x_api_key)) == expected
 
 
 @pytest.mark.parametrize(("authorization", "x_api_key"), [
@@ -190,8 +195,33 @@ def test_two_different_keys_are_refused_rather_than_one_picked(
     """Which one the client meant cannot be told; a 401 that says so beats one for a key it
     did not think it sent."""
     with pytest.raises(AuthError, match="two different keys were sent") as refused:
-        presented_key(authorization, x_api_key)
+        presented_key([authorization], [x_api_key])
     assert KEY_A not in str(refused.value) and "thing" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("authorizations", "x_api_keys"), [
+    ([f"Bearer {KEY_A}", f"Bearer {KEY_B}"], []),
+    ([], [KEY_A, KEY_B]),
+    ([f"Bearer {KEY_A}"], [KEY_A, KEY_B]),
+], ids=["authorization-twice", "x-api-key-twice", "x-api-key-twice-beside-authorization"])
+def test_a_header_sent_twice_with_two_keys_is_refused_rather_than_its_first_used(
+    authorizations: list[str], x_api_keys: list[str]
+) -> None:
+    """The first was used: a proxy that appends its own Authorization rather than replacing
+    the client's had the headers' order pick the tenant."""
+    with pytest.raises(AuthError, match="two different keys were sent"):
+        presented_key(authorizations, x_api_keys)
+
+
+@pytest.mark.parametrize(("authorizations", "x_api_keys", "expected"), [
+    ([f"Bearer {KEY_A}", f"Bearer {KEY_A}"], [], KEY_A),
+    (["Bearer eyJhbGciOi.proxy.token", f"Bearer {KEY_A}"], [], KEY_A),
+    (["Basic dXNlcjpwYXNz", f"Bearer {KEY_A}"], [KEY_A], KEY_A),
+], ids=["one-key-twice", "a-proxys-token-beside-ours", "basic-beside-ours"])
+def test_a_repeated_header_with_one_kuberank_key_presents_that_key(
+    authorizations: list[str], x_api_keys: list[str], expected: str
+) -> None:
+    assert presented_key(authorizations, x_api_keys) == expected
 
 
 @pytest.mark.parametrize("authorization", ["kr_0123456789abcdef_secretsecret", "Bearer ",
@@ -200,7 +230,7 @@ def test_an_authorization_header_that_is_not_bearer_is_refused_as_such(
     authorization: str
 ) -> None:
     with pytest.raises(AuthError, match="must be 'Bearer <key>'") as refused:
-        presented_key(authorization, None)
+        presented_key([authorization], [])
     assert "secret" not in str(refused.value) and "dXNl" not in str(refused.value)
 
 

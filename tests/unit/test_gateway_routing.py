@@ -191,6 +191,14 @@ def test_a_request_under_an_alias_is_forwarded_under_the_served_name() -> None:
     assert forwarded == {**json.loads(body), "model": "bge"}
 
 
+def test_a_lone_surrogate_in_a_field_no_dialect_reads_is_forwarded_escaped() -> None:
+    """``"user": "\\ud83d"`` parses and is ignored; forwarded under an alias it had no UTF-8
+    form and the gateway answered 500 where the served name got a 200."""
+    body = b'{"model":"old-bge","query":"\xc3\xbc","documents":["a"],"user":"\\ud83d"}'
+    forwarded = with_model(body, "bge")
+    assert json.loads(forwarded.decode()) == {**json.loads(body), "model": "bge"}
+
+
 def test_only_ready_endpoints_of_the_models_service_are_used() -> None:
     routes = table(
         rerankmodel("bge"),

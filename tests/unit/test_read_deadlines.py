@@ -421,6 +421,29 @@ def test_what_the_http_parser_refuses_is_a_json_400(port: int) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])  # as every answer has one
 
 
+@pytest.mark.parametrize("head", [
+    b"POST /echo HTTP/1.1\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nHost: y\r\n",
+    b"POST /echo HTTP/1.0\r\nHost: x\r\nHost: x\r\n",
+], ids=["http-1.1-without-host", "two-hosts", "http-1.0-with-two-hosts"])
+def test_a_request_without_exactly_one_host_header_is_a_400(port: int, head: bytes) -> None:
+    """RFC 9112 section 3.2 asks for a 400 (nginx answers so); it was served."""
+    with closing_reasons() as reasons, _connect(port) as conn:
+        conn.sendall(head + b"Content-Length: 2\r\n\r\n{}")
+        status, headers, body = _answer(_until_closed(conn))
+    assert status == 400 and headers["connection"] == "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request" and "Host header" in error["message"]
+    assert reasons == ["bad_request"]
+
+
+def test_an_http_1_0_request_needs_no_host(port: int) -> None:
+    with _connect(port) as conn:
+        conn.sendall(b"POST /echo HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+        status, _, body = _answer(_until_closed(conn))
+    assert status == 200 and json.loads(body) == {"bytes": 2}
+
+
 def _with_small_receive_buffer(port: int) -> socket.socket:
     """A connection whose kernel buffer holds little, so what it does not read stays with the
     server."""

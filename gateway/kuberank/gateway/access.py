@@ -26,7 +26,7 @@ def authenticate(gateway: Gateway, request: Request) -> KeyRecord:
     presented: str | None = None
     try:
         presented = presented_key(
-            request.headers.get("authorization"), request.headers.get("x-api-key")
+            request.headers.getlist("authorization"), request.headers.getlist("x-api-key")
         )
         key = gateway.keys.authenticate(presented, now)
     except AuthError as err:

@@ -8,7 +8,7 @@ event arrives), so an expiry takes effect at its instant even if no event ever c
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,26 +156,27 @@ class KeyTable:
         return record
 
 
-def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key``; an Authorization header
-    of another form (a bare key, Basic) is refused as such rather than reported missing. Two
-    different keys are one too many, unless only one has a kuberank key's form (a proxy in
-    front may put a token of its own into Authorization). Header values are never echoed:
-    they may be keys."""
-    bearer = None
-    if authorization:
+def presented_key(authorizations: Sequence[str], x_api_keys: Sequence[str]) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key`` (each header as often as
+    it came); an Authorization header of another form (a bare key, Basic) is refused as such
+    rather than reported missing. Two different keys are one too many, in two headers or in
+    one header sent twice (a proxy that appends its own rather than replacing the client's),
+    unless only one has a kuberank key's form (a proxy in front may put a token of its own into
+    Authorization). Header values are never echoed: they may be keys."""
+    bearers = []
+    for authorization in authorizations:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            bearer = value.strip()
-    other = x_api_key.strip() if x_api_key and x_api_key.strip() else None
-    if bearer and other and bearer != other:
-        ours = [k for k in (bearer, other) if parse_key(k) is not None]
+            bearers.append(value.strip())
+    keys = list(dict.fromkeys([*bearers, *(k.strip() for k in x_api_keys if k.strip())]))
+    if len(keys) > 1:
+        ours = [k for k in keys if parse_key(k) is not None]
         if len(ours) != 1:
-            raise AuthError("two different keys were sent, in Authorization and X-API-Key: "
-                            "send one")
+            raise AuthError("two different keys were sent (Authorization, X-API-Key, or one of "
+                            "them twice): send one")
         return ours[0]
-    if bearer or other:
-        return bearer or other
-    if authorization and authorization.strip():
+    if keys:
+        return keys[0]
+    if any(authorization.strip() for authorization in authorizations):
         raise AuthError("the Authorization header must be 'Bearer <key>'")
     return None

@@ -35,6 +35,7 @@ from kuberank.protocol.errors import (
     ApiError,
     BadRequest,
     Forbidden,
+    InternalError,
     ModelNotFound,
     PayloadTooLarge,
     RateLimited,
@@ -93,6 +94,13 @@ def rerank_endpoint(gateway: Gateway, dialect: Dialect) -> Any:
                     request_id(request),
                     err.message,
                 )
+        except Exception:
+            # A fault of the gateway's own: answered here rather than by the app's last-resort
+            # handler, so it is counted (the 5xx alert sees it) and keeps its request id.
+            log.exception("%s: unhandled error for key %s, request %s", dialect.value,
+                          labels.key_id or "-", request_id(request))
+            response = error_response(InternalError("internal server error"))
+            response.headers["connection"] = "close"  # what is left of the request goes unread
         else:
             if response.status_code >= 500:  # the runtime's own failure, passed on as it wrote it
                 log.warning("%s %s from model %s/%s for key %s, request %s", dialect.value,

@@ -330,4 +330,10 @@ def with_model(body: bytes, model: str) -> bytes:
     already parsed as a JSON object by the dialect parser."""
     payload = json.loads(body)
     payload["model"] = model
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate escaped in a field no dialect reads ("\\ud83d") parses, and has no
+        # UTF-8 form: escaped again, as it came (the runtime ignores that field as before).
+        return json.dumps(payload, separators=(",", ":")).encode()

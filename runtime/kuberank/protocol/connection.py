@@ -9,7 +9,8 @@ connection, or the server's memory, for as long as it likes (nginx has each of t
   gets past it.
 - An answer the client stops reading (the write buffer past its high-water mark, not shrinking
   for ``read_seconds``) ends the connection: it would hold the answer's memory for ever.
-- What the HTTP parser refuses is answered in the API's JSON error shape, not plain text.
+- What the HTTP parser refuses is answered in the API's JSON error shape, not plain text; so is
+  a request without exactly one Host header (HTTP/1.0 may send none), which RFC 9112 refuses.
 
 A stalled body is the app's to time out (``read_body``), so that it can answer in JSON. Every
 answer here closes the connection; none is written into the answer of an earlier (pipelined)
@@ -87,8 +88,18 @@ class _HeadersOverCapError(HttpParserError):
     ``send_400_response``, which says 431 for this one."""
 
 
-class _RefusedTransferCodingError(HttpParserError):
-    """Stops the parser before the body of a request whose transfer coding is refused."""
+class _RefusedHeadersError(HttpParserError):
+    """Stops the parser before the body of a request whose headers are refused."""
+
+
+def host_refusal(http_version: str, hosts: int) -> ApiError | None:
+    """RFC 9112 section 3.2: a 400 for an HTTP/1.1 request without a Host header, and for any
+    request with more than one (which one names the resource cannot be told)."""
+    if hosts > 1:
+        return BadRequest("the request has more than one Host header: send one")
+    if hosts == 0 and http_version != "1.0":
+        return BadRequest(f"an HTTP/{http_version} request needs a Host header")
+    return None
 
 
 class BoundedProtocol(HttpToolsProtocol):
@@ -124,7 +135,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._write_watch: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._linger_until = 0.0  # set when closing: what comes in until then is dropped
-        self._coding_refusal: ApiError | None = None
+        self._header_refusal: ApiError | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._arm_header_deadline()  # a client that connects and says nothing
 
@@ -192,9 +203,11 @@ class BoundedProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._disarm_header_deadline()
         codings = [v.decode("latin-1") for n, v in self.headers if n == b"transfer-encoding"]
-        self._coding_refusal = transfer_coding_refusal(codings) if codings else None
-        if self._coding_refusal is not None:
-            raise _RefusedTransferCodingError  # answered by send_400_response
+        self._header_refusal = (
+            host_refusal(self.parser.get_http_version(), sum(n == b"host" for n, _ in self.headers))
+            or (transfer_coding_refusal(codings) if codings else None))
+        if self._header_refusal is not None:
+            raise _RefusedHeadersError  # answered by send_400_response
         super().on_headers_complete()
         if self.cycle is not None and self.cycle not in self._unanswered:
             self._unanswered.append(self.cycle)
@@ -202,8 +215,8 @@ class BoundedProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False  # answered with Connection: close
 
     def send_400_response(self, msg: str) -> None:
-        if self._coding_refusal is not None:
-            self._refuse(self._coding_refusal)
+        if self._header_refusal is not None:
+            self._refuse(self._header_refusal)
             return
         if self._parsed_bytes > MAX_HEADER_BYTES:
             self._refuse(HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes"))
