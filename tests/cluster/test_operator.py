@@ -212,6 +212,11 @@ def test_a_newer_model_claiming_a_served_name_is_told_and_takes_it_once_the_olde
     wait_condition(wait_for, kubectl, "rrm", "newer", "Ready", "True")
     held = wait_condition(wait_for, kubectl, "rrm", "older", "Ready", "False", "Deleting")
     assert held["metadata"].get("deletionTimestamp")
+    # A deletion someone asked for is no problem: a Normal Event (`type=Warning` lists problems).
+    deleting = wait_for("the Deleting Event", lambda: json.loads(kubectl.run(
+        "get", "events", "--field-selector", "reason=Deleting,involvedObject.name=older",
+        "-o", "json").stdout)["items"])
+    assert [e["type"] for e in deleting] == ["Normal"]
     finalizers(lambda held: [f for f in held if f != "test.kuberank.io/hold"])
     wait_for("the older one gone", lambda: kubectl.get("rrm", "older") is None)
     assert condition(kubectl.get("rrm", "newer"), "Ready")["status"] == "True"
@@ -620,11 +625,17 @@ def test_objects_the_operator_did_not_create_are_never_taken_over(
     kubectl.run("create", "service", "clusterip", "rrm-mine", "--tcp=5432:5432")
     kubectl.run("create", "secret", "generic", "mine-key", "--from-literal=password=precious")
     kubectl.run("create", "pdb", "rrm-mine", "--selector=app=theirs", "--min-available=1")
+    kubectl.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": "rrm-mine"},
+                   "spec": {"podSelector": {"matchLabels": {"app": "theirs"}}}})
     kubectl.apply(model("mine", resources={"gpus": 0}))
     kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
                    "metadata": {"name": "mine"}, "spec": {}})
     obj = wait_condition(wait_for, kubectl, "rrm", "mine", "Ready", "False", "NameConflict")
-    assert "Service rrm-mine already exists" in condition(obj, "Ready")["message"]
+    # Every name held is said at once (one a retry round, each, before).
+    said = condition(obj, "Ready")["message"]
+    assert "Service rrm-mine already exists" in said
+    assert "NetworkPolicy rrm-mine already exists" in said
     key = wait_condition(wait_for, kubectl, "ak", "mine", "Active", "False", "NameConflict")
     assert "Secret mine-key already exists" in condition(key, "Active")["message"]
     assert "keyId" not in key["status"]
@@ -643,11 +654,45 @@ def test_objects_the_operator_did_not_create_are_never_taken_over(
     # Deleting the key leaves the team's Secret; once their Service is gone the model starts.
     kubectl.run("delete", "ak", "mine", "--wait=true")
     kubectl.run("delete", "service", "rrm-mine")
+    kubectl.run("delete", "networkpolicy", "rrm-mine")
     wait_condition(wait_for, kubectl, "rrm", "mine", "Ready", "True", timeout=60)
     assert kubectl.get("secret", "mine-key") is not None
     # One replica wants no PDB: the model removes its own, never the team's of that name.
     pdb = kubectl.get("pdb", "rrm-mine")
     assert pdb is not None and pdb["spec"]["selector"]["matchLabels"] == {"app": "theirs"}
+
+
+def test_a_model_and_a_key_recreated_over_what_they_left_behind_take_it_back(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """``kubectl delete --cascade=orphan`` then the same object again (to change an immutable
+    servedName, or an orphaning prune): both stopped NameConflict, the model over its own
+    running pods (an outage), the key over the Secret its clients' key is in."""
+    ready_cpu_model(kubectl, wait_for, "phoenix")
+    key_doc = {"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+               "metadata": {"name": "phoenix"}, "spec": {}}
+    kubectl.apply(key_doc)
+    key_id = wait_condition(wait_for, kubectl, "ak", "phoenix", "Active", "True",
+                            "Valid")["status"]["keyId"]
+    plain = _secret_key(kubectl, "phoenix")
+    left = kubectl.get("deployment", "rrm-phoenix")
+    assert left is not None
+    for kind in ("rrm", "ak"):
+        kubectl.run("delete", kind, "phoenix", "--cascade=orphan", "--wait=true")
+    wait_for("the children orphaned", lambda: not any(
+        (kubectl.get(kind, name) or {}).get("metadata", {}).get("ownerReferences")
+        for kind, name in (("deployment", "rrm-phoenix"), ("secret", "phoenix-key"))))
+    kubectl.apply(model("phoenix", resources={"gpus": 0}))
+    kubectl.apply(key_doc)
+    wait_condition(wait_for, kubectl, "rrm", "phoenix", "Ready", "True")
+    key = wait_condition(wait_for, kubectl, "ak", "phoenix", "Active", "True", "Valid")
+    assert key["status"]["keyId"] == key_id and _secret_key(kubectl, "phoenix") == plain
+    again = kubectl.get("deployment", "rrm-phoenix")
+    owner = kubectl.get("rrm", "phoenix")
+    assert again is not None and owner is not None
+    assert again["metadata"]["uid"] == left["metadata"]["uid"]  # the same pods serve on
+    assert [r["uid"] for r in again["metadata"]["ownerReferences"] if r.get("controller")] == [
+        owner["metadata"]["uid"]]
 
 
 def test_served_name_is_immutable_and_wildcard_keys_stand_alone(
@@ -684,6 +729,31 @@ def test_unusable_quantity_is_a_permanent_condition_not_a_crash(
     assert "spec.resources.memory" in condition(obj, "Degraded")["message"]
     assert kubectl.get("deployment", "rrm-oops") is None
     assert operator.alive()
+    # The log line names the model (with many models, which one failed could not be told).
+    failed = [line for line in operator.logs().splitlines() if "failed permanently" in line]
+    assert failed and all(f"[{kubectl.namespace}/oops]" in line for line in failed), failed
+
+
+def test_a_change_that_cannot_be_applied_leaves_the_running_replicas_reported(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """The status of a running model given an unusable edit said 0 of 0 replicas and "Nothing
+    of the model could be applied" while the spec before served on; a fixed spec recovers."""
+    ready_cpu_model(kubectl, wait_for, "steady")
+    kubectl.run("patch", "rrm", "steady", "--type", "merge", "-p",
+                '{"spec": {"resources": {"cpu": "abc"}}}')
+    obj = wait_condition(wait_for, kubectl, "rrm", "steady", "Ready", "False", "InvalidSpec")
+    assert (obj["status"]["replicas"], obj["status"]["readyReplicas"]) == (1, 1)
+    assert condition(obj, "Available")["status"] == "True"
+    assert "keeps the spec before" in condition(obj, "Progressing")["message"]
+    scale = json.loads(kubectl.run("get", "--raw", "/apis/kuberank.io/v1alpha1/namespaces/"
+                                   f"{kubectl.namespace}/rerankmodels/steady/scale").stdout)
+    assert scale["status"]["replicas"] == 1
+    assert operator_sample(operator, "kuberank_operator_model_ready_replicas",
+                           name="steady") == 1
+    kubectl.run("patch", "rrm", "steady", "--type", "merge", "-p",
+                '{"spec": {"resources": {"cpu": "1"}}}')
+    wait_condition(wait_for, kubectl, "rrm", "steady", "Ready", "True")
 
 
 def _secret_key(kubectl: Kubectl, name: str) -> str:
@@ -745,6 +815,34 @@ def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorPr
 
     kubectl.run("delete", "ak", "ci", "--wait=true")
     wait_for("key Secret garbage-collected", lambda: kubectl.get("secret", "ci-key") is None)
+
+
+def test_a_rotation_the_api_server_refuses_stops_the_old_key_and_says_so(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """An emergency rotation whose Secret the API server refused (here: made immutable) left
+    the old key accepted and the status saying Valid, with a log line as the only trace."""
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "stuck"}, "spec": {}})
+    old = wait_condition(wait_for, kubectl, "ak", "stuck", "Active", "True", "Valid")
+    old_id = old["status"]["keyId"]
+    kubectl.run("patch", "secret", "stuck-key", "--type", "merge", "-p", '{"immutable": true}')
+    kubectl.run("annotate", "ak", "stuck", "kuberank.io/rotate=r2")
+    refused = wait_condition(wait_for, kubectl, "ak", "stuck", "Active", "False", "ChildRefused")
+    said = condition(refused, "Active")["message"]
+    assert "kuberank.io/rotate=r2" in said and "immutable" in said
+    assert f"key id {old_id} is no longer accepted" in said
+    assert "keyId" not in refused["status"] and "digest" not in refused["status"]
+    events = json.loads(kubectl.run("get", "events", "--field-selector",
+                                    "reason=ChildRefused,involvedObject.name=stuck",
+                                    "-o", "json").stdout)["items"]
+    assert [e["type"] for e in events] == ["Warning"]
+    # What stood in the way gone, the rotation is carried out: a new key, the old one gone.
+    kubectl.run("delete", "secret", "stuck-key")
+    rotated = wait_condition(wait_for, kubectl, "ak", "stuck", "Active", "True", "Valid")
+    fresh = parse_key(_secret_key(kubectl, "stuck"))
+    assert fresh is not None and fresh.key_id == rotated["status"]["keyId"] != old_id
+    assert rotated["status"]["rotation"] == "r2"
 
 
 def test_a_key_naming_a_model_nobody_serves_gets_a_warning(

@@ -211,3 +211,25 @@ def test_the_operator_names_each_refused_field_in_the_users_words() -> None:
     assert str(caught.value) == (
         "spec.source.url: url needs exactly one of url, urlSecretRef; "
         "spec.replicas: Input should be greater than or equal to 0")
+
+
+@pytest.mark.parametrize("engine", [
+    {"env": [{"name": "KUBERANK_PORT", "value": "9999"}]},
+    {"env": [{"name": "kuberank_model", "value": "/nope.gguf"}]},
+    {"extraArgs": ["--served-name", "other"]},
+    {"extraArgs": ["--host=127.0.0.1"]},
+    {"extraArgs": ["--po", "9999"]},
+], ids=["port-env", "model-env-any-case", "served-name-flag", "host-flag", "abbreviated-flag"])
+def test_the_settings_the_operator_builds_on_cannot_be_overridden(engine: dict[str, Any]) -> None:
+    """The user's env and arguments come last and won: a pod listening where its probes and
+    Service do not look, another file, another served name; the model showed Ready."""
+    with pytest.raises(InvalidSpecError, match=r"^spec.engine: .*the operator sets the model"):
+        parse_spec({"source": {"url": {"url": "https://x/m.gguf", "sha256": SHA}},
+                    "engine": engine})
+
+
+def test_other_runtime_settings_may_still_be_passed() -> None:
+    spec = parse_spec({"source": {"url": {"url": "https://x/m.gguf", "sha256": SHA}}, "engine": {
+        "env": [{"name": "KUBERANK_MAX_WAIT_SECONDS", "value": "5"}, {"name": "HF_HOME"}],
+        "extraArgs": ["--max-queued-pairs", "100", "--schedule=fifo", "-v"]}})
+    assert spec.engine.extra_args == ["--max-queued-pairs", "100", "--schedule=fifo", "-v"]

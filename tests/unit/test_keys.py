@@ -1,8 +1,15 @@
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
+from kuberank.crd.apikey import ApiKeySpec
 from kuberank.crd.keys import digest_secret, generate_key, parse_key, verify_secret
-from kuberank.operator.reconcilers.apikey import Minted, key_events
+from kuberank.operator.reconcilers.apikey import (
+    Minted,
+    SecretRefusedError,
+    desired_status,
+    key_events,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +59,21 @@ def test_a_key_nobody_asked_to_change_is_a_warning_naming_what_clients_lost() ->
     same_id = key_events(dataclasses.replace(plain, overwritten="a" * 16), "k-key")
     assert "the key it had under that id is gone" in same_id[0][2]
     assert all(kind == "Warning" for kind, _, _ in copied + same_id)
+
+
+def test_a_refused_key_secret_unpublishes_the_key_it_was_to_replace() -> None:
+    """The rotation asked for could not be stored: the key before it is no longer published
+    (null clears it in the status' merge patch), and Active says why."""
+    body = {"metadata": {"name": "k", "namespace": "ns", "generation": 2},
+            "status": {"keyId": "a" * 16, "digest": "sha256$x$y", "rotation": "r1"}}
+    refused = SecretRefusedError("k-key", "field is immutable", rotation="r2")
+    status = desired_status(body, ApiKeySpec(), None, datetime.now(UTC), refused=refused)
+    assert status["keyId"] is None and status["digest"] is None
+    assert status["rotation"] == "r1"  # r2 is not done: the next attempt still rotates
+    active = next(c for c in status["conditions"] if c["type"] == "Active")
+    assert (active["status"], active["reason"]) == ("False", "ChildRefused")
+    assert "kuberank.io/rotate=r2" in active["message"]
+    assert "field is immutable" in active["message"]
+    assert f"key id {'a' * 16} is no longer accepted" in active["message"]
+    first = SecretRefusedError("k-key", "denied by policy", rotation=None).message(None)
+    assert first.startswith("A new key could not be stored") and "no longer" not in first

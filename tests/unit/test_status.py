@@ -284,6 +284,22 @@ def test_invalid_spec_is_a_permanent_degraded_condition() -> None:
     assert "spec.resources.memory" in conds["Ready"]["message"]
 
 
+@pytest.mark.parametrize("reason", ["InvalidSpec", "ChildRefused", "NameConflict"])
+def test_a_refused_change_reports_the_replicas_that_still_serve(reason: str) -> None:
+    """An edit the operator cannot apply leaves the Deployment of the spec before serving; the
+    status said 0 of 0 replicas and "Nothing of the model could be applied" (an HPA reading the
+    scale subresource, and the ready-replicas metric, saw 0)."""
+    status = compute_status(FACTS, _dep(), [], None, T0, Blocked(reason, "why"))
+    conds = _by_type(status)
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == reason
+    assert conds["Available"]["status"] == "True"
+    assert conds["Available"]["message"] == "2 of 2 replicas serve requests."
+    assert conds["Progressing"]["status"] == "False" and conds["Progressing"]["reason"] == reason
+    assert "keeps the spec before" in conds["Progressing"]["message"]
+    assert conds["Degraded"]["status"] == "True" and conds["Degraded"]["message"] == "why"
+
+
 def test_scaled_to_zero_and_missing_deployment() -> None:
     zero = ModelFacts(name="bge", namespace="ns", generation=1, replicas=0, served_name="bge")
     conds = _by_type(

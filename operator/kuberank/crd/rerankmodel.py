@@ -204,6 +204,20 @@ class EnvVar(CrdModel):
     value: str = Field(default="", description="Variable value.")
 
 
+# The runtime settings the operator sets and builds on (the pod's container port, probes and
+# Service, the gateway's routing, the file the init container fetches): flag and variable.
+OPERATOR_SETTINGS = {"--model": "KUBERANK_MODEL", "--served-name": "KUBERANK_SERVED_NAME",
+                     "--host": "KUBERANK_HOST", "--port": "KUBERANK_PORT"}
+
+
+def _names_operator_flag(arg: str) -> bool:
+    """Whether ``arg`` sets one of OPERATOR_SETTINGS' flags, abbreviated too (as argparse
+    takes a unique prefix: ``--po``)."""
+    name = arg.split("=", 1)[0]
+    return len(name) > 2 and name.startswith("--") and any(
+        flag.startswith(name) for flag in OPERATOR_SETTINGS)
+
+
 class Engine(CrdModel):
     """llama.cpp settings of the runtime container."""
 
@@ -234,9 +248,25 @@ class Engine(CrdModel):
         default=None, description="Runtime image; defaults to the operator's runtime image."
     )
     extra_args: list[str] | None = Field(
-        default=None, description="Extra kuberank-runtime arguments, appended last."
+        default=None, description="Extra kuberank-runtime arguments, appended last (not "
+        "--model, --served-name, --host or --port: the operator's)."
     )
-    env: list[EnvVar] | None = Field(default=None, description="Extra environment variables.")
+    env: list[EnvVar] | None = Field(default=None, description="Extra environment variables "
+                                     "(not KUBERANK_MODEL, _SERVED_NAME, _HOST or _PORT).")
+
+    @model_validator(mode="after")
+    def _leaves_the_operators_settings(self) -> Engine:
+        """The user's env and arguments come last and would win over the operator's: a port
+        the probes and Service do not use, another file, another served name, all Ready."""
+        owned = set(OPERATOR_SETTINGS.values())
+        taken = [e.name for e in self.env or [] if e.name.upper() in owned]
+        taken += [a for a in self.extra_args or [] if _names_operator_flag(a)]
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)}: the operator sets the model file, served name, address and "
+                "port (spec.source and spec.servedName choose the first two), and the pod's "
+                "probes, Service and the gateway rely on them")
+        return self
 
 
 class Limits(CrdModel):

@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     kopf.configure(
         verbose=settings.verbose,
         log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.FULL,
+        # Each line about an object names it: "[namespace/name]" in text, fields in JSON.
+        log_prefix=None,
     )
     # Registers the handlers with kopf's default registry.
     import kuberank.operator.handlers  # noqa: F401

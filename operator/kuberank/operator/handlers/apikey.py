@@ -38,6 +38,8 @@ from kuberank.operator.status.apikey import (
     unserved_models,
 )
 
+REFUSED_RETRY_SECONDS = 30  # a key Secret the API server refused is written again this often
+
 # The spec handler, the Secret's events and the expiry daemon each compute and write one
 # ApiKey's status on their own threads: under its lock, from the status this process wrote last
 # (watches lag), so none writes back a key id and digest another has just replaced.
@@ -62,6 +64,12 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
                     status = apikeys.desired_status(body, spec, None, now(), conflict=str(err))
                     announce(body, apikeys.publish_status(kube, body, status), "Active")
                 raise retry_conflict(err) from err
+            except apikeys.SecretRefusedError as err:
+                status = apikeys.desired_status(body, spec, None, now(), refused=err)
+                announce(body, apikeys.publish_status(kube, body, status), "Active")
+                # Retried (kopf keeps the change unhandled): one the server takes later, once
+                # its policy or the Secret is fixed, is carried out without another edit.
+                raise kopf.TemporaryError(str(err), delay=REFUSED_RETRY_SECONDS) from err
             status = apikeys.desired_status(body, spec, minted, now())
             changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:

@@ -27,9 +27,11 @@ log = logging.getLogger("kuberank.operator")
 Key = tuple[str, str]  # (namespace, name) of a RerankModel or ApiKey
 
 # Not Ready, but on the way or by choice: a start, a rollout, zero replicas someone asked for
-# (or scaleToZero chose). Normal Events, so `--field-selector type=Warning` lists problems only.
+# (or scaleToZero chose), a deletion. Normal Events, so `--field-selector type=Warning` lists
+# problems only.
 _PROGRESS = frozenset(
-    {"Creating", "DeploymentMissing", NO_REPLICAS_READY, "RollingOut", "ScaledToZero"})
+    {"Creating", "DeploymentMissing", NO_REPLICAS_READY, "RollingOut", "ScaledToZero",
+     "Deleting"})
 
 
 class KeyedLocks:

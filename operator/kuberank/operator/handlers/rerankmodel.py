@@ -104,15 +104,14 @@ def _refresh(memo: Any, key: Key, views: _Views, body: dict[str, Any] | None = N
         return
     deleting = bool(body["metadata"].get("deletionTimestamp"))
     with _status_locks.hold(key):
-        if key in _blocked:
-            return  # the reconcile handler published why nothing was applied (_block)
+        blocked = _blocked.get(key)  # why the reconcile handler applied nothing (_block)
         body = models.with_written_status(body)
         taken_by, shadowed = model_status.name_standing(
             body, list(views.neighbours.get(key[0]) or []))
         try:
             status = model_status.desired_status(
                 body, one(views.deployments, key), list(views.pods.get(key) or []), now(),
-                taken_by=taken_by, shadowed=shadowed,
+                blocked=blocked, taken_by=taken_by, shadowed=shadowed,
                 applied_generation=_applied_generation(key, body),
             )
         except InvalidSpecError:
@@ -146,14 +145,11 @@ def _publish(memo: Any, key: Key, body: dict[str, Any], status: dict[str, Any],
         raise kopf_error(err) from err
 
 
-def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
-    """Publish why nothing of the model was applied; child events leave that status alone
-    until a reconcile gets through."""
-    with _status_locks.hold(key):
-        _blocked[key] = blocked
-        status = model_status.desired_status(body, None, [], now(), blocked=blocked)
-        changed = _publish(memo, key, body, status)
-    announce(body, changed, "Ready")
+def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked, views: _Views) -> None:
+    """Publish why the model's spec was not applied; the status says so, beside what the
+    children of an earlier spec report (they still serve), until a reconcile gets through."""
+    _blocked[key] = blocked
+    _refresh(memo, key, views, body=body)
 
 
 # ---- handlers -----------------------------------------------------------------------------
@@ -165,26 +161,27 @@ def _block(memo: Any, key: Key, body: dict[str, Any], blocked: Blocked) -> None:
 def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     raw = dict(body)
     key = (body.metadata.namespace or "", body.metadata.name or "")
+    views = _Views.of(kwargs)
     try:
         spec = parse_spec(raw.get("spec"))
     except InvalidSpecError as err:
-        _block(memo, key, raw, Blocked(reasons.INVALID_SPEC, str(err)))
+        _block(memo, key, raw, Blocked(reasons.INVALID_SPEC, str(err)), views)
         raise kopf.PermanentError(f"invalid spec: {err}") from err
     try:
         models.apply_children(kube_of(memo), settings_of(memo), models.owner_of(raw), spec)
     except NameConflictError as err:
         if not err.predecessor:
-            _block(memo, key, raw, Blocked(reasons.NAME_CONFLICT, str(err)))
+            _block(memo, key, raw, Blocked(reasons.NAME_CONFLICT, str(err)), views)
         raise retry_conflict(err) from err
     except KubeError as err:
         if err.transient:
             raise kopf_error(err) from err
         _block(memo, key, raw, Blocked("ChildRefused", f"The API server refused a child of "
-                                       f"this model: {err.message}"))
+                                       f"this model: {err.message}"), views)
         raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
     _blocked.pop(key, None)
     _applied[key] = (raw["metadata"].get("uid", ""), int(raw["metadata"].get("generation") or 0))
-    _refresh(memo, key, _Views.of(kwargs), body=raw)
+    _refresh(memo, key, views, body=raw)
 
 
 @kopf.on.event(GROUP, VERSION, MODEL_PLURAL, id="siblings")

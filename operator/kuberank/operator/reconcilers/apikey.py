@@ -25,7 +25,7 @@ from kuberank.crd.keys import (
 from kuberank.operator.builders.meta import Owner
 from kuberank.operator.builders.secret import build_secret, key_from_secret, minted_for
 from kuberank.operator.drift import data_edited_since_ours
-from kuberank.operator.kube import FIELD_MANAGER, Kube, Ref
+from kuberank.operator.kube import FIELD_MANAGER, Kube, KubeError, Ref
 from kuberank.operator.reconcilers import publish
 from kuberank.operator.reconcilers.ownership import claimed
 from kuberank.operator.status.apikey import compute_status
@@ -34,6 +34,26 @@ from pydantic import ValidationError
 
 class InvalidApiKeyError(ValueError):
     """A spec the operator cannot use, with the offending fields."""
+
+
+class SecretRefusedError(Exception):
+    """The API server refused to store a newly minted key (an admission policy, an immutable
+    Secret, a quota): the key it was to replace is no longer to be accepted either."""
+
+    def __init__(self, secret: str, why: str, rotation: str | None) -> None:
+        super().__init__(f"the API server refused Secret {secret}: {why}")
+        self.secret, self.why, self.rotation = secret, why, rotation
+
+    def message(self, key_id: str | None) -> str:
+        """For the Active condition and the Warning Event (``key_id``: the key published so
+        far, which the gateway stops accepting)."""
+        asked = (f"The rotation asked for (kuberank.io/rotate={self.rotation}) could not be "
+                 "stored" if self.rotation is not None else "A new key could not be stored")
+        before = (f"; key id {key_id} is no longer accepted either, as the new key would have "
+                  "replaced it" if key_id else "")
+        return (f"{asked}: the API server refused Secret {self.secret}: {self.why}. No key of "
+                f"this ApiKey is accepted until one can be stored{before}. Fix what the API "
+                "server names; the operator retries every 30 s.")
 
 
 @dataclass(frozen=True)
@@ -144,7 +164,13 @@ def ensure_key(kube: Kube, body: dict[str, Any],
     overwritten = None
     if parsed is None or (rotate and not resumed):
         key = generate_key()
-        kube.apply(build_secret(owner, key, wanted_rotation if rotate else None))
+        try:
+            kube.apply(build_secret(owner, key, wanted_rotation if rotate else None))
+        except KubeError as err:
+            if err.transient:
+                raise
+            raise SecretRefusedError(ref.name, err.message,
+                                     wanted_rotation if rotate else None) from err
         parsed = parse_key(key)
         assert parsed is not None
         digest = digest_secret(parsed.secret)
@@ -169,23 +195,30 @@ def _published_here(parsed: ParsedKey, status: Mapping[str, Any]) -> bool:
 
 def desired_status(
     body: dict[str, Any], spec: ApiKeySpec, minted: Minted | None, now: datetime,
-    conflict: str | None = None,
+    conflict: str | None = None, refused: SecretRefusedError | None = None,
 ) -> dict[str, Any]:
     """Status from the spec and the key minted (pure); ``conflict`` says why no key could be
-    stored (its Secret's name is held by an object this ApiKey does not control)."""
+    stored (its Secret's name is held by an object this ApiKey does not control), ``refused``
+    that the API server refused the Secret of a new key: then no key is published (null
+    clears the published one in the status' merge patch), as the new key would have
+    replaced it."""
     meta = body["metadata"]
     status = body.get("status") or {}
-    return compute_status(
+    blocked = (("NameConflict", conflict) if conflict is not None else
+               ("ChildRefused", refused.message(status.get("keyId"))) if refused is not None
+               else None)
+    computed = compute_status(
         spec,
         int(meta.get("generation") or 0),
-        minted.key_id if minted else status.get("keyId"),
-        minted.digest if minted else status.get("digest"),
+        None if refused else minted.key_id if minted else status.get("keyId"),
+        None if refused else minted.digest if minted else status.get("digest"),
         secret_name(meta["name"]),
         minted.rotation if minted else status.get("rotation"),
         status,
         now,
-        conflict,
+        blocked,
     )
+    return {**computed, "keyId": None, "digest": None} if refused else computed
 
 
 with_written_status = publish.with_written_status

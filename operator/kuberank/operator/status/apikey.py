@@ -46,11 +46,11 @@ def unserved_message(names: list[str], namespace: str) -> str:
 
 
 def _conditions(spec: ApiKeySpec, now: datetime, minted: bool,
-                conflict: str | None = None) -> list[Cond]:
+                blocked: tuple[str, str] | None = None) -> list[Cond]:
     expired = spec.expired(now)
     until = f" until {timestamp(spec.expires_at)}" if spec.expires_at else ""
-    if conflict is not None:
-        active = Cond("Active", "False", "NameConflict", conflict)
+    if blocked is not None:
+        active = Cond("Active", "False", *blocked)
     elif not minted:
         active = Cond("Active", "False", "Pending", "The key has not been generated yet.")
     elif spec.disabled:
@@ -81,10 +81,11 @@ def compute_status(
     rotation: str | None,
     previous: dict[str, Any] | None,
     now: datetime,
-    conflict: str | None = None,
+    blocked: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole ApiKey status; never contains the key itself. ``conflict`` says why no key
-    could be stored (an object this ApiKey does not control holds its Secret's name)."""
+    """The whole ApiKey status; never contains the key itself. ``blocked`` (reason, message)
+    says why no key could be stored: an object this ApiKey does not control holds its
+    Secret's name (``NameConflict``), or the API server refused the Secret (``ChildRefused``)."""
     previous = previous or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -93,7 +94,7 @@ def compute_status(
         "secretName": secret_name,
         "rotation": rotation,
         "conditions": stamp(
-            _conditions(spec, now, key_id is not None, conflict), previous.get("conditions"), now,
+            _conditions(spec, now, key_id is not None, blocked), previous.get("conditions"), now,
             generation
         ),
     }

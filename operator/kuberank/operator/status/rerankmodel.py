@@ -111,7 +111,8 @@ def compute_status(
     now: datetime,
     blocked: Blocked | None = None,
 ) -> dict[str, Any]:
-    """The whole status object; ``blocked`` says why none of the model could be applied."""
+    """The whole status object; ``blocked`` says why the model's spec could not be applied
+    (its Deployment, if one runs from an earlier spec, is still reported: it serves)."""
     previous = previous or {}
     replicas = deployment.replicas if deployment else 0
     ready = deployment.ready if deployment else 0
@@ -140,7 +141,7 @@ def _conditions(
     blocked: Blocked | None,
     previous: dict[str, Any],
 ) -> list[Cond]:
-    if blocked is not None:
+    if blocked is not None and dep is None:
         reason, message = blocked.reason, blocked.message
         return [
             Cond("Ready", "False", reason, message),
@@ -148,11 +149,21 @@ def _conditions(
             Cond("Progressing", "False", reason, "Stopped until the cause in Ready is fixed."),
             Cond("Degraded", "True", reason, message),
         ]
+    if blocked is not None:  # a change refused: the runtime of the spec before serves on
+        reason, message = blocked.reason, blocked.message
+        return [
+            Cond("Ready", "False", reason, message),
+            _available(facts, dep, problems, had_deployment=True),
+            Cond("Progressing", "False", reason, "This change was not applied: the runtime "
+                 "Deployment keeps the spec before until the cause in Ready is fixed."),
+            Cond("Degraded", "True", reason, message),
+        ]
     available = _available(facts, dep, problems, _had_deployment(previous))
     progressing = _progressing(facts, dep)
     if facts.deleting:  # the gateway stopped routing to it the moment the deletion began
         message = ("The model is being deleted: requests for its names no longer reach it, "
-                   "and its pods go with it once its finalizers let go.")
+                   "and its children go with it once its finalizers let go (unless the deletion "
+                   "orphans them).")
         return [Cond("Ready", "False", "Deleting", message), available, progressing,
                 _degraded(dep, problems)]
     if facts.taken_by is not None:  # its pods may run, but no request reaches them
