@@ -21,6 +21,7 @@ fi
 
 say "Set-up (idempotent: venv, control plane binaries, models)"
 bash scripts/setup.sh >&2
+export PATH="$KUBERANK_CACHE/bin:$PATH"  # kubectl and helm, built beside the control plane
 [ -f "$KUBERANK_CACHE/models/$model_file" ] || { echo "missing $KUBERANK_CACHE/models/$model_file" >&2; exit 1; }
 mkdir -p "$state"
 

@@ -21,7 +21,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-step "Control plane binaries (kube-apiserver, etcd, controller-manager, scheduler, kwok, helm)"
+step "Control plane binaries (kube-apiserver, etcd, controller-manager, scheduler, kubectl, kwok, helm)"
 bash tools/controlplane/build.sh
 
 step "promtool (checks and unit-tests the chart's alerting rules)"

@@ -5,6 +5,7 @@ Kept small and generic on purpose; tier-specific fixtures live in tests/<tier>/c
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -27,6 +28,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localcluster.C
     etcd + apiserver + controller-manager + scheduler + kwok once, and stop them at the end."""
     try:
         bin_dir = localcluster.ensure_binaries()
+        # Every kubectl and helm a test runs is the one built beside the control plane.
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
         running = localcluster.start(tmp_path_factory.mktemp("cluster"), bin_dir)
     except localcluster.ClusterError as err:
         pytest.fail(f"local control plane unavailable: {err}", pytrace=False)

@@ -399,3 +399,17 @@ def test_a_rollout_of_several_gpu_replicas_needs_no_spare_gpu(
 ) -> None:
     deployment = build_deployment(OWNER, _spec(resources=resources, replicas=replicas), SETTINGS)
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": strategy}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('["team-a", "team-b"]', ["team-a", "team-b"]),  # as the chart writes it
+    ("team-a, team-b", ["team-a", "team-b"]),  # as a person (and the gateway's own) writes it
+    ("team-a", ["team-a"]),
+    ("", []),
+])
+def test_the_operators_namespaces_variable_takes_a_list_or_a_json_list(
+    value: str, expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``KUBERANK_NAMESPACES=team-a`` was a settings error at start (JSON was required)."""
+    monkeypatch.setenv("KUBERANK_NAMESPACES", value)
+    assert OperatorSettings().namespaces == expected

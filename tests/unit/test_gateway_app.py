@@ -79,6 +79,9 @@ OBJECTS = [
     rerankmodel("queued", namespace="ns5") | {"status": {"conditions": [
         {"type": "Degraded", "status": "True", "reason": "InsufficientGPU",
          "message": "No node has 1 free nvidia.com/gpu."}]}},
+    rerankmodel("refused", namespace="ns5") | {"status": {"conditions": [
+        {"type": "Degraded", "status": "True", "reason": "ChildRefused",
+         "message": "The API server refused a child of this model: denied by policy"}]}},
     rerankmodel("broken", namespace="ns5") | {"status": {"conditions": [
         {"type": "Degraded", "status": "True", "reason": "InvalidSpec",
          "message": "spec.resources.memory: '4 GB' is not a Kubernetes quantity"}]}},
@@ -274,6 +277,10 @@ def test_a_failing_models_503_names_the_failure_and_asks_for_no_retry_until_chan
     assert response.json()["error"]["message"].endswith(
         "no ready replica: InvalidSpec: spec.resources.memory: '4 GB' is not a Kubernetes "
         "quantity")
+    assert "retry-after" not in response.headers
+    # Nor does the operator retry a child the API server refused (a spec edit does).
+    response = rerank(client, KEY_WAITING, {"model": "refused", "query": "q", "documents": ["a"]})
+    assert response.status_code == 503 and "denied by policy" in response.text
     assert "retry-after" not in response.headers
     # A failure that may clear by itself (a registry back up) still says when to retry.
     response = rerank(client, KEY_WAITING, {"model": "unpulled", "query": "q",

@@ -26,4 +26,5 @@ NO_REPLICAS_READY = "NoReplicasReady"
 INVALID_SPEC = "InvalidSpec"
 NAME_CONFLICT = "NameConflict"
 CRASH_LOOP = "CrashLoop"
-NEEDS_A_CHANGE = frozenset({INVALID_SPEC, NAME_CONFLICT, CRASH_LOOP})
+CHILD_REFUSED = "ChildRefused"  # the API server refused a child; the operator does not retry
+NEEDS_A_CHANGE = frozenset({INVALID_SPEC, NAME_CONFLICT, CRASH_LOOP, CHILD_REFUSED})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 VERSION = "0.1.0"
 _PEER_FIELDS = {"podSelector", "namespaceSelector", "ipBlock"}
@@ -16,8 +17,9 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KUBERANK_", extra="ignore")
 
-    namespaces: list[str] = Field(
-        default_factory=list, description="Namespaces to watch; empty means cluster-wide."
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces to watch (comma-separated, or a JSON "
+        "list); empty means cluster-wide."
     )
     runtime_image: str = Field(
         default=f"ghcr.io/kuberank/runtime:{VERSION}", description="Default runtime image."
@@ -100,6 +102,18 @@ class OperatorSettings(BaseSettings):
         if self.leader_elect and not self.lease_namespace:
             raise ValueError("leader_elect needs lease_namespace (the operator's own namespace)")
         return self
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _namespace_list(cls, value: Any) -> Any:
+        """KUBERANK_NAMESPACES as the chart writes it (a JSON list) or as a person would
+        (``team-a,team-b``, as the gateway's own takes it)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("metrics_from")
     @classmethod

@@ -176,7 +176,7 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     except KubeError as err:
         if err.transient:
             raise kopf_error(err) from err
-        _block(memo, key, raw, Blocked("ChildRefused", f"The API server refused a child of "
+        _block(memo, key, raw, Blocked(reasons.CHILD_REFUSED, "The API server refused a child of "
                                        f"this model: {err.message}"), views)
         raise kopf.PermanentError(f"API server refused a child: {err.message}") from err
     _blocked.pop(key, None)

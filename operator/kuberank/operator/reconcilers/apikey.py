@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kuberank.crd import reasons
 from kuberank.crd.apikey import (
     KIND,
     ROTATE_ANNOTATION,
@@ -205,7 +206,7 @@ def desired_status(
     meta = body["metadata"]
     status = body.get("status") or {}
     blocked = (("NameConflict", conflict) if conflict is not None else
-               ("ChildRefused", refused.message(status.get("keyId"))) if refused is not None
+               (reasons.CHILD_REFUSED, refused.message(status.get("keyId"))) if refused is not None
                else None)
     computed = compute_status(
         spec,
