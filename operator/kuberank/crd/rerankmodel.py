@@ -175,7 +175,9 @@ class Resources(CrdModel):
         description="Extended resource name of the GPU (e.g. amd.com/gpu).",
         pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
     )
-    cpu: Quantity | None = Field(default=None, description="CPU request and limit.")
+    cpu: Quantity | None = Field(
+        default=None, description="CPU request and limit: an integer or a quantity string "
+        "(\"1.5\" or 1500m; a bare 1.5 is refused, as in every CRD's int-or-string field).")
     memory: Quantity | None = Field(default=None, description="Memory request and limit.")
 
 
