@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
 if TYPE_CHECKING:
     from conftest import Kubectl
@@ -116,3 +117,35 @@ def test_no_release_may_join_a_cluster_wide_one(kubectl: Kubectl, install: Any,
     finally:
         kubectl.run("delete", "clusterrole", f"{namespace}-{OTHER}-kuberank-operator")
     assert install(watching(namespace)).returncode == 0
+
+
+def test_turning_gateway_autoscaling_on_keeps_the_live_replica_count(
+    kubectl: Kubectl, install: Any, namespace: str,
+) -> None:
+    """The count was left out for the HPA: the upgrade that turned autoscaling on removed the
+    field, and the API server made it 1 (the surplus gateway pods went at once). The live
+    count is rendered instead, within the HPA's bounds."""
+    labels = {"app": "gw"}
+    create_in(kubectl, namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "mine-kuberank-gateway",  # as release "mine" left it
+                     "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                     "annotations": {"meta.helm.sh/release-name": "mine",
+                                     "meta.helm.sh/release-namespace": namespace}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "example.invalid/gw"}]}}}})
+
+    def gateway_replicas(*values: str) -> int:
+        # Watching its own namespace only: other tests' releases stand cluster-wide meanwhile.
+        rendered = install(watching(namespace), "--set", "gateway.autoscaling.enabled=true",
+                           *values)
+        assert rendered.returncode == 0, rendered.stderr
+        manifest = rendered.stdout.split("\nMANIFEST:\n", 1)[-1]
+        gateway = next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Deployment"
+                       and d["metadata"]["name"] == "mine-kuberank-gateway")
+        return int(gateway["spec"]["replicas"])
+
+    assert gateway_replicas() == 3
+    assert gateway_replicas("--set", "gateway.autoscaling.maxReplicas=2") == 2
+    assert gateway_replicas("--set", "gateway.autoscaling.minReplicas=4") == 4

@@ -66,7 +66,7 @@ def rendered_monitors(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
         [str(Path(cluster.bin_dir) / "helm"), "template", "kr", str(REPO / "charts" / "kuberank"),
          "--namespace", namespace, "--set", "metrics.serviceMonitor.enabled=true",
          "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.podMonitor.interval=15s",
-         "--set", "networkPolicy.enabled=false",
+         "--set-json", 'metrics.scrapeFrom=[{"namespaceSelector": {}}]',
          "--set", "metrics.serviceMonitor.labels.release=prometheus",
          "--set", "metrics.prometheusRule.enabled=true"],
         capture_output=True, text=True, timeout=120,

@@ -139,7 +139,7 @@ def test_a_gateway_or_operator_that_stops_answering_scrapes_is_an_alert(
 ) -> None:
     rules = _rules(tmp_path, "--set", "metrics.serviceMonitor.enabled=true",
                    "--set", "metrics.podMonitor.enabled=true",
-                   "--set", "networkPolicy.enabled=false")
+                   "--set-json", 'metrics.scrapeFrom=[{"namespaceSelector": {}}]')
     checked = subprocess.run([promtool, "check", "rules", str(rules)],
                              capture_output=True, text=True, timeout=60)
     assert "SUCCESS: 7 rules found" in checked.stdout, checked.stdout + checked.stderr

@@ -114,6 +114,18 @@ def test_zero_gpus_means_no_gpu_limit_and_the_cpu_image() -> None:
     assert cpu_image("reg:5000/img") == "reg:5000/img:latest-cpu"
 
 
+def test_model_pods_leave_their_ids_to_a_platform_that_assigns_them() -> None:
+    """OpenShift's restricted-v2 refuses a uid outside the namespace's range: with the chart's
+    ids left out (runtime_fixed_ids false), model pods carry none either."""
+    spec = _spec()
+    fixed = _pod(spec)
+    assert fixed["securityContext"]["runAsUser"] == fixed["securityContext"]["fsGroup"] == 65532
+    settings = SETTINGS.model_copy(update={"runtime_fixed_ids": False})
+    assigned = build_deployment(OWNER, spec, settings)["spec"]["template"]["spec"]
+    assert assigned["securityContext"] == {"runAsNonRoot": True,
+                                           "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def test_user_env_overrides_rendered_env_once() -> None:
     spec = _spec(engine={"env": [{"name": "KUBERANK_OVERFLOW", "value": "reject"}]})
     (runtime,) = _pod(spec)["containers"]

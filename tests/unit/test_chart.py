@@ -132,7 +132,8 @@ def test_optional_ingress_carries_class_host_tls_and_annotations(helm: str) -> N
     gateway = next(
         d for d in docs if d["kind"] == "Deployment" and "gateway" in d["metadata"]["name"]
     )
-    assert "replicas" not in gateway["spec"]  # the HPA owns the count
+    # The HPA owns the count; with no live Deployment to keep, it starts at minReplicas (2).
+    assert gateway["spec"]["replicas"] == 2
     assert any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
 
 
@@ -371,7 +372,17 @@ def test_without_leader_election_the_operator_is_one_replica_replaced_by_recreat
     (["operator.serviceAccount.name=kr", "gateway.serviceAccount.name=kr"], "must differ"),
     (["operator.watchNamespaces={team-a}", "gateway.watchNamespaces={team-a,team-b}"],
      'gateway.watchNamespaces holds "team-b"'),
+    (["operator.serviceAccount.create=false", "operator.serviceAccount.name=default"],
+     "operator.serviceAccount.name may not be default"),
+    (["gateway.serviceAccount.name=default"], "gateway.serviceAccount.name may not be default"),
     (["metrics.podMonitor.enabled=true"], "metrics.podMonitor needs metrics.scrapeFrom"),
+    # every model's NetworkPolicy is the operator's, made whatever the chart's own switch says
+    (["metrics.podMonitor.enabled=true", "networkPolicy.enabled=false"],
+     "metrics.podMonitor needs metrics.scrapeFrom"),
+    (["gateway.extraEnv[0].name=KUBERANK_GATEWAY_DRAIN_SECONDS", "gateway.extraEnv[0].value=9"],
+     "gateway.extraEnv may not set KUBERANK_GATEWAY_DRAIN_SECONDS"),
+    (["operator.extraEnv[0].name=KUBERANK_NAMESPACES", "operator.extraEnv[0].value=a"],
+     "operator.extraEnv may not set KUBERANK_NAMESPACES"),
     (["commonLabels.app\\.kubernetes\\.io/part-of=acme"],
      "commonLabels may not set app.kubernetes.io/part-of"),
     (["gateway.podLabels.app\\.kubernetes\\.io/component=x"],
@@ -741,3 +752,42 @@ def test_security_contexts_and_image_digest_and_ephemeral_storage_are_values(
     operator = _operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
     assert operator["resources"]["limits"]["ephemeral-storage"] == "1Gi"
 
+
+
+def test_extra_env_may_set_what_the_chart_does_not(helm: str) -> None:
+    docs = render(helm, "--set", "operator.extraEnv[0].name=KUBERANK_EXTRA",
+                  "--set-string", "operator.extraEnv[0].value=1")
+    operator = next(d for d in docs if d["kind"] == "Deployment"
+                    and d["metadata"]["name"].endswith("-operator"))
+    env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-1] == {"name": "KUBERANK_EXTRA", "value": "1"}
+    assert len({e["name"] for e in env}) == len(env)
+
+
+def test_a_dashboard_in_grafanas_namespace_is_named_after_the_releases_too(helm: str) -> None:
+    """Two releases of one name (in two namespaces) both put their dashboard into Grafana's
+    namespace: the second install failed on the first one's ConfigMap."""
+    def dashboard(*values: str) -> dict[str, Any]:
+        docs = render(helm, "--set", "metrics.grafanaDashboard.enabled=true", *values)
+        return next(d for d in docs if d["kind"] == "ConfigMap"
+                    and d["metadata"]["name"].endswith("dashboard"))
+
+    elsewhere = dashboard("--set", "metrics.grafanaDashboard.namespace=monitoring")
+    assert elsewhere["metadata"]["name"] == "kr-kuberank-kuberank-system-dashboard"
+    assert dashboard()["metadata"]["name"] == "kr-kuberank-dashboard"
+
+
+def test_ids_left_out_of_the_charts_pods_are_left_out_of_the_models_too(helm: str) -> None:
+    """The README's OpenShift values reached the operator and gateway only: every model's pods
+    kept uid 65532, which restricted-v2 refuses."""
+    def fixed_ids(*values: str) -> str:
+        operator = next(d for d in render(helm, *values) if d["kind"] == "Deployment"
+                        and d["metadata"]["name"].endswith("-operator"))
+        env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        return str(next(e["value"] for e in env if e["name"] == "KUBERANK_RUNTIME_FIXED_IDS"))
+
+    assert fixed_ids() == "true"
+    assert fixed_ids("--set", "podSecurityContext.runAsUser=null",
+                     "--set", "podSecurityContext.runAsGroup=null",
+                     "--set", "podSecurityContext.fsGroup=null",
+                     "--set", "containerSecurityContext.runAsUser=null") == "false"

@@ -67,6 +67,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "kuberank.operator.serviceAccountName" -}}
+{{- if eq (toString .Values.operator.serviceAccount.name) "default" -}}
+{{- fail "operator.serviceAccount.name may not be default: its role would be bound to the namespace's default ServiceAccount, which every pod without one of its own runs as" -}}
+{{- end -}}
 {{- if .Values.operator.serviceAccount.create -}}
 {{- default (printf "%s-operator" (include "kuberank.fullname" .)) .Values.operator.serviceAccount.name -}}
 {{- else if .Values.operator.serviceAccount.name -}}
@@ -77,6 +80,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "kuberank.gateway.serviceAccountName" -}}
+{{- if eq (toString .Values.gateway.serviceAccount.name) "default" -}}
+{{- fail "gateway.serviceAccount.name may not be default: its role would be bound to the namespace's default ServiceAccount, which every pod without one of its own runs as" -}}
+{{- end -}}
 {{- if .Values.gateway.serviceAccount.create -}}
 {{- default (printf "%s-gateway" (include "kuberank.fullname" .)) .Values.gateway.serviceAccount.name -}}
 {{- else if .Values.gateway.serviceAccount.name -}}
@@ -92,6 +98,13 @@ that had none: the pods must not lose their hardening for it). values.yaml holds
 {{- define "kuberank.podSecurityContext" -}}
 {{- $restricted := dict "runAsNonRoot" true "runAsUser" 65532 "runAsGroup" 65532 "fsGroup" 65532 "seccompProfile" (dict "type" "RuntimeDefault") -}}
 {{- toYaml (.Values.podSecurityContext | default $restricted) -}}
+{{- end -}}
+
+{{/* Whether the pods get fixed user ids: "false" once podSecurityContext.runAsUser is set to
+null (OpenShift's restricted-v2 assigns its own, and refuses others). */}}
+{{- define "kuberank.fixedIds" -}}
+{{- $context := include "kuberank.podSecurityContext" . | fromYaml -}}
+{{- not (kindIs "invalid" $context.runAsUser) -}}
 {{- end -}}
 
 {{- define "kuberank.containerSecurityContext" -}}
@@ -121,4 +134,99 @@ topologySpreadConstraints:
   labelSelector:
     matchLabels:
       {{- include "kuberank.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end -}}
+
+{{/* Fails when <component>.extraEnv names a variable the chart sets itself: two entries of one
+name are kept as written on install, but an upgrade's patch merges them by name (the chart's
+value wins) and one that later drops the override deletes the variable altogether. */}}
+{{- define "kuberank.noEnvOverride" -}}
+{{- $ours := list -}}
+{{- range regexFindAll "(?m)^- name: [A-Za-z0-9_.-]+" .env -1 -}}
+{{- $ours = append $ours (trimPrefix "- name: " .) -}}
+{{- end -}}
+{{- range .extraEnv -}}
+{{- if has .name $ours -}}
+{{- fail (printf "%s.extraEnv may not set %s: the chart sets it from a value of its own (see values.yaml), which an upgrade would keep or delete whatever extraEnv says" $.values .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway container's environment as the chart sets it (extraEnv comes after it). */}}
+{{- define "kuberank.gateway.env" -}}
+- name: KUBERANK_GATEWAY_PORT
+  value: {{ .Values.gateway.containerPort | quote }}
+- name: KUBERANK_GATEWAY_NAMESPACES
+  value: {{ join "," (include "kuberank.gateway.watchNamespaces" . | fromJsonArray) | quote }}
+- name: KUBERANK_GATEWAY_MAX_BODY_BYTES
+  value: {{ .Values.gateway.maxBodyBytes | int64 | quote }}
+- name: KUBERANK_GATEWAY_MAX_DOCUMENTS
+  value: {{ .Values.gateway.maxDocuments | quote }}
+- name: KUBERANK_GATEWAY_UPSTREAM_TIMEOUT
+  value: {{ .Values.gateway.upstreamTimeoutSeconds | quote }}
+- name: KUBERANK_GATEWAY_DRAIN_SECONDS
+  value: {{ .Values.gateway.drainSeconds | quote }}
+- name: KUBERANK_GATEWAY_KEEP_ALIVE_SECONDS
+  value: {{ .Values.gateway.keepAliveSeconds | quote }}
+- name: KUBERANK_GATEWAY_READ_TIMEOUT
+  value: {{ .Values.gateway.readTimeoutSeconds | quote }}
+- name: KUBERANK_GATEWAY_LOG_LEVEL
+  value: {{ .Values.gateway.logLevel | quote }}
+- name: KUBERANK_GATEWAY_ACCESS_LOG
+  value: {{ .Values.gateway.accessLog | quote }}
+- name: KUBERANK_GATEWAY_KEY_USE_SECONDS
+  value: {{ .Values.gateway.keyUseSeconds | quote }}
+{{- if .Values.gateway.ingress.enabled }}
+- name: KUBERANK_GATEWAY_PATH_PREFIX  # the Ingress forwards its path prefix unstripped
+  value: {{ trimSuffix "/" .Values.gateway.ingress.path | quote }}
+{{- end }}
+- name: KUBERANK_GATEWAY_PEERS  # each replica enforces 1/N of a key's rate limits
+  value: {{ printf "%s/%s-gateway" .Release.Namespace (include "kuberank.fullname" .) | quote }}
+- name: KUBERANK_GATEWAY_INSTANCE  # its key in the load reported for autoscaled models
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end -}}
+
+{{/* The operator container's environment as the chart sets it (extraEnv comes after it). */}}
+{{- define "kuberank.operator.env" -}}
+- name: KUBERANK_RUNTIME_IMAGE
+  value: {{ include "kuberank.runtimeImage" . | quote }}
+- name: KUBERANK_RUNTIME_CPU_IMAGE
+  value: {{ .Values.operator.runtimeCpuImage | quote }}
+- name: KUBERANK_RUNTIME_FIXED_IDS  # ids left out of podSecurityContext: left out of models' too
+  value: {{ include "kuberank.fixedIds" . | quote }}
+- name: KUBERANK_RUNTIME_IMAGE_PULL_SECRETS
+  value: {{ .Values.operator.runtimeImagePullSecrets | toJson | quote }}
+- name: KUBERANK_NAMESPACES
+  value: {{ .Values.operator.watchNamespaces | toJson | quote }}
+- name: KUBERANK_STARTUP_TIMEOUT_S
+  value: {{ .Values.operator.startupTimeoutSeconds | quote }}
+- name: KUBERANK_JSON_LOGS
+  value: {{ .Values.operator.jsonLogs | quote }}
+- name: KUBERANK_VERBOSE
+  value: {{ .Values.operator.verbose | quote }}
+- name: KUBERANK_METRICS_FROM
+  value: {{ .Values.metrics.scrapeFrom | toJson | quote }}
+- name: KUBERANK_METRICS_PORT
+  value: {{ .Values.operator.metricsPort | quote }}
+- name: KUBERANK_GATEWAY_NAMESPACE  # runtime NetworkPolicies admit this release's gateway only
+  value: {{ .Release.Namespace | quote }}
+- name: KUBERANK_LIVENESS_ENDPOINT
+  value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.healthPort | quote }}
+{{- with .Values.operator.leaderElection }}
+{{- if .enabled }}
+- name: KUBERANK_LEADER_ELECT
+  value: "true"
+- name: KUBERANK_LEASE_NAMESPACE
+  value: {{ $.Release.Namespace | quote }}
+- name: KUBERANK_LEASE_NAME
+  value: {{ printf "%s-operator" (include "kuberank.fullname" $) | quote }}
+- name: KUBERANK_LEASE_SECONDS
+  value: {{ .leaseSeconds | quote }}
+- name: KUBERANK_IDENTITY
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+{{- end }}
 {{- end -}}

@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
                    help=_help("namespaces") + " Repeatable.")
     p.add_argument("--runtime-image", help=_help("runtime_image"))
     p.add_argument("--runtime-cpu-image", help=_help("runtime_cpu_image"))
+    p.add_argument("--runtime-fixed-ids", action=argparse.BooleanOptionalAction, default=None,
+                   help=_help("runtime_fixed_ids"))
     p.add_argument("--runtime-image-pull-secrets", type=_json_list,
                    help=_help("runtime_image_pull_secrets"))
     p.add_argument("--finalizer", help=_help("finalizer"))

@@ -29,6 +29,12 @@ class OperatorSettings(BaseSettings):
         description="Runtime image of CPU models (gpus: 0); empty means the runtime image's tag "
         "with a -cpu suffix. Required when the runtime image is pinned by digest.",
     )
+    runtime_fixed_ids: bool = Field(
+        default=True,
+        description="Run model pods as user and group 65532 (fsGroup too), as Pod Security "
+        "'restricted' asks; false leaves the ids to the platform (OpenShift's restricted-v2 "
+        "assigns them from the namespace's range and refuses others).",
+    )
     runtime_image_pull_secrets: list[str] = Field(
         default_factory=list,
         description="Names of Secrets (in each model's namespace) that runtime pods pull their "

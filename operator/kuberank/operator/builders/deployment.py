@@ -48,6 +48,14 @@ POD_SECURITY: dict[str, Any] = {
 }
 
 
+def pod_security(settings: OperatorSettings) -> dict[str, Any]:
+    """POD_SECURITY, without its ids where the platform assigns them (``runtime_fixed_ids``)."""
+    if settings.runtime_fixed_ids:
+        return POD_SECURITY
+    return {k: v for k, v in POD_SECURITY.items() if k not in ("runAsUser", "runAsGroup",
+                                                               "fsGroup")}
+
+
 def runtime_image(spec: RerankModelSpec, settings: OperatorSettings) -> str:
     """spec.engine.image wins; otherwise the operator's image, CPU variant when gpus is 0."""
     if spec.engine.image:
@@ -187,7 +195,7 @@ def build_deployment(
     pod_spec: dict[str, Any] = {
         **_containers(owner.name, spec, settings),
         "volumes": volumes,
-        "securityContext": POD_SECURITY,
+        "securityContext": pod_security(settings),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
