@@ -10,8 +10,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from gguf import GGUFReader
+from gguf import GGUFReader, GGUFValueType, GGUFWriter
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm, ensure_tiny
 
@@ -57,3 +58,47 @@ def embedding_only_model(tiny_model: Path, tmp_path: Path) -> Path:
     field.parts[field.data[0]][0] = 1
     del reader
     return path
+
+
+def rewritten(src: Path, dst: Path, drop: frozenset[str] = frozenset(),
+              labels: list[str] | None = None) -> Path:
+    """A copy of the GGUF ``src`` without the tensors in ``drop``; with ``labels``, a rank head
+    of that many outputs (the first row negated for each further label) and their names."""
+    reader = GGUFReader(src)
+    writer = GGUFWriter(dst, str(reader.fields["general.architecture"].contents()))
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        kind = field.types[0]
+        if kind == GGUFValueType.ARRAY:
+            writer.add_key_value(key, field.contents(), kind, sub_type=field.types[-1])
+        else:
+            writer.add_key_value(key, field.contents(), kind)
+    if labels is not None:
+        writer.add_array("bert.classifier.output_labels", labels)
+    for tensor in reader.tensors:
+        if tensor.name in drop:
+            continue
+        data = np.array(tensor.data)
+        if labels is not None and tensor.name in ("cls.output.weight", "cls.output.bias"):
+            data = np.concatenate([data] + [-data] * (len(labels) - 1), axis=0)
+        writer.add_tensor(tensor.name, data, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst
+
+
+@pytest.fixture
+def headless_model(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model, rank pooling still declared, without its classification head."""
+    return rewritten(tiny_model, tmp_path / "headless.gguf",
+                     drop=frozenset({"cls.weight", "cls.bias", "cls.output.weight",
+                                     "cls.output.bias"}))
+
+
+@pytest.fixture
+def two_label_model(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with a two-label head (label 0 "not relevant", as some classifiers)."""
+    return rewritten(tiny_model, tmp_path / "two-labels.gguf", labels=["LABEL_0", "LABEL_1"])

@@ -175,6 +175,31 @@ def test_non_rank_model_is_rejected_at_load_time(embedding_only_model: Path) -> 
         RankModel(embedding_only_model)
 
 
+def test_a_rank_model_without_a_classification_head_is_rejected(headless_model: Path) -> None:
+    """It loaded and answered 200 with a component of the pooled state as the score."""
+    with pytest.raises(ModelLoadError, match="no classification head"):
+        RankModel(headless_model)
+
+
+def test_a_rank_head_of_several_labels_is_rejected(two_label_model: Path) -> None:
+    """llama.cpp scores label 0 alone: a two-class relevance model would rank backwards."""
+    with pytest.raises(ModelLoadError, match="head has 2 outputs"):
+        RankModel(two_label_model)
+
+
+def test_a_truncated_gguf_says_what_llama_cpp_found(tiny_model: Path, tmp_path: Path) -> None:
+    """The reason was only in the log; the status and 503s showed "not a valid GGUF model?"."""
+    half = tmp_path / "half.gguf"
+    half.write_bytes(tiny_model.read_bytes()[: tiny_model.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="not within the file bounds"):
+        RankModel(half)
+
+
+def test_a_directory_is_not_called_missing(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="is a directory, not a GGUF file"):
+        RankModel(tmp_path)
+
+
 def test_engine_answers_concurrent_requests_like_sequential_ones(tiny_model: Path) -> None:
     engine = Engine(RuntimeSettings(model=tiny_model, threads=1))
     engine.start()

@@ -112,6 +112,46 @@ def test_cli_convert_reports_a_missing_directory_with_exit_code_2(
     assert "has no config.json" in capsys.readouterr().err
 
 
+def test_cli_convert_writes_only_a_file_in_a_directory_that_exists(
+    tmp_path: Path, minilm_hf_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file is written beside OUT and renamed over it: /dev/stdout became a 46 MB file, a
+    link was replaced rather than written through, a missing directory was made."""
+    link, target = tmp_path / "link.gguf", tmp_path / "target"
+    target.write_text("kept")
+    link.symlink_to(target)
+    for out, said in ((link, "is not a regular file"), (tmp_path, "is not a regular file"),
+                      (tmp_path / "no" / "such" / "x.gguf", "does not exist")):
+        assert cli.main(["convert", str(minilm_hf_dir), str(out)]) == 2
+        assert said in capsys.readouterr().err
+    assert link.is_symlink() and target.read_text() == "kept"
+    assert not (tmp_path / "no").exists()
+
+
+def test_cli_refusals_are_one_line_and_exit_2_not_tracebacks(
+    tmp_path: Path, minilm_hf_dir: Path, tiny_model: Path, headless_model: Path,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad input ended in a traceback and exit 1, which for check is also "scores differ"."""
+    broken = tmp_path / "broken-json"
+    shutil.copytree(minilm_hf_dir, broken)
+    (broken / "config.json").write_text("{oops")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(minilm_hf_dir, truncated)
+    (truncated / "model.safetensors").write_bytes(b"\x10" * 64)
+    cases = [
+        (["check", str(tmp_path / "missing.gguf"), str(minilm_hf_dir)], "does not exist"),
+        (["check", str(headless_model), str(minilm_hf_dir)], "no classification head"),
+        (["convert", str(broken), str(tmp_path / "a.gguf")], "JSONDecodeError"),
+        (["convert", str(truncated), str(tmp_path / "b.gguf")], "SafetensorError"),
+        (["build", "--out", str(tiny_model)], "error: "),
+    ]
+    for argv, said in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, (argv, err)
+
+
 def test_cli_build_without_a_reachable_wordnet_names_each_url_and_changes_nothing(
     tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]

@@ -173,6 +173,7 @@ def test_openapi_document_is_valid_and_describes_what_is_sent_and_answered(
         assert "Retry-After" in answers["429"]["headers"]
         assert "Retry-After" in answers["503"]["headers"]
         assert "408" in answers  # a stalled body
+        assert "500" in answers  # the engine failed to score: stated as every other status
     assert "503" in document["paths"]["/health"]["get"]["responses"]
     assert "text/plain" in document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     # FastAPI's own 422 (another error shape) is stated for no route, and answered by none

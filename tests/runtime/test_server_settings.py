@@ -138,3 +138,14 @@ def test_a_gpu_runtime_loads_every_cuda_kernel_before_it_is_ready(
         env=env, capture_output=True, text=True, timeout=120)
     assert "missing.gguf does not exist" in done.stderr  # it ran main, which ended at the load
     assert done.stdout.strip().splitlines()[-1] == f"CUDA_MODULE_LOADING={seen or '-'}"
+
+
+def test_a_missing_default_model_says_how_to_build_it(tmp_path: Path) -> None:
+    """A fresh machine with no --model: the line named the missing file and stopped there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERANK_")}
+    env["KUBERANK_CACHE"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "kuberank.runtime", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1
+    assert "does not exist" in last and "`kuberank-models build` writes the embedded" in last

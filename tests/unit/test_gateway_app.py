@@ -435,7 +435,8 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
         operation = document["paths"][path]["post"]
         assert operation["requestBody"]["required"] is True
         assert set(operation["responses"]) == {
-            "200", "400", "401", "403", "404", "408", "413", "415", "422", "429", "503", "504"}
+            "200", "400", "401", "403", "404", "408", "413", "415", "422", "429", "500", "503",
+            "504"}
     paths = document["paths"]
     assert {"200", "401"} <= set(paths["/v1/models"]["get"]["responses"])
     assert set(paths["/v1/models/{model_id}"]["get"]["responses"]) == {"200", "401", "404"}

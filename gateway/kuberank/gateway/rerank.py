@@ -54,7 +54,8 @@ access_log = logging.getLogger("kuberank.gateway.access")
 
 # Every refusal a rerank route can answer, for its OpenAPI responses.
 ERRORS = (BadRequest, Unauthorized, Forbidden, ModelNotFound, RequestTimeout, PayloadTooLarge,
-          UnsupportedMediaType, Unprocessable, RateLimited, Unavailable, UpstreamTimeout)
+          UnsupportedMediaType, Unprocessable, RateLimited, InternalError, Unavailable,
+          UpstreamTimeout)
 
 
 @dataclass

@@ -14,6 +14,12 @@ from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.hparams import UnsupportedModelError
 from kuberank.modelkit.wordnet import CorpusUnavailableError, noun_data_path
 from kuberank.modelkit.writer import DTYPES
+from kuberank.runtime.model import ModelLoadError
+from safetensors import SafetensorError
+
+
+class UsageError(Exception):
+    """An argument the command cannot use as given."""
 
 
 def _log(message: str) -> None:
@@ -61,7 +67,11 @@ def parser() -> argparse.ArgumentParser:
 def check(gguf: Path, hf_dir: Path, tolerance: float) -> int:
     """Exit 0 when every sample pair tokenizes identically and scores within ``tolerance``."""
     from kuberank.modelkit.check import SAMPLE_PAIRS, compare
+    from kuberank.runtime.model import RankModel
 
+    # The runtime's own load checks first (rank pooling, one-output head): scores that match
+    # transformers say nothing of a file the runtime refuses.
+    RankModel(gguf).close()
     results = compare(gguf, hf_dir, SAMPLE_PAIRS)
     for r in results:
         print(f"{r.llama:+.6f} {r.transformers:+.6f} diff={r.diff:.2e} "
@@ -79,12 +89,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return build(args.out or paths.models_dir())
         if args.command == "check":
             return check(args.gguf, args.hf_dir, args.tolerance)
+        _writable_file(args.out)
         out = convert_hf_dir(args.hf_dir, args.out, dtype=args.dtype)
         _log(f"wrote {out}")
         return 0
-    except (UnsupportedModelError, FileNotFoundError, CorpusUnavailableError) as err:
+    except (UsageError, UnsupportedModelError, CorpusUnavailableError, ModelLoadError) as err:
         _log(f"error: {err}")
         return 2
+    except (OSError, ValueError, SafetensorError) as err:
+        # A path, JSON, safetensors or tokenizer that is not what the command needs: one line,
+        # as for the cases above, and not check's "scores differ" status.
+        _log(f"error: {type(err).__name__}: {err}")
+        return 2
+
+
+def _writable_file(out: Path) -> None:
+    """convert writes a file beside OUT and renames it over OUT: a link, device or directory
+    there would be replaced (/dev/stdout became a 46 MB file), a missing directory made."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise UsageError(f"{out} exists and is not a regular file (a directory, "
+                                    "link or device): give the path of a file to write")
+    if not out.parent.is_dir():
+        raise UsageError(f"directory {out.parent} does not exist")
 
 
 if __name__ == "__main__":

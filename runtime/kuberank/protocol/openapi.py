@@ -45,6 +45,7 @@ ERROR_DESCRIPTIONS = {
     415: "A Content-Encoding other than gzip, deflate or identity.",
     422: "A field of the wrong type or value, or more documents than allowed.",
     429: "Rate limit of the key, or the model's queue, is full; see Retry-After.",
+    500: "A fault of the server, not of the request (the engine failed to score, say).",
     503: "The model is loading, has no ready replica or is waking up; see Retry-After (absent "
          "for a model scaled to 0 replicas by hand, which does not come back by itself).",
     504: "The model did not answer in time.",

@@ -19,6 +19,7 @@ from kuberank.protocol.disconnect import unless_client_leaves
 from kuberank.protocol.errors import (
     ApiError,
     BadRequest,
+    InternalError,
     ModelNotFound,
     PayloadTooLarge,
     RateLimited,
@@ -93,7 +94,7 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
 
 
 ERRORS = (BadRequest, ModelNotFound, RequestTimeout, PayloadTooLarge, UnsupportedMediaType,
-          Unprocessable, RateLimited, Unavailable)
+          Unprocessable, RateLimited, InternalError, Unavailable)
 
 
 def _rerank_router() -> APIRouter:

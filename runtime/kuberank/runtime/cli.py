@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from kuberank.modelkit.paths import default_model_path
 from kuberank.protocol.serving import serve
 from kuberank.runtime.app import create_app
 from kuberank.runtime.engine import Engine
@@ -52,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> None:
           # on one this server is closing at that moment.
           timeout_keep_alive=KEEP_ALIVE_SECONDS)
     if engine.error is not None:
-        sys.exit(f"kuberank-runtime: cannot serve {settings.model}: {engine.error}")
+        hint = ("; `kuberank-models build` writes the embedded default, or serve another with "
+                "--model" if settings.model == default_model_path()
+                and not settings.model.exists() else "")
+        sys.exit(f"kuberank-runtime: cannot serve {settings.model}: {engine.error}{hint}")
 
 
 if __name__ == "__main__":

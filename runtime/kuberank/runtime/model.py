@@ -7,17 +7,20 @@ llama-server does it in its HTTP threads.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import llama_cpp
 import numpy as np
+from gguf import GGUFReader
 from kuberank.runtime.pairs import PairLayout, plain_layout, template_layout
 
 log = logging.getLogger("kuberank.llama")
@@ -25,13 +28,60 @@ _backend_lock = threading.Lock()
 _backend_ready = False
 
 
+_said = threading.local()  # the errors llama.cpp logs on this thread, while a load listens
+
+
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
     # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. llama.cpp narrates every
     # load and decode at info; keep warnings and errors only.
     if level in (3, 4):
-        log.log(logging.WARNING if level == 3 else logging.ERROR, "%s",
-                text.decode(errors="replace").rstrip())
+        line = text.decode(errors="replace").rstrip()
+        log.log(logging.WARNING if level == 3 else logging.ERROR, "%s", line)
+        listening = getattr(_said, "errors", None)
+        if level == 4 and listening is not None and line:
+            listening.append(line)
+
+
+@contextlib.contextmanager
+def _errors_said() -> Iterator[list[str]]:
+    """The errors llama.cpp logs on this thread within the block: a failed load says why
+    ("tensor ... data is not within the file bounds") only in its log, which the status of a
+    model and a 503 never show."""
+    _said.errors = []
+    try:
+        yield _said.errors
+    finally:
+        _said.errors = None
+
+
+def _load_failure(errors: list[str]) -> str:
+    """What llama.cpp said of a failed load, without its closing "failed to load model"."""
+    for line in errors:
+        _, found, why = line.partition("error loading model: ")
+        if found:
+            return f": {why}"
+    return " (not a valid GGUF model?)"
+
+
+def _head_problem(path: Path, n_cls_out: int) -> str | None:
+    """Why a rank-pooling GGUF's scores would not be a reranker's (pure but for reading the
+    file's tensor index): no classification head (llama.cpp would score a component of the
+    pooled state), or several labels (it would score label 0 alone, which for a two-class
+    relevance model is "not relevant": ranks backwards)."""
+    try:
+        names = {tensor.name for tensor in GGUFReader(path).tensors}
+    except Exception as exc:  # llama.cpp loaded it: a gap of the reader is no verdict
+        log.warning("could not read the tensor index of %s (%s): its head is not checked",
+                    path, exc)
+        return None
+    if "cls.output.weight" not in names:
+        return ("it has no classification head (no cls.output.weight tensor); convert the "
+                "model with its head (kuberank-models convert)")
+    if n_cls_out != 1:
+        return (f"its head has {n_cls_out} outputs and llama.cpp scores the first alone; a "
+                "reranker has one (kuberank-models convert refuses more)")
+    return None
 
 _FLASH = {"on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
           "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
@@ -97,6 +147,10 @@ class RankModel:
     """A loaded GGUF with its vocabulary; refuses models without a rank (classification) head."""
 
     def __init__(self, path: Path, gpu_layers: int = 0, cuda_graphs: bool = False) -> None:
+        if path.is_dir():
+            raise ModelLoadError(f"model path {path} is a directory, not a GGUF file")
+        if path.exists() and not path.is_file():
+            raise ModelLoadError(f"model path {path} is not a regular file")
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist")
         if not cuda_graphs:
@@ -105,9 +159,10 @@ class RankModel:
         _init_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
-        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        with _errors_said() as said:
+            model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not model:
-            raise ModelLoadError(f"llama.cpp could not load {path} (not a valid GGUF model?)")
+            raise ModelLoadError(f"llama.cpp could not load {path}{_load_failure(said)}")
         self.path = path
         self.ptr: Any = model
         self.vocab: Any = llama_cpp.llama_model_get_vocab(model)
@@ -122,6 +177,10 @@ class RankModel:
                 f"rank pooling ({llama_cpp.LLAMA_POOLING_TYPE_RANK}) is needed. Serve a "
                 "cross-encoder GGUF converted with a classification head."
             )
+        problem = _head_problem(path, self.n_cls_out)
+        if problem is not None:
+            self.close()
+            raise ModelLoadError(f"{path} is not a reranker llama.cpp scores as one: {problem}")
         template = llama_cpp.llama_model_chat_template(model, b"rerank")
         self.rerank_template: str | None = template.decode() if template else None
 
