@@ -102,3 +102,11 @@ def headless_model(tiny_model: Path, tmp_path: Path) -> Path:
 def two_label_model(tiny_model: Path, tmp_path: Path) -> Path:
     """The tiny model with a two-label head (label 0 "not relevant", as some classifiers)."""
     return rewritten(tiny_model, tmp_path / "two-labels.gguf", labels=["LABEL_0", "LABEL_1"])
+
+
+@pytest.fixture
+def cls_only_model(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with a ``cls`` projection and no ``cls.output``, the layout llama.cpp
+    accepts for heads such as jina-reranker-v1's."""
+    return rewritten(tiny_model, tmp_path / "cls-only.gguf",
+                     drop=frozenset({"cls.output.weight", "cls.output.bias"}))

@@ -22,6 +22,7 @@ from kuberank.runtime.model import (
     PairBatch,
     RankContext,
     RankModel,
+    head_problem,
 )
 from kuberank.runtime.pairs import Limits, PairBuilder, template_layout
 from kuberank.runtime.settings import RuntimeSettings
@@ -181,10 +182,25 @@ def test_a_rank_model_without_a_classification_head_is_rejected(headless_model: 
         RankModel(headless_model)
 
 
+def test_a_head_of_one_cls_projection_is_a_head(cls_only_model: Path) -> None:
+    """jina-reranker-v1's layout: llama.cpp scores through ``cls`` alone, so a head it is."""
+    model = RankModel(cls_only_model)
+    model.close()
+
+
 def test_a_rank_head_of_several_labels_is_rejected(two_label_model: Path) -> None:
     """llama.cpp scores label 0 alone: a two-class relevance model would rank backwards."""
     with pytest.raises(ModelLoadError, match="head has 2 outputs"):
         RankModel(two_label_model)
+
+
+def test_several_outputs_are_a_reranker_where_llama_cpp_turns_them_into_probabilities(
+    two_label_model: Path,
+) -> None:
+    """Qwen3 rerankers carry two outputs ("yes", "no") and llama.cpp takes their softmax, whose
+    first is the score: they stay served."""
+    assert head_problem(two_label_model, "qwen3", 2) is None
+    assert "2 outputs" in (head_problem(two_label_model, "bert", 2) or "")
 
 
 def test_a_truncated_gguf_says_what_llama_cpp_found(tiny_model: Path, tmp_path: Path) -> None:

@@ -64,21 +64,28 @@ def _load_failure(errors: list[str]) -> str:
     return " (not a valid GGUF model?)"
 
 
-def _head_problem(path: Path, n_cls_out: int) -> str | None:
+# Architectures whose rank head llama.cpp turns into probabilities (a softmax over "yes" and
+# "no"), so that its first output is the score for any number of outputs.
+SOFTMAX_HEADS = frozenset({"qwen3", "qwen3vl"})
+
+
+def head_problem(path: Path, arch: str, n_cls_out: int) -> str | None:
     """Why a rank-pooling GGUF's scores would not be a reranker's (pure but for reading the
-    file's tensor index): no classification head (llama.cpp would score a component of the
-    pooled state), or several labels (it would score label 0 alone, which for a two-class
-    relevance model is "not relevant": ranks backwards)."""
+    file's tensor index): no classification head at all, neither ``cls`` (jina-reranker-v1
+    has that alone) nor ``cls.output`` (llama.cpp would score a component of the pooled
+    state), or several outputs of which llama.cpp scores the first alone (for a two-class
+    relevance model that is "not relevant": it ranks backwards) outside the architectures it
+    turns into probabilities."""
     try:
         names = {tensor.name for tensor in GGUFReader(path).tensors}
     except Exception as exc:  # llama.cpp loaded it: a gap of the reader is no verdict
         log.warning("could not read the tensor index of %s (%s): its head is not checked",
                     path, exc)
         return None
-    if "cls.output.weight" not in names:
-        return ("it has no classification head (no cls.output.weight tensor); convert the "
-                "model with its head (kuberank-models convert)")
-    if n_cls_out != 1:
+    if not names & {"cls.weight", "cls.output.weight"}:
+        return ("it has no classification head (neither a cls nor a cls.output tensor); "
+                "convert the model with its head (kuberank-models convert)")
+    if n_cls_out != 1 and arch not in SOFTMAX_HEADS:
         return (f"its head has {n_cls_out} outputs and llama.cpp scores the first alone; a "
                 "reranker has one (kuberank-models convert refuses more)")
     return None
@@ -177,7 +184,7 @@ class RankModel:
                 f"rank pooling ({llama_cpp.LLAMA_POOLING_TYPE_RANK}) is needed. Serve a "
                 "cross-encoder GGUF converted with a classification head."
             )
-        problem = _head_problem(path, self.n_cls_out)
+        problem = head_problem(path, self.arch, self.n_cls_out)
         if problem is not None:
             self.close()
             raise ModelLoadError(f"{path} is not a reranker llama.cpp scores as one: {problem}")
