@@ -56,13 +56,21 @@ class DrainingServer(uvicorn.Server):
         first = not self.draining.is_set()
         self.draining.set()  # stopping, with a drain or without: readiness fails from now on
         if sig != signal.SIGTERM or self._drain_seconds <= 0 or not first:
-            super().handle_exit(sig, frame)
+            self._stop_for(sig, frame)
             return
         log.info("SIGTERM: still serving for %.1fs while load balancers stop sending, then "
                  "finishing requests in flight", self._drain_seconds)
-        stop = threading.Timer(self._drain_seconds, super().handle_exit, (sig, frame))
+        stop = threading.Timer(self._drain_seconds, self._stop_for, (sig, frame))
         stop.daemon = True
         stop.start()
+
+    def _stop_for(self, sig: int, frame: FrameType | None) -> None:
+        """uvicorn's stop, without re-raising a SIGTERM once stopped: a pod that drained and
+        finished its requests exits 0, as llama-server and TEI do, not 143 as if killed."""
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
 
 
 def serve(app: Any, drain_seconds: float, draining: threading.Event,
