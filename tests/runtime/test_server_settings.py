@@ -99,8 +99,9 @@ def test_invalid_settings_are_refused(argv: list[str]) -> None:
     ("argv", "env", "message"),
     [
         (["--max-documents", "0"], {},
-         "max_documents: Input should be greater than or equal to 1"),
-        ([], {"KUBERANK_OVERFLOW": "drop"}, "overflow: Input should be 'truncate' or 'reject'"),
+         "--max-documents (KUBERANK_MAX_DOCUMENTS): Input should be greater than or equal to 1"),
+        ([], {"KUBERANK_OVERFLOW": "drop"},
+         "--overflow (KUBERANK_OVERFLOW): Input should be 'truncate' or 'reject'"),
         (["--max-queued-pairs", "10", "--max-documents", "11"], {},
          "settings: max_queued_pairs (10) must be at least max_documents (11)"),
     ],

@@ -24,9 +24,17 @@ def parse_settings(argv: Sequence[str] | None) -> RuntimeSettings:
     try:
         return load_settings(argv)
     except ValidationError as exc:
-        problems = (f"{'.'.join(map(str, e['loc'])) or 'settings'}: "
-                    f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        problems = (f"{_setting(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors())
         build_parser().error("; ".join(problems))
+
+
+def _setting(loc: tuple[int | str, ...]) -> str:
+    """A refused setting as its user set it: the flag and its variable, not the field."""
+    if not loc:
+        return "settings"
+    name = str(loc[0])
+    return f"--{name.replace('_', '-')} (KUBERANK_{name.upper()})"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,10 +19,13 @@ class RuntimeMetrics:
                                  "Rerank request latency, parse to response", ["path"],
                                  buckets=_LATENCY, registry=r)
         self.documents = Histogram("kuberank_runtime_documents_per_request",
-                                   "Documents in each accepted rerank request", buckets=_DOCS,
+                                   "Documents in each well-formed rerank request, answered or "
+                                   "not (a full queue, a client gone)", buckets=_DOCS,
                                    registry=r)
         self.tokens = Counter("kuberank_runtime_tokens_evaluated",
-                              "Tokens decoded by llama.cpp (after truncation)", registry=r)
+                              "Tokens of the answered requests, as usage reports them (after "
+                              "truncation; pairs decoded for a client that left are not "
+                              "counted)", registry=r)
         self.truncations = Counter("kuberank_runtime_truncations",
                                    "Query+document pairs shortened to fit the limits", registry=r)
         self.queue_depth = Gauge("kuberank_runtime_queue_depth",
