@@ -22,6 +22,7 @@ from kuberank.runtime.model import (
     PairBatch,
     RankContext,
     RankModel,
+    default_threads,
     head_problem,
 )
 from kuberank.runtime.pairs import Limits, PairBuilder, template_layout
@@ -556,3 +557,18 @@ def test_pair_batch_lays_pairs_out_as_llama_decode_reads_them() -> None:
             assert all(raw.n_seq_id[i] == 1 and raw.logits[i] for i in range(total))
     finally:
         batch.free()  # hands llama.cpp back its own seq_id arrays: no double free, no abort
+
+
+def test_more_threads_than_cpus_is_said_at_load(
+    tiny_model: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Threads over the CPUs a process may use are many times slower (llama.cpp spins at
+    barriers); 64 on 2 CPUs loaded without a word."""
+    too_many = default_threads() + 3
+    engine = Engine(RuntimeSettings(model=tiny_model, threads=too_many, contexts=1))
+    engine.start()
+    try:
+        assert engine.wait_ready(30)
+        assert f"--threads {too_many} is more than the {default_threads()} CPU(s)" in caplog.text
+    finally:
+        engine.stop()

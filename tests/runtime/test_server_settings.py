@@ -102,10 +102,17 @@ def test_invalid_settings_are_refused(argv: list[str]) -> None:
          "--max-documents (KUBERANK_MAX_DOCUMENTS): Input should be greater than or equal to 1"),
         ([], {"KUBERANK_OVERFLOW": "drop"},
          "--overflow (KUBERANK_OVERFLOW): Input should be 'truncate' or 'reject'"),
+        (["--served-name", " "], {},
+         "--served-name (KUBERANK_SERVED_NAME): a served name must not be blank"),
+        (["--served-name", "a\nb"], {},
+         "--served-name (KUBERANK_SERVED_NAME): a served name must not contain control"),
+        ([], {"KUBERANK_SERVED_NAME": "x" * 201},
+         "--served-name (KUBERANK_SERVED_NAME): a served name has at most 200 characters"),
         (["--max-queued-pairs", "10", "--max-documents", "11"], {},
          "settings: max_queued_pairs (10) must be at least max_documents (11)"),
     ],
-    ids=["flag-out-of-range", "env-not-a-choice", "queue-smaller-than-a-request"],
+    ids=["flag-out-of-range", "env-not-a-choice", "blank-name", "name-with-a-newline",
+         "name-too-long", "queue-smaller-than-a-request"],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_setting(
     argv: list[str], env: dict[str, str], message: str, settings_refusal: Callable[..., str]

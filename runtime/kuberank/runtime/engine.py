@@ -215,7 +215,12 @@ class Engine:
         if s.gpu_layers != 0 and not offloaded:
             log.warning("gpu_layers is %d but this llama.cpp build has no GPU backend: "
                         "running on the CPU", s.gpu_layers)
-        choices = engine_choices(s, offloaded, default_threads())
+        cpus = default_threads()
+        choices = engine_choices(s, offloaded, cpus)
+        if not offloaded and s.threads is not None and s.threads > cpus:
+            log.warning("--threads %d is more than the %d CPU(s) this process may use: llama.cpp "
+                        "threads spin at barriers, so that is many times slower, not a little",
+                        s.threads, cpus)
         model = RankModel(s.model, gpu_layers=s.gpu_layers, cuda_graphs=s.cuda_graphs)
         threads = choices.threads
         params = ContextParams(ctx_size=s.ctx_size, batch_size=choices.batch_size,

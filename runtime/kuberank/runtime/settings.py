@@ -114,6 +114,21 @@ class RuntimeSettings(BaseSettings):
             return words.get(value.strip().lower(), value.strip().lower())
         return value
 
+    @field_validator("served_name")
+    @classmethod
+    def _a_name_a_client_can_send(cls, value: str | None) -> str | None:
+        """Unset when empty; refused when blank, with control characters (a newline cannot be
+        sent in a JSON client's ``model`` as typed) or longer than a RerankModel's (200)."""
+        if not value:
+            return None
+        if not value.strip():
+            raise ValueError("a served name must not be blank")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("a served name must not contain control characters")
+        if len(value) > 200:
+            raise ValueError(f"a served name has at most 200 characters, not {len(value)}")
+        return value
+
     @model_validator(mode="after")
     def _largest_request_fits_the_queue(self) -> RuntimeSettings:
         if self.max_queued_pairs is not None and self.max_queued_pairs < self.max_documents:
