@@ -491,6 +491,16 @@ def test_a_trailing_slash_is_served_like_the_path_not_redirected(server: Server,
     assert_error(server.client.get("/v1/reranks/"), 404, "unknown_path")
 
 
+def test_llama_servers_other_spellings_answer_as_its_routes(server: Server) -> None:
+    """llama-server's /v1/reranking and /reranking: 404 here before."""
+    body = {"query": "q", "documents": DOCS}
+    for spelling, route in (("/v1/reranking", "/v1/rerank"), ("/reranking", "/rerank")):
+        spelled, routed = server.client.post(spelling, json=body), server.client.post(route,
+                                                                                       json=body)
+        assert spelled.status_code == routed.status_code == 200
+        assert spelled.json()["results"] == routed.json()["results"]
+
+
 def test_unknown_route_and_method_are_json_errors(server: Server) -> None:
     assert_error(server.client.get("/v1/reranks"), 404, "unknown_path")
     wrong_method = server.client.get("/v1/rerank")

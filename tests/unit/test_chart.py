@@ -17,6 +17,7 @@ from kuberank.gateway.settings import GatewaySettings
 from kuberank.operator.builders.meta import labels as runtime_pod_labels
 from kuberank.operator.settings import OperatorSettings
 from kuberank.protocol.dialects import Dialect
+from kuberank.protocol.paths import SPELLINGS
 
 pytestmark = pytest.mark.unit
 
@@ -168,9 +169,11 @@ def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -
         ingress = next(d for d in render(helm, *ALL_FEATURES, *extra) if d["kind"] == "Ingress")
         return [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
 
-    assert paths() == ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/models"]
+    assert paths() == ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/models", "/v1/reranking",
+                       "/reranking"]
     assert paths("--set", "gateway.ingress.path=/search/") == [
-        "/search/v1/rerank", "/search/v2/rerank", "/search/rerank", "/search/v1/models"]
+        "/search/v1/rerank", "/search/v2/rerank", "/search/rerank", "/search/v1/models",
+        "/search/v1/reranking", "/search/reranking"]
     # ... and the gateway, told the prefix, serves what the Ingress forwards unstripped
     docs = render(helm, *ALL_FEATURES, "--set", "gateway.ingress.path=/search/")
     gateway = next(d for d in docs if d["kind"] == "Deployment"
@@ -181,10 +184,10 @@ def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -
 
 
 def test_ingress_paths_are_the_gateways_dialects_and_model_list(helm: str) -> None:
-    """The chart lists the paths by hand: a new dialect must be added there too."""
+    """The chart lists the paths by hand: a new dialect (or spelling) must be added there too."""
     ingress = next(d for d in render(helm, *ALL_FEATURES) if d["kind"] == "Ingress")
     paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {d.value for d in Dialect} | {"/v1/models"}
+    assert paths == {d.value for d in Dialect} | {"/v1/models"} | set(SPELLINGS)
 
 
 def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm: str) -> None:

@@ -139,6 +139,17 @@ def test_two_keys_in_a_header_sent_twice_get_401_whatever_their_order(
         assert "two different keys" in answer.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(("spelling", "route"), [("/v1/reranking", "/v1/rerank"),
+                                                ("/reranking/", "/rerank")])
+def test_llama_servers_other_spellings_are_its_rerank_routes(
+    client: TestClient, spelling: str, route: str
+) -> None:
+    """llama-server serves /reranking and /v1/reranking too; clients set up with them got 404."""
+    for path in (spelling, route):
+        answer = rerank(client, KEY_ALL, path=path)
+        assert answer.status_code == 503 and error_code(answer) == "no_ready_replica", path
+
+
 def test_model_outside_the_keys_list_gets_403_naming_the_keys_models(
     client: TestClient,
 ) -> None:

@@ -4,7 +4,9 @@
 absolute URL built from the Host header. Behind an Ingress that terminates TLS that URL says
 ``http://``, and clients that do not follow redirects for a POST (httpx's default) get a 307
 they cannot use. An Ingress that forwards a path prefix unstripped (``/search/v1/rerank``) is
-served too, when the app is told the prefix. Every GET route answers HEAD as well.
+served too, when the app is told the prefix. llama-server's ``/reranking`` and
+``/v1/reranking`` are its ``/rerank`` and ``/v1/rerank``, here as there. Every GET route
+answers HEAD as well.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SENT_PATH = "sent_path"  # in scope["state"]
+# llama-server's other spellings of its rerank routes, which its clients may be set up with.
+SPELLINGS = {"/reranking": "/rerank", "/v1/reranking": "/v1/rerank"}
 
 
 def without_trailing_slash(path: str) -> str:
@@ -21,10 +25,12 @@ def without_trailing_slash(path: str) -> str:
 
 def routed_path(path: str, prefix: str = "") -> str:
     """The path to route: ``prefix`` (``/search``, no trailing slash) and one trailing slash
-    taken off. Paths outside the prefix are routed as they are (in-cluster clients)."""
+    taken off, llama-server's spellings (SPELLINGS) as the routes they name. Paths outside the
+    prefix are routed as they are (in-cluster clients)."""
     if prefix and (path == prefix or path.startswith(prefix + "/")):
         path = path[len(prefix):] or "/"
-    return without_trailing_slash(path)
+    path = without_trailing_slash(path)
+    return SPELLINGS.get(path, path)
 
 
 class PathNormalizer:

@@ -90,6 +90,7 @@ def head_problem(path: Path, arch: str, n_cls_out: int) -> str | None:
                 "reranker has one (kuberank-models convert refuses more)")
     return None
 
+
 _FLASH = {"on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
           "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
           "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO}
