@@ -37,8 +37,8 @@ from kuberank.runtime.model import (
     ContextParams,
     RankContext,
     RankModel,
-    cuda_defaults,
     default_threads,
+    use_cuda_defaults,
 )
 
 
@@ -114,8 +114,7 @@ def main() -> None:
     parser.add_argument("--gpu-layers", type=int, default=-1)
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
-    for name, value in cuda_defaults(args.gpu_layers).items():
-        os.environ.setdefault(name, value)  # as the runtime's main, before any CUDA call
+    use_cuda_defaults(args.gpu_layers)  # as the runtime's main, before any CUDA call
     work = args.work or Path(tempfile.mkdtemp(prefix="kuberank-bench-startup-"))
     work.mkdir(parents=True, exist_ok=True)
     _, gguf = build_model(args.shape, args.tokenizer, work)

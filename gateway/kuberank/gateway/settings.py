@@ -6,6 +6,7 @@ import os
 import socket
 from typing import Annotated, Any
 
+from kuberank.crd.common import name_list
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -118,8 +119,4 @@ class GatewaySettings(BaseSettings):
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list):
-            return [p.strip() for item in value for p in str(item).split(",") if p.strip()]
-        return value
+        return name_list(value)

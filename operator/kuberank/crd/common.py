@@ -7,6 +7,7 @@ operator and gateway parse API objects with the same classes.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -121,3 +122,15 @@ class Condition(CrdModel):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the condition was computed for.", ge=0
     )
+
+
+def name_list(value: Any) -> Any:
+    """A list of names (namespaces) as a setting's environment variable or flag gives it:
+    ``team-a,team-b``, a JSON list (as the chart writes it), or a list whose items may hold
+    commas; anything else is left for the field's own type check."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [text]
+    if isinstance(value, list):
+        return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return value

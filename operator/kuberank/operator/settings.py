@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
+from kuberank.crd.common import name_list
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -114,12 +114,7 @@ class OperatorSettings(BaseSettings):
     def _namespace_list(cls, value: Any) -> Any:
         """KUBERANK_NAMESPACES as the chart writes it (a JSON list) or as a person would
         (``team-a,team-b``, as the gateway's own takes it)."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return name_list(value)
 
     @field_validator("metrics_from")
     @classmethod

@@ -14,7 +14,7 @@ from kuberank.modelkit.convert import convert_hf_dir
 from kuberank.modelkit.hparams import UnsupportedModelError
 from kuberank.modelkit.wordnet import CorpusUnavailableError, noun_data_path
 from kuberank.modelkit.writer import DTYPES
-from kuberank.runtime.model import ModelLoadError
+from kuberank.runtime.model import ModelLoadError, RankModel
 from safetensors import SafetensorError
 
 
@@ -67,7 +67,6 @@ def parser() -> argparse.ArgumentParser:
 def check(gguf: Path, hf_dir: Path, tolerance: float) -> int:
     """Exit 0 when every sample pair tokenizes identically and scores within ``tolerance``."""
     from kuberank.modelkit.check import SAMPLE_PAIRS, compare
-    from kuberank.runtime.model import RankModel
 
     # The runtime's own load checks first (rank pooling, one-output head): scores that match
     # transformers say nothing of a file the runtime refuses.
@@ -107,8 +106,8 @@ def _writable_file(out: Path) -> None:
     """convert writes a file beside OUT and renames it over OUT: a link, device or directory
     there would be replaced (/dev/stdout became a 46 MB file), a missing directory made."""
     if out.is_symlink() or (out.exists() and not out.is_file()):
-        raise UsageError(f"{out} exists and is not a regular file (a directory, "
-                                    "link or device): give the path of a file to write")
+        raise UsageError(f"{out} exists and is not a regular file (a directory, link or "
+                         "device): give the path of a file to write")
     if not out.parent.is_dir():
         raise UsageError(f"directory {out.parent} does not exist")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from kuberank.modelkit.paths import default_model_path
 from kuberank.protocol.serving import serve
 from kuberank.runtime.app import create_app
 from kuberank.runtime.engine import Engine
-from kuberank.runtime.model import cuda_defaults
+from kuberank.runtime.model import use_cuda_defaults
 from kuberank.runtime.settings import RuntimeSettings, build_parser, load_settings
 from pydantic import ValidationError
 
@@ -40,8 +39,7 @@ def _setting(loc: tuple[int | str, ...]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = parse_settings(argv)
-    for name, value in cuda_defaults(settings.gpu_layers).items():
-        os.environ.setdefault(name, value)  # before the engine's first CUDA call
+    use_cuda_defaults(settings.gpu_layers)  # before the engine's first CUDA call
 
     draining, failed = threading.Event(), threading.Event()
 

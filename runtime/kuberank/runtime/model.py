@@ -146,6 +146,13 @@ def cuda_defaults(gpu_layers: int) -> dict[str, str]:
     return {"CUDA_MODULE_LOADING": "EAGER"} if gpu_layers != 0 else {}
 
 
+def use_cuda_defaults(gpu_layers: int) -> None:
+    """Set ``cuda_defaults`` in this process's environment, each unless already set; call it
+    before anything touches CUDA."""
+    for name, value in cuda_defaults(gpu_layers).items():
+        os.environ.setdefault(name, value)
+
+
 def gpu_offload_supported() -> bool:
     """Whether this llama.cpp build has a GPU backend (CUDA here) to offload layers to."""
     return bool(llama_cpp.llama_supports_gpu_offload())
