@@ -466,7 +466,12 @@ def test_spec_update_rolls_the_deployment(
 
     after = wait_for("new pod template", rolled)
     assert after["metadata"]["generation"] > before["metadata"]["generation"]
-    obj = wait_condition(wait_for, kubectl, "rrm", "roll", "Ready", "True")
+    # Ready=True of the spec before stands (observedGeneration behind) until the Deployment
+    # controller has taken the new one: wait for the status of this very generation.
+    obj = wait_for("Ready for the new generation", lambda: (
+        (o := kubectl.get("rrm", "roll")) is not None
+        and o["status"].get("observedGeneration") == o["metadata"]["generation"]
+        and condition(o, "Ready").get("status") == "True" and o))
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
 
 
