@@ -109,7 +109,8 @@ def test_invalid_settings_are_refused(argv: list[str]) -> None:
         ([], {"KUBERANK_SERVED_NAME": "x" * 201},
          "--served-name (KUBERANK_SERVED_NAME): a served name has at most 200 characters"),
         (["--max-queued-pairs", "10", "--max-documents", "11"], {},
-         "settings: max_queued_pairs (10) must be at least max_documents (11)"),
+         "settings: --max-queued-pairs (KUBERANK_MAX_QUEUED_PAIRS, 10) must be at least "
+         "--max-documents (KUBERANK_MAX_DOCUMENTS, 11)"),
     ],
     ids=["flag-out-of-range", "env-not-a-choice", "blank-name", "name-with-a-newline",
          "name-too-long", "queue-smaller-than-a-request"],

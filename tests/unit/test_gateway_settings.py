@@ -57,11 +57,13 @@ def test_nonsense_limits_are_refused() -> None:
     ("argv", "env", "message"),
     [
         (["--max-documents", "0"], {},
-         "max_documents: Input should be greater than or equal to 1"),
+         "--max-documents (KUBERANK_GATEWAY_MAX_DOCUMENTS): Input should be greater than or "
+         "equal to 1"),
         ([], {"KUBERANK_GATEWAY_UPSTREAM_TIMEOUT": "0"},
-         "upstream_timeout: Input should be greater than 0"),
+         "--upstream-timeout (KUBERANK_GATEWAY_UPSTREAM_TIMEOUT): Input should be greater than 0"),
         (["--path-prefix", "/v1"], {},
-         "path_prefix: path_prefix '/v1' begins like the gateway's own paths (/v1/...); "
+         "--path-prefix (KUBERANK_GATEWAY_PATH_PREFIX): '/v1' begins like the gateway's own "
+         "paths (/v1/...); "
          "choose another, e.g. /reranker"),
     ],
     ids=["flag-out-of-range", "env-out-of-range", "validator-says-why"],

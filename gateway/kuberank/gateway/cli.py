@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from kuberank.crd.common import validation_problems
 from kuberank.gateway.app import create_app
 from kuberank.gateway.settings import GatewaySettings
+from kuberank.protocol.flags import setting_problems
 from kuberank.protocol.serving import serve
 from pydantic import ValidationError
 from pydantic_settings import CliApp
@@ -18,7 +18,8 @@ def parse_settings(argv: list[str] | None) -> GatewaySettings:
     try:
         return CliApp.run(GatewaySettings, cli_args=argv)
     except ValidationError as err:
-        print(f"kuberank-gateway: error: {validation_problems(err)}", file=sys.stderr)
+        print(f"kuberank-gateway: error: {setting_problems(err, 'KUBERANK_GATEWAY_')}",
+              file=sys.stderr)
         sys.exit(2)
 
 

@@ -112,7 +112,7 @@ class GatewaySettings(BaseSettings):
         prefix = value.rstrip("/")  # "/" and "" alike mean no prefix
         first = prefix.split("/")[1] if prefix else ""
         if first in OWN_SEGMENTS:  # /v1 would turn /v1/rerank into TEI's /rerank
-            raise ValueError(f"path_prefix {value!r} begins like the gateway's own paths "
+            raise ValueError(f"{value!r} begins like the gateway's own paths "
                              f"(/{first}/...); choose another, e.g. /reranker")
         return prefix
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
-from kuberank.crd.common import GROUP, VERSION, validation_problems
+from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.operator import kopf_toggles
 from kuberank.operator.kube import Kube, load_client
@@ -32,6 +32,7 @@ from kuberank.operator.watched import (
     RUNTIME_PODS,
     label_selector,
 )
+from kuberank.protocol.flags import setting_problems
 from pydantic import ValidationError
 
 
@@ -81,7 +82,7 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     try:
         return OperatorSettings(**given)
     except ValidationError as err:  # a flag or a KUBERANK_* variable: one line, exit 2
-        p.error(validation_problems(err))
+        p.error(setting_problems(err, "KUBERANK_"))
 
 
 _CHILDREN = label_selector(CHILD_LABELS)

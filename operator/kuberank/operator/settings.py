@@ -94,8 +94,9 @@ class OperatorSettings(BaseSettings):
     def _cpu_image_is_known(self) -> OperatorSettings:
         if not self.runtime_cpu_image and "@" in self.runtime_image:
             raise ValueError(
-                "runtime_image is pinned by digest, so its CPU variant cannot be derived from "
-                "its tag: set runtime_cpu_image too")
+                "--runtime-image (KUBERANK_RUNTIME_IMAGE) is pinned by digest, so its CPU "
+                "variant cannot be derived from its tag: set --runtime-cpu-image "
+                "(KUBERANK_RUNTIME_CPU_IMAGE) too")
         return self
 
     @property
@@ -106,7 +107,8 @@ class OperatorSettings(BaseSettings):
     @model_validator(mode="after")
     def _lease_has_a_namespace(self) -> OperatorSettings:
         if self.leader_elect and not self.lease_namespace:
-            raise ValueError("leader_elect needs lease_namespace (the operator's own namespace)")
+            raise ValueError("--leader-elect (KUBERANK_LEADER_ELECT) needs --lease-namespace "
+                             "(KUBERANK_LEASE_NAMESPACE): the operator's own namespace")
         return self
 
     @field_validator("namespaces", mode="before")
@@ -124,7 +126,7 @@ class OperatorSettings(BaseSettings):
             unknown = sorted(set(peer) - _PEER_FIELDS)
             if not peer or unknown:
                 raise ValueError(
-                    f"metrics_from[{i}] must be a NetworkPolicyPeer with one or more of "
+                    f"item {i} must be a NetworkPolicyPeer with one or more of "
                     f"{sorted(_PEER_FIELDS)}, got {sorted(peer) or 'an empty object'}"
                 )
         return peers

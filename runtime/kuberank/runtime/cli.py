@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 
 from kuberank.modelkit.paths import default_model_path
+from kuberank.protocol.flags import setting_problems
 from kuberank.protocol.serving import serve
 from kuberank.runtime.app import create_app
 from kuberank.runtime.engine import Engine
@@ -23,17 +24,7 @@ def parse_settings(argv: Sequence[str] | None) -> RuntimeSettings:
     try:
         return load_settings(argv)
     except ValidationError as exc:
-        problems = (f"{_setting(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors())
-        build_parser().error("; ".join(problems))
-
-
-def _setting(loc: tuple[int | str, ...]) -> str:
-    """A refused setting as its user set it: the flag and its variable, not the field."""
-    if not loc:
-        return "settings"
-    name = str(loc[0])
-    return f"--{name.replace('_', '-')} (KUBERANK_{name.upper()})"
+        build_parser().error(setting_problems(exc, "KUBERANK_"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

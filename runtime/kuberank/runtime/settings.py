@@ -133,8 +133,9 @@ class RuntimeSettings(BaseSettings):
     def _largest_request_fits_the_queue(self) -> RuntimeSettings:
         if self.max_queued_pairs is not None and self.max_queued_pairs < self.max_documents:
             raise ValueError(
-                f"max_queued_pairs ({self.max_queued_pairs}) must be at least max_documents "
-                f"({self.max_documents}): a request that can never be queued would get 429 forever")
+                f"--max-queued-pairs (KUBERANK_MAX_QUEUED_PAIRS, {self.max_queued_pairs}) must be "
+                f"at least --max-documents (KUBERANK_MAX_DOCUMENTS, {self.max_documents}): a "
+                "request that can never be queued would get 429 forever")
         return self
 
     @property

@@ -1,0 +1,23 @@
+"""How a refused setting is named to whoever set it: by its flag and its environment variable
+(the field name pydantic reports is neither, and a pod's env is where most settings come from)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+def setting_problems(err: ValidationError, env_prefix: str) -> str:
+    """One line naming each refused setting, ``--max-documents (KUBERANK_MAX_DOCUMENTS): ...``,
+    without the "Value error, " that pydantic puts before a validator's own sentence."""
+    return "; ".join(
+        f"{setting_name(error['loc'], env_prefix)}: {error['msg'].removeprefix('Value error, ')}"
+        for error in err.errors()
+    ) or str(err)
+
+
+def setting_name(loc: tuple[int | str, ...], env_prefix: str) -> str:
+    """``--flag-name (PREFIX_FLAG_NAME)`` for a field; "settings" for a check across fields."""
+    if not loc:
+        return "settings"
+    name = str(loc[0])
+    return f"--{name.replace('_', '-')} ({env_prefix}{name.upper()})"
