@@ -641,6 +641,7 @@ def test_objects_the_operator_did_not_create_are_never_taken_over(
     said = condition(obj, "Ready")["message"]
     assert "Service rrm-mine already exists" in said
     assert "NetworkPolicy rrm-mine already exists" in said
+    assert "endpoint" not in obj["status"]  # rrm-mine.default.svc is the team's Service
     key = wait_condition(wait_for, kubectl, "ak", "mine", "Active", "False", "NameConflict")
     assert "Secret mine-key already exists" in condition(key, "Active")["message"]
     assert "keyId" not in key["status"]

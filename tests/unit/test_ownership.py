@@ -29,7 +29,7 @@ def test_its_own_child_may_be_written() -> None:
 def test_an_object_nobody_controls_is_refused_and_named() -> None:
     for obj in (live(), live(ref("u-1", controller=False))):
         found = conflict("Service", obj, OWNER)
-        assert found is not None and not found.predecessor
+        assert found is not None and not found.predecessor and found.kinds == {"Service"}
         assert "Service rrm-bge already exists and is controlled by nobody" in str(found)
 
 

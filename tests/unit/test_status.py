@@ -300,6 +300,15 @@ def test_a_refused_change_reports_the_replicas_that_still_serve(reason: str) -> 
     assert conds["Degraded"]["status"] == "True" and conds["Degraded"]["message"] == "why"
 
 
+def test_a_model_whose_service_name_is_held_by_another_object_publishes_no_endpoint() -> None:
+    """status.endpoint named the foreign Service (a team's database, say) as the model's."""
+    held = compute_status(FACTS, None, [], None, T0,
+                          Blocked("NameConflict", "Service rrm-bge ...", foreign_service=True))
+    assert held["endpoint"] is None  # a merge patch's removal of an endpoint published before
+    other = compute_status(FACTS, None, [], None, T0, Blocked("NameConflict", "Deployment ..."))
+    assert other["endpoint"] == "http://rrm-bge.ns.svc:8080"
+
+
 def test_scaled_to_zero_and_missing_deployment() -> None:
     zero = ModelFacts(name="bge", namespace="ns", generation=1, replicas=0, served_name="bge")
     conds = _by_type(

@@ -171,7 +171,8 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
         models.apply_children(kube_of(memo), settings_of(memo), models.owner_of(raw), spec)
     except NameConflictError as err:
         if not err.predecessor:
-            _block(memo, key, raw, Blocked(reasons.NAME_CONFLICT, str(err)), views)
+            _block(memo, key, raw, Blocked(reasons.NAME_CONFLICT, str(err),
+                                           foreign_service="Service" in err.kinds), views)
         raise retry_conflict(err) from err
     except KubeError as err:
         if err.transient:

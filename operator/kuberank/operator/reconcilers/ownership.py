@@ -28,12 +28,15 @@ class NameConflictError(Exception):
     """A child's name is taken by an object its resource does not control.
 
     ``predecessor`` is true when that object belongs to an earlier resource of the same kind and
-    name (deleted and created again): garbage collection removes it within seconds.
+    name (deleted and created again): garbage collection removes it within seconds. ``kinds``
+    are the kinds of the objects in the way.
     """
 
-    def __init__(self, message: str, *, predecessor: bool) -> None:
+    def __init__(self, message: str, *, predecessor: bool,
+                 kinds: frozenset[str] = frozenset()) -> None:
         super().__init__(message)
         self.predecessor = predecessor
+        self.kinds = kinds
 
 
 def controller_of(live: dict[str, Any]) -> dict[str, Any] | None:
@@ -63,13 +66,13 @@ def conflict(kind: str, live: dict[str, Any], owner: Owner) -> NameConflictError
             owner.kind, owner.name):
         return NameConflictError(
             f"{kind} {name} still belongs to the previous {owner.kind} {owner.name!r}, which is "
-            "being deleted; retrying", predecessor=True)
+            "being deleted; retrying", predecessor=True, kinds=frozenset({kind}))
     held_by = (f"{controller.get('kind')} {controller.get('name')!r}" if controller is not None
                else "nobody (it was created by hand or by another tool)")
     return NameConflictError(
         f"{kind} {name} already exists and is controlled by {held_by}; kuberank does not take "
         f"over objects it did not create: rename or delete that {kind}, or give this "
-        f"{owner.kind} another name", predecessor=False)
+        f"{owner.kind} another name", predecessor=False, kinds=frozenset({kind}))
 
 
 def claimed(kube: Kube, ref: Ref, owner: Owner) -> dict[str, Any] | None:
@@ -93,4 +96,5 @@ def check_names(kube: Kube, manifests: Iterable[dict[str, Any]], owner: Owner) -
         raise found[0]
     if found:
         raise NameConflictError(" Also: ".join(map(str, found)),
-                                predecessor=all(f.predecessor for f in found))
+                                predecessor=all(f.predecessor for f in found),
+                                kinds=frozenset().union(*(f.kinds for f in found)))

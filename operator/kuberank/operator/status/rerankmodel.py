@@ -62,6 +62,8 @@ class Blocked:
 
     reason: str
     message: str
+    # The model's Service name is held by another object: status.endpoint would name that.
+    foreign_service: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,9 @@ def compute_status(
         "replicas": replicas,
         "readyReplicas": ready,
         "selector": selector_string(facts.name),
-        "endpoint": endpoint(facts.name, facts.namespace),
+        # None (a merge patch's removal) while another object holds the Service's name.
+        "endpoint": (None if blocked is not None and blocked.foreign_service
+                     else endpoint(facts.name, facts.namespace)),
         "servedName": facts.served_name,
     }
     return status
