@@ -77,9 +77,10 @@ def _wait(what: str, done: Any, timeout: float) -> float:
     return time.monotonic() - start
 
 
-def _peak_rss_mib(pid: int) -> float:
+def _peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak (VmHWM) or current (VmRSS) resident memory."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -202,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                          lambda: len(_items(api, secrets)) >= args.keys, args.timeout)
             print(f"keys: {args.keys} Secrets written after {time.monotonic() - began:.1f}s "
                   f"(the last wait {took:.1f}s)")
+        time.sleep(10)  # settled: what the operator holds for what it watches
+        print(f"operator memory with everything settled: VmRSS {_peak_rss_mib(op.pid, 'VmRSS'):.0f}"
+              f" MiB, peak (VmHWM) {_peak_rss_mib(op.pid):.0f} MiB")
         if args.restart:
             began = time.monotonic()
             op.terminate()

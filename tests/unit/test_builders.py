@@ -330,7 +330,7 @@ def test_metrics_from_is_read_as_json_from_the_environment(monkeypatch: pytest.M
     "peers", [[{}], [{"namespace": "monitoring"}], [{"podSelector": {}, "x": 1}]]
 )
 def test_metrics_from_refuses_what_is_not_a_network_policy_peer(peers: list[Any]) -> None:
-    with pytest.raises(ValidationError, match=r"metrics_from\[0\] must be a NetworkPolicyPeer"):
+    with pytest.raises(ValidationError, match="item 0 must be a NetworkPolicyPeer"):
         OperatorSettings(metrics_from=peers)
 
 
