@@ -37,7 +37,6 @@ from kuberank.operator.status.apikey import (
     unserved_message,
     unserved_models,
 )
-from kuberank.operator.watched import without_bookkeeping
 
 REFUSED_RETRY_SECONDS = 30  # a key Secret the API server refused is written again this often
 
@@ -103,7 +102,7 @@ def reconcile_apikey(body: kopf.Body, memo: Any, apikey_by_key_id: kopf.Index[st
 
 @kopf.index(GROUP, VERSION, APIKEY_PLURAL)
 def apikey_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): without_bookkeeping(body)}
+    return {(namespace, name): dict(body)}
 
 
 @kopf.index(GROUP, VERSION, APIKEY_PLURAL)
@@ -111,7 +110,7 @@ def apikey_by_key_id(body: kopf.Body, **_: Any) -> dict[str, Any]:
     """ApiKeys by the key id they publish: who else holds a key written into a Secret (an
     empty dict, not None, for none yet: kopf keeps an object's old entries on None)."""
     key_id = (body.get("status") or {}).get("keyId")
-    return {str(key_id): without_bookkeeping(body)} if key_id else {}
+    return {str(key_id): dict(body)} if key_id else {}
 
 
 @kopf.on.event("v1", "secrets", labels=KEY_SECRETS)

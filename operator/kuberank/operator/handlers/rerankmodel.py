@@ -38,7 +38,6 @@ from kuberank.operator.reconcilers import rerankmodel as models
 from kuberank.operator.reconcilers.ownership import NameConflictError
 from kuberank.operator.status import rerankmodel as model_status
 from kuberank.operator.status.rerankmodel import Blocked
-from kuberank.operator.watched import deployment_facts, pod_facts, without_bookkeeping
 
 # kopf runs sync handlers of different objects (the model, its Deployment, its pods) on a thread
 # pool. Status for one model is computed and written under its lock, from the indexes as they are
@@ -59,25 +58,25 @@ _claims_seen: dict[Key, tuple[tuple[str, ...], bool]] = {}
 
 @kopf.index(GROUP, VERSION, MODEL_PLURAL)
 def model_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): without_bookkeeping(body)}
+    return {(namespace, name): dict(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS)
 def deployment_index(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, Any]:
-    return {(namespace, labels[MODEL_LABEL]): deployment_facts(body)}
+    return {(namespace, labels[MODEL_LABEL]): dict(body)}
 
 
 @kopf.index("v1", "pods", labels=RUNTIME_PODS)
 def pod_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[MODEL_LABEL]): pod_facts(body)}
+    return {(namespace, labels[MODEL_LABEL]): dict(body)}
 
 
 @kopf.index(GROUP, VERSION, MODEL_PLURAL)
 def namespace_index(namespace: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     """Models by namespace: who else claims a model's served name or its aliases."""
-    return {namespace: without_bookkeeping(body)}
+    return {namespace: dict(body)}
 
 
 @dataclass(frozen=True)
