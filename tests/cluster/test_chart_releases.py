@@ -149,3 +149,45 @@ def test_turning_gateway_autoscaling_on_keeps_the_live_replica_count(
     assert gateway_replicas() == 3
     assert gateway_replicas("--set", "gateway.autoscaling.maxReplicas=2") == 2
     assert gateway_replicas("--set", "gateway.autoscaling.minReplicas=4") == 4
+
+
+def test_a_tenant_admin_installs_a_release_once_granted_the_installer_role(
+    kubectl: Kubectl, cluster: Cluster, namespace: str,
+) -> None:
+    """README's tenant-admin install (--skip-crds, checkOtherReleases=false): Kubernetes'
+    "admin" alone may not grant the chart's Roles (status, finalizers: RBAC refuses to grant
+    what one does not hold); with examples/tenant-installer-role.yaml bound it may."""
+    team, user = f"{namespace}-t", f"{namespace}-admin"
+
+    def helm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(cluster.bin_dir / "helm"), *args, "-n", namespace,
+                               f"--kubeconfig={cluster.kubeconfig}"],
+                              capture_output=True, text=True, timeout=120)
+
+    def install_as_tenant() -> subprocess.CompletedProcess[str]:
+        # A real install: a server-side dry run sends Helm's objects nowhere.
+        return helm("install", "t", str(REPO / "charts" / "kuberank"), "--kube-as-user", user,
+                    "--skip-crds", "--set=operator.checkOtherReleases=false",
+                    "--set=rbac.aggregateToDefaultRoles=false", watching(team))
+
+    kubectl.run("create", "namespace", team)
+    try:
+        for ns in (namespace, team):
+            kubectl.run("create", "rolebinding", "tenant-admin", "-n", ns, "--clusterrole=admin",
+                        f"--user={user}")
+        refused = install_as_tenant()
+        assert refused.returncode != 0
+        assert "attempting to grant RBAC permissions not currently held" in refused.stderr
+        assert helm("uninstall", "t", "--wait").returncode == 0  # the failed release
+        kubectl.run("apply", "-f", str(REPO / "examples" / "tenant-installer-role.yaml"))
+        for ns in (namespace, team):
+            kubectl.run("create", "rolebinding", "kuberank-installer", "-n", ns,
+                        "--clusterrole=kuberank-installer", f"--user={user}")
+        installed = install_as_tenant()
+        assert installed.returncode == 0, installed.stderr
+        roles = kubectl.run("get", "roles", "-n", team, "-o", "name").stdout.split()
+        assert sorted(roles) == ["role.rbac.authorization.k8s.io/t-kuberank-gateway",
+                                 "role.rbac.authorization.k8s.io/t-kuberank-operator"]
+    finally:
+        helm("uninstall", "t", "--wait")
+        kubectl.run("delete", "namespace", team, "--wait=false")

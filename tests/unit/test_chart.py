@@ -100,7 +100,10 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("gateway.maxBodyBytes=33554432", "maximum"),  # past what a runtime accepts
         ("gateway.maxDocuments=5000", "maximum"),
         ("gateway.keyUseSeconds=0", "minimum"),
-        ("gateway.ingress.path=/v1", "not"),  # /v1/rerank would be routed as TEI's /rerank
+        ("gateway.ingress.path=/v1", "gateway.ingress.path /v1 begins like the gateway's own"),
+        ("gateway.ingress.path=/metrics/x", "begins like the gateway's own paths (/metrics/"),
+        ("operator.resources.limits.memory=4GB", "pattern"),
+        ("gateway.ingress.host=a.*.example.com", "pattern"),
         ("gateway.ingress.path=/a b", "pattern"),
         ("fullnameOverride=" + "a" * 55, "maxLength"),
         ("operator.image.digest=abc", "pattern"),
@@ -643,6 +646,8 @@ def rendered_notes(helm: str, tmp_path: Path, *args: str) -> str:
 @pytest.mark.parametrize(("values", "namespace", "created"), [
     ([], "team-a", True),
     (["--set-json", 'operator.watchNamespaces=["team-b"]'], "team-b", False),  # it exists
+    (["--set-json", 'operator.watchNamespaces=["team-b","team-c"]',
+      "--set-json", 'gateway.watchNamespaces=["team-c"]'], "team-c", False),  # the gateway's
 ])
 def test_notes_commands_run_as_pasted_in_the_namespace_the_operator_watches(
     helm: str, tmp_path: Path, values: list[str], namespace: str, created: bool
@@ -674,6 +679,47 @@ def test_notes_commands_run_as_pasted_in_the_namespace_the_operator_watches(
     applied = [yaml.safe_load((calls / f"{n}.stdin").read_text()) for n in (first, first + 2)]
     assert [(d["kind"], d["metadata"]["name"]) for d in applied] == [
         ("RerankModel", "bge-reranker-v2-m3"), ("ApiKey", "my-app")]
+
+
+def _unique_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    assert len(keys) == len(set(keys)), f"a key twice in one mapping: {keys}"
+    return loader.construct_mapping(node)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as strict tools (yamllint, kubeconform --strict) read it: no key twice."""
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_keys)
+
+
+def test_every_object_of_a_release_is_found_by_its_instance_label_and_labels_merge(
+    helm: str,
+) -> None:
+    """NetworkPolicies, tenant roles and monitoring objects lacked name and instance; a label
+    in commonLabels and in podLabels (or a monitor's labels) was written twice."""
+    out = subprocess.run(
+        [helm, "template", "kr", str(CHART), "-n", "kuberank-system",
+         "--set", "commonLabels.team=a", "--set", "operator.podLabels.team=b",
+         "--set", "metrics.serviceMonitor.enabled=true",
+         "--set", "metrics.serviceMonitor.labels.team=c",
+         "--set", "metrics.podMonitor.enabled=true",
+         "--set", "metrics.prometheusRule.enabled=true",
+         "--set", "metrics.grafanaDashboard.enabled=true",
+         "--set-json", 'metrics.scrapeFrom=[{"podSelector": {}}]'],
+        capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.load_all(out, Loader=_StrictLoader) if d]
+    assert len({d["kind"] for d in docs}) >= 12
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "kuberank", doc["kind"]
+        assert labels["app.kubernetes.io/instance"] == "kr", doc["kind"]
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    operator = by_kind[("Deployment", "kr-kuberank-operator")]
+    assert operator["spec"]["template"]["metadata"]["labels"]["team"] == "b"
+    assert operator["metadata"]["labels"]["team"] == "a"
+    assert by_kind[("ServiceMonitor", "kr-kuberank-gateway")]["metadata"]["labels"]["team"] == "c"
 
 
 def test_names_stay_within_63_characters_for_the_longest_release_name(helm: str) -> None:

@@ -26,12 +26,25 @@ releases of one name in two namespaces must not claim the same objects. */}}
 {{- end -}}
 
 {{- define "kuberank.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "kuberank.labelsWith" (dict "ctx" . "extra" dict "value" "") -}}
+{{- end -}}
+
+{{/* The chart's labels, commonLabels and one object's own (extra: podLabels, a monitor's
+labels; value: their values key), merged: a key in both is written once, the object's value
+winning (twice in one mapping is a YAML error to strict tools). */}}
+{{- define "kuberank.labelsWith" -}}
+{{- $ctx := .ctx -}}
+helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 app.kubernetes.io/part-of: kuberank
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-{{- with .Values.commonLabels }}
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+{{- with $ctx.Values.commonLabels }}
 {{- include "kuberank.ownLabelsUntouched" (dict "labels" . "value" "commonLabels") }}
+{{- end }}
+{{- with .extra }}
+{{- include "kuberank.ownLabelsUntouched" (dict "labels" . "value" $.value) }}
+{{- end }}
+{{- with merge (deepCopy (.extra | default dict)) ($ctx.Values.commonLabels | default dict) }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
