@@ -76,6 +76,7 @@ from typing import Literal
 import anyio
 from kuberank.protocol.dialects import RerankRequest
 from kuberank.protocol.errors import InternalError, PayloadTooLarge, RateLimited, Unavailable
+from kuberank.runtime.backlog import DecodePace, seconds_until_it_fits
 from kuberank.runtime.metrics import RuntimeMetrics
 from kuberank.runtime.model import (
     ContextParams,
@@ -135,7 +136,7 @@ class Engine:
         self._contexts = 1
         self._stopping = False  # stop was asked for: finish what is queued, then return
         self._thread = threading.Thread(target=self._run, name="llama-owner", daemon=True)
-        self._decode_seconds = 0.1  # running estimate per pair, for Retry-After
+        self._pace = DecodePace()  # seconds per pair lately, for a full queue's Retry-After
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -198,8 +199,10 @@ class Engine:
         with self._ready:
             if self._stopping:
                 raise Unavailable("shutting down: not taking new work", code="draining")
-            if self._queued + len(job.pairs) > self.settings.effective_max_queued_pairs:
-                wait = max(1, round(self._queued * self._decode_seconds / self._contexts))
+            capacity = self.settings.effective_max_queued_pairs
+            if self._queued + len(job.pairs) > capacity:
+                wait = seconds_until_it_fits(self._queued, len(job.pairs), capacity,
+                                             self._pace.per_pair(), self._contexts)
                 raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
                                   code="queue_full", retry_after=wait)
             self._queued += len(job.pairs)
@@ -364,7 +367,7 @@ class Engine:
         self.metrics.decode_seconds.observe(elapsed)
         self.metrics.batch_pairs.observe(len(batch))
         with self._ready:  # a request's pairs may be decoded by several contexts at once
-            self._decode_seconds = 0.9 * self._decode_seconds + 0.1 * elapsed / len(batch)
+            self._pace.observe(elapsed, len(batch))
             self._dequeued(len(batch))
             for (job, i), score in zip(batch, scores, strict=True):
                 job.scores[i] = score
