@@ -727,12 +727,24 @@ def test_served_name_is_immutable_and_wildcard_keys_stand_alone(
     assert proc.returncode != 0 and "spec.models[1]" in proc.stderr
 
 
-def test_unusable_quantity_is_a_permanent_condition_not_a_crash(
+def test_a_quantity_that_is_none_is_refused_by_the_api_server(kubectl: Kubectl, crds: object,
+                                                              ) -> None:
+    """"4GB" was admitted and refused only minutes later in the model's status."""
+    for field, value in (("memory", "4GB"), ("cpu", "abc"), ("memory", "lots")):
+        proc = kubectl.apply(model("oops", resources={"gpus": 0, field: value}), check=False)
+        assert proc.returncode != 0 and f"spec.resources.{field}" in proc.stderr, proc.stderr
+    accepted = kubectl.run("apply", "--dry-run=server", "-f", "-", check=False, stdin=json.dumps(
+        model("fine", resources={"gpus": 0, "memory": "1e3", "cpu": 2})))
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_an_unusable_spec_is_a_permanent_condition_not_a_crash(
     kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(model("oops", resources={"gpus": 0, "memory": "lots"}))
+    kubectl.apply(model("oops", resources={"gpus": 0},
+                        engine={"env": [{"name": "KUBERANK_PORT", "value": "9"}]}))
     obj = wait_condition(wait_for, kubectl, "rrm", "oops", "Degraded", "True", "InvalidSpec")
-    assert "spec.resources.memory" in condition(obj, "Degraded")["message"]
+    assert "KUBERANK_PORT: the operator sets" in condition(obj, "Degraded")["message"]
     assert kubectl.get("deployment", "rrm-oops") is None
     assert operator.alive()
     # The log line names the model (with many models, which one failed could not be told).
@@ -747,7 +759,7 @@ def test_a_change_that_cannot_be_applied_leaves_the_running_replicas_reported(
     of the model could be applied" while the spec before served on; a fixed spec recovers."""
     ready_cpu_model(kubectl, wait_for, "steady")
     kubectl.run("patch", "rrm", "steady", "--type", "merge", "-p",
-                '{"spec": {"resources": {"cpu": "abc"}}}')
+                '{"spec": {"engine": {"extraArgs": ["--port=9"]}}}')
     obj = wait_condition(wait_for, kubectl, "rrm", "steady", "Ready", "False", "InvalidSpec")
     assert (obj["status"]["replicas"], obj["status"]["readyReplicas"]) == (1, 1)
     assert condition(obj, "Available")["status"] == "True"
@@ -757,8 +769,8 @@ def test_a_change_that_cannot_be_applied_leaves_the_running_replicas_reported(
     assert scale["status"]["replicas"] == 1
     assert operator_sample(operator, "kuberank_operator_model_ready_replicas",
                            name="steady") == 1
-    kubectl.run("patch", "rrm", "steady", "--type", "merge", "-p",
-                '{"spec": {"resources": {"cpu": "1"}}}')
+    kubectl.run("patch", "rrm", "steady", "--type", "json", "-p",
+                '[{"op": "remove", "path": "/spec/engine/extraArgs"}]')
     wait_condition(wait_for, kubectl, "rrm", "steady", "Ready", "True")
 
 

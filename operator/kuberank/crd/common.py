@@ -55,7 +55,7 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 _QUANTITY_RE = re.compile(
-    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[mkMGTPE]|[KMGTPE]i)?$"
+    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
 )
 
 
@@ -70,7 +70,10 @@ Quantity = Annotated[
     str,
     BeforeValidator(_quantity),
     WithJsonSchema(
-        {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+        # The pattern applies to strings only: `kubectl apply` refuses "4GB" at once (as
+        # controller-gen writes resource.Quantity), not the operator minutes later.
+        {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
+         "pattern": _QUANTITY_RE.pattern}
     ),
 ]
 

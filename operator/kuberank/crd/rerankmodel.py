@@ -363,8 +363,8 @@ class GatewayLoad(CrdModel):
 _EMPTY: dict[str, Any] = {"default": {}}  # lets the API server fill nested defaults
 
 class RerankModelSpec(CrdModel):
-    """Desired state of a served reranker model (servedName's immutability is a rule of the
-    whole object, NAME_RULES: it needs metadata.name)."""
+    """Desired state of a served reranker model (servedName, once set, may not change: a rule
+    of the whole object, as it needs metadata.name)."""
 
     served_name: str | None = Field(
         default=None,
