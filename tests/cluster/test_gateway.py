@@ -474,6 +474,24 @@ def test_gateway_forwards_all_three_dialects_to_the_runtime(tenant: Tenant) -> N
     assert cohere.status_code == 200 and len(cohere.json()["results"]) == 1
 
 
+def test_a_tei_client_with_a_key_for_two_models_names_one_in_its_base_url(
+    tenant: Tenant,
+) -> None:
+    """A second model in the namespace, even one not running, left TEI clients with 422
+    model_required: their body names no model."""
+    key = served_tenant(tenant)
+    tenant.model("second", served="second")
+    tei = {"query": "q", "texts": ["a", "b", "c"]}
+    required = eventually(status_of(422, lambda: tenant.post(key, tei, path="/rerank")))
+    assert required.json()["error"]["code"] == "model_required"
+    answer = tenant.post(key, tei, path=f"/models/{SERVED}/rerank")
+    assert answer.status_code == 200, answer.text
+    assert sorted(r["index"] for r in answer.json()) == [0, 1, 2]
+    jina = tenant.post(key, {"query": "q", "documents": ["a", "b"]},
+                       path=f"/models/{SERVED}/v1/rerank")
+    assert jina.status_code == 200 and jina.json()["model"] == SERVED
+
+
 def test_one_request_id_names_the_request_at_the_gateway_and_the_runtime(tenant: Tenant) -> None:
     key = served_tenant(tenant)
     body = {"model": SERVED, "query": "q", "documents": ["a", "b"]}

@@ -173,10 +173,10 @@ def test_ingress_exposes_the_rerank_api_and_never_metrics_or_probes(helm: str) -
         return [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
 
     assert paths() == ["/v1/rerank", "/v2/rerank", "/rerank", "/v1/models", "/v1/reranking",
-                       "/reranking"]
+                       "/reranking", "/models"]
     assert paths("--set", "gateway.ingress.path=/search/") == [
         "/search/v1/rerank", "/search/v2/rerank", "/search/rerank", "/search/v1/models",
-        "/search/v1/reranking", "/search/reranking"]
+        "/search/v1/reranking", "/search/reranking", "/search/models"]
     # ... and the gateway, told the prefix, serves what the Ingress forwards unstripped
     docs = render(helm, *ALL_FEATURES, "--set", "gateway.ingress.path=/search/")
     gateway = next(d for d in docs if d["kind"] == "Deployment"
@@ -190,7 +190,7 @@ def test_ingress_paths_are_the_gateways_dialects_and_model_list(helm: str) -> No
     """The chart lists the paths by hand: a new dialect (or spelling) must be added there too."""
     ingress = next(d for d in render(helm, *ALL_FEATURES) if d["kind"] == "Ingress")
     paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {d.value for d in Dialect} | {"/v1/models"} | set(SPELLINGS)
+    assert paths == {d.value for d in Dialect} | {"/v1/models", "/models"} | set(SPELLINGS)
 
 
 def test_monitors_scrape_the_gateway_service_and_every_models_runtime_pods(helm: str) -> None:

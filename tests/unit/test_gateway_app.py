@@ -242,6 +242,52 @@ def test_tei_request_without_model_needs_a_key_with_a_single_model(client: TestC
     assert response.status_code == 503 and error_code(response) == "no_ready_replica"
 
 
+def test_a_tei_client_names_its_model_in_its_base_url(client: TestClient) -> None:
+    """TEI's body names no model: a key that may use two failed every TEI client (LiteLLM's
+    huggingface/, LlamaIndex's TextEmbeddingInference) with model_required."""
+    def routed_to(response: Any) -> str:
+        assert response.status_code == 503 and error_code(response) == "no_ready_replica"
+        message: str = response.json()["error"]["message"]
+        return message.split("'")[1]
+
+    tei = {"query": "q", "texts": ["a"]}
+    assert routed_to(rerank(client, KEY_ALL, tei, path="/models/minilm/rerank")) == "minilm"
+    assert routed_to(rerank(client, KEY_ALL, tei, path="/models/bge/rerank/")) == "bge"
+    assert routed_to(rerank(client, KEY_ALL, tei, path="/models/bge/reranking")) == "bge"
+    jina = {"query": "q", "documents": ["a"]}
+    for path in ("/models/minilm/v1/rerank", "/models/minilm/v2/rerank",
+                 "/models/minilm/v1/reranking"):
+        assert routed_to(rerank(client, KEY_ALL, jina, path=path)) == "minilm", path
+    assert routed_to(rerank(client, KEY_ALL, {**jina, "model": "minilm"},
+                            path="/models/minilm/v1/rerank")) == "minilm"
+    # Two different names: neither is picked.
+    both = rerank(client, KEY_ALL, {**jina, "model": "bge"}, path="/models/minilm/v1/rerank")
+    assert both.status_code == 422 and error_code(both) == "model_mismatch"
+    # The key's own rules hold as for a model in the body.
+    refused = rerank(client, KEY_BGE_ONLY, tei, path="/models/minilm/rerank")
+    assert refused.status_code == 403 and error_code(refused) == "model_not_allowed"
+    missing = rerank(client, KEY_ALL, tei, path="/models/nope/rerank")
+    assert missing.status_code == 404 and error_code(missing) == "model_not_found"
+    assert routed_to(rerank(client, KEY_ALIAS_ONLY, tei, path="/models/rr/rerank")) == "minilm"
+    # Only the rerank routes are under /models/<name>/.
+    for path in ("/models/minilm/metrics", "/models/minilm", "/models//rerank"):
+        other = rerank(client, KEY_ALL, tei, path=path)
+        assert other.status_code == 404 and error_code(other) == "unknown_path", path
+
+
+def test_a_model_name_with_slashes_is_named_in_the_path_as_it_is() -> None:
+    """Aliases spell hub repositories (BAAI/bge-reranker-v2-m3), slash included."""
+    key = generate_key()
+    objects = [apikey("k", key), rerankmodel("bge", aliases=["BAAI/bge-reranker-v2-m3"]),
+               rerankmodel("other")]
+    with TestClient(create_app(GatewaySettings(), StaticSource(objects))) as slashed:
+        for path in ("/models/BAAI/bge-reranker-v2-m3/rerank",
+                     "/models/BAAI%2Fbge-reranker-v2-m3/rerank"):
+            response = rerank(slashed, key, {"query": "q", "texts": ["a"]}, path=path)
+            assert error_code(response) == "no_ready_replica", path
+            assert "model 'bge'" in response.json()["error"]["message"]
+
+
 def test_a_key_listing_an_alias_may_use_its_model_by_every_name_that_reaches_it(
     client: TestClient,
 ) -> None:
@@ -453,6 +499,19 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
     assert set(paths["/v1/models/{model_id}"]["get"]["responses"]) == {"200", "401", "404"}
     assert "503" in paths["/readyz"]["get"]["responses"]
     assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    # Generated clients send a key (they sent none: 401 on every call), in either header.
+    schemes = document["components"]["securitySchemes"]
+    assert {(s["type"], s.get("scheme"), s.get("name")) for s in schemes.values()} == {
+        ("http", "bearer", None), ("apiKey", None, "X-API-Key")}
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank", "/v1/models", "/v1/models/{model_id}"):
+        for operation in paths[path].values():
+            assert operation["security"] == [{name: []} for name in schemes], path
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert "security" not in paths[path]["get"], path
+    listed = paths["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listed["schema"] == {"$ref": "#/components/schemas/ModelList"}
+    card = document["components"]["schemas"]["ModelCard"]
+    assert set(card["required"]) >= {"id", "created", "owned_by", "root", "ready", "state"}
 
 
 def test_every_get_answers_head_as_well(client: TestClient) -> None:

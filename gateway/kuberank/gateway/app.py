@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from kuberank.gateway.catalog import catalog_router
 from kuberank.gateway.context import Gateway
+from kuberank.gateway.modelpath import ModelInPath
 from kuberank.gateway.reporting import LoadReporter
 from kuberank.gateway.rerank import ERRORS, rerank_endpoint
 from kuberank.gateway.settings import GatewaySettings
@@ -20,7 +21,11 @@ from kuberank.gateway.waking import Waker
 from kuberank.protocol.budget import BodyBudget, BodyBudgetMiddleware
 from kuberank.protocol.dialects import Dialect
 from kuberank.protocol.errors import Unavailable, error_response, install_error_handlers
-from kuberank.protocol.openapi import document_request_bodies, rerank_responses
+from kuberank.protocol.openapi import (
+    document_request_bodies,
+    require_api_keys,
+    rerank_responses,
+)
 from kuberank.protocol.paths import HeadAsGet, PathNormalizer, is_head
 from kuberank.protocol.requestid import RequestIdMiddleware
 from kuberank.protocol.schemas import ErrorResponse
@@ -72,6 +77,7 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
     app.add_middleware(BodyBudgetMiddleware, budget=BodyBudget(settings.max_inflight_body_bytes),
                        max_body_bytes=settings.max_body_bytes, retry_after=settings.retry_after)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ModelInPath)  # inside PathNormalizer: sees the path it routes
     app.add_middleware(PathNormalizer, prefix=settings.path_prefix)
     app.add_middleware(HeadAsGet)
 
@@ -112,4 +118,5 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     document_request_bodies(app)
+    require_api_keys(app, open_paths=("/healthz", "/readyz", "/metrics"))
     return app

@@ -19,6 +19,7 @@ from fastapi import Request, Response
 from kuberank.gateway.access import authenticate, choose_model
 from kuberank.gateway.context import Gateway
 from kuberank.gateway.keytable import KeyRecord
+from kuberank.gateway.modelpath import path_model
 from kuberank.gateway.ratelimit import (
     Limits,
     estimated_tokens,
@@ -46,6 +47,7 @@ from kuberank.protocol.errors import (
     UnsupportedMediaType,
     UpstreamTimeout,
     error_response,
+    quoted,
 )
 from kuberank.protocol.requestid import request_id
 
@@ -138,11 +140,11 @@ async def _rerank(
     ).shared(gateway.replicas())
     body = await read_body(request, settings.max_body_bytes, settings.read_timeout)
     parsed = await off_the_loop(len(body), parse_request, dialect, body, count=False)
-    route = choose_model(gateway, key, parsed.model)
+    requested = requested_model(parsed.model, path_model(request.scope))
+    route = choose_model(gateway, key, requested)
     labels.model = route.served_name
     # The model's own limit when it sets one (up to HARD_MAX_DOCUMENTS), else the gateway's.
     check_document_count(len(parsed.documents), route.max_documents or settings.max_documents)
-    requested = parsed.model
     estimate = (estimated_tokens(parsed.query, parsed.documents)
                 if labels.limits.tokens_per_minute else 0)
     del parsed  # only the body goes on: its parsed copy would double what the request holds
@@ -188,6 +190,16 @@ def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
         if metered:
             gateway.load.leave(key, loop.time())
         gauge.dec()
+
+
+def requested_model(in_body: str | None, in_path: str | None) -> str | None:
+    """The model a request names: in its body, in its path (/models/<name>/...), or both
+    alike; two different names are refused, not one of them picked."""
+    if in_body and in_path is not None and in_body != in_path:
+        raise Unprocessable(f"model: {quoted(in_body)} is not the model the path names "
+                            f"({quoted(in_path)}); name one, or the same in both",
+                            code="model_mismatch")
+    return in_body or in_path
 
 
 async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: KeyRecord,

@@ -118,3 +118,33 @@ def document_request_bodies(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# How the gateway takes a key: either header, as the 401s say.
+KEY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer",
+                  "description": "Authorization: Bearer <API key from the ApiKey's Secret>"},
+    "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                  "description": "The same key in X-API-Key (Cohere and TEI clients' habit)"},
+}
+
+
+def require_api_keys(app: FastAPI, open_paths: Iterable[str]) -> None:
+    """State in ``app.openapi()`` that every operation but those on ``open_paths`` (probes,
+    metrics) takes an API key, in either header: clients generated from the document sent
+    none, and every call of theirs got 401."""
+    generate, unkeyed = app.openapi, set(open_paths)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        document.setdefault("components", {})["securitySchemes"] = KEY_SCHEMES
+        for path, item in document["paths"].items():
+            if path not in unkeyed:
+                for operation in item.values():
+                    operation["security"] = [{name: []} for name in KEY_SCHEMES]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,51 @@
+"""``/models/<name>/rerank``: the model named in the path, for clients whose dialect has no
+field for it. TEI's ``/rerank`` body names no model and its clients (LiteLLM's
+``huggingface/``, LlamaIndex's ``TextEmbeddingInference``) send none: one base URL is one
+model to them. Without this, a key that may use two models could not be used by them at all.
+Every rerank path works under the prefix (``/models/<name>/v1/rerank`` too); the name may hold
+slashes (``BAAI/bge-reranker-v2-m3``), as served names and aliases may."""
+
+from __future__ import annotations
+
+from kuberank.protocol.dialects import Dialect
+from kuberank.protocol.paths import SENT_PATH, SPELLINGS
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+PREFIX = "/models/"
+PATH_MODEL = "path_model"  # in scope["state"]
+# Longest first: /models/m/v1/rerank is model "m" and /v1/rerank, not model "m/v1" and /rerank.
+_API_PATHS = sorted({d.value for d in Dialect} | set(SPELLINGS), key=len, reverse=True)
+
+
+def split_model_path(path: str) -> tuple[str, str] | None:
+    """``(model, path to route)`` for ``/models/<model><rerank path>``, else None (pure)."""
+    if not path.startswith(PREFIX):
+        return None
+    rest = path[len(PREFIX):]
+    for api in _API_PATHS:
+        if rest.endswith(api) and len(rest) > len(api):
+            return rest[:-len(api)], SPELLINGS.get(api, api)
+    return None
+
+
+def path_model(scope: Scope) -> str | None:
+    """The model the request's path names, if it names one."""
+    found = (scope.get("state") or {}).get(PATH_MODEL)
+    return str(found) if found is not None else None
+
+
+class ModelInPath:
+    """Routes ``/models/<name>/<rerank path>`` as the rerank path, the name in scope state.
+    Goes inside PathNormalizer (prefix and trailing slash already taken off)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (found := split_model_path(scope["path"])) is not None:
+            model, path = found
+            state = scope.setdefault("state", {})
+            state.setdefault(SENT_PATH, scope["path"])  # what a 404 names: what was sent
+            state[PATH_MODEL] = model
+            scope = {**scope, "path": path, "raw_path": path.encode("latin-1", "replace")}
+        await self.app(scope, receive, send)
