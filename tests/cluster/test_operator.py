@@ -725,6 +725,10 @@ def test_served_name_is_immutable_and_wildcard_keys_stand_alone(
     assert proc.returncode != 0 and "models: a name is given twice" in proc.stderr
     proc = kubectl.apply({**key, "spec": {"models": ["a", ""]}}, check=False)
     assert proc.returncode != 0 and "spec.models[1]" in proc.stderr
+    # A name no model could be served under (servedName and aliases have a pattern).
+    proc = kubectl.apply({**key, "spec": {"models": ["a", "a b"]}}, check=False)
+    assert proc.returncode != 0 and "spec.models[1]" in proc.stderr
+    kubectl.apply({**key, "spec": {"models": ["BAAI/bge-reranker-v2-m3", "rerank-v3.5"]}})
 
 
 def test_a_quantity_that_is_none_is_refused_by_the_api_server(kubectl: Kubectl, crds: object,

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from kuberank.crd.common import Condition, CrdModel
+from kuberank.crd.common import SERVED_NAME, Condition, CrdModel
 from pydantic import ConfigDict, Field, field_validator
 
 KIND = "ApiKey"
@@ -74,10 +74,12 @@ class ApiKeySpec(CrdModel):
     description: str = Field(default="", description="What the key is for.", max_length=1000)
     models: list[str] = Field(
         default_factory=lambda: ["*"],
-        # The API server refuses a name given twice or an empty one; objects it took before it
-        # did are read as they mean (``_each_name_once``), not refused by the gateway.
+        # The API server refuses a name given twice, an empty one or one no model could be
+        # served under ("a b"); objects it took before it did are read as they mean
+        # (``_each_name_once``), not refused by the gateway.
         json_schema_extra={"default": ["*"],
-                           "items": {"type": "string", "minLength": 1, "maxLength": 253}},
+                           "items": {"type": "string", "minLength": 1, "maxLength": 253,
+                                     "pattern": rf"^(\*|{SERVED_NAME[1:-1]})$"}},
         description="Served names (or aliases) this key may use, or ['*'] for every model in "
         "the namespace (the default when left out).",
         min_length=1,

@@ -23,6 +23,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kuberank"
 
+# What a client may send as `model`: a served name, an alias, or a name in an ApiKey's models.
+SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+
 def validation_problems(err: ValidationError, prefix: str = "") -> str:
     """One line naming each refused field (``spec.limits.maxDocuments: ...``), without the
     "Value error, " that pydantic puts before a validator's own sentence."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from kuberank.crd.common import (
+    SERVED_NAME,
     Condition,
     CrdModel,
     PreservedObject,
@@ -40,7 +41,6 @@ NAME_RULES = [{
                "its default)",
     "fieldPath": ".spec.servedName",
 }]
-SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
 
 class SecretKeyRef(CrdModel):
