@@ -113,6 +113,19 @@ def test_gpu_shortage_explains_itself_in_ready_and_degraded() -> None:
     assert other is not None and other.reason == "Unschedulable"
 
 
+def test_a_pod_short_of_gpus_is_told_how_many_it_asks_and_when_none_is_that_large() -> None:
+    """The same scheduler message stands for "busy" and "no node that large"; the message said
+    only "free or add GPUs", which never helps a pod asking more than any node has."""
+    pod = {"metadata": {"name": "rrm-big-1"},
+           "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "3"}}},
+                                   {"resources": {}}]},
+           "status": _unschedulable("0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")}
+    problem = pod_problem(pod, "nvidia.com/gpu")
+    assert problem is not None and problem.reason == "InsufficientGPU"
+    assert "no node has 3 free nvidia.com/gpu" in problem.message
+    assert "if no node has 3 nvidia.com/gpu in all" in problem.message
+
+
 def test_the_schedulers_message_is_a_sentence_of_its_own_in_ours() -> None:
     message = 'persistentvolumeclaim "missing-claim" not found. not found'  # as the scheduler says
     problem = pod_problem({"metadata": {"name": "p"}, "status": _unschedulable(message)},

@@ -43,11 +43,16 @@ def pod_problem(pod: dict[str, Any], gpu_resource_name: str) -> PodProblem | Non
     unscheduled = _unschedulable(status)
     if unscheduled is not None:
         if f"Insufficient {gpu_resource_name}" in unscheduled:
+            wanted = _asked(pod, gpu_resource_name)
+            # The scheduler says the same when no node has that many at all: that never
+            # clears by freeing GPUs (the operator does not watch nodes to tell the two apart).
             return PodProblem(
                 reasons.INSUFFICIENT_GPU,
-                f"Pod {name} is Pending: no node has a free {gpu_resource_name} "
+                f"Pod {name} is Pending: no node has {wanted} free {gpu_resource_name} "
                 f"({unscheduled.strip()}). Free or add GPUs, or lower spec.resources.gpus "
-                "or spec.replicas.",
+                f"or spec.replicas; if no node has {wanted} {gpu_resource_name} in all "
+                "(kubectl describe nodes, Allocatable), only a larger node or fewer "
+                "spec.resources.gpus helps.",
             )
         if "persistentvolumeclaim" in unscheduled.lower():
             return PodProblem(
@@ -88,6 +93,19 @@ def _cut_off(name: str, pod: dict[str, Any]) -> PodProblem | None:
         "the node is back, or until Kubernetes evicts it and starts another (5 minutes by "
         "default). Check kubectl get nodes.",
     )
+
+
+def _asked(pod: dict[str, Any], resource: str) -> str:
+    """How many of ``resource`` the pod's containers ask for together, as the scheduler counts
+    (init containers aside); "1" when it cannot be read."""
+    total = 0
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        try:
+            total += int(str(limits.get(resource, 0)))
+        except ValueError:
+            return "1"
+    return str(total or 1)
 
 
 def _sentence(text: str) -> str:
