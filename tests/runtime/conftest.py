@@ -61,9 +61,10 @@ def embedding_only_model(tiny_model: Path, tmp_path: Path) -> Path:
 
 
 def rewritten(src: Path, dst: Path, drop: frozenset[str] = frozenset(),
-              labels: list[str] | None = None) -> Path:
+              labels: list[str] | None = None, filled: dict[str, float] | None = None) -> Path:
     """A copy of the GGUF ``src`` without the tensors in ``drop``; with ``labels``, a rank head
-    of that many outputs (the first row negated for each further label) and their names."""
+    of that many outputs (the first row negated for each further label) and their names;
+    the tensors named in ``filled`` filled with its value."""
     reader = GGUFReader(src)
     writer = GGUFWriter(dst, str(reader.fields["general.architecture"].contents()))
     for key, field in reader.fields.items():
@@ -82,6 +83,8 @@ def rewritten(src: Path, dst: Path, drop: frozenset[str] = frozenset(),
         data = np.array(tensor.data)
         if labels is not None and tensor.name in ("cls.output.weight", "cls.output.bias"):
             data = np.concatenate([data] + [-data] * (len(labels) - 1), axis=0)
+        if filled and tensor.name in filled:
+            data = np.full_like(data, filled[tensor.name])
         writer.add_tensor(tensor.name, data, raw_dtype=tensor.tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -96,6 +99,12 @@ def headless_model(tiny_model: Path, tmp_path: Path) -> Path:
     return rewritten(tiny_model, tmp_path / "headless.gguf",
                      drop=frozenset({"cls.weight", "cls.bias", "cls.output.weight",
                                      "cls.output.bias"}))
+
+
+@pytest.fixture
+def nan_model(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model scoring every pair NaN (its head's bias is), as broken weights do."""
+    return rewritten(tiny_model, tmp_path / "nan.gguf", filled={"cls.output.bias": float("nan")})
 
 
 @pytest.fixture

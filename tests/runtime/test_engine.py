@@ -19,6 +19,7 @@ from kuberank.runtime.engine import Engine
 from kuberank.runtime.model import (
     ContextParams,
     ModelLoadError,
+    NonFiniteScoreError,
     PairBatch,
     RankContext,
     RankModel,
@@ -426,6 +427,27 @@ def test_a_model_that_cannot_score_fails_its_load_instead_of_its_first_request(
         RecordingContext.fail = False
     assert engine.state == "failed"
     assert "could not score a pair: llama_decode failed with status -3" in str(engine.error)
+
+
+def test_a_model_scoring_nan_fails_its_load_saying_so(nan_model: Path) -> None:
+    """It was ready, then every request was a 500 "internal server error" (JSON has no NaN)."""
+    engine = Engine(RuntimeSettings(model=nan_model, threads=1))
+    engine.start()
+    assert not engine.wait_ready(30)
+    assert engine.state == "failed"
+    assert "could not score a pair: the model scored a pair nan" in str(engine.error)
+
+
+def test_a_pair_scored_nan_fails_its_request_saying_so(nan_model: Path) -> None:
+    """Only some inputs may come out non-finite (f16 overflow): that request fails in words."""
+    model = RankModel(nan_model)
+    try:
+        context = RankContext(model, ContextParams(threads=1))
+        with pytest.raises(NonFiniteScoreError, match="scored a pair nan"):
+            context.score([[101, 2054, 102, 2003, 102]])
+        context.close()
+    finally:
+        model.close()
 
 
 def queue_depth(engine: Engine) -> float:

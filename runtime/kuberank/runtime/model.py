@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import itertools
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -273,14 +274,25 @@ class RankContext:
         rc = llama_cpp.llama_decode(self.ptr, self._batch.raw)
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with status {rc}")
-        return [float(llama_cpp.llama_get_embeddings_seq(self.ptr, s)[0])
-                for s in range(len(pairs))]
+        scores = [float(llama_cpp.llama_get_embeddings_seq(self.ptr, s)[0])
+                  for s in range(len(pairs))]
+        if not all(math.isfinite(score) for score in scores):
+            # JSON has no NaN: the answer failed to encode, a bare 500 nobody could explain.
+            raise NonFiniteScoreError(
+                f"the model scored a pair {next(s for s in scores if not math.isfinite(s))} "
+                "(its weights or their conversion are broken, or f16 overflowed: try "
+                "--flash-attn off, or an f32 or other quantization of the model)")
+        return scores
 
     def close(self) -> None:
         if self.ptr:
             self._batch.free()
             llama_cpp.llama_free(self.ptr)
             self.ptr = None
+
+
+class NonFiniteScoreError(RuntimeError):
+    """The model scored a pair NaN or infinite."""
 
 
 class PairBatch:
