@@ -497,6 +497,24 @@ def test_the_rest_of_a_large_body_answered_early_is_drained_not_taken_for_header
     assert reasons == []
 
 
+def test_a_connection_idle_after_a_body_answered_early_is_kept_alive_not_refused(
+    port: int,
+) -> None:
+    """Once the rest of the body was drained, the read deadline for headers was armed: past it
+    the server wrote a 408 nobody asked for, which a client reusing the connection
+    (http.client) read as the answer to its next request."""
+    rest = b"x" * 4096
+    with closing_reasons() as reasons, _connect(port) as conn:
+        conn.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                     + str(len(rest)).encode() + b"\r\n\r\n")
+        assert _answer(_first_answer(conn))[0] == 404
+        conn.sendall(rest)
+        time.sleep(DEADLINE * 2.5)  # idle past the read deadline, within the keep-alive (5 s)
+        conn.sendall(REQUEST + b"Content-Length: 2\r\n\r\n{}")
+        assert _answer(_first_answer(conn))[0] == 200
+    assert reasons == []
+
+
 def test_a_slow_reader_that_keeps_reading_gets_the_whole_answer(port: int) -> None:
     with _with_small_receive_buffer(port) as conn:
         conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

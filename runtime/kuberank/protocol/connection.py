@@ -121,6 +121,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._parsed_bytes = 0  # of this request's line and headers, as the parser gives them
         self._in_headers = False
         self._in_message = False  # between a request's first byte and the end of its body
+        self._message_ended = False  # the read being parsed ended a message
         # A chunk's size line was parsed and none of its data yet: after the last chunk's,
         # the bytes are trailers, which the parser buffers whole before any callback.
         self._chunk_begun = False
@@ -148,6 +149,7 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._header_deadline is not None:  # reading a request's headers
             self._header_bytes += len(data)
         between_chunks, self._not_trailers = self._chunk_begun, False
+        self._message_ended = False
         super().data_received(data)
         if self._ending():  # a refusal inside the parser: its answer is out
             return
@@ -165,7 +167,7 @@ class BoundedProtocol(HttpToolsProtocol):
             # headers must follow in time).
             if self._in_message:
                 self._arm_drain_deadline()
-            else:
+            elif not self._message_ended:  # (an ended one left the keep-alive timer armed)
                 self._arm_header_deadline()
 
     def on_message_begin(self) -> None:
@@ -225,11 +227,18 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_message = self._chunk_begun = False
+        self._message_ended = True
         _cancel(self._drain_deadline)
         self._drain_deadline = None
         super().on_message_complete()
         if self._header_deadline is None and not self._answering():
-            self._arm_header_deadline()  # a body drained after its answer: the next request
+            # A body drained after its early answer (a 413, a 429): the connection is idle now,
+            # as after any answer, and closes as idle ones do, quietly at the keep-alive
+            # timeout (the body's bytes stopped uvicorn's timer). A header deadline here sent
+            # a 408 for a request nobody had sent, read as the answer to the next one.
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def _arm_drain_deadline(self) -> None:
         _cancel(self._drain_deadline)  # restarted by every read: a deadline for stalls
