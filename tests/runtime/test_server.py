@@ -473,6 +473,27 @@ def test_metrics_count_requests_tokens_and_truncations(server: Server) -> None:
     assert float(truncations[0].split()[-1]) >= 1
 
 
+def test_request_latency_starts_once_the_body_is_in(server: Server) -> None:
+    """A client trickling its body added its upload time to the histogram ("parse to
+    response"): a slow network looked like a slow model."""
+    def latency() -> tuple[float, float]:
+        text = server.client.get("/metrics").text
+        return (sample(text, "kuberank_runtime_request_seconds_sum", path="/rerank"),
+                sample(text, "kuberank_runtime_request_seconds_count", path="/rerank"))
+
+    (total, count), pause = latency(), 1.5
+    body = json.dumps({"query": "q", "texts": ["a"]}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:5])
+        time.sleep(pause)
+        conn.sendall(body[5:])
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+    after, counted = latency()
+    assert counted == count + 1
+    assert after - total < pause / 3
+
+
 def test_every_get_answers_head_as_well(server: Server) -> None:
     assert server.client.get("/health").json() == {"status": "ok"}
     for path in ("/health", "/v1/models", "/v1/models/tiny", "/metrics", "/openapi.json"):

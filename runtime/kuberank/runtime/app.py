@@ -59,6 +59,7 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
     status = 500
     try:
         raw = await read_body(request, settings.max_body_bytes, settings.read_timeout)
+        started = time.perf_counter()  # from the whole body on: an upload is the client's time
         parsed: RerankRequest = await off_the_loop(len(raw), parse_request, dialect, raw,
                                                    max_documents=settings.max_documents)
         if parsed.model is not None and parsed.model != settings.effective_served_name:
