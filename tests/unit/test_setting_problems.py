@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kuberank.protocol.flags import setting_name, setting_problems
+from kuberank.protocol.flags import misspelt_variables, setting_name, setting_problems
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 
@@ -32,3 +32,15 @@ def test_a_check_across_settings_keeps_its_own_sentence() -> None:
         _Settings(read_timeout=11)
     assert setting_problems(refused.value, "KUBERANK_") == "settings: too slow"
     assert setting_name((), "KUBERANK_") == "settings"
+
+
+def test_a_variable_close_to_a_setting_is_named_with_the_setting_it_misses() -> None:
+    """Settings ignore unknown variables: a typo in a pod's env changed nothing, silently."""
+    environ = {"KUBERANK_MAXDOCUMENTS": "5", "KUBERANK_MAX_DOCUMENTS": "6",
+               "KUBERANK_READ_TIMOUT": "1", "KUBERANK_CACHE": "/c", "HOME": "/root"}
+    assert misspelt_variables(environ, "KUBERANK_", _Settings.model_fields) == [
+        "KUBERANK_MAXDOCUMENTS is not a setting and is ignored; did you mean "
+        "KUBERANK_MAX_DOCUMENTS?",
+        "KUBERANK_READ_TIMOUT is not a setting and is ignored; did you mean "
+        "KUBERANK_READ_TIMEOUT?"]
+    assert misspelt_variables({"KUBERANK_GATEWAY_PORT": "1"}, "KUBERANK_GATEWAY_", ["port"]) == []

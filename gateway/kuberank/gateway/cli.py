@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from kuberank.gateway.app import create_app
 from kuberank.gateway.settings import GatewaySettings
-from kuberank.protocol.flags import setting_problems
+from kuberank.protocol.flags import misspelt_variables, setting_problems
 from kuberank.protocol.serving import serve
 from pydantic import ValidationError
 from pydantic_settings import CliApp
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for typo in misspelt_variables(os.environ, "KUBERANK_GATEWAY_", GatewaySettings.model_fields):
+        logging.getLogger(__name__).warning("%s", typo)
     if settings.access_log:  # its own switch, whatever the log level
         logging.getLogger("kuberank.gateway.access").setLevel(logging.INFO)
     app = create_app(settings)

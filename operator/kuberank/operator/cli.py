@@ -21,6 +21,7 @@ from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
 from kuberank.operator import kopf_toggles
+from kuberank.operator.arenas import limit_malloc_arenas
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
 from kuberank.operator.metrics import OperatorMetrics
@@ -32,7 +33,7 @@ from kuberank.operator.watched import (
     RUNTIME_PODS,
     label_selector,
 )
-from kuberank.protocol.flags import setting_problems
+from kuberank.protocol.flags import misspelt_variables, setting_problems
 from pydantic import ValidationError
 
 
@@ -134,6 +135,7 @@ def _exit_unless_crds_served(kube: Kube) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    limit_malloc_arenas()  # before kopf's thread pool: each new thread would get an arena
     stopping = StopOnSignal()  # before any thread starts: each inherits the blocked signals
     kopf.configure(
         verbose=settings.verbose,
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     # Registers the handlers with kopf's default registry.
     import kuberank.operator.handlers  # noqa: F401
 
+    for typo in misspelt_variables(os.environ, "KUBERANK_", OperatorSettings.model_fields):
+        logging.getLogger(__name__).warning("%s", typo)
     if not kopf_toggles.install():
         logging.getLogger(__name__).warning(
             "kopf %s: its readiness toggles are not the ones kuberank patches; a restart waits "

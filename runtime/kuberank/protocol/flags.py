@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
+
 from pydantic import ValidationError
 
 
@@ -21,3 +24,18 @@ def setting_name(loc: tuple[int | str, ...], env_prefix: str) -> str:
         return "settings"
     name = str(loc[0])
     return f"--{name.replace('_', '-')} ({env_prefix}{name.upper()})"
+
+
+def misspelt_variables(environ: Mapping[str, str], prefix: str,
+                       fields: Iterable[str]) -> list[str]:
+    """One sentence for each ``prefix`` variable in ``environ`` that is no setting but close
+    to one (``KUBERANK_MAXDOCUMENTS``): settings ignore unknown variables, so a typo in a pod's
+    env changed nothing and said nothing. Variables like no setting are someone else's."""
+    known = {prefix + name.upper() for name in fields}
+    found = []
+    for name in sorted(environ):
+        if name.startswith(prefix) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                found.append(f"{name} is not a setting and is ignored; did you mean {close[0]}?")
+    return found

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
 
 from kuberank.modelkit.paths import default_model_path
-from kuberank.protocol.flags import setting_problems
+from kuberank.protocol.flags import misspelt_variables, setting_problems
 from kuberank.protocol.serving import serve
 from kuberank.runtime.app import create_app
 from kuberank.runtime.engine import Engine
@@ -30,6 +31,8 @@ def parse_settings(argv: Sequence[str] | None) -> RuntimeSettings:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = parse_settings(argv)
+    for typo in misspelt_variables(os.environ, "KUBERANK_", RuntimeSettings.model_fields):
+        logging.getLogger(__name__).warning("%s", typo)
     use_cuda_defaults(settings.gpu_layers)  # before the engine's first CUDA call
 
     draining, failed = threading.Event(), threading.Event()
