@@ -260,9 +260,11 @@ def test_a_tei_client_names_its_model_in_its_base_url(client: TestClient) -> Non
         assert routed_to(rerank(client, KEY_ALL, jina, path=path)) == "minilm", path
     assert routed_to(rerank(client, KEY_ALL, {**jina, "model": "minilm"},
                             path="/models/minilm/v1/rerank")) == "minilm"
-    # Two different names: neither is picked.
+    # Two different models: neither is picked; two names of one model are that model.
     both = rerank(client, KEY_ALL, {**jina, "model": "bge"}, path="/models/minilm/v1/rerank")
     assert both.status_code == 422 and error_code(both) == "model_mismatch"
+    assert routed_to(rerank(client, KEY_ALIAS_ONLY, {**jina, "model": "minilm"},
+                            path="/models/rr/v1/rerank")) == "minilm"
     # The key's own rules hold as for a model in the body.
     refused = rerank(client, KEY_BGE_ONLY, tei, path="/models/minilm/rerank")
     assert refused.status_code == 403 and error_code(refused) == "model_not_allowed"
@@ -508,6 +510,20 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
             assert operation["security"] == [{name: []} for name in schemes], path
     for path in ("/healthz", "/readyz", "/metrics"):
         assert "security" not in paths[path]["get"], path
+    # Client generators name enum members by upper-cased value: two alike crashed one.
+    def enums(node: Any) -> Iterator[list[Any]]:
+        if isinstance(node, dict):
+            if isinstance(node.get("enum"), list):
+                yield node["enum"]
+            for value in node.values():
+                yield from enums(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from enums(value)
+
+    for members in enums(document):
+        upper = [str(m).upper() for m in members]
+        assert len(upper) == len(set(upper)), members
     listed = paths["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]
     assert listed["schema"] == {"$ref": "#/components/schemas/ModelList"}
     card = document["components"]["schemas"]["ModelCard"]

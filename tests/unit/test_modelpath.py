@@ -14,6 +14,7 @@ from kuberank.gateway.modelpath import split_model_path
     ("/models/minilm/v1/reranking", ("minilm", "/v1/rerank")),
     ("/models/BAAI/bge-reranker-v2-m3/rerank", ("BAAI/bge-reranker-v2-m3", "/rerank")),
     ("/models/v1/rerank", ("v1", "/rerank")),
+    ("/models/minilm//rerank", ("minilm", "/rerank")),  # a base URL ending in a slash
     ("/models//rerank", None),  # no name
     ("/models/rerank", None),
     ("/models/minilm", None),

@@ -23,8 +23,10 @@ def split_model_path(path: str) -> tuple[str, str] | None:
         return None
     rest = path[len(PREFIX):]
     for api in _API_PATHS:
-        if rest.endswith(api) and len(rest) > len(api):
-            return rest[:-len(api)], SPELLINGS.get(api, api)
+        # A base URL given with a trailing slash: /models/minilm//rerank.
+        model = rest[:-len(api)].rstrip("/") if rest.endswith(api) else ""
+        if model:
+            return model, SPELLINGS.get(api, api)
     return None
 
 

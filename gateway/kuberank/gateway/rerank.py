@@ -140,8 +140,9 @@ async def _rerank(
     ).shared(gateway.replicas())
     body = await read_body(request, settings.max_body_bytes, settings.read_timeout)
     parsed = await off_the_loop(len(body), parse_request, dialect, body, count=False)
-    requested = requested_model(parsed.model, path_model(request.scope))
-    route = choose_model(gateway, key, requested)
+    requested = parsed.model or path_model(request.scope)
+    route = choose_model(gateway, key, path_model(request.scope) or parsed.model)
+    same_model(gateway, key, route, parsed.model, path_model(request.scope))
     labels.model = route.served_name
     # The model's own limit when it sets one (up to HARD_MAX_DOCUMENTS), else the gateway's.
     check_document_count(len(parsed.documents), route.max_documents or settings.max_documents)
@@ -192,14 +193,17 @@ def _in_flight(gateway: Gateway, route: ModelRoute) -> Iterator[None]:
         gauge.dec()
 
 
-def requested_model(in_body: str | None, in_path: str | None) -> str | None:
-    """The model a request names: in its body, in its path (/models/<name>/...), or both
-    alike; two different names are refused, not one of them picked."""
-    if in_body and in_path is not None and in_body != in_path:
+def same_model(gateway: Gateway, key: KeyRecord, route: ModelRoute, in_body: str | None,
+               in_path: str | None) -> None:
+    """A body naming a model other than the path's (/models/<name>/...) is refused, not one
+    of the two picked; two names of one model (its served name and an alias) are one model."""
+    if not in_body or in_path is None or in_body == in_path:
+        return
+    other = gateway.routes.resolve(key.namespace, in_body)
+    if other is None or (other.namespace, other.name) != (route.namespace, route.name):
         raise Unprocessable(f"model: {quoted(in_body)} is not the model the path names "
                             f"({quoted(in_path)}); name one, or the same in both",
                             code="model_mismatch")
-    return in_body or in_path
 
 
 async def _forward(gateway: Gateway, dialect: Dialect, request: Request, key: KeyRecord,

@@ -79,8 +79,11 @@ class TeiRequest(_Wire):
     raw_scores: bool = Field(default=False,
                              description="Raw classifier output instead of sigmoid probabilities.")
     truncate: bool | None = Field(default=None, description=TRUNCATE)
+    # TEI's spelling in the document; lower case is read too. Both in its enum crashed client
+    # generators that name enum members by upper-cased value (openapi-python-client).
     truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
-        default="right", description="Which end of a too-long text is cut off.")
+        default="Right", description="Which end of a too-long text is cut off (right and left "
+        "in lower case are read too).", json_schema_extra={"enum": ["Right", "Left"]})
 
 
 class CohereRequest(_Wire):
