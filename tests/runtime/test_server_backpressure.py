@@ -57,6 +57,33 @@ def queue_depth(srv: Server) -> float:
     return metric(srv, "kuberank_runtime_queue_depth")
 
 
+def test_a_request_that_would_wait_past_the_time_bound_gets_429_not_a_late_answer(
+    minilm_model: Path,
+) -> None:
+    """8,192 queued pairs took ~90 s to drain on 2 cores, past the gateway's 60 s upstream
+    timeout: the requests at the back were admitted only to end as 504s there."""
+    srv = Server(minilm_model, "--max-documents", str(MAX_DOCUMENTS),
+                 "--max-queued-pairs", "5000", "--max-queue-seconds", "1")
+    try:
+        srv.wait_healthy()
+        first = send_without_waiting(srv, BIG)  # alone: taken, however long it takes
+        try:
+            wait_for("the pace to be measured", lambda: metric(
+                srv, "kuberank_runtime_batch_pairs_count") >= 10, timeout=60, interval=0.05)
+            assert queue_depth(srv) >= 100  # seconds of work at a few dozen pairs a second
+            small = {"query": "q", "documents": ["a"] * 50}
+            refused = srv.client.post("/v1/rerank", json=small)
+        finally:
+            first.close()
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "queue_full"
+        assert 1 <= int(refused.headers["retry-after"]) <= 30
+        wait_for("the queue to drain", lambda: queue_depth(srv) == 0, timeout=60)
+        assert srv.client.post("/v1/rerank", json=small).status_code == 200
+    finally:
+        srv.stop()
+
+
 def test_full_queue_gets_429_with_retry_after_and_then_serves_again(busy_server: Server) -> None:
     first = send_without_waiting(busy_server, BIG)
     try:

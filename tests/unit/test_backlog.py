@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from kuberank.runtime.backlog import WINDOW, DecodePace, seconds_until_it_fits
+from kuberank.runtime.backlog import (
+    KNOWN_AFTER,
+    WINDOW,
+    DecodePace,
+    queue_room,
+    seconds_until_it_fits,
+)
 
 
 def test_the_wait_is_for_the_excess_not_the_whole_queue() -> None:
@@ -10,6 +16,21 @@ def test_the_wait_is_for_the_excess_not_the_whole_queue() -> None:
     assert seconds_until_it_fits(7813, 700, 8000, 0.008, 1) == 5
     assert seconds_until_it_fits(7813, 700, 8000, 0.008, 2) == 3  # two contexts drain it
     assert seconds_until_it_fits(8000, 1, 8000, 0.008, 1) == 1  # never less than a second
+    # Taller than the room: it is taken alone, once the 100 queued are done.
+    assert seconds_until_it_fits(100, 900, 500, 0.01, 1) == 1
+
+
+def test_the_queue_takes_no_more_than_decodes_within_the_time_bound() -> None:
+    """On 2 cores 8,192 pairs took ~90 s to drain, past the gateway's 60 s: the requests at
+    the back were admitted only to time out there (504) instead of a 429 with Retry-After."""
+    pace = DecodePace()
+    assert queue_room(8192, 30.0, pace, 1) == 8192  # the first guess refuses nothing
+    for _ in range(KNOWN_AFTER):
+        pace.observe(0.011, 1)  # ~90 pairs/s
+    assert queue_room(8192, 30.0, pace, 1) == 2727
+    assert queue_room(8192, 30.0, pace, 2) == 5454  # two contexts drain twice as fast
+    assert queue_room(8192, 0, pace, 1) == 8192  # no time bound
+    assert queue_room(1000, 30.0, pace, 1) == 1000  # the pair bound, when tighter
 
 
 def test_one_slow_decode_does_not_stretch_the_pace() -> None:

@@ -66,7 +66,7 @@ def test_runtime_container_gets_gpu_limit_flags_and_probes() -> None:
     spec = _spec(
         resources={"gpus": 2, "gpuResourceName": "amd.com/gpu", "memory": "16Gi"},
         engine={"contextSize": 4096, "flashAttention": True, "extraArgs": ["--x"]},
-        limits={"maxDocuments": 64, "overflow": "reject"},
+        limits={"maxDocuments": 64, "overflow": "reject", "timeoutSeconds": 300},
         scoring={"normalize": True},
         servedName="bge-reranker-v2-m3",
     )
@@ -80,6 +80,7 @@ def test_runtime_container_gets_gpu_limit_flags_and_probes() -> None:
     assert env["KUBERANK_CTX_SIZE"] == "4096" and env["KUBERANK_FLASH_ATTN"] == "true"
     assert env["KUBERANK_MAX_DOCUMENTS"] == "64" and env["KUBERANK_OVERFLOW"] == "reject"
     assert env["KUBERANK_NORMALIZE"] == "true" and env["KUBERANK_GPU_LAYERS"] == "-1"
+    assert env["KUBERANK_MAX_QUEUE_SECONDS"] == "150"  # half the gateway's wait for it
     assert "KUBERANK_THREADS" not in env
     assert runtime["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert runtime["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}

@@ -8,6 +8,7 @@ import statistics
 from collections import deque
 
 WINDOW = 64  # recent decodes the pace is taken from
+KNOWN_AFTER = 8  # decodes before the pace is trusted to refuse anything
 
 
 class DecodePace:
@@ -17,18 +18,35 @@ class DecodePace:
 
     def __init__(self, initial: float = 0.1) -> None:
         self._recent: deque[float] = deque([initial], maxlen=WINDOW)
+        self._observed = 0
 
     def observe(self, seconds: float, pairs: int) -> None:
         if pairs > 0:
+            if not self._observed:
+                self._recent.clear()  # the guess goes once there is a measure
             self._recent.append(seconds / pairs)
+            self._observed += 1
 
     def per_pair(self) -> float:
         return statistics.median(self._recent)
+
+    def known(self) -> bool:
+        """Enough decodes were measured to refuse work on the pace (not the first guess)."""
+        return self._observed >= KNOWN_AFTER
+
+
+def queue_room(max_pairs: int, max_seconds: float, pace: DecodePace, contexts: int) -> int:
+    """Pairs the queue takes: ``max_pairs``, and no more than decode in ``max_seconds`` at the
+    measured pace (0: no time bound; none either before the pace is known)."""
+    if not max_seconds or not pace.known():
+        return max_pairs
+    return min(max_pairs, max(1, int(max_seconds * max(contexts, 1) / pace.per_pair())))
 
 
 def seconds_until_it_fits(queued: int, incoming: int, capacity: int, per_pair: float,
                           contexts: int) -> int:
     """Whole seconds (at least 1) until ``incoming`` pairs fit beside ``queued`` in a queue of
-    ``capacity``: the time to decode the excess, not the whole queue."""
-    excess = max(queued + incoming - capacity, 1)
+    ``capacity``: the time to decode the excess, not the whole queue; at most the time to
+    empty it (a request taller than the room is taken alone)."""
+    excess = min(max(queued + incoming - capacity, 1), max(queued, 1))
     return max(1, math.ceil(excess * per_pair / max(contexts, 1)))

@@ -76,7 +76,7 @@ from typing import Literal
 import anyio
 from kuberank.protocol.dialects import RerankRequest
 from kuberank.protocol.errors import InternalError, PayloadTooLarge, RateLimited, Unavailable
-from kuberank.runtime.backlog import DecodePace, seconds_until_it_fits
+from kuberank.runtime.backlog import DecodePace, queue_room, seconds_until_it_fits
 from kuberank.runtime.metrics import RuntimeMetrics
 from kuberank.runtime.model import (
     ContextParams,
@@ -199,8 +199,10 @@ class Engine:
         with self._ready:
             if self._stopping:
                 raise Unavailable("shutting down: not taking new work", code="draining")
-            capacity = self.settings.effective_max_queued_pairs
-            if self._queued + len(job.pairs) > capacity:
+            capacity = queue_room(self.settings.effective_max_queued_pairs,
+                                  self.settings.max_queue_seconds, self._pace, self._contexts)
+            # A lone request is always taken (max-documents bounds it): it waits for none.
+            if self._queued and self._queued + len(job.pairs) > capacity:
                 wait = seconds_until_it_fits(self._queued, len(job.pairs), capacity,
                                              self._pace.per_pair(), self._contexts)
                 raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",

@@ -83,6 +83,12 @@ class RuntimeSettings(BaseSettings):
     max_queued_pairs: int | None = Field(
         default=None, ge=1, description="Pairs waiting for the engine before 429s (default: "
         "8192, or max-documents when larger; never less, or a full request could not queue).")
+    max_queue_seconds: float = Field(
+        default=30.0, ge=0, description="Refuse (429 queue_full) a request that would wait "
+        "longer than this behind the queue, at the pace decodes go (0: no bound but "
+        "max-queued-pairs). The gateway gives up after its upstream timeout (60 s): a request "
+        "admitted behind more would only time out there. A request that finds the queue empty "
+        "is always taken.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body in bytes (more is a 413).")
     max_inflight_body_bytes: int = Field(

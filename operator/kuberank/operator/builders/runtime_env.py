@@ -37,6 +37,10 @@ def runtime_env(name: str, spec: RerankModelSpec) -> list[dict[str, Any]]:
         "KUBERANK_MAX_QUERY_TOKENS": _opt(limits.max_query_tokens),
         "KUBERANK_MAX_DOCUMENT_TOKENS": _opt(limits.max_document_tokens),
         "KUBERANK_OVERFLOW": limits.overflow,
+        # Half the gateway's wait for the model: queued and then scored within it (the
+        # runtime's default, 30 s, is half the gateway's own default of 60 s).
+        "KUBERANK_MAX_QUEUE_SECONDS": (None if limits.timeout_seconds is None
+                                       else f"{limits.timeout_seconds / 2:g}"),
         "KUBERANK_NORMALIZE": _flag(spec.scoring.normalize),
     }
     env = [{"name": k, "value": v} for k, v in values.items() if v is not None]
