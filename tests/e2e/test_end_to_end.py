@@ -440,7 +440,16 @@ def test_helm_install_to_ranked_results_and_back_to_nothing(
         ]
         return names
 
-    wait_for("nothing left after uninstall", lambda: leftovers() == [] or None, timeout=90)
+    seen: list[str] = []
+
+    def nothing_left() -> bool:
+        seen[:] = leftovers()
+        return not seen
+
+    try:
+        wait_for("nothing left after uninstall", nothing_left, timeout=90)
+    except BaseException:
+        raise AssertionError(f"left after uninstall: {seen}") from None
     crds = kubectl.run("get", "crd", "-o", "name").split()
     assert "customresourcedefinition.apiextensions.k8s.io/rerankmodels.kuberank.io" in crds
     assert "customresourcedefinition.apiextensions.k8s.io/apikeys.kuberank.io" in crds

@@ -102,6 +102,7 @@ def test_helm_lint_is_clean(helm: str, extra: list[str]) -> None:
         ("gateway.keyUseSeconds=0", "minimum"),
         ("gateway.ingress.path=/v1", "gateway.ingress.path /v1 begins like the gateway's own"),
         ("gateway.ingress.path=/metrics/x", "begins like the gateway's own paths (/metrics/"),
+        ("gateway.ingress.path=/models", "begins like the gateway's own paths (/models/"),
         ("operator.resources.limits.memory=4GB", "pattern"),
         ("gateway.ingress.host=a.*.example.com", "pattern"),
         ("gateway.ingress.path=/a b", "pattern"),

@@ -441,7 +441,7 @@ def test_a_path_prefix_an_ingress_forwards_unstripped_is_served() -> None:
         assert error_code(rerank(prefixed, KEY_ALL, path="/searching/v1/rerank")) == "unknown_path"
         wrong = rerank(prefixed, KEY_ALL, path="/search/v1/reranks/")
         assert wrong.json()["error"]["message"] == "no such path: POST /search/v1/reranks/"
-    for wrong in ("no-slash", "/v1", "/rerank/", "/healthz"):
+    for wrong in ("no-slash", "/v1", "/rerank/", "/healthz", "/models"):
         with pytest.raises(ValueError, match="path_prefix"):
             GatewaySettings(path_prefix=wrong)
 

@@ -140,9 +140,10 @@ async def _rerank(
     ).shared(gateway.replicas())
     body = await read_body(request, settings.max_body_bytes, settings.read_timeout)
     parsed = await off_the_loop(len(body), parse_request, dialect, body, count=False)
-    requested = parsed.model or path_model(request.scope)
-    route = choose_model(gateway, key, path_model(request.scope) or parsed.model)
-    same_model(gateway, key, route, parsed.model, path_model(request.scope))
+    in_path = path_model(request.scope)
+    route = choose_model(gateway, key, in_path or parsed.model)
+    same_model(gateway, key, route, parsed.model, in_path)
+    requested = parsed.model or in_path
     labels.model = route.served_name
     # The model's own limit when it sets one (up to HARD_MAX_DOCUMENTS), else the gateway's.
     check_document_count(len(parsed.documents), route.max_documents or settings.max_documents)

@@ -11,7 +11,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # First path segments the gateway answers itself: a prefix may not start with one of them.
-OWN_SEGMENTS = frozenset({"v1", "v2", "rerank", "healthz", "readyz", "metrics", "openapi.json"})
+OWN_SEGMENTS = frozenset({"v1", "v2", "rerank", "models", "healthz", "readyz", "metrics",
+                          "openapi.json"})
 
 
 class GatewaySettings(BaseSettings):

@@ -2,8 +2,8 @@
 
 glibc gives each thread that allocates its own arena, up to eight per core, and each keeps the
 memory it once held; the operator's handlers run on kopf's thread pool, so a busy operator's
-resident memory was mostly arenas: 326-349 MiB at 500 models and 400 keys against 269 MiB with
-two arenas (benchmarks/bench_operator_scale.py, README). Set here rather than in the image so
+resident memory was mostly arenas: 326-349 MiB settled at 500 models and 400 keys against
+240 MiB with two (benchmarks/bench_operator_scale.py, README). Set here rather than in the image so
 that every way of running the operator gets it; ``MALLOC_ARENA_MAX`` in the environment, which
 glibc reads itself, still wins.
 """
