@@ -191,3 +191,5 @@ def test_a_tenant_admin_installs_a_release_once_granted_the_installer_role(
     finally:
         helm("uninstall", "t", "--wait")
         kubectl.run("delete", "namespace", team, "--wait=false")
+        # Cluster-scoped: the e2e's uninstall check, on the same API server, would find it.
+        kubectl.run("delete", "clusterrole", "kuberank-installer", "--ignore-not-found")
