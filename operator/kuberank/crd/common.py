@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from kuberank.protocol.flags import error_message
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
@@ -28,12 +29,11 @@ SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
 
 def validation_problems(err: ValidationError, prefix: str = "") -> str:
-    """One line naming each refused field (``spec.limits.maxDocuments: ...``), without the
-    "Value error, " that pydantic puts before a validator's own sentence."""
+    """One line naming each refused field (``spec.limits.maxDocuments: ...``)."""
     problems = []
     for error in err.errors():
         where = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
+        message = error_message(error)
         problems.append(f"{prefix}{where}: {message}" if where else message)
     return "; ".join(problems) or str(err)
 

@@ -199,18 +199,23 @@ class Engine:
         with self._ready:
             if self._stopping:
                 raise Unavailable("shutting down: not taking new work", code="draining")
-            capacity = queue_room(self.settings.effective_max_queued_pairs,
-                                  self.settings.max_queue_seconds, self._pace, self._contexts)
             # A lone request is always taken (max-documents bounds it): it waits for none.
-            if self._queued and self._queued + len(job.pairs) > capacity:
-                wait = seconds_until_it_fits(self._queued, len(job.pairs), capacity,
-                                             self._pace.per_pair(), self._contexts)
-                raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
-                                  code="queue_full", retry_after=wait)
+            if self._queued:
+                self._refuse_if_full(len(job.pairs))
             self._queued += len(job.pairs)
             self.metrics.queue_depth.set(self._queued)
             self._waiting.add(job, job.queued_at)
             self._ready.notify()
+
+    def _refuse_if_full(self, incoming: int) -> None:
+        """429 for ``incoming`` pairs that would not fit beside those queued (held lock)."""
+        capacity = queue_room(self.settings.effective_max_queued_pairs,
+                              self.settings.max_queue_seconds, self._pace, self._contexts)
+        if self._queued + incoming > capacity:
+            wait = seconds_until_it_fits(self._queued, incoming, capacity,
+                                         self._pace.per_pair(), self._contexts)
+            raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
+                              code="queue_full", retry_after=wait)
 
     # -- owner threads -------------------------------------------------------------------------
 
