@@ -7,7 +7,7 @@ so FastAPI cannot infer request or answer schemas; this module states them from 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -86,12 +86,8 @@ def document_request_bodies(app: FastAPI) -> None:
     """Add each dialect's request body, with its referenced models, to ``app.openapi()``, and
     take out the 422 FastAPI states for every route with a path parameter: its body is not the
     error shape these servers answer, and a GET such as ``/v1/models/{id}`` never answers it."""
-    generate = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = generate()
+    def edit(document: dict[str, Any]) -> None:
         components = document.setdefault("components", {}).setdefault("schemas", {})
         for dialect, model in REQUESTS.items():
             operation = document["paths"].get(dialect.value, {}).get("post")
@@ -115,9 +111,8 @@ def document_request_bodies(app: FastAPI) -> None:
         if _FASTAPI_422 not in json.dumps(document["paths"]):
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
-        return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, edit)
 
 
 # How the gateway takes a key: either header, as the 401s say.
@@ -133,18 +128,28 @@ def require_api_keys(app: FastAPI, open_paths: Iterable[str]) -> None:
     """State in ``app.openapi()`` that every operation but those on ``open_paths`` (probes,
     metrics) takes an API key, in either header: clients generated from the document sent
     none, and every call of theirs got 401."""
-    generate, unkeyed = app.openapi, set(open_paths)
+    unkeyed = set(open_paths)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = generate()
+    def edit(document: dict[str, Any]) -> None:
         document.setdefault("components", {})["securitySchemes"] = KEY_SCHEMES
         for path, item in document["paths"].items():
             if path not in unkeyed:
                 for operation in item.values():
                     operation["security"] = [{name: []} for name in KEY_SCHEMES]
-        app.openapi_schema = document
-        return document
+
+    amend_openapi(app, edit)
+
+
+def amend_openapi(app: FastAPI, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Make ``app.openapi()`` apply ``edit`` to the document FastAPI (or an earlier amendment)
+    generates, once: the edited document is what every later call serves."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            edit(document)
+            app.openapi_schema = document
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
