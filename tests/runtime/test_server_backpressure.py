@@ -84,6 +84,33 @@ def test_a_request_that_would_wait_past_the_time_bound_gets_429_not_a_late_answe
         srv.stop()
 
 
+def test_requests_refused_together_are_told_to_come_back_one_after_another(
+    minilm_model: Path,
+) -> None:
+    """Each refusal counts the requests refused before it: told the same second, twelve polite
+    clients came back as one herd and all but one were refused again (280 429s for 27 answers
+    in benchmarks/bench_overload.py on 2 cores; 29 for 32 once spread)."""
+    srv = Server(minilm_model, "--max-documents", str(MAX_DOCUMENTS),
+                 "--max-queued-pairs", "5000", "--max-queue-seconds", "1")
+    try:
+        srv.wait_healthy()
+        first = send_without_waiting(srv, BIG)
+        try:
+            wait_for("the pace to be measured", lambda: metric(
+                srv, "kuberank_runtime_batch_pairs_count") >= 10, timeout=60, interval=0.05)
+            told = []
+            for _ in range(4):
+                refused = srv.client.post("/v1/rerank", json={"query": "q",
+                                                              "documents": ["a"] * 100})
+                assert refused.status_code == 429, refused.text
+                told.append(int(refused.headers["retry-after"]))
+        finally:
+            first.close()
+        assert told == sorted(told) and told[-1] > told[0], told
+    finally:
+        srv.stop()
+
+
 def test_full_queue_gets_429_with_retry_after_and_then_serves_again(busy_server: Server) -> None:
     first = send_without_waiting(busy_server, BIG)
     try:

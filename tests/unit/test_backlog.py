@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from kuberank.runtime.backlog import (
     KNOWN_AFTER,
+    LEDGER_SIZE,
     WINDOW,
     DecodePace,
+    Promises,
     queue_room,
     seconds_until_it_fits,
 )
@@ -50,3 +52,25 @@ def test_the_pace_follows_a_lasting_change() -> None:
     assert pace.per_pair() == 0.02
     pace.observe(0.0, 0)  # nothing decoded: nothing learnt
     assert pace.per_pair() == 0.02
+
+
+def test_clients_refused_together_are_told_to_come_back_one_after_another() -> None:
+    """Five 64-pair requests refused at once by a full queue (500 pairs, 100 pairs/s): each
+    is counted behind those told before it, so they come back spread, not as one herd."""
+    promises, told = Promises(), []
+    for _ in range(5):
+        ahead = 500 + promises.pending(now=0.0)
+        wait = seconds_until_it_fits(ahead, 64, 500, 0.01, 1)
+        promises.promise(0.0, wait, 64)
+        told.append(wait)
+    assert told == [1, 2, 2, 3, 4]  # 0.64, 1.28, 1.92, 2.56, 3.2 s to decode first, rounded up
+    assert promises.pending(now=0.5) == 320
+    assert promises.pending(now=2.0) == 128  # those told 1 s and 2 s are back in the queue
+    assert promises.pending(now=4.0) == 0
+
+
+def test_the_ledger_is_bounded() -> None:
+    promises = Promises()
+    for _ in range(LEDGER_SIZE + 10):
+        promises.promise(0.0, 60, 1)
+    assert promises.pending(now=1.0) == LEDGER_SIZE

@@ -76,7 +76,7 @@ from typing import Literal
 import anyio
 from kuberank.protocol.dialects import RerankRequest
 from kuberank.protocol.errors import InternalError, PayloadTooLarge, RateLimited, Unavailable
-from kuberank.runtime.backlog import DecodePace, queue_room, seconds_until_it_fits
+from kuberank.runtime.backlog import DecodePace, Promises, queue_room, seconds_until_it_fits
 from kuberank.runtime.metrics import RuntimeMetrics
 from kuberank.runtime.model import (
     ContextParams,
@@ -137,6 +137,7 @@ class Engine:
         self._stopping = False  # stop was asked for: finish what is queued, then return
         self._thread = threading.Thread(target=self._run, name="llama-owner", daemon=True)
         self._pace = DecodePace()  # seconds per pair lately, for a full queue's Retry-After
+        self._promises = Promises()  # pairs refused and told when to come back
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -166,6 +167,9 @@ class Engine:
             raise Unavailable("model is loading" if self.state == "loading"
                               else f"model is not available ({self.state})", code="model_loading",
                               retry_after=5 if self.state == "loading" else None)
+        with self._ready:  # a full queue refuses before tokenizing: retries cost it nothing
+            if self._queued:
+                self._refuse_if_full(len(request.documents))
         pairs, truncated = await anyio.to_thread.run_sync(self._prepare, request)
         loop = asyncio.get_running_loop()
         job = _Job(pairs=pairs, future=loop.create_future(), loop=loop,
@@ -208,12 +212,16 @@ class Engine:
             self._ready.notify()
 
     def _refuse_if_full(self, incoming: int) -> None:
-        """429 for ``incoming`` pairs that would not fit beside those queued (held lock)."""
+        """429 for ``incoming`` pairs that would not fit beside those queued (held lock), told
+        to come back once those queued and those refused before it have had their turn."""
         capacity = queue_room(self.settings.effective_max_queued_pairs,
                               self.settings.max_queue_seconds, self._pace, self._contexts)
         if self._queued + incoming > capacity:
-            wait = seconds_until_it_fits(self._queued, incoming, capacity,
-                                         self._pace.per_pair(), self._contexts)
+            now = time.monotonic()
+            ahead = self._queued + self._promises.pending(now)
+            wait = seconds_until_it_fits(ahead, incoming, capacity, self._pace.per_pair(),
+                                         self._contexts)
+            self._promises.promise(now, wait, incoming)
             raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
                               code="queue_full", retry_after=wait)
 

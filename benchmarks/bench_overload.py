@@ -1,0 +1,160 @@
+"""The runtime past its capacity: what polite clients get when they send more than it decodes.
+
+    python benchmarks/bench_overload.py [--model GGUF] [--vocab vocab.txt] [--clients 12]
+        [--documents 64] [--max-queue-seconds 10] [--seconds 30] [--gpu-layers 0] [--log FILE]
+
+Starts the real runtime with ``--max-queue-seconds`` and a queue of pairs too large to matter,
+measures its throughput with one client more than it has contexts (the capacity), then lets
+``--clients`` closed-loop clients send ``--documents`` documents each, for ``--seconds``. A
+client refused with 429 waits the ``Retry-After`` it was given and sends the same request
+again, as Cohere's, OpenAI's and urllib3's retry loops do. Prints, side by side:
+  goodput      pairs/s answered under overload against the capacity (the ratio is what
+               refusing costs; 1.0 is free)
+  latency      of admitted requests (queue wait + decode) against the bound the runtime keeps,
+               and against the gateway's timeout (twice the bound, as the operator sets it):
+               a request it admits must not time out at the gateway
+  Retry-After  what it promised against how long a refused request took to be admitted, and
+               the share of retries, waited as told, that were admitted the first time
+Without ``--model`` it uses the embedded default (``kuberank-models build`` writes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import re
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from bench_runtime import start_runtime
+from benchkit import QUERY, documents, percentile_ms
+from kuberank.modelkit import paths
+
+
+@dataclass
+class Tally:
+    """What the overload clients saw (appended from their threads, under ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    admitted: list[float] = field(default_factory=list)  # seconds from send to answer
+    pairs: int = 0
+    promised: list[int] = field(default_factory=list)  # Retry-After of each 429
+    waited: list[float] = field(default_factory=list)  # first send to admission, when refused
+    refusals: list[int] = field(default_factory=list)  # 429s before admission, when refused
+    other: dict[int, int] = field(default_factory=dict)  # statuses neither 200 nor 429
+
+
+def capacity(url: str, docs: list[str], clients: int, seconds: float) -> float:
+    """Pairs/s with ``clients`` closed-loop clients, nothing refused: what it decodes flat out
+    (one more client than contexts keeps each busy while an answer travels)."""
+    stop = time.monotonic() + seconds
+    done = [0] * clients
+
+    def loop(i: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while time.monotonic() < stop:
+                r = http.post("/v1/rerank", json={"query": QUERY, "documents": docs,
+                                                  "return_documents": False})
+                if r.status_code == 429:
+                    raise SystemExit("refused with one request per context: raise "
+                                     "--max-queue-seconds or lower --documents")
+                r.raise_for_status()
+                done[i] += len(docs)
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(loop, range(clients)))
+    return sum(done) / (time.monotonic() - started)
+
+
+def overload(url: str, docs: list[str], clients: int, seconds: float) -> tuple[Tally, float]:
+    """``clients`` polite closed-loop clients for ``seconds``; the tally and the time it took."""
+    tally, stop = Tally(), time.monotonic() + seconds
+
+    def loop() -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while time.monotonic() < stop:
+                first_sent, refusals = time.monotonic(), 0
+                while True:
+                    sent = time.monotonic()
+                    r = http.post("/v1/rerank", json={"query": QUERY, "documents": docs,
+                                                      "return_documents": False})
+                    answered = time.monotonic()
+                    with tally.lock:
+                        if r.status_code == 200:
+                            tally.admitted.append(answered - sent)
+                            tally.pairs += len(docs)
+                            if refusals:
+                                tally.waited.append(sent - first_sent)
+                                tally.refusals.append(refusals)
+                            break
+                        if r.status_code != 429:
+                            tally.other[r.status_code] = tally.other.get(r.status_code, 0) + 1
+                            break
+                        tally.promised.append(int(r.headers["retry-after"]))
+                    refusals += 1
+                    time.sleep(int(r.headers["retry-after"]))
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tally, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--vocab", type=Path, default=None)
+    parser.add_argument("--clients", type=int, default=12)
+    parser.add_argument("--documents", type=int, default=64)
+    parser.add_argument("--max-queue-seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--gpu-layers", default="0")
+    parser.add_argument("--log", type=Path, default=None)
+    args = parser.parse_args()
+
+    model = args.model or paths.models_dir() / paths.DEFAULT
+    docs = documents(args.documents, vocab_file=args.vocab)
+    proc, url = start_runtime(model, "--max-queue-seconds", str(args.max_queue_seconds),
+                              "--max-queued-pairs", "1000000", "--gpu-layers", args.gpu_layers,
+                              log=args.log)
+    try:
+        found = re.search(r'contexts="(\d+)"', httpx.get(url + "/metrics").text)
+        contexts = int(found.group(1)) if found else 1
+        flat_out = capacity(url, docs, contexts + 1, min(10.0, args.seconds / 3))
+        tally, took = overload(url, docs, args.clients, args.seconds)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    bound, gateway = args.max_queue_seconds, 2 * args.max_queue_seconds
+    goodput = tally.pairs / took
+    print(f"model {model.name}, {contexts} context(s), {args.clients} clients x "
+          f"{args.documents} documents, --max-queue-seconds {bound:g}, {took:.0f} s")
+    print(f"capacity ({contexts + 1} clients, nothing refused)    {flat_out:8.1f} pairs/s")
+    print(f"goodput under overload                {goodput:8.1f} pairs/s  "
+          f"({goodput / flat_out:.2f}x capacity)")
+    lat = tally.admitted
+    print(f"admitted requests                     {len(lat)}; latency p50 "
+          f"{percentile_ms(lat, 0.5):.0f} ms, p99 {percentile_ms(lat, 0.99):.0f} ms, max "
+          f"{max(lat) * 1000:.0f} ms (bound {bound:g} s + one request's decode; gateway "
+          f"timeout {gateway:g} s: {sum(x > gateway for x in lat)} over)")
+    if tally.promised:
+        print(f"429s                                  {len(tally.promised)}; Retry-After p50 "
+              f"{statistics.median(tally.promised):g} s, max {max(tally.promised)} s")
+        print(f"refused, then admitted                {len(tally.waited)}; first send to "
+              f"admission p50 {statistics.median(tally.waited):.1f} s, max "
+              f"{max(tally.waited):.1f} s; admitted at the first retry, waited as told: "
+              f"{tally.refusals.count(1) / len(tally.refusals):.0%}")
+    print(f"other statuses                        {tally.other or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
