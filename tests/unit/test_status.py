@@ -327,7 +327,8 @@ def test_scaled_to_zero_and_missing_deployment() -> None:
     conds = _by_type(
         compute_status(zero, _dep(replicas=0, ready=0, updated=0, available=0), [], None, T0)
     )
-    assert conds["Ready"]["status"] == "False" and conds["Available"]["reason"] == "ScaledToZero"
+    # Stopped by whoever set 0, not scaled to zero by the idle rule it does not have.
+    assert conds["Ready"]["status"] == "False" and conds["Available"]["reason"] == "Stopped"
     assert "scale up to serve" in conds["Available"]["message"]
     idle = ModelFacts(name="bge", namespace="ns", generation=1, replicas=0, served_name="bge",
                       scales_to_zero=True)

@@ -30,8 +30,8 @@ Key = tuple[str, str]  # (namespace, name) of a RerankModel or ApiKey
 # (or scaleToZero chose), a deletion. Normal Events, so `--field-selector type=Warning` lists
 # problems only.
 _PROGRESS = frozenset(
-    {"Creating", "DeploymentMissing", NO_REPLICAS_READY, "RollingOut", "ScaledToZero",
-     "Deleting"})
+    {"Creating", "DeploymentMissing", NO_REPLICAS_READY, "RollingOut", "Stopped",
+     "ScaledToZero", "Deleting"})
 
 
 class KeyedLocks:

@@ -253,7 +253,7 @@ def _available(facts: ModelFacts, dep: DeploymentState | None, problems: list[Po
             "Idle, so scaled to 0 replicas; the next request through the gateway wakes it.",
         )
     if facts.replicas == 0:
-        return Cond("Available", "False", "ScaledToZero", "spec.replicas is 0; scale up to serve.")
+        return Cond("Available", "False", "Stopped", "spec.replicas is 0; scale up to serve.")
     if dep.available > 0 and facts.taken_by is not None:  # they run (the waste), serving nobody
         return Cond("Available", "True", "MinimumReplicasAvailable",
                     f"{dep.available} of {facts.replicas} replicas run. No request reaches them "
