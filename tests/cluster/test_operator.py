@@ -738,7 +738,7 @@ def test_a_quantity_that_is_none_is_refused_by_the_api_server(kubectl: Kubectl, 
         proc = kubectl.apply(model("oops", resources={"gpus": 0, field: value}), check=False)
         assert proc.returncode != 0 and f"spec.resources.{field}" in proc.stderr, proc.stderr
     accepted = kubectl.run("apply", "--dry-run=server", "-f", "-", check=False, stdin=json.dumps(
-        model("fine", resources={"gpus": 0, "memory": "1e3", "cpu": 2})))
+        model("fine", resources={"gpus": 0, "memory": "1e9", "cpu": 2})))
     assert accepted.returncode == 0, accepted.stderr
 
 

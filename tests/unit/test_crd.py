@@ -145,6 +145,16 @@ def test_spec_rejects_bad_quantities_and_bounds() -> None:
     src = {"pvc": {"claimName": "c", "path": "m.gguf"}}
     with pytest.raises(ValidationError, match="quantity"):
         RerankModelSpec.model_validate({"source": src, "resources": {"memory": "lots"}})
+    # Quantities, but no pod could start its runtime with them.
+    for memory in ("0", "1e3", "64Mi", "0.1Gi"):
+        with pytest.raises(ValidationError, match="at least 128Mi"):
+            RerankModelSpec.model_validate({"source": src, "resources": {"memory": memory}})
+    for cpu in ("0", "0m"):
+        with pytest.raises(ValidationError, match="no CPU at all"):
+            RerankModelSpec.model_validate({"source": src, "resources": {"cpu": cpu}})
+    fine = RerankModelSpec.model_validate(
+        {"source": src, "resources": {"memory": "128Mi", "cpu": "100m"}})
+    assert fine.resources.memory == "128Mi" and fine.resources.cpu == "100m"
     with pytest.raises(ValidationError):
         RerankModelSpec.model_validate({"source": src, "resources": {"gpus": -1}})
     with pytest.raises(ValidationError):  # llama.cpp packs at most 256 sequences

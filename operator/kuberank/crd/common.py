@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from kuberank.protocol.flags import error_message
+from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
@@ -68,6 +70,12 @@ def _quantity(value: object) -> object:
     if isinstance(text, str) and not _QUANTITY_RE.match(text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)")
     return text
+
+
+def quantity_value(text: str) -> Decimal:
+    """What a quantity string amounts to (``"128Mi"`` is 134217728), by the client's parser."""
+    value: Decimal = parse_quantity(text)  # type: ignore[no-untyped-call]
+    return value
 
 
 Quantity = Annotated[

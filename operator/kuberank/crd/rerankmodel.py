@@ -13,9 +13,17 @@ from kuberank.crd.common import (
     CrdModel,
     PreservedObject,
     Quantity,
+    quantity_value,
     validation_problems,
 )
-from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 KIND = "RerankModel"
 PLURAL = "rerankmodels"
@@ -26,6 +34,7 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # The model's name becomes the Service `rrm-<name>` (a DNS label: 63 characters, no dots) and a
 # label value (63): names the API server takes but no child could carry are refused up front.
 MAX_NAME_LENGTH = 59
+MIN_MEMORY_BYTES = 128 * 2**20  # the runtime alone takes ~110 MiB (a tiny model, measured)
 NAME_RULES = [{
     "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
             f"self.metadata.name.matches('{DNS_LABEL}')",
@@ -178,7 +187,24 @@ class Resources(CrdModel):
     cpu: Quantity | None = Field(
         default=None, description="CPU request and limit: an integer or a quantity string "
         "(\"1.5\" or 1500m; a bare 1.5 is refused, as in every CRD's int-or-string field).")
-    memory: Quantity | None = Field(default=None, description="Memory request and limit.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit "
+                                    "(at least 128Mi: the runtime alone takes ~110 MiB).")
+
+    @field_validator("cpu")
+    @classmethod
+    def _some_cpu(cls, value: str | None) -> str | None:
+        if value is not None and quantity_value(value) <= 0:
+            raise ValueError(f"{value!r} is no CPU at all; leave it out to set none")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _enough_memory(cls, value: str | None) -> str | None:
+        """A pod given "0" or "1e3" (bytes) was scheduled and could never start its runtime."""
+        if value is not None and quantity_value(value) < MIN_MEMORY_BYTES:
+            raise ValueError(f"{value!r} is less than the runtime alone takes (~110 MiB); give "
+                             "at least 128Mi, and the model file's size more")
+        return value
 
 
 class Scheduling(CrdModel):
