@@ -505,9 +505,16 @@ def test_openapi_document_is_valid_and_states_bodies_and_every_refusal(client: T
     schemes = document["components"]["securitySchemes"]
     assert {(s["type"], s.get("scheme"), s.get("name")) for s in schemes.values()} == {
         ("http", "bearer", None), ("apiKey", None, "X-API-Key")}
-    for path in ("/v1/rerank", "/rerank", "/v2/rerank", "/v1/models", "/v1/models/{model_id}"):
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank", "/v1/models", "/v1/models/{model_id}",
+                 "/models/{model}/rerank"):
         for operation in paths[path].values():
             assert operation["security"] == [{name: []} for name in schemes], path
+    # The model in the path (TEI's clients send none in the body), for each dialect.
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
+        by_path = paths[f"/models/{{model}}{path}"]["post"]
+        assert by_path["requestBody"] == paths[path]["post"]["requestBody"]
+        assert set(by_path["responses"]) == set(paths[path]["post"]["responses"])
+        assert [p["name"] for p in by_path["parameters"] if p["in"] == "path"] == ["model"]
     for path in ("/healthz", "/readyz", "/metrics"):
         assert "security" not in paths[path]["get"], path
     # Client generators name enum members by upper-cased value: two alike crashed one.

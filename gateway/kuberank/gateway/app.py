@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from kuberank.gateway.catalog import catalog_router
 from kuberank.gateway.context import Gateway
-from kuberank.gateway.modelpath import ModelInPath
+from kuberank.gateway.modelpath import ModelInPath, document_model_paths
 from kuberank.gateway.reporting import LoadReporter
 from kuberank.gateway.rerank import ERRORS, rerank_endpoint
 from kuberank.gateway.settings import GatewaySettings
@@ -118,5 +118,6 @@ def create_app(settings: GatewaySettings, source: Source | None = None) -> FastA
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     document_request_bodies(app)
+    document_model_paths(app)
     require_api_keys(app, open_paths=("/healthz", "/readyz", "/metrics"))
     return app

@@ -7,7 +7,12 @@ slashes (``BAAI/bge-reranker-v2-m3``), as served names and aliases may."""
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
+from fastapi import FastAPI
 from kuberank.protocol.dialects import Dialect
+from kuberank.protocol.openapi import amend_openapi
 from kuberank.protocol.paths import SENT_PATH, SPELLINGS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -51,3 +56,28 @@ class ModelInPath:
             state[PATH_MODEL] = model
             scope = {**scope, "path": path, "raw_path": path.encode("latin-1", "replace")}
         await self.app(scope, receive, send)
+
+
+MODEL_PARAMETER = {
+    "name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+    "description": "The served name or alias of the model to rank with (a `/` in it as is, or "
+                   "as %2F); a body naming another model is 422 model_mismatch.",
+}
+
+
+def document_model_paths(app: FastAPI) -> None:
+    """List ``/models/{model}<rerank path>`` in ``app.openapi()`` beside each rerank path: a
+    client generated from the document could not reach a model by path."""
+
+    def edit(document: dict[str, Any]) -> None:
+        paths = document["paths"]
+        for dialect in Dialect:
+            if dialect.value not in paths:
+                continue
+            item = copy.deepcopy(paths[dialect.value])
+            for operation in item.values():
+                operation["operationId"] = f"{operation['operationId']}_model_in_path"
+                operation["parameters"] = [*operation.get("parameters", []), MODEL_PARAMETER]
+            paths[f"{PREFIX}{{model}}{dialect.value}"] = item
+
+    amend_openapi(app, edit)
