@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kuberank.runtime.backlog import (
+    GRACE_SECONDS,
     KNOWN_AFTER,
     LEDGER_SIZE,
     WINDOW,
@@ -58,19 +59,59 @@ def test_clients_refused_together_are_told_to_come_back_one_after_another() -> N
     """Five 64-pair requests refused at once by a full queue (500 pairs, 100 pairs/s): each
     is counted behind those told before it, so they come back spread, not as one herd."""
     promises, told = Promises(), []
-    for _ in range(5):
+    for request in range(5):
         ahead = 500 + promises.pending(now=0.0)
         wait = seconds_until_it_fits(ahead, 64, 500, 0.01, 1)
-        promises.promise(0.0, wait, 64)
+        promises.promise(request, 0.0, wait, 64)
         told.append(wait)
     assert told == [1, 2, 2, 3, 4]  # 0.64, 1.28, 1.92, 2.56, 3.2 s to decode first, rounded up
     assert promises.pending(now=0.5) == 320
-    assert promises.pending(now=2.0) == 128  # those told 1 s and 2 s are back in the queue
-    assert promises.pending(now=4.0) == 0
+    # Those not admitted (forget) are counted until their time and GRACE_SECONDS have passed.
+    assert promises.pending(now=1.0 + GRACE_SECONDS) == 256
+    assert promises.pending(now=4.0 + GRACE_SECONDS) == 0
+
+
+def test_a_request_retried_early_keeps_its_time_and_is_counted_once() -> None:
+    """A client that ignores Retry-After and retries every 100 ms must not push every other
+    client's wait back by its pairs at each try."""
+    promises = Promises()
+    promises.promise(7, 0.0, 5, 64)
+    assert promises.remaining(7, now=0.1) == 5
+    assert promises.remaining(7, now=3.5) == 2  # the time it was told, counted down
+    assert promises.remaining(8, now=3.5) is None  # another request was told nothing
+    assert promises.pending(now=3.5) == 64
+    assert promises.remaining(7, now=5.0) is None  # its time came: told afresh if refused
+    promises.promise(7, 5.0, 2, 64)
+    assert promises.pending(now=6.0) == 64 and promises.remaining(7, now=6.0) == 1
 
 
 def test_the_ledger_is_bounded() -> None:
     promises = Promises()
-    for _ in range(LEDGER_SIZE + 10):
-        promises.promise(0.0, 60, 1)
+    for request in range(LEDGER_SIZE + 10):
+        promises.promise(request, 0.0, 60, 1)
     assert promises.pending(now=1.0) == LEDGER_SIZE
+    promises.promise(0, 1.0, 60, 5)  # one it holds is still told afresh
+    assert promises.pending(now=2.0) == LEDGER_SIZE + 4
+
+
+def test_room_is_held_for_requests_told_to_come_back_soon_not_for_those_due_later() -> None:
+    """Clients polling every 200 ms took the room as it freed, and those that waited as told
+    were refused again, every time."""
+    promises = Promises()
+    promises.promise(1, 0.0, 1, 64)  # back at 1 s
+    promises.promise(2, 0.0, 2, 64)  # back at 2 s
+    # At 100 pairs/s, 100 are decoded by 1 s: the first needs 64 - 100 < 0 of today's room,
+    # both together 128 - 200 < 0; nothing held.
+    assert promises.held_for_others(99, now=0.0, pairs_per_second=100) == 0
+    # At 10 pairs/s: by 1 s 10 are decoded, so 54 of the room now is theirs; by 2 s 20, 108.
+    assert promises.held_for_others(99, now=0.0, pairs_per_second=10) == 108
+    assert promises.held_for_others(2, now=0.0, pairs_per_second=10) == 54  # its own aside
+    # Past its time the first is still owed its room, all of it, for GRACE_SECONDS more.
+    assert promises.held_for_others(99, now=1.5, pairs_per_second=10) == 123
+    promises.forget(1)  # back, and admitted
+    assert promises.held_for_others(99, now=1.5, pairs_per_second=10) == 59
+    promises.forget(2)
+    assert promises.held_for_others(99, now=1.5, pairs_per_second=10) == 0
+    assert promises.pending(now=1.5) == 0
+    promises.promise(3, 2.0, 1, 64)  # never comes back: its room is free again after grace
+    assert promises.held_for_others(99, now=3.0 + GRACE_SECONDS, pairs_per_second=10) == 0

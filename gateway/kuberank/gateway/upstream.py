@@ -25,7 +25,7 @@ from kuberank.gateway.metrics import GatewayMetrics
 from kuberank.gateway.routing import ModelRoute
 from kuberank.protocol.errors import Unavailable, UpstreamTimeout
 from kuberank.protocol.requestid import HEADER as REQUEST_ID_HEADER
-from kuberank.protocol.shaping import PROMPT_TOKENS_HEADER
+from kuberank.protocol.shaping import ANOTHER_REPLICA_HEADER, PROMPT_TOKENS_HEADER
 
 # Response headers a runtime sets that the client should see; hop-by-hop ones are dropped
 # (x-request-id is the gateway's own, set on every answer by RequestIdMiddleware).
@@ -90,15 +90,17 @@ class Upstream:
         timeout = self._http.timeout
         if route.timeout is not None:  # the model's own spec.limits.timeoutSeconds
             timeout = aiohttp.ClientTimeout(total=route.timeout, sock_connect=timeout.sock_connect)
-        for _attempt in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             endpoint = self._balancer.pick(endpoints, exclude=tried)
             if endpoint is None:
                 break
             tried |= {endpoint}
+            another = attempt < ATTEMPTS - 1 and not tried.issuperset(endpoints)
+            sent = {**headers, ANOTHER_REPLICA_HEADER: "1"} if another else headers
             try:
                 with self._balancer.track(endpoint):
                     async with self._http.post(
-                        f"http://{endpoint}{path}", data=body, headers=headers, timeout=timeout
+                        f"http://{endpoint}{path}", data=body, headers=sent, timeout=timeout
                     ) as response:
                         content = await self._read_answer(route, response)
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError):

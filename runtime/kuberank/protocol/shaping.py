@@ -11,6 +11,9 @@ from kuberank.protocol.dialects import Dialect, RerankRequest
 # The tokens evaluated, on every answer of a runtime: TEI's bare-list body has no usage field,
 # and the gateway charges tokens/minute limits from it.
 PROMPT_TOKENS_HEADER = "x-prompt-tokens"
+# Sent by the gateway when it will try another replica if this one refuses: a refusal it will
+# not pass on holds no place in the refusing runtime's queue (see runtime/backlog.Promises).
+ANOTHER_REPLICA_HEADER = "x-kuberank-another-replica"
 
 
 @dataclass(frozen=True)

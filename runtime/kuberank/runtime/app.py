@@ -36,7 +36,7 @@ from kuberank.protocol.openapi import document_request_bodies, rerank_responses
 from kuberank.protocol.paths import HeadAsGet, PathNormalizer
 from kuberank.protocol.requestid import RequestIdMiddleware, request_id
 from kuberank.protocol.schemas import ErrorResponse
-from kuberank.protocol.shaping import PROMPT_TOKENS_HEADER, shape_response
+from kuberank.protocol.shaping import ANOTHER_REPLICA_HEADER, PROMPT_TOKENS_HEADER, shape_response
 from kuberank.runtime.engine import Engine
 from kuberank.runtime.settings import RuntimeSettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -66,7 +66,8 @@ async def _rerank(request: Request, dialect: Dialect) -> Response:
             raise ModelNotFound(f"model {quoted(parsed.model)} is not served here; this runtime "
                                 f"serves {settings.effective_served_name!r}")
         metrics.documents.observe(len(parsed.documents))
-        scored = await unless_client_leaves(request, engine.rerank(parsed))
+        hold_place = ANOTHER_REPLICA_HEADER not in request.headers
+        scored = await unless_client_leaves(request, engine.rerank(parsed, hold_place))
         metrics.tokens.inc(scored.prompt_tokens)
         metrics.truncations.inc(scored.truncated)
         body = shape_response(parsed, scored.scores, model=settings.effective_served_name,

@@ -53,24 +53,62 @@ def seconds_until_it_fits(queued: int, incoming: int, capacity: int, per_pair: f
     return max(1, math.ceil(excess * per_pair / max(contexts, 1)))
 
 
-LEDGER_SIZE = 4096  # promises remembered at once; past it Retry-After stops growing
+LEDGER_SIZE = 4096  # requests remembered at once; past it Retry-After stops growing
+# A client told "2" comes back a little after 2 s (a whole second is told, the network adds):
+# its room is held that much longer, or the first request to arrive took it just before.
+GRACE_SECONDS = 1.5
 
 
 class Promises:
-    """Pairs told by a 429 to come back, each until the time it was told. A refused request
-    is counted behind those told before it: without this, every client refused while the queue
-    was full got the same 1-2 s, came back together, and all but one were refused again
-    (12 polite clients on 2 cores: 280 refusals for 27 answers, waits up to 48 s)."""
+    """Requests told by a 429 when to come back, each until that time. A refused request is
+    counted behind those told before it: told the same second, twelve polite clients came back
+    as one herd and all but one were refused again (280 refusals for 27 answers on 2 cores).
+    Keyed by the request (its query and documents), so a client that retries early is told the
+    time it was given, not sent to the back, and a hundred early retries of one request hold
+    its place once, not a hundred times (each would have pushed every other client's wait)."""
 
     def __init__(self) -> None:
-        self._due: list[tuple[float, int]] = []  # (when it comes back, its pairs), a heap
+        self._told: dict[int, tuple[float, int]] = {}  # request -> (when it comes back, pairs)
+        self._by_time: list[tuple[float, int]] = []  # (when, request), a heap, to forget them
+
+    def __len__(self) -> int:
+        return len(self._told)
 
     def pending(self, now: float) -> int:
-        """Pairs promised room at a time still to come."""
-        while self._due and self._due[0][0] <= now:
-            heapq.heappop(self._due)
-        return sum(pairs for _, pairs in self._due)
+        """Pairs of the requests told to come back, until they do (or their time has passed)."""
+        self._forget_until(now)
+        return sum(pairs for _, pairs in self._told.values())
 
-    def promise(self, now: float, seconds: int, pairs: int) -> None:
-        if len(self._due) < LEDGER_SIZE:
-            heapq.heappush(self._due, (now + seconds, pairs))
+    def remaining(self, request: int, now: float) -> int | None:
+        """Whole seconds until ``request`` was told to come back, if it was and that is to come."""
+        self._forget_until(now)
+        found = self._told.get(request)
+        return None if found is None or found[0] <= now else math.ceil(found[0] - now)
+
+    def held_for_others(self, request: int, now: float, pairs_per_second: float) -> int:
+        """Room a request admitted now must leave free: the most that the requests told to
+        come back (``request`` aside) will need when they do, beyond what is decoded by then.
+        Without it, clients that polled every 200 ms took the room as it freed, and those that
+        waited as told were refused again, every time (0 % admitted at the first retry)."""
+        self._forget_until(now)
+        need = total = 0.0
+        for due, pairs in sorted(v for k, v in self._told.items() if k != request):
+            total += pairs
+            need = max(need, total - pairs_per_second * max(due - now, 0.0))
+        return math.ceil(need)
+
+    def forget(self, request: int) -> None:
+        """``request`` was admitted: the place it was told is used."""
+        self._told.pop(request, None)
+
+    def promise(self, request: int, now: float, seconds: int, pairs: int) -> None:
+        if len(self._told) < LEDGER_SIZE or request in self._told:
+            self._told[request] = (now + seconds, pairs)
+            heapq.heappush(self._by_time, (now + seconds, request))
+
+    def _forget_until(self, now: float) -> None:
+        """Forget promises past their time and its grace: the client did not come back."""
+        while self._by_time and self._by_time[0][0] + GRACE_SECONDS <= now:
+            due, request = heapq.heappop(self._by_time)
+            if self._told.get(request, (None, 0))[0] == due:
+                del self._told[request]

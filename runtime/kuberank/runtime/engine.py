@@ -162,19 +162,25 @@ class Engine:
 
     # -- request side (event loop and worker threads) ----------------------------------------
 
-    async def rerank(self, request: RerankRequest) -> Scored:
+    async def rerank(self, request: RerankRequest, hold_place: bool = True) -> Scored:
+        """Score ``request``'s pairs. ``hold_place``: a refusal (429) keeps its place in line;
+        False when the gateway will try another replica instead (it passes on only the last
+        refusal, so only that one's place is kept)."""
         if self.state != "ready" or self.builder is None:
             raise Unavailable("model is loading" if self.state == "loading"
                               else f"model is not available ({self.state})", code="model_loading",
                               retry_after=5 if self.state == "loading" else None)
+        # The same request when retried, for the 429s' promises (none while nothing waits:
+        # hashing 10,000 documents on the event loop costs milliseconds).
+        which = hash((request.query, *request.documents)) if self._queued or self._promises else 0
         with self._ready:  # a full queue refuses before tokenizing: retries cost it nothing
             if self._queued:
-                self._refuse_if_full(len(request.documents))
+                self._refuse_if_full(len(request.documents), which, hold_place)
         pairs, truncated = await anyio.to_thread.run_sync(self._prepare, request)
         loop = asyncio.get_running_loop()
         job = _Job(pairs=pairs, future=loop.create_future(), loop=loop,
                    scores=[0.0] * len(pairs), left=len(pairs))
-        self._submit(job)
+        self._submit(job, which, hold_place)
         try:
             scores = await job.future
         except asyncio.CancelledError:
@@ -199,30 +205,39 @@ class Engine:
                                       code=err.code) from None
         return [p.tokens for p in pairs], sum(p.truncated for p in pairs)
 
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: _Job, which: int, hold_place: bool) -> None:
         with self._ready:
             if self._stopping:
                 raise Unavailable("shutting down: not taking new work", code="draining")
             # A lone request is always taken (max-documents bounds it): it waits for none.
             if self._queued:
-                self._refuse_if_full(len(job.pairs))
+                self._refuse_if_full(len(job.pairs), which, hold_place)
+            self._promises.forget(which)
             self._queued += len(job.pairs)
             self.metrics.queue_depth.set(self._queued)
             self._waiting.add(job, job.queued_at)
             self._ready.notify()
 
-    def _refuse_if_full(self, incoming: int) -> None:
+    def _refuse_if_full(self, incoming: int, request: int, hold_place: bool) -> None:
         """429 for ``incoming`` pairs that would not fit beside those queued (held lock), told
-        to come back once those queued and those refused before it have had their turn."""
+        to come back once those queued and those refused before it have had their turn (or,
+        retried early, the time it was told)."""
         capacity = queue_room(self.settings.effective_max_queued_pairs,
                               self.settings.max_queue_seconds, self._pace, self._contexts)
-        if self._queued + incoming > capacity:
-            now = time.monotonic()
-            ahead = self._queued + self._promises.pending(now)
-            wait = seconds_until_it_fits(ahead, incoming, capacity, self._pace.per_pair(),
-                                         self._contexts)
-            self._promises.promise(now, wait, incoming)
-            raise RateLimited(f"engine queue is full ({self._queued} pairs waiting)",
+        now = time.monotonic()
+        held = self._promises.held_for_others(request, now,
+                                              self._contexts / self._pace.per_pair())
+        if self._queued + incoming + held > capacity:
+            wait = self._promises.remaining(request, now)
+            if wait is None:  # told afresh: behind those told before it, not behind itself
+                self._promises.forget(request)
+                ahead = self._queued + self._promises.pending(now)
+                wait = seconds_until_it_fits(ahead, incoming, capacity, self._pace.per_pair(),
+                                             self._contexts)
+                if hold_place:
+                    self._promises.promise(request, now, wait, incoming)
+            held_note = f", {held} held for requests told to come back" if held else ""
+            raise RateLimited(f"engine queue is full ({self._queued} pairs waiting{held_note})",
                               code="queue_full", retry_after=wait)
 
     # -- owner threads -------------------------------------------------------------------------
