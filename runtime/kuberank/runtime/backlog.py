@@ -71,9 +71,6 @@ class Promises:
         self._told: dict[int, tuple[float, int]] = {}  # request -> (when it comes back, pairs)
         self._by_time: list[tuple[float, int]] = []  # (when, request), a heap, to forget them
 
-    def __len__(self) -> int:
-        return len(self._told)
-
     def pending(self, now: float) -> int:
         """Pairs of the requests told to come back, until they do (or their time has passed)."""
         self._forget_until(now)
