@@ -165,6 +165,7 @@ def main() -> None:
     if tally.promised:
         print(f"429s                                  {len(tally.promised)}; Retry-After p50 "
               f"{statistics.median(tally.promised):g} s, max {max(tally.promised)} s")
+    if tally.waited:
         print(f"refused, then admitted                {len(tally.waited)}; first send to "
               f"admission p50 {statistics.median(tally.waited):.1f} s, max "
               f"{max(tally.waited):.1f} s; admitted at the first retry, waited as told: "
