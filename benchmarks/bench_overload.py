@@ -60,6 +60,11 @@ class Tally:
     other: dict[int, int] = field(default_factory=dict)  # statuses neither 200 nor 429
 
 
+def _ask(http: httpx.Client, query: str, docs: list[str]) -> httpx.Response:
+    return http.post("/v1/rerank", json={"query": query, "documents": docs,
+                                         "return_documents": False})
+
+
 def capacity(url: str, docs: list[str], clients: int, seconds: float,
              headers: dict[str, str]) -> float:
     """Pairs/s with ``clients`` closed-loop clients, nothing refused: what it decodes flat out
@@ -70,8 +75,7 @@ def capacity(url: str, docs: list[str], clients: int, seconds: float,
     def loop(i: int) -> None:
         with httpx.Client(base_url=url, timeout=600, headers=headers) as http:
             while time.monotonic() < stop:
-                r = http.post("/v1/rerank", json={"query": QUERY, "documents": docs,
-                                                  "return_documents": False})
+                r = _ask(http, QUERY, docs)
                 if r.status_code == 429:  # the pace not yet measured well: as told
                     time.sleep(int(r.headers["retry-after"]))
                     continue
@@ -93,8 +97,7 @@ def overload(url: str, docs: list[str], clients: int, seconds: float, impatient:
     def rude(i: int) -> None:
         with httpx.Client(base_url=url, timeout=600, headers=headers) as http:
             while time.monotonic() < stop:
-                r = http.post("/v1/rerank", json={"query": f"{QUERY} ({i})", "documents": docs,
-                                                  "return_documents": False})
+                r = _ask(http, f"{QUERY} ({i})", docs)
                 if r.status_code == 429:
                     time.sleep(0.2)
 
@@ -104,8 +107,7 @@ def overload(url: str, docs: list[str], clients: int, seconds: float, impatient:
                 first_sent, refusals = time.monotonic(), 0
                 while True:
                     sent = time.monotonic()
-                    r = http.post("/v1/rerank", json={"query": f"{QUERY} [{i}]", "documents": docs,
-                                                      "return_documents": False})
+                    r = _ask(http, f"{QUERY} [{i}]", docs)
                     answered = time.monotonic()
                     with tally.lock:
                         if r.status_code == 200:

@@ -224,15 +224,15 @@ class Engine:
         retried early, the time it was told)."""
         capacity = queue_room(self.settings.effective_max_queued_pairs,
                               self.settings.max_queue_seconds, self._pace, self._contexts)
-        now = time.monotonic()
-        held = self._promises.held_for_others(request, now,
-                                              self._contexts / self._pace.per_pair())
+        now, per_pair, held = time.monotonic(), self._pace.per_pair(), 0
+        if self._queued + incoming <= capacity:  # room now, unless it is someone else's
+            held = self._promises.held_for_others(request, now, self._contexts / per_pair)
         if self._queued + incoming + held > capacity:
             wait = self._promises.remaining(request, now)
             if wait is None:  # told afresh: behind those told before it, not behind itself
                 self._promises.forget(request)
                 ahead = self._queued + self._promises.pending(now)
-                wait = seconds_until_it_fits(ahead, incoming, capacity, self._pace.per_pair(),
+                wait = seconds_until_it_fits(ahead, incoming, capacity, per_pair,
                                              self._contexts)
                 if hold_place:
                     self._promises.promise(request, now, wait, incoming)
