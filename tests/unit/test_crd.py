@@ -7,6 +7,7 @@ import yaml
 from kuberank.crd import ApiKeySpec, RerankModelSpec
 from kuberank.crd.generate import apikey_crd, main, rendered, rerankmodel_crd
 from kuberank.crd.rerankmodel import Engine, InvalidSpecError, parse_spec
+from kuberank.operator.builders.meta import GATEWAY_LABELS
 from kuberank.runtime.settings import RuntimeSettings
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
@@ -89,6 +90,12 @@ def test_rerankmodel_crd_has_scale_status_columns_and_short_name() -> None:
     assert names[:3] == ["Served", "Ready", "Desired"] and names[-1] == "Age"
     default = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert default == ["Served", "Ready", "Desired", "Status", "Reason", "Age"]
+
+
+def test_both_crds_carry_the_part_of_label_of_everything_else_kuberank_makes() -> None:
+    part_of = GATEWAY_LABELS["app.kubernetes.io/part-of"]
+    for crd in (rerankmodel_crd(), apikey_crd()):
+        assert crd["metadata"]["labels"] == {"app.kubernetes.io/part-of": part_of}
 
 
 def test_apikey_crd_has_short_name_and_wildcard_rule() -> None:

@@ -73,7 +73,9 @@ def _crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
+        # `kubectl get crd -l app.kubernetes.io/part-of=kuberank` finds them, as it finds the rest.
+        "metadata": {"name": f"{plural}.{GROUP}",
+                     "labels": {"app.kubernetes.io/part-of": "kuberank"}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
