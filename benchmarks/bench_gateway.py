@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,17 +33,12 @@ from typing import Any
 
 import httpx
 import yaml
+from benchkit import free_port
 from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_tiny
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def spawn(argv: list[str]) -> subprocess.Popen[bytes]:

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import httpx
 import yaml
-from bench_gateway import BIN, free_port, spawn, wait_ok
+from bench_gateway import BIN, spawn, wait_ok
 from bench_runtime import start_runtime
-from benchkit import QUERY, documents, percentile_ms
+from benchkit import QUERY, documents, free_port, percentile_ms
 from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.modelkit import paths
 

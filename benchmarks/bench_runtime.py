@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import llama_cpp
-from benchkit import QUERY, documents, percentile_ms
+from benchkit import QUERY, documents, free_port, percentile_ms
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_minilm
 from kuberank.runtime.model import RankModel, default_threads
@@ -96,13 +95,6 @@ def bench_raw(model_path: Path, reqs: list[list[str]], threads: int, flash: bool
 
 
 # -- the runtime over HTTP -------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 def start_runtime(model_path: Path, *flags: str,
                   log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:

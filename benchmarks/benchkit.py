@@ -1,4 +1,5 @@
-"""What the benchmarks share and that needs no llama.cpp: the query, the documents, percentiles.
+"""What the benchmarks share and that needs no llama.cpp: the query, the documents, percentiles,
+a free port.
 
 Kept free of llama_cpp and torch so a benchmark's helper process (transformers_rate.py) can use
 it without loading both CUDA stacks into one process.
@@ -7,6 +8,7 @@ it without loading both CUDA stacks into one process.
 from __future__ import annotations
 
 import random
+import socket
 from pathlib import Path
 
 from kuberank.modelkit import paths
@@ -26,3 +28,10 @@ def percentile_ms(seconds: list[float], q: float) -> float:
     """The q-quantile (nearest rank) of latencies in seconds, in milliseconds."""
     ordered = sorted(seconds)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server the benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

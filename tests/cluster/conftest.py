@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from localcluster import free_port
 from polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,13 +87,6 @@ def kubectl(kubeconfig: Path, namespace: str) -> Kubectl:
     return Kubectl(kubeconfig, namespace)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def operator_command() -> list[str]:
     exe = shutil.which("kuberank-operator", path=str(Path(sys.executable).parent))
     return [exe] if exe else [sys.executable, "-m", "kuberank.operator.cli"]
@@ -124,7 +117,7 @@ class OperatorProcess:
 
 
 def start_operator(kubeconfig: Path, namespace: str, log: Path, *extra: str) -> OperatorProcess:
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     cmd = [*operator_command(), "--namespace", namespace, "--liveness-endpoint", liveness,

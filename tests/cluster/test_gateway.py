@@ -38,6 +38,7 @@ from kuberank.crd.keys import digest_secret, generate_key, parse_key
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_tiny
 from kubernetes import client
+from localcluster import free_port
 from promtext import sample
 
 pytestmark = pytest.mark.cluster
@@ -69,12 +70,6 @@ def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 
 
 def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- network

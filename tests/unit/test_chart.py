@@ -13,7 +13,7 @@ from typing import Any
 import buildtools
 import pytest
 import yaml
-from kuberank.gateway.settings import GatewaySettings
+from kuberank.gateway.settings import OWN_SEGMENTS, GatewaySettings
 from kuberank.operator.builders.meta import labels as runtime_pod_labels
 from kuberank.operator.settings import OperatorSettings
 from kuberank.protocol.dialects import Dialect
@@ -118,6 +118,19 @@ def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str)
     )
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("segment", sorted(OWN_SEGMENTS))
+def test_the_chart_refuses_an_ingress_path_under_each_of_the_gateways_own_segments(
+    helm: str, segment: str
+) -> None:
+    """The chart lists the gateway's own first segments by hand: a new one must be added there."""
+    proc = subprocess.run(
+        [helm, "template", "kr", str(CHART), "--set", f"gateway.ingress.path=/{segment}/x"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    assert f"begins like the gateway's own paths (/{segment}/" in proc.stderr
 
 
 def test_optional_ingress_carries_class_host_tls_and_annotations(helm: str) -> None:
