@@ -59,7 +59,8 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named after the test, ready for pods (its `default` ServiceAccount
-    exists, else pod admission rejects them); deleted afterwards without waiting."""
+    exists, else pod admission rejects them); deleted afterwards without waiting, unless the
+    test deleted it itself."""
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api_client)
@@ -68,7 +69,11 @@ def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> I
     try:
         yield name
     finally:
-        core.delete_namespace(name)
+        try:
+            core.delete_namespace(name)
+        except ApiException as err:
+            if err.status != 404:  # 404: the test deleted it
+                raise
 
 
 def _wait_for_service_account(core: client.CoreV1Api, ns: str, timeout: float = 30.0) -> None:

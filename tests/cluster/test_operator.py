@@ -778,10 +778,15 @@ def test_a_change_that_cannot_be_applied_leaves_the_running_replicas_reported(
     wait_condition(wait_for, kubectl, "rrm", "steady", "Ready", "True")
 
 
-def _secret_key(kubectl: Kubectl, name: str) -> str:
+def _secret_key_or_none(kubectl: Kubectl, name: str) -> str | None:
     secret = kubectl.get("secret", f"{name}-key")
-    assert secret is not None
-    return base64.b64decode(secret["data"]["api-key"]).decode()
+    return None if secret is None else base64.b64decode(secret["data"]["api-key"]).decode()
+
+
+def _secret_key(kubectl: Kubectl, name: str) -> str:
+    key = _secret_key_or_none(kubectl, name)
+    assert key is not None
+    return key
 
 
 def test_apikey_lifecycle(kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess) -> None:
@@ -1027,6 +1032,45 @@ def test_a_key_written_into_the_secret_by_hand_becomes_the_key(
              lambda: any(f"{before} is gone" in m for m in replaced_warnings()))
     assert "hunter2" not in json.dumps(replaced_warnings())
     assert len(warnings("KeyChanged")) == 1  # a minted key is no change by someone else
+
+
+def test_a_key_secret_stripped_of_its_label_gets_it_back_and_its_deletion_is_answered(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess
+) -> None:
+    """The operator watches key Secrets by their label: one stripped of it leaves the watch (as
+    a deletion). Its key is kept and the label put back, so a later deletion still re-mints."""
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "bare"}, "spec": {}})
+    minted = wait_condition(wait_for, kubectl, "ak", "bare", "Active", "True")
+    key = _secret_key(kubectl, "bare")
+    kubectl.run("label", "secret", "bare-key", "kuberank.io/apikey-")
+    wait_for("the label put back", lambda: ((kubectl.get("secret", "bare-key") or {})
+                                            .get("metadata", {}).get("labels") or {})
+             .get("kuberank.io/apikey") == "bare")
+    assert _secret_key(kubectl, "bare") == key  # the same key: its clients keep working
+    assert (kubectl.get("ak", "bare") or {})["status"]["keyId"] == minted["status"]["keyId"]
+    kubectl.run("delete", "secret", "bare-key")
+    wait_for("a deleted key Secret re-minted", lambda: (s := parse_key(
+        _secret_key_or_none(kubectl, "bare") or "")) is not None
+        and s.key_id != minted["status"]["keyId"]
+        and (kubectl.get("ak", "bare") or {})["status"]["keyId"] == s.key_id)
+
+
+def test_deleting_a_tenants_namespace_leaves_no_refused_write_in_the_operators_log(
+    kubectl: Kubectl, wait_for: Wait, operator: OperatorProcess, namespace: str
+) -> None:
+    """The namespace controller deletes the children before the models and keys: the operator
+    does not try to put them back (the API server refuses writes into a namespace being
+    deleted), and says nothing of it."""
+    ready_cpu_model(kubectl, wait_for, "doomed")
+    kubectl.apply({"apiVersion": "kuberank.io/v1alpha1", "kind": "ApiKey",
+                   "metadata": {"name": "doomed"}, "spec": {}})
+    wait_condition(wait_for, kubectl, "ak", "doomed", "Active", "True")
+    kubectl.run("delete", "namespace", namespace, "--wait=false")
+    wait_for("the namespace gone", lambda: kubectl.run(
+        "get", "namespace", namespace, check=False).returncode != 0, timeout=90)
+    logs = operator.logs()
+    assert "being terminated" not in logs, logs[-3000:]
 
 
 def test_another_apikeys_whole_key_written_into_a_secret_is_not_taken(

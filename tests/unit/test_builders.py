@@ -11,7 +11,13 @@ from kuberank.operator.builders.network import (
     build_service,
     wants_pdb,
 )
-from kuberank.operator.builders.secret import build_secret, key_from_secret, minted_for
+from kuberank.operator.builders.secret import (
+    APIKEY_LABEL,
+    build_secret,
+    key_from_secret,
+    labels_taken_off,
+    minted_for,
+)
 from kuberank.operator.cli import WATCH_SELECTORS
 from kuberank.operator.settings import OperatorSettings, cpu_image
 from pydantic import ValidationError
@@ -351,6 +357,19 @@ def test_secret_round_trips_the_key_and_survives_garbage() -> None:
     rotated = build_secret(owner, "kr_0123456789abcdef_" + "1" * 32, rotation="2026-11")
     assert minted_for(rotated) == "2026-11"
     assert minted_for(None) is None
+
+
+def test_labels_taken_off_a_key_secret_are_the_watched_ones_missing_or_changed() -> None:
+    owner = Owner(kind="ApiKey", name="ci", namespace="team-a", uid="u-2")
+    secret = build_secret(owner, "kr_0123456789abcdef_" + "0" * 32)
+    assert labels_taken_off(secret, owner) == {}
+    secret["metadata"]["labels"]["team"] = "search"  # others' labels are theirs
+    del secret["metadata"]["labels"][APIKEY_LABEL]
+    assert labels_taken_off(secret, owner) == {APIKEY_LABEL: "ci"}
+    secret["metadata"]["labels"][APIKEY_LABEL] = "other"
+    assert labels_taken_off(secret, owner) == {APIKEY_LABEL: "ci"}
+    del secret["metadata"]["labels"]
+    assert labels_taken_off(secret, owner) == build_secret(owner, "k")["metadata"]["labels"]
 
 
 def test_rendered_env_is_what_kuberank_runtime_parses(monkeypatch: pytest.MonkeyPatch) -> None:

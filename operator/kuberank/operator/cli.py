@@ -20,7 +20,7 @@ import kopf
 from kuberank.crd.apikey import PLURAL as APIKEY_PLURAL
 from kuberank.crd.common import GROUP, VERSION
 from kuberank.crd.rerankmodel import PLURAL as MODEL_PLURAL
-from kuberank.operator import kopf_toggles
+from kuberank.operator import kopf_toggles, logfilters
 from kuberank.operator.arenas import limit_malloc_arenas
 from kuberank.operator.kube import Kube, load_client
 from kuberank.operator.leader import Leadership, LeaseTiming, standby_health
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         # Each line about an object names it: "[namespace/name]" in text, fields in JSON.
         log_prefix=None,
     )
+    logfilters.install()
     # Registers the handlers with kopf's default registry.
     import kuberank.operator.handlers  # noqa: F401
 

@@ -30,6 +30,10 @@ _PLURALS = {
 }
 
 
+# How the API server words its refusal of a create in a namespace being deleted (403).
+NAMESPACE_ENDING = "because it is being terminated"
+
+
 class KubeError(Exception):
     """An API call failed; `status` is the HTTP status (0 when no response came)."""
 
@@ -41,6 +45,12 @@ class KubeError(Exception):
     @property
     def transient(self) -> bool:
         return self.status in (0, 409, 429) or self.status >= 500
+
+    @property
+    def namespace_ending(self) -> bool:
+        """A create refused because its namespace is being deleted: nothing to put back there
+        (the namespace controller deletes children before their owners)."""
+        return self.status == 403 and NAMESPACE_ENDING in self.message
 
 
 @dataclass(frozen=True)
@@ -180,14 +190,21 @@ class Kube:
         if self._call("PUT", ref.path("scale"), scale) is None:
             raise KubeError(404, f"{ref.kind} {ref.name} is gone")
 
-    def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
-        """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
-        self._call(
+    def merge_patch(self, ref: Ref, patch: dict[str, Any]) -> bool:
+        """Merge-patch the object itself, leaving every field the patch does not name as it is
+        (an apply would also drop the operator's fields it leaves out); False when it is gone."""
+        return self._call("PATCH", ref.path(), patch, content_type="application/merge-patch+json",
+                          query=[("fieldManager", FIELD_MANAGER)]) is not None
+
+    def patch_status(self, ref: Ref, status: dict[str, Any]) -> bool:
+        """Merge-patch the status subresource (lists such as conditions are replaced whole);
+        False when the object is gone."""
+        return self._call(
             "PATCH",
             ref.path("status"),
             {"status": status},
             content_type="application/merge-patch+json",
-        )
+        ) is not None
 
 
 def _message(raw: bytes | str) -> str:

@@ -20,10 +20,7 @@ def build_secret(owner: Owner, key: str, rotation: str | None = None) -> dict[st
     metadata: dict[str, Any] = {
         "name": secret_name(owner.name),
         "namespace": owner.namespace,
-        "labels": {
-            **base_labels(),
-            APIKEY_LABEL: owner.name,
-        },
+        "labels": secret_labels(owner),
         "ownerReferences": [owner.reference()],
     }
     if rotation is not None:
@@ -35,6 +32,19 @@ def build_secret(owner: Owner, key: str, rotation: str | None = None) -> dict[st
         "metadata": metadata,
         "data": {SECRET_FIELD: base64.b64encode(key.encode()).decode()},
     }
+
+
+def secret_labels(owner: Owner) -> dict[str, str]:
+    """The labels the operator's watch of key Secrets selects by (and the gateway's kinds)."""
+    return {**base_labels(), APIKEY_LABEL: owner.name}
+
+
+def labels_taken_off(secret: dict[str, Any], owner: Owner) -> dict[str, str]:
+    """Those of ``secret_labels`` someone removed or changed on the live Secret. Without them
+    the Secret leaves the operator's watch: its deletion or a key written into it would go
+    unanswered until the next rotation."""
+    live = (secret.get("metadata") or {}).get("labels") or {}
+    return {k: v for k, v in secret_labels(owner).items() if live.get(k) != v}
 
 
 def minted_for(secret: dict[str, Any] | None) -> str | None:

@@ -73,6 +73,8 @@ def _reconcile(body: dict[str, Any], memo: Any, by_key_id: kopf.Index[str, Any])
             status = apikeys.desired_status(body, spec, minted, now())
             changed = apikeys.publish_status(kube, body, status)
     except KubeError as err:
+        if err.namespace_ending:  # its Secret deleted with its namespace: so is the key
+            return
         raise kopf_error(err) from err
     for kind, reason, message in apikeys.key_events(minted, secret_name(meta["name"])):
         if kind == "Warning":  # a change of key nobody asked for: in the log too

@@ -75,6 +75,8 @@ def _repair(memo: Any, key: Key, owner_uid: str | None, model_index: kopf.Index[
         kopf.event(body, type="Warning", reason="NameConflict", message=str(err))
         return
     except KubeError as err:
+        if err.namespace_ending:  # the model goes with it
+            return
         raise kopf_error(err) from err
     log.info("repaired children of RerankModel %s/%s", *key)
 

@@ -177,6 +177,8 @@ def reconcile_model(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     except KubeError as err:
         if err.transient:
             raise kopf_error(err) from err
+        if err.namespace_ending:  # the model goes with it
+            return
         _block(memo, key, raw, Blocked(reasons.CHILD_REFUSED, "The API server refused a child of "
                                        f"this model: {err.message}"), views)
         raise kopf.PermanentError(f"API server refused a child: {err.message}") from err

@@ -24,7 +24,12 @@ from kuberank.crd.keys import (
     verify_secret,
 )
 from kuberank.operator.builders.meta import Owner
-from kuberank.operator.builders.secret import build_secret, key_from_secret, minted_for
+from kuberank.operator.builders.secret import (
+    build_secret,
+    key_from_secret,
+    labels_taken_off,
+    minted_for,
+)
 from kuberank.operator.drift import data_edited_since_ours
 from kuberank.operator.kube import FIELD_MANAGER, Kube, KubeError, Ref
 from kuberank.operator.reconcilers import publish
@@ -168,7 +173,7 @@ def ensure_key(kube: Kube, body: dict[str, Any],
         try:
             kube.apply(build_secret(owner, key, wanted_rotation if rotate else None))
         except KubeError as err:
-            if err.transient:
+            if err.transient or err.namespace_ending:
                 raise
             raise SecretRefusedError(ref.name, err.message,
                                      wanted_rotation if rotate else None) from err
@@ -184,6 +189,11 @@ def ensure_key(kube: Kube, body: dict[str, Any],
             if secret is not None and data_edited_since_ours(secret, FIELD_MANAGER,
                                                              SECRET_FIELD):
                 overwritten = status.get("keyId") or None
+        if secret is not None and (taken_off := labels_taken_off(secret, owner)):
+            # Its label removed, the Secret left the watch (as a deletion, which brought us
+            # here): put back, its next deletion or edit is answered again (gone meanwhile: that
+            # deletion is answered like any other).
+            kube.merge_patch(ref, {"metadata": {"labels": taken_off}})
     rotation = wanted_rotation if wanted_rotation is not None else status.get("rotation")
     return Minted(parsed.key_id, digest, rotation, rotated=rotate, lost=lost or None,
                   overwritten=overwritten, copied_from=copied, shared_with=shared)

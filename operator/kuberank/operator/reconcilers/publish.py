@@ -32,12 +32,14 @@ def with_written_status(body: dict[str, Any]) -> dict[str, Any]:
 def publish_status(
     kube: Kube, kind: str, body: dict[str, Any], status: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Patch the status if it differs; returns the conditions that transitioned (for Events)."""
+    """Patch the status if it differs; returns the conditions that transitioned (for Events:
+    none for an object already gone, as in a namespace being deleted, which takes no Events)."""
     current = body.get("status") or {}
     if all(current.get(k) == v for k, v in status.items()):
         return []
     meta = body["metadata"]
-    kube.patch_status(Ref(API_VERSION, kind, meta["namespace"], meta["name"]), status)
+    if not kube.patch_status(Ref(API_VERSION, kind, meta["namespace"], meta["name"]), status):
+        return []
     with _written_lock:
         _written[str(meta.get("uid"))] = status
         _written.move_to_end(str(meta.get("uid")))
