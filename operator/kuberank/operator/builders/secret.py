@@ -35,7 +35,8 @@ def build_secret(owner: Owner, key: str, rotation: str | None = None) -> dict[st
 
 
 def secret_labels(owner: Owner) -> dict[str, str]:
-    """The labels the operator's watch of key Secrets selects by (and the gateway's kinds)."""
+    """A key Secret's labels: kuberank's own and its ApiKey's name, which the operator's watch
+    of key Secrets selects by."""
     return {**base_labels(), APIKEY_LABEL: owner.name}
 
 
