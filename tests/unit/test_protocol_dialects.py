@@ -190,6 +190,18 @@ def test_cohere_cuts_long_documents_by_default_as_cohere_does() -> None:
         is None
 
 
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_a_whole_number_written_with_a_fraction_is_that_integer(dialect: Dialect) -> None:
+    """JSON has one number type: JSON Schema (and so the OpenAPI document) reads 2.0 as the
+    integer 2; 2.5 stays a 422 (above)."""
+    field = "texts" if dialect is Dialect.TEI else "documents"
+    extra = {"max_tokens_per_doc": 16.0} if dialect is Dialect.COHERE else {}
+    req = parse_request(dialect, body(query="q", top_n=2.0, **{field: ["a", "b", "c"]}, **extra))
+    assert req.top_n == 2 and isinstance(req.top_n, int)
+    if dialect is Dialect.COHERE:
+        assert req.max_tokens_per_doc == 16 and isinstance(req.max_tokens_per_doc, int)
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -214,11 +226,12 @@ def test_schema_violations_are_422(fields: dict[str, Any]) -> None:
 
 
 def test_an_empty_or_blank_query_says_so() -> None:
-    for query in ("", "  \n"):
+    for query in ("", "  \n", "\u0007\u0082"):
         with pytest.raises(Unprocessable) as info:
             parse_request(Dialect.COHERE, body(query=query, documents=["a"]))
         assert (info.value.code, info.value.message) == (
-            "empty_query", "query must contain text (it is empty or only whitespace)")
+            "empty_query",
+            "query must contain text (it is empty, or only whitespace or control characters)")
 
 
 @pytest.mark.parametrize(
@@ -284,6 +297,7 @@ def test_the_request_schema_admits_no_body_the_checks_refuse(model: Any, field: 
     schema.validate({"query": "q", field: ["a"], "top_n": 1})
     refused = [{"query": "", field: ["a"]}, {"query": " \n\t", field: ["a"]},
                {"query": "\u001f\u3000\u0085", field: ["a"]},
+               {"query": "\u0082\u0007\u009f\u0000", field: ["a"]},  # control characters
                {"query": "q", field: []}, {"query": "q", field: ["a"], "top_n": 0}]
     if model is CohereRequest:
         refused.append({"query": "q", field: ["a"], "max_tokens_per_doc": 0})

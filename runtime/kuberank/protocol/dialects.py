@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,14 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from kuberank.protocol.errors import BadRequest, Unprocessable
-from kuberank.protocol.schemas import CohereRequest, Document, JinaRequest, TeiRequest, TextObject
+from kuberank.protocol.schemas import (
+    READABLE_CHARACTER,
+    CohereRequest,
+    Document,
+    JinaRequest,
+    TeiRequest,
+    TextObject,
+)
 from pydantic import ValidationError
 
 # A request with more documents than this is refused even when no limit is configured: it keeps
@@ -189,11 +197,11 @@ def check_document_count(count: int, max_documents: int | None) -> None:
 
 
 def _check(request: RerankRequest, max_documents: int | None, count: bool) -> None:
-    # A query of only whitespace tokenizes to nothing, as an empty one does: every document
-    # would be scored against no question at all.
-    if not request.query.strip():
-        raise Unprocessable("query must contain text (it is empty or only whitespace)",
-                            code="empty_query")
+    # A query of only whitespace or control characters tokenizes to nothing, as an empty one
+    # does: every document would be scored against no question at all.
+    if not re.search(READABLE_CHARACTER, request.query):
+        raise Unprocessable("query must contain text (it is empty, or only whitespace or "
+                            "control characters)", code="empty_query")
     if not request.documents:
         raise BadRequest(f"{request.documents_field} must not be empty", code="empty_documents")
     # An empty document is ranked like any other (TEI does the same): one empty chunk in a

@@ -1,18 +1,28 @@
 """Wire models of the three dialects: requests, strict so that wrong JSON types are 422s, and
 the answers, which document the API (OpenAPI) and let tests check what shaping builds.
 
-Strict mode keeps `"top_n": "3"` or `"query": 5` from being coerced silently; unknown fields are
-ignored because real clients send extras (`"encoding_format"`, `"rank_fields"`, ...). Answers are
-TypedDicts: a key such as `document` is either present or absent, never null.
+Strict mode keeps `"top_n": "3"` or `"query": 5` from being coerced silently (`"top_n": 3.0` is
+the integer 3, as JSON Schema reads it); unknown fields are ignored because real clients send
+extras (`"encoding_format"`, `"rank_fields"`, ...). Answers are TypedDicts: a key such as
+`document` is either present or absent, never null.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from pydantic.config import JsonDict
 from typing_extensions import TypedDict
+
+
+def _integral(value: object) -> object:
+    """3.0 as 3: JSON has one number type (a client's 3.0 is JSON Schema's integer 3); 3.5,
+    "3" and true stay refused by strict mode."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_integral)]
 
 
 class _Wire(BaseModel):
@@ -29,13 +39,17 @@ class TextObject(_Wire):
 
 Document = str | TextObject
 
+# A character that is neither whitespace to str.strip nor a control character (which every
+# tokenizer drops: BERT's text cleaning, SentencePiece's nmt_nfkc): a query without one asks
+# nothing. Written in escapes that ECMA-262 (JSON Schema's regex) and Python read alike; \S is
+# not the same class in both.
+READABLE_CHARACTER = (r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+                      r"\u3000]")
 # Refused by the checks after parsing, with their own codes (400 empty_documents, 422
 # invalid_top_n, empty_query), and stated in the schema so that a body it admits is served (but
-# for a query of only invisible characters, such as a zero-width space: no token, a 422 too).
-# The pattern is ECMA-262's (JSON Schema's), whose \S is not Python's: a character that is no
-# whitespace to str.strip, spelled out.
-NON_EMPTY_TEXT: JsonDict = {
-    "pattern": "[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"}
+# for a query of only other invisible characters, such as a zero-width space, that the model
+# reads as no token: a 422 too).
+NON_EMPTY_TEXT: JsonDict = {"pattern": READABLE_CHARACTER}
 # Lists stop at their first bad item: a body of a million wrong documents costs one error.
 AT_LEAST_ONE: JsonDict = {"minimum": 1}
 
@@ -57,7 +71,8 @@ class JinaRequest(_Wire):
     query: str = Field(json_schema_extra=NON_EMPTY_TEXT)
     documents: list[Document] = Field(description=DOCUMENTS, fail_fast=True,
                                       json_schema_extra={"minItems": 1})
-    top_n: int | None = Field(default=None, description=TOP_N, json_schema_extra=AT_LEAST_ONE)
+    top_n: WholeNumber | None = Field(default=None, description=TOP_N,
+                                      json_schema_extra=AT_LEAST_ONE)
     # null is the default, as for every optional field here: generated clients send nulls.
     return_documents: bool | None = Field(
         default=True, description="Include each document in its result (null: true).")
@@ -72,7 +87,7 @@ class TeiRequest(_Wire):
     query: str = Field(json_schema_extra=NON_EMPTY_TEXT)
     texts: list[str] = Field(description="Texts to rank.", fail_fast=True,
                              json_schema_extra={"minItems": 1})
-    top_n: int | None = Field(default=None, description="Return only the n best results "
+    top_n: WholeNumber | None = Field(default=None, description="Return only the n best results "
                               "(llama-server takes it in this body; TEI has no such field).",
                               json_schema_extra=AT_LEAST_ONE)
     return_text: bool = Field(default=False, description="Include each text in its result.")
@@ -93,8 +108,9 @@ class CohereRequest(_Wire):
     query: str = Field(json_schema_extra=NON_EMPTY_TEXT)
     documents: list[Document] = Field(description=DOCUMENTS, fail_fast=True,
                                       json_schema_extra={"minItems": 1})
-    top_n: int | None = Field(default=None, description=TOP_N, json_schema_extra=AT_LEAST_ONE)
-    max_tokens_per_doc: int | None = Field(
+    top_n: WholeNumber | None = Field(default=None, description=TOP_N,
+                                      json_schema_extra=AT_LEAST_ONE)
+    max_tokens_per_doc: WholeNumber | None = Field(
         default=None, description="Cut each document to this many tokens (default 4096, as at "
         "Cohere), and to the model's own limits, whatever its overflow policy: as at Cohere, a "
         "long document is never a 413.", json_schema_extra=AT_LEAST_ONE)
