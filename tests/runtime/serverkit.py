@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,12 +21,15 @@ class Server:
     def __init__(self, model: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its log goes to a file, not a pipe read only at the end: a pipe's 64 KiB fill up in a
+        # long test, and the server then blocks on its next log line, answering nothing.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
         self.proc = subprocess.Popen(
             # No drain on SIGTERM unless a test asks (a later --drain-seconds wins): stopping
             # a test server need not wait for load balancers that are not there.
             [RUNTIME, "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port),
              "--threads", "1", "--drain-seconds", "0", *args],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.client = httpx.Client(base_url=self.url, timeout=60)
 
@@ -42,15 +46,16 @@ class Server:
         raise AssertionError(f"runtime not healthy within {timeout}s")
 
     def output(self) -> str:
+        """Everything it logged, once stopped."""
         if self.proc.poll() is None:
             self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        return out.decode(errors="replace")
+        self.proc.wait(timeout=30)
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def stop(self) -> None:
         self.client.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._log.close()
