@@ -29,14 +29,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
-import yaml
 from benchkit import free_port
-from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.crd.keys import generate_key
 from kuberank.modelkit import paths
 from kuberank.modelkit.build import ensure_tiny
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import gatewayobjects
 
 BIN = Path(sys.executable).parent
 
@@ -59,32 +60,6 @@ def wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> 
             pass
         time.sleep(0.3)
     raise SystemExit(f"{url} not ready after {timeout}s")
-
-
-def objects(key: str, runtime_port: int) -> list[dict[str, Any]]:
-    parsed = parse_key(key)
-    assert parsed is not None
-    meta = {"namespace": "bench"}
-    return [
-        {
-            "kind": "ApiKey",
-            "metadata": {**meta, "name": "bench"},
-            "spec": {"models": ["*"]},
-            "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)},
-        },
-        {"kind": "RerankModel", "metadata": {**meta, "name": "tiny"}, "spec": {}},
-        {
-            "kind": "EndpointSlice",
-            "addressType": "IPv4",
-            "metadata": {
-                **meta,
-                "name": "rrm-tiny-1",
-                "labels": {"kubernetes.io/service-name": "rrm-tiny"},
-            },
-            "ports": [{"name": "http", "port": runtime_port}],
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-        },
-    ]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -163,7 +138,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         objects_file = Path(tmp) / "objects.yaml"
-        objects_file.write_text(yaml.safe_dump_all(objects(key, runtime_port)))
+        gatewayobjects.write(objects_file, gatewayobjects.one_model(key, "tiny", runtime_port))
         try:
             procs.append(
                 spawn(

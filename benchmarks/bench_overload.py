@@ -30,6 +30,7 @@ import contextlib
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,12 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import yaml
 from bench_gateway import BIN, spawn, wait_ok
 from bench_runtime import start_runtime
 from benchkit import QUERY, documents, free_port, percentile_ms
-from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.crd.keys import generate_key
 from kuberank.modelkit import paths
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import gatewayobjects
 
 
 @dataclass
@@ -147,24 +150,12 @@ def behind_a_gateway(model: Path, replicas: int,
     file (as bench_gateway.py does): the gateway's URL, the headers with its key, a runtime's URL.
     The gateway tries up to three replicas on a 429, marking the tries it will pass over."""
     port, gateway_port, key = free_port(), free_port(), generate_key()
-    parsed = parse_key(key)
-    assert parsed is not None
     addresses = [f"127.0.0.{i + 1}" for i in range(replicas)]
-    meta = {"namespace": "bench"}
-    objects = [
-        {"kind": "ApiKey", "metadata": {**meta, "name": "bench"}, "spec": {"models": ["*"]},
-         "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)}},
-        {"kind": "RerankModel", "metadata": {**meta, "name": "bench"}, "spec": {}},
-        {"kind": "EndpointSlice", "addressType": "IPv4",
-         "metadata": {**meta, "name": "rrm-bench-1",
-                      "labels": {"kubernetes.io/service-name": "rrm-bench"}},
-         "ports": [{"name": "http", "port": port}],
-         "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses]},
-    ]
+    objects = gatewayobjects.one_model(key, "bench", port, addresses)
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp:
         objects_file = Path(tmp) / "objects.yaml"
-        objects_file.write_text(yaml.safe_dump_all(objects))
+        gatewayobjects.write(objects_file, objects)
         try:
             for address in addresses:
                 procs.append(spawn([str(BIN / "kuberank-runtime"), "--model", str(model),

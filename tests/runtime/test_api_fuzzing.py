@@ -17,10 +17,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import gatewayobjects
 import httpx
 import pytest
-import yaml
-from kuberank.crd.keys import digest_secret, generate_key, parse_key
+from kuberank.crd.keys import generate_key
 from localcluster import free_port
 from polling import wait_for
 from serverkit import Server
@@ -31,16 +31,17 @@ BIN = Path(sys.executable).parent
 KEY = generate_key()
 
 
-def fuzz(base_url: str, *headers: str) -> subprocess.CompletedProcess[str]:
+def fuzz(base_url: str, workdir: Path, *headers: str) -> subprocess.CompletedProcess[str]:
     """One schemathesis run, seeded and without an example database: the same requests each
-    time (the answers can still differ in timing, never in kind)."""
+    time (the answers can still differ in timing, never in kind). Its cache goes in
+    ``workdir``."""
     return subprocess.run(
         [str(BIN / "schemathesis"), "run", f"{base_url}/openapi.json",
          "--checks", "all", "--exclude-checks", "positive_data_acceptance",
          "--max-examples", "40", "--seed", "20261128", "--generation-database", "none",
          "--request-timeout", "120",  # a loaded CI machine: slow is not wrong
          *headers],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=workdir,
     )
 
 
@@ -62,21 +63,9 @@ def runtime(tiny_model: Path) -> Iterator[Server]:
 def gateway(runtime: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway that knows one key and one model, served by ``runtime``, from a file of the
     objects it would otherwise watch."""
-    parsed = parse_key(KEY)
-    assert parsed is not None
-    meta = {"namespace": "fuzz"}
-    objects = [
-        {"kind": "ApiKey", "metadata": {**meta, "name": "fuzz"}, "spec": {"models": ["*"]},
-         "status": {"keyId": parsed.key_id, "digest": digest_secret(parsed.secret)}},
-        {"kind": "RerankModel", "metadata": {**meta, "name": "tiny"}, "spec": {}},
-        {"kind": "EndpointSlice", "addressType": "IPv4",
-         "metadata": {**meta, "name": "rrm-tiny-1",
-                      "labels": {"kubernetes.io/service-name": "rrm-tiny"}},
-         "ports": [{"name": "http", "port": runtime.port}],
-         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]},
-    ]
-    objects_file = tmp_path_factory.mktemp("gateway") / "objects.yaml"
-    objects_file.write_text(yaml.safe_dump_all(objects))
+    objects_file = gatewayobjects.write(
+        tmp_path_factory.mktemp("gateway") / "objects.yaml",
+        gatewayobjects.one_model(KEY, "tiny", runtime.port, namespace="fuzz"))
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "kuberank-gateway"), "--objects-file", str(objects_file),
@@ -101,13 +90,15 @@ def gateway(runtime: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def test_the_runtime_answers_every_generated_request_as_its_document_says(
-    runtime: Server,
+    runtime: Server, tmp_path: Path,
 ) -> None:
-    run = fuzz(runtime.url)
+    run = fuzz(runtime.url, tmp_path)
     assert run.returncode == 0, verdict(run)
     assert runtime.proc.poll() is None
 
 
-def test_the_gateway_answers_every_generated_request_as_its_document_says(gateway: str) -> None:
-    run = fuzz(gateway, "--header", f"Authorization: Bearer {KEY}")
+def test_the_gateway_answers_every_generated_request_as_its_document_says(
+    gateway: str, tmp_path: Path,
+) -> None:
+    run = fuzz(gateway, tmp_path, "--header", f"Authorization: Bearer {KEY}")
     assert run.returncode == 0, verdict(run)
