@@ -39,10 +39,10 @@ class TextObject(_Wire):
 
 Document = str | TextObject
 
-# A character that is neither whitespace to str.strip nor a control character (which every
-# tokenizer drops: BERT's text cleaning, SentencePiece's nmt_nfkc): a query without one asks
-# nothing. Written in escapes that ECMA-262 (JSON Schema's regex) and Python read alike; \S is
-# not the same class in both.
+# A character that is neither whitespace to str.strip nor a control character (BERT's text
+# cleaning drops those, and llama.cpp's tokenizer with it): a query without one asks nothing.
+# Written in escapes that ECMA-262 (JSON Schema's regex) and Python read alike; \S is not the
+# same class in both.
 READABLE_CHARACTER = (r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
                       r"\u3000]")
 # Refused by the checks after parsing, with their own codes (400 empty_documents, 422
