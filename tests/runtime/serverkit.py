@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,3 +61,14 @@ class Server:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         self._log.close()
+
+
+@contextlib.contextmanager
+def running(model: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A ``Server`` once healthy, stopped on the way out (a fixture's whole life)."""
+    server = Server(model, *args, env=env)
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()

@@ -23,7 +23,7 @@ import pytest
 from kuberank.crd.keys import generate_key
 from localcluster import free_port
 from polling import wait_for
-from serverkit import Server
+from serverkit import Server, running
 
 pytestmark = pytest.mark.runtime
 
@@ -51,12 +51,8 @@ def verdict(run: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def runtime(tiny_model: Path) -> Iterator[Server]:
-    server = Server(tiny_model, "--served-name", "tiny")
-    try:
-        server.wait_healthy()
+    with running(tiny_model, "--served-name", "tiny") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

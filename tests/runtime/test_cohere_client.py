@@ -14,7 +14,7 @@ import cohere
 import httpx
 import pytest
 from cohere.core.api_error import ApiError
-from serverkit import Server
+from serverkit import Server, running
 
 pytestmark = pytest.mark.runtime
 
@@ -25,12 +25,8 @@ QUERY = "What is a panda?"
 
 @pytest.fixture(scope="module")
 def server(tiny_model: Path) -> Iterator[Server]:
-    srv = Server(tiny_model, "--max-documents", "3", env={"KUBERANK_SERVED_NAME": SERVED})
-    try:
-        srv.wait_healthy()
+    with running(tiny_model, "--max-documents", "3", env={"KUBERANK_SERVED_NAME": SERVED}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

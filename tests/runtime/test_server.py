@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 from promtext import sample
-from serverkit import RUNTIME, Server
+from serverkit import RUNTIME, Server, running
 
 pytestmark = pytest.mark.runtime
 
@@ -30,23 +30,16 @@ DOCS = ["hi", "it is a bear", "The giant panda (Ailuropoda melanoleuca) is a bea
 
 @pytest.fixture(scope="module")
 def server(tiny_model: Path) -> Iterator[Server]:
-    srv = Server(tiny_model, "--max-documents", "100", "--max-body-bytes", str(12 * 2**20),
-                 env={"KUBERANK_SERVED_NAME": "tiny"})
-    try:
-        srv.wait_healthy()
+    with running(tiny_model, "--max-documents", "100", "--max-body-bytes", str(12 * 2**20),
+                 env={"KUBERANK_SERVED_NAME": "tiny"}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
 def strict_server(tiny_model: Path) -> Iterator[Server]:
-    srv = Server(tiny_model, "--overflow", "reject", "--max-document-tokens", "8", "--normalize")
-    try:
-        srv.wait_healthy()
+    with running(tiny_model, "--overflow", "reject", "--max-document-tokens", "8",
+                 "--normalize") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def rerank(srv: Server, body: object, path: str = "/v1/rerank") -> httpx.Response:

@@ -19,7 +19,7 @@ import pytest
 from kuberank.protocol.shaping import ANOTHER_REPLICA_HEADER
 from polling import wait_for
 from promtext import sample
-from serverkit import Server
+from serverkit import Server, running
 
 pytestmark = pytest.mark.runtime
 
@@ -32,13 +32,9 @@ BIG = {"query": "What is a panda?",
 
 @pytest.fixture(scope="module")
 def busy_server(minilm_model: Path) -> Iterator[Server]:
-    srv = Server(minilm_model, "--max-documents", str(MAX_DOCUMENTS),
-                 "--max-queued-pairs", str(MAX_DOCUMENTS + 50))
-    try:
-        srv.wait_healthy()
+    with running(minilm_model, "--max-documents", str(MAX_DOCUMENTS),
+                 "--max-queued-pairs", str(MAX_DOCUMENTS + 50)) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def metric(srv: Server, name: str, **labels: str) -> float:
